@@ -1,1 +1,127 @@
-//! dotgate
+//! dotgate: a DNS-over-TLS (RFC 7858) terminating proxy in front of plain-DNS resolvers.
+//!
+//! Clients open TLS on port 853 and pipeline length-prefixed queries; dotgate relays each one to
+//! a UDP backend (BIND, Unbound) under a fresh random ID and writes every answer back with the
+//! client's ID the moment it arrives, out of order.
+//!
+//! # The data path, and where each step lives
+//!
+//! ```text
+//!  client ──TCP──► ① accept ........................ frontend::dot::{listen, accept}
+//!                  ② TLS handshake ................. frontend::dot::accept, tls
+//!                  ③ frame reader .................. frontend::dot::{connection, framing}
+//!                  ④ query check (FORMERR/NOTIMP) .. dns::check_query
+//!                  ⑤ in-flight table, random ID .... relay (inflight, backends)
+//!                  ⑥ upstream send (UDP; TCP on TC)  relay::{udp, tcp}
+//!  backend ──UDP─► ⑦ match source + ID + question .. relay::Relay::on_udp_datagram
+//!                  ⑧ restore ID, queue the answer .. frontend::dot::answers (a relay::ReplyTo)
+//!                  ⑨ coalesced TLS write ........... frontend::dot::connection
+//! ```
+//!
+//! Deadlines run beside ⑤–⑦ (`relay`): an unanswered query is retried once on another healthy
+//! backend, then answered SERVFAIL.
+//!
+//! # Threads and ownership
+//!
+//! `runtime::worker`: N workers, each an OS thread with a current-thread runtime that owns its
+//! listener (SO_REUSEPORT), connections, upstream sockets and in-flight table. A query never
+//! crosses threads; the per-query path has no lock. Shared state (config, TLS config) is read
+//! only. `config` turns flags and the TOML file into `Config`; `stats` counts per worker.
+
+pub mod config;
+pub mod dns;
+pub mod frontend;
+pub mod relay;
+pub mod runtime;
+pub mod stats;
+pub mod tls;
+
+use std::sync::Arc;
+use std::thread;
+
+use config::Config;
+use runtime::worker::{self, WorkerSpec};
+use tls::TlsSetup;
+
+/// Why the server stopped with an error (after a successful start of the config).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Listen(#[from] frontend::dot::listen::ListenError),
+    #[error("worker {worker} failed: {source}")]
+    Worker { worker: usize, source: std::io::Error },
+    #[error("cannot set up signal handling: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Binds, starts the workers, and serves until SIGTERM or SIGINT, then drains and returns.
+pub fn run(config: Config, tls: TlsSetup) -> Result<(), RunError> {
+    let config = Arc::new(config);
+    let mut skipped = Vec::new();
+    let (listeners, bound) = frontend::dot::listen::bind_all(&config.listen, config.workers, &mut skipped)?;
+    for (addr, e) in skipped {
+        tracing::warn!(%addr, error = %e, "not listening on this address (no IPv6 here?)");
+    }
+
+    let main_runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(RunError::Signals)?;
+    let (trigger, shutdown) = runtime::shutdown::channel();
+    let (exited_tx, mut exited_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, std::io::Result<()>)>();
+
+    let mut threads = Vec::new();
+    for (index, listeners) in listeners.into_iter().enumerate() {
+        let spec =
+            WorkerSpec { index, config: config.clone(), tls: tls.clone(), listeners, shutdown: shutdown.clone() };
+        let exited_tx = exited_tx.clone();
+        let handle = thread::Builder::new()
+            .name(format!("dotgate-worker-{index}"))
+            .spawn(move || {
+                let result = worker::run(spec);
+                let _ = exited_tx.send((index, result));
+            })
+            .map_err(|source| RunError::Worker { worker: index, source })?;
+        threads.push(handle);
+    }
+    drop(exited_tx);
+
+    let listen_list: Vec<String> = bound.iter().map(ToString::to_string).collect();
+    let backend_list: Vec<String> = config.backends.iter().map(ToString::to_string).collect();
+    tracing::info!(
+        "dotgate started: listen=[{}] backends=[{}] workers={} cert={} pin-sha256=\"{}\"",
+        listen_list.join(","),
+        backend_list.join(","),
+        config.workers,
+        if tls.self_signed { "self-signed (ephemeral)" } else { "from file" },
+        tls.spki_pin,
+    );
+
+    let outcome = main_runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+        let failure = tokio::select! {
+            _ = term.recv() => None,
+            _ = int.recv() => None,
+            exited = exited_rx.recv() => exited,
+        };
+        trigger.trigger();
+        if let Some((worker, Err(source))) = failure {
+            return Err(RunError::Worker { worker, source });
+        }
+        tracing::info!("shutting down: listeners closed, draining in-flight queries");
+        // A second signal stops waiting for the drain.
+        tokio::select! {
+            _ = async { while exited_rx.recv().await.is_some() {} } => {}
+            _ = term.recv() => tracing::warn!("second signal: exiting without waiting for the drain"),
+            _ = int.recv() => tracing::warn!("second signal: exiting without waiting for the drain"),
+        }
+        Ok(())
+    });
+    if outcome.is_ok() {
+        for handle in threads {
+            if handle.is_finished() {
+                let _ = handle.join();
+            }
+        }
+    }
+    outcome
+}

@@ -1,1 +1,59 @@
-fn main() {}
+//! The `dotgate` binary: parse the command line, load the TLS material, run. Exit status 2 for
+//! anything wrong with the settings (one line on stderr), 1 for a failure while running.
+
+use std::process::ExitCode;
+
+use dotgate::config::{Config, Invocation};
+use dotgate::tls::TlsSetup;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let invocation = match Config::from_args(std::env::args_os()) {
+        Ok(invocation) => invocation,
+        Err(e) => return bad_config(&e),
+    };
+    let (config, check_only) = match invocation {
+        Invocation::PrintedHelp => return ExitCode::SUCCESS,
+        Invocation::Check(config) => (config, true),
+        Invocation::Run(config) => (config, false),
+    };
+    let tls = match TlsSetup::load(config.cert_and_key.as_ref().map(|(c, k)| (c.as_path(), k.as_path()))) {
+        Ok(tls) => tls,
+        Err(e) => return bad_config(&e),
+    };
+    if check_only {
+        println!("dotgate: configuration OK");
+        return ExitCode::SUCCESS;
+    }
+
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DOTGATE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    if tls.self_signed {
+        tracing::warn!(
+            "no --cert/--key given: serving an ephemeral self-signed certificate; clients can pin it with pin-sha256=\"{}\"",
+            tls.spki_pin
+        );
+    }
+    match dotgate::run(config, tls) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("dotgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bad_config(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("dotgate: {e}");
+    ExitCode::from(2)
+}

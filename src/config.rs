@@ -1,0 +1,382 @@
+//! Settings: the command line, the optional TOML file, their merge, and validation.
+//!
+//! Owns the one `Config` every other module reads (by reference, at start). Flags override the
+//! file; the file overrides the defaults. Every problem becomes a `ConfigError` whose `Display`
+//! is one line an operator can act on; `main` prints it and exits with status 2. This module
+//! never touches sockets or files other than the config file itself.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// Port of DNS over TLS (RFC 7858 §3.1).
+pub const DEFAULT_DOT_PORT: u16 = 853;
+/// Port a backend listens on when an address gives none.
+pub const DEFAULT_BACKEND_PORT: u16 = 53;
+/// Close a connection with nothing in flight after this long (RFC 7858 §3.4 asks servers to
+/// reclaim idle connections; 10 s matches common resolver defaults).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that has not finished TLS by then loses its slot: a silent or slow client must not
+/// hold one.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A backend answer later than this is a loss: retry once elsewhere, then SERVFAIL. Under the
+/// 2 s that stub resolvers commonly wait, so the client sees our answer, not its own timeout.
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_millis(1500);
+/// On SIGTERM, how long in-flight queries get to finish before the process exits anyway.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Queries relayed at once per connection before dotgate stops reading from it.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 100;
+/// Upstream UDP sockets per worker, each with its own OS-chosen random port: widens the space
+/// an off-path spoofer must guess (RFC 5452) beyond 16 bits of ID.
+pub const DEFAULT_UPSTREAM_SOCKETS: usize = 4;
+
+/// The command line. Every field is optional so that the file and the defaults can fill in.
+#[derive(Debug, Parser)]
+#[command(name = "dotgate", version, about = "DNS-over-TLS terminating proxy for UDP DNS backends")]
+pub struct Cli {
+    /// Address to accept DoT on (repeatable). Default: 0.0.0.0:853 and [::]:853.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Vec<String>,
+    /// Plain-DNS backend to relay to (repeatable).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub backend: Vec<String>,
+    /// PEM certificate chain. Without --cert/--key an ephemeral self-signed one is made.
+    #[arg(long, value_name = "PEM")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PEM")]
+    pub key: Option<PathBuf>,
+    /// Worker threads, each with its own listener and upstream sockets. Default: one per core.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Close a connection idle (nothing in flight) this long, in seconds.
+    #[arg(long, value_name = "SECS")]
+    pub idle_timeout: Option<f64>,
+    /// Close a client that has not completed TLS in this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub handshake_timeout: Option<f64>,
+    /// Retry elsewhere, then SERVFAIL, a backend query unanswered this long, in seconds.
+    #[arg(long, value_name = "SECS")]
+    pub upstream_timeout: Option<f64>,
+    /// On SIGTERM/SIGINT, let in-flight queries finish for at most this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub drain_timeout: Option<f64>,
+    /// Queries in flight per connection before dotgate stops reading from it.
+    #[arg(long, value_name = "N")]
+    pub max_in_flight: Option<u32>,
+    /// Upstream UDP sockets per worker.
+    #[arg(long, value_name = "N")]
+    pub upstream_sockets: Option<usize>,
+    /// Log every query's name and type (off by default: privacy is the point).
+    #[arg(long)]
+    pub log_queries: bool,
+    /// TOML file with any of the settings above (keys are the long flag names).
+    #[arg(long, value_name = "FILE.toml")]
+    pub config: Option<PathBuf>,
+    /// Validate the settings (and load the certificate and key), then exit.
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+/// The TOML file: the same settings as the flags, under the same kebab-case names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    pub listen: Option<Vec<String>>,
+    pub backend: Option<Vec<String>>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub workers: Option<usize>,
+    pub idle_timeout: Option<f64>,
+    pub handshake_timeout: Option<f64>,
+    pub upstream_timeout: Option<f64>,
+    pub drain_timeout: Option<f64>,
+    pub max_in_flight: Option<u32>,
+    pub upstream_sockets: Option<usize>,
+    pub log_queries: Option<bool>,
+}
+
+/// Validated settings, as the rest of dotgate reads them.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Addresses to accept DoT on; every worker listens on each (SO_REUSEPORT).
+    pub listen: Vec<SocketAddr>,
+    /// Plain-DNS backends, in the order given.
+    pub backends: Vec<SocketAddr>,
+    /// PEM certificate chain and key; `None` means make an ephemeral self-signed pair.
+    pub cert_and_key: Option<(PathBuf, PathBuf)>,
+    /// Worker threads.
+    pub workers: usize,
+    /// Idle connection lifetime (nothing in flight).
+    pub idle_timeout: Duration,
+    /// Time a client has to complete the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time a backend has to answer one attempt.
+    pub upstream_timeout: Duration,
+    /// Upper bound on the shutdown drain.
+    pub drain_timeout: Duration,
+    /// Queries relayed at once per connection (read backpressure beyond).
+    pub max_in_flight: u32,
+    /// Upstream UDP sockets per worker and address family.
+    pub upstream_sockets: usize,
+    /// Log query names (privacy: off unless asked for).
+    pub log_queries: bool,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Invocation {
+    /// Serve with this config.
+    Run(Config),
+    /// `--check-config`: validate this config (and its certificate), then exit.
+    Check(Config),
+    /// `--help` or `--version` was printed; exit 0.
+    PrintedHelp,
+}
+
+/// Everything that can be wrong with the settings. Each renders as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Cli(String),
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    ParseFile { path: PathBuf, message: String },
+    #[error("invalid {what} address {value:?}: expected IP:PORT (IPv6 as [ADDR]:PORT)")]
+    Address { what: &'static str, value: String },
+    #[error("no backend given: use --backend ADDR:PORT (or `backend` in the config file)")]
+    NoBackend,
+    #[error("--cert and --key go together: give both or neither")]
+    HalfCertificate,
+    #[error("invalid {what} {value}: {reason}")]
+    Value { what: &'static str, value: String, reason: &'static str },
+    #[error("{0}")]
+    Tls(String),
+}
+
+impl Config {
+    /// Parses the process arguments (and the config file they name) into what to do.
+    pub fn from_args<I, T>(args: I) -> Result<Invocation, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let cli = match Cli::try_parse_from(args) {
+            Ok(cli) => cli,
+            Err(e) if !e.use_stderr() => {
+                // --help or --version: clap's own text on stdout.
+                let _ = e.print();
+                return Ok(Invocation::PrintedHelp);
+            }
+            Err(e) => return Err(ConfigError::Cli(first_line_of_clap_error(&e))),
+        };
+        let check_only = cli.check_config;
+        let config = Config::from_cli(cli)?;
+        Ok(if check_only { Invocation::Check(config) } else { Invocation::Run(config) })
+    }
+
+    /// Merges the flags over the file over the defaults, then validates.
+    pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+
+        let listen_strings = if cli.listen.is_empty() { file.listen.unwrap_or_default() } else { cli.listen };
+        let listen = if listen_strings.is_empty() {
+            vec![
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_DOT_PORT),
+                SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), DEFAULT_DOT_PORT),
+            ]
+        } else {
+            listen_strings.iter().map(|s| parse_addr(s, DEFAULT_DOT_PORT, "listen")).collect::<Result<_, _>>()?
+        };
+
+        let backend_strings = if cli.backend.is_empty() { file.backend.unwrap_or_default() } else { cli.backend };
+        if backend_strings.is_empty() {
+            return Err(ConfigError::NoBackend);
+        }
+        let backends = backend_strings
+            .iter()
+            .map(|s| parse_addr(s, DEFAULT_BACKEND_PORT, "backend"))
+            .collect::<Result<Vec<_>, _>>()?;
+        for b in &backends {
+            if b.ip().is_unspecified() || b.port() == 0 {
+                return Err(ConfigError::Value {
+                    what: "backend",
+                    value: b.to_string(),
+                    reason: "a backend needs a concrete address and a non-zero port",
+                });
+            }
+        }
+
+        let cert = cli.cert.or(file.cert);
+        let key = cli.key.or(file.key);
+        let cert_and_key = match (cert, key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return Err(ConfigError::HalfCertificate),
+        };
+
+        let workers = match cli.workers.or(file.workers) {
+            Some(n) if (1..=1024).contains(&n) => n,
+            Some(n) => {
+                return Err(ConfigError::Value { what: "workers", value: n.to_string(), reason: "must be 1 to 1024" })
+            }
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+
+        let max_in_flight = cli.max_in_flight.or(file.max_in_flight).unwrap_or(DEFAULT_MAX_IN_FLIGHT);
+        if !(1..=65_535).contains(&max_in_flight) {
+            return Err(ConfigError::Value {
+                what: "max-in-flight",
+                value: max_in_flight.to_string(),
+                reason: "must be 1 to 65535",
+            });
+        }
+        let upstream_sockets = cli.upstream_sockets.or(file.upstream_sockets).unwrap_or(DEFAULT_UPSTREAM_SOCKETS);
+        if !(1..=64).contains(&upstream_sockets) {
+            return Err(ConfigError::Value {
+                what: "upstream-sockets",
+                value: upstream_sockets.to_string(),
+                reason: "must be 1 to 64",
+            });
+        }
+
+        Ok(Config {
+            listen,
+            backends,
+            cert_and_key,
+            workers,
+            idle_timeout: seconds("idle-timeout", cli.idle_timeout.or(file.idle_timeout), DEFAULT_IDLE_TIMEOUT)?,
+            handshake_timeout: seconds(
+                "handshake-timeout",
+                cli.handshake_timeout.or(file.handshake_timeout),
+                DEFAULT_HANDSHAKE_TIMEOUT,
+            )?,
+            upstream_timeout: seconds(
+                "upstream-timeout",
+                cli.upstream_timeout.or(file.upstream_timeout),
+                DEFAULT_UPSTREAM_TIMEOUT,
+            )?,
+            drain_timeout: seconds("drain-timeout", cli.drain_timeout.or(file.drain_timeout), DEFAULT_DRAIN_TIMEOUT)?,
+            max_in_flight,
+            upstream_sockets,
+            log_queries: cli.log_queries || file.log_queries.unwrap_or(false),
+        })
+    }
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile { path: path.to_owned(), source })?;
+        toml::from_str(&text)
+            .map_err(|e| ConfigError::ParseFile { path: path.to_owned(), message: one_line(&e.to_string()) })
+    }
+}
+
+/// `IP:PORT`, `[IPv6]:PORT`, or a bare IP (which gets `default_port`).
+fn parse_addr(s: &str, default_port: u16, what: &'static str) -> Result<SocketAddr, ConfigError> {
+    let s = s.trim();
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Ok(ip) = s.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, default_port));
+    }
+    Err(ConfigError::Address { what, value: s.to_owned() })
+}
+
+fn seconds(what: &'static str, value: Option<f64>, default: Duration) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(Duration::from_secs_f64(v)),
+        Some(v) => {
+            Err(ConfigError::Value { what, value: v.to_string(), reason: "must be seconds above 0 and at most 86400" })
+        }
+    }
+}
+
+/// TOML and clap errors span several lines (a caret diagram, usage); operators get one.
+fn one_line(text: &str) -> String {
+    text.split('\n').map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('|')).collect::<Vec<_>>().join(" ")
+}
+
+fn first_line_of_clap_error(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid command line");
+    line.trim_start_matches("error: ").to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut all = vec!["dotgate"];
+        all.extend_from_slice(args);
+        match Config::from_args(all)? {
+            Invocation::Run(c) | Invocation::Check(c) => Ok(c),
+            Invocation::PrintedHelp => panic!("help printed"),
+        }
+    }
+
+    #[test]
+    fn defaults_listen_on_853_both_families() {
+        let c = parse(&["--backend", "127.0.0.1:53"]).unwrap();
+        assert_eq!(c.listen, vec!["0.0.0.0:853".parse().unwrap(), "[::]:853".parse().unwrap()]);
+        assert_eq!(c.max_in_flight, DEFAULT_MAX_IN_FLIGHT);
+        assert_eq!(c.upstream_timeout, DEFAULT_UPSTREAM_TIMEOUT);
+        assert!(c.workers >= 1);
+    }
+
+    #[test]
+    fn bare_backend_ip_gets_port_53() {
+        let c = parse(&["--backend", "::1", "--backend", "127.0.0.2"]).unwrap();
+        assert_eq!(c.backends, vec!["[::1]:53".parse().unwrap(), "127.0.0.2:53".parse().unwrap()]);
+    }
+
+    #[test]
+    fn errors_are_one_line() {
+        for args in [
+            vec!["--backend", "nonsense"],
+            vec!["--backend", "127.0.0.1:53", "--bogus"],
+            vec!["--backend", "127.0.0.1:53", "--cert", "a.pem"],
+            vec!["--backend", "127.0.0.1:53", "--workers", "0"],
+            vec!["--backend", "127.0.0.1:53", "--idle-timeout", "-1"],
+            vec![],
+        ] {
+            let e = parse(&args).unwrap_err().to_string();
+            assert!(!e.contains('\n') && !e.is_empty(), "{args:?}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn file_sets_and_flags_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "backend = [\"127.0.0.1:5353\"]\nworkers = 3\nidle-timeout = 2.5\n").unwrap();
+        let p = path.to_str().unwrap();
+        let c = parse(&["--config", p]).unwrap();
+        assert_eq!(c.workers, 3);
+        assert_eq!(c.idle_timeout, Duration::from_millis(2500));
+        let c = parse(&["--config", p, "--workers", "1", "--backend", "127.0.0.9:53"]).unwrap();
+        assert_eq!(c.workers, 1);
+        assert_eq!(c.backends, vec!["127.0.0.9:53".parse().unwrap()]);
+    }
+
+    #[test]
+    fn unknown_file_key_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "backend = [\"127.0.0.1:53\"]\nbackends = 1\n").unwrap();
+        let e = parse(&["--config", path.to_str().unwrap()]).unwrap_err().to_string();
+        assert!(e.contains("unknown field"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+}

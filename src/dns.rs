@@ -1,0 +1,261 @@
+//! DNS wire helpers for the per-query path: header fields, the single question, the query
+//! check, and the few answers dotgate makes itself (FORMERR, NOTIMP, SERVFAIL).
+//!
+//! Hand-rolled on purpose (as in encrypted-dns-server's `dns.rs`): the hot path only ever needs
+//! the 12-byte header and the question, and a full DNS library would parse and allocate for
+//! every record. This module never parses resource records and never allocates; tests and tools
+//! use hickory-proto instead.
+
+/// Length of the fixed DNS header (RFC 1035 §4.1.1); shorter messages are not DNS.
+pub const HEADER_LEN: usize = 12;
+
+/// Longest domain name on the wire, in octets (RFC 1035 §3.1).
+const MAX_NAME_LEN: usize = 255;
+
+/// The response codes dotgate sets on answers it makes itself.
+pub mod rcode {
+    pub const FORMERR: u8 = 1;
+    pub const SERVFAIL: u8 = 2;
+    pub const NOTIMP: u8 = 4;
+}
+
+/// The only opcode dotgate relays (RFC 1035 §4.1.1).
+const OPCODE_QUERY: u8 = 0;
+
+/// The message ID. Callers guarantee `msg.len() >= HEADER_LEN`.
+#[inline]
+pub fn id(msg: &[u8]) -> u16 {
+    u16::from_be_bytes([msg[0], msg[1]])
+}
+
+/// Overwrites the message ID in place. Callers guarantee `msg.len() >= HEADER_LEN`.
+#[inline]
+pub fn set_id(msg: &mut [u8], id: u16) {
+    msg[..2].copy_from_slice(&id.to_be_bytes());
+}
+
+/// QR: set on responses.
+#[inline]
+pub fn is_response(msg: &[u8]) -> bool {
+    msg[2] & 0x80 != 0
+}
+
+#[inline]
+pub fn opcode(msg: &[u8]) -> u8 {
+    (msg[2] >> 3) & 0x0f
+}
+
+/// TC: the answer did not fit and must be asked again over TCP.
+#[inline]
+pub fn is_truncated(msg: &[u8]) -> bool {
+    msg[2] & 0x02 != 0
+}
+
+#[inline]
+pub fn rcode(msg: &[u8]) -> u8 {
+    msg[3] & 0x0f
+}
+
+#[inline]
+pub fn qdcount(msg: &[u8]) -> u16 {
+    u16::from_be_bytes([msg[4], msg[5]])
+}
+
+/// Offset just past the question (name, type, class) that starts right after the header, or
+/// `None` when it is not a well-formed uncompressed name followed by type and class.
+///
+/// A compression pointer cannot be valid here: nothing precedes the first name to point at.
+pub fn question_end(msg: &[u8]) -> Option<usize> {
+    let mut pos = HEADER_LEN;
+    loop {
+        let label_len = *msg.get(pos)? as usize;
+        if label_len == 0 {
+            pos += 1;
+            break;
+        }
+        if label_len & 0xc0 != 0 {
+            return None;
+        }
+        pos += 1 + label_len;
+        if pos - HEADER_LEN > MAX_NAME_LEN {
+            return None;
+        }
+    }
+    let end = pos + 4;
+    (end <= msg.len()).then_some(end)
+}
+
+/// Whether two question sections (name, type, class, as sliced by [`question_end`]) ask the
+/// same thing: names compared ASCII-case-insensitively (RFC 4343), type and class exactly.
+///
+/// Label length octets are below 64 and so never change under ASCII case folding, which lets
+/// the name be compared as one run of bytes.
+pub fn same_question(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() || a.len() < 5 {
+        return false;
+    }
+    let name_len = a.len() - 4;
+    a[..name_len].eq_ignore_ascii_case(&b[..name_len]) && a[name_len..] == b[name_len..]
+}
+
+/// What the frontend does with a message a client sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryVerdict {
+    /// A well-formed single-question QUERY: relay it. The question ends at this offset.
+    Relay { question_end: usize },
+    /// Answer locally with this RCODE; never forwarded.
+    Answer(u8),
+    /// A response (QR=1) sent by a client: not a DNS client, close the connection.
+    Close,
+}
+
+/// Decides what to do with a client message of at least [`HEADER_LEN`] bytes.
+pub fn check_query(msg: &[u8]) -> QueryVerdict {
+    if msg.len() < HEADER_LEN || is_response(msg) {
+        return QueryVerdict::Close;
+    }
+    if opcode(msg) != OPCODE_QUERY {
+        return QueryVerdict::Answer(rcode::NOTIMP);
+    }
+    if qdcount(msg) != 1 {
+        return QueryVerdict::Answer(rcode::FORMERR);
+    }
+    match question_end(msg) {
+        Some(question_end) => QueryVerdict::Relay { question_end },
+        None => QueryVerdict::Answer(rcode::FORMERR),
+    }
+}
+
+/// Appends to `out` an answer dotgate makes itself for `query`: the query's ID, opcode, RD and
+/// CD, QR set, the given RCODE, and the question when the query has one well-formed question.
+/// No records: nothing is claimed that the backend did not say. `id` is the ID to answer with.
+pub fn write_local_answer(query: &[u8], id: u16, rcode: u8, out: &mut Vec<u8>) {
+    let opcode_and_rd = query.get(2).map_or(0, |b| b & 0x79);
+    let cd = query.get(3).map_or(0, |b| b & 0x10);
+    let question = if query.len() >= HEADER_LEN && qdcount(query) == 1 {
+        question_end(query).map(|end| &query[HEADER_LEN..end])
+    } else {
+        None
+    };
+    // RA is set on SERVFAIL because the service behind dotgate does recurse; on FORMERR and
+    // NOTIMP nothing was attempted.
+    let ra = if rcode == rcode::SERVFAIL { 0x80 } else { 0 };
+    out.extend_from_slice(&id.to_be_bytes());
+    out.push(0x80 | opcode_and_rd);
+    out.push(ra | cd | (rcode & 0x0f));
+    out.extend_from_slice(&[0, question.is_some() as u8, 0, 0, 0, 0, 0, 0]);
+    if let Some(question) = question {
+        out.extend_from_slice(question);
+    }
+}
+
+/// A wire-format name (uncompressed, as checked by [`question_end`]) in presentation form, for
+/// logs only. Allocates: never on the default path.
+pub fn display_name(wire: &[u8]) -> String {
+    let mut out = String::new();
+    let mut pos = 0;
+    while let Some(&len) = wire.get(pos) {
+        if len == 0 {
+            break;
+        }
+        let label = wire.get(pos + 1..pos + 1 + len as usize).unwrap_or_default();
+        for &b in label {
+            if b.is_ascii_graphic() && b != b'.' && b != b'\\' {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("\\{b:03}"));
+            }
+        }
+        out.push('.');
+        pos += 1 + len as usize;
+    }
+    if out.is_empty() {
+        out.push('.');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(name: &[u8], qtype: u16) -> Vec<u8> {
+        let mut msg = vec![0x12, 0x34, 0x01, 0x20, 0, 1, 0, 0, 0, 0, 0, 0];
+        msg.extend_from_slice(name);
+        msg.extend_from_slice(&qtype.to_be_bytes());
+        msg.extend_from_slice(&[0, 1]);
+        msg
+    }
+
+    #[test]
+    fn well_formed_query_is_relayed() {
+        let q = query(b"\x03www\x07example\x00", 1);
+        assert_eq!(check_query(&q), QueryVerdict::Relay { question_end: q.len() });
+    }
+
+    #[test]
+    fn response_from_client_closes() {
+        let mut q = query(b"\x00", 1);
+        q[2] |= 0x80;
+        assert_eq!(check_query(&q), QueryVerdict::Close);
+    }
+
+    #[test]
+    fn other_opcode_is_notimp_and_bad_question_is_formerr() {
+        let mut q = query(b"\x00", 1);
+        q[2] |= 4 << 3; // NOTIFY
+        assert_eq!(check_query(&q), QueryVerdict::Answer(rcode::NOTIMP));
+        let mut two = query(b"\x00", 1);
+        two[5] = 2;
+        assert_eq!(check_query(&two), QueryVerdict::Answer(rcode::FORMERR));
+        let truncated_name = query(b"\x05ab", 1);
+        assert_eq!(check_query(&truncated_name[..15]), QueryVerdict::Answer(rcode::FORMERR));
+        let pointer = query(b"\xc0\x0c", 1);
+        assert_eq!(check_query(&pointer), QueryVerdict::Answer(rcode::FORMERR));
+    }
+
+    #[test]
+    fn overlong_name_is_formerr() {
+        let mut name = Vec::new();
+        for _ in 0..5 {
+            name.push(63);
+            name.extend_from_slice(&[b'a'; 63]);
+        }
+        name.push(0);
+        assert_eq!(check_query(&query(&name, 1)), QueryVerdict::Answer(rcode::FORMERR));
+    }
+
+    #[test]
+    fn questions_compare_case_insensitively_but_types_exactly() {
+        let a = query(b"\x03WwW\x07example\x00", 1);
+        let b = query(b"\x03www\x07EXAMPLE\x00", 1);
+        assert!(same_question(&a[12..], &b[12..]));
+        // Type 65 (0x0041, 'A') vs 97 (0x0061, 'a') must not fold together.
+        let https = query(b"\x03www\x00", 65);
+        let other = query(b"\x03www\x00", 97);
+        assert!(!same_question(&https[12..], &other[12..]));
+    }
+
+    #[test]
+    fn local_answer_keeps_id_question_and_flags() {
+        let q = query(b"\x03www\x00", 28);
+        let mut out = Vec::new();
+        write_local_answer(&q, 0xbeef, rcode::SERVFAIL, &mut out);
+        assert_eq!(id(&out), 0xbeef);
+        assert!(is_response(&out));
+        assert_eq!(rcode(&out), rcode::SERVFAIL);
+        assert_eq!(out[2] & 0x01, 0x01, "RD copied");
+        assert_eq!(out[3] & 0x10, 0x00, "CD not invented");
+        assert_eq!(qdcount(&out), 1);
+        assert_eq!(&out[12..], &q[12..]);
+    }
+
+    #[test]
+    fn local_answer_to_garbage_has_no_question() {
+        let mut out = Vec::new();
+        write_local_answer(&[0xab, 0xcd, 0, 0, 0, 2], 0xabcd, rcode::FORMERR, &mut out);
+        assert_eq!(out.len(), HEADER_LEN);
+        assert_eq!(qdcount(&out), 0);
+        assert_eq!(rcode(&out), rcode::FORMERR);
+    }
+}

@@ -1,0 +1,64 @@
+//! The accept loop of one listener on one worker, and the TLS handshake of each new client.
+//!
+//! Accept errors never end the loop: running out of file descriptors backs off instead of
+//! spinning. On shutdown the loop returns and the listener closes at once. A handshake that
+//! fails or outlasts the handshake timeout just closes that connection.
+
+use std::io;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::LazyConfigAcceptor;
+
+use super::{connection, DotContext};
+use crate::runtime::shutdown::Shutdown;
+use crate::stats::bump;
+use crate::tls::TlsSetup;
+
+/// Pause after an accept error that more accepting cannot fix (no file descriptors left).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// At most one accept-error log line per this long per listener.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+pub async fn accept_loop(listener: TcpListener, ctx: Rc<DotContext>, mut shutdown: Shutdown) {
+    let mut last_error_log: Option<Instant> = None;
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = shutdown.wait() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((tcp, _peer)) => {
+                // Answers are coalesced in user space; Nagle would only delay them.
+                let _ = tcp.set_nodelay(true);
+                bump(&ctx.stats.connections_accepted);
+                tokio::task::spawn_local(connection::serve(tcp, ctx.clone()));
+            }
+            Err(e) => {
+                if last_error_log.is_none_or(|t| t.elapsed() >= ERROR_LOG_INTERVAL) {
+                    tracing::warn!(error = %e, "accept failed");
+                    last_error_log = Some(Instant::now());
+                }
+                if is_resource_exhaustion(&e) {
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            }
+        }
+    }
+}
+
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM))
+}
+
+/// Runs the server side of the TLS handshake. The configuration is chosen after the
+/// ClientHello (see `TlsSetup::config_for`). Anything that is not TLS (plain DNS sent to this
+/// port, say) fails here at once.
+pub async fn handshake(tcp: TcpStream, tls: &TlsSetup) -> io::Result<TlsStream<TcpStream>> {
+    let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
+    let config = tls.config_for(&start.client_hello());
+    start.into_stream(config).await
+}

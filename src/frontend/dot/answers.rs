@@ -1,0 +1,88 @@
+//! A DoT connection's answer queue: the `ReplyTo` the relay delivers to, and the count of the
+//! connection's queries not yet answered on the wire, which drives read backpressure.
+//!
+//! Answers are appended, already framed, to one buffer, so that all answers ready when the
+//! writer runs leave in one TLS record and one write. The buffer is bounded by the in-flight
+//! cap: the connection reads no new query while `outstanding` is at the cap, and every queued
+//! answer is counted in `outstanding` until it is written.
+
+use std::cell::{Cell, RefCell};
+
+use tokio::sync::Notify;
+
+use super::framing::{append_framed, PREFIX_LEN};
+use crate::dns;
+use crate::relay::ReplyTo;
+
+#[derive(Default)]
+pub struct AnswerQueue {
+    /// Framed answers not yet handed to TLS.
+    framed: RefCell<Vec<u8>>,
+    /// Answers in `framed`.
+    queued: Cell<u32>,
+    /// Queries read from the client whose answer has not been handed to TLS yet.
+    outstanding: Cell<u32>,
+    /// The connection is gone: answers are dropped.
+    closed: Cell<bool>,
+    /// Wakes the connection task when an answer arrives.
+    pub ready: Notify,
+}
+
+impl AnswerQueue {
+    /// A query was handed to the relay.
+    pub fn relayed(&self) {
+        self.outstanding.set(self.outstanding.get() + 1);
+    }
+
+    /// Queues an answer made locally for `query` (it is never forwarded).
+    pub fn push_local(&self, query: &[u8], rcode: u8) {
+        let mut framed = self.framed.borrow_mut();
+        let start = framed.len();
+        framed.extend_from_slice(&[0, 0]);
+        dns::write_local_answer(query, dns::id(query), rcode, &mut framed);
+        let len = (framed.len() - start - PREFIX_LEN) as u16;
+        framed[start..start + PREFIX_LEN].copy_from_slice(&len.to_be_bytes());
+        self.queued.set(self.queued.get() + 1);
+        self.outstanding.set(self.outstanding.get() + 1);
+    }
+
+    pub fn outstanding(&self) -> u32 {
+        self.outstanding.get()
+    }
+
+    pub fn has_output(&self) -> bool {
+        self.queued.get() > 0
+    }
+
+    /// Moves every queued answer into `out` (which must be empty) by swapping buffers, so no
+    /// answer is copied twice; they stop counting as outstanding.
+    pub fn take(&self, out: &mut Vec<u8>) {
+        debug_assert!(out.is_empty());
+        std::mem::swap(out, &mut *self.framed.borrow_mut());
+        self.outstanding.set(self.outstanding.get() - self.queued.get());
+        self.queued.set(0);
+    }
+
+    /// The connection is closing: later answers are dropped.
+    pub fn close(&self) {
+        self.closed.set(true);
+        let mut framed = self.framed.borrow_mut();
+        framed.clear();
+        framed.shrink_to_fit();
+    }
+}
+
+impl ReplyTo for AnswerQueue {
+    fn deliver(&self, answer: &[u8]) {
+        if self.closed.get() {
+            return;
+        }
+        append_framed(&mut self.framed.borrow_mut(), answer);
+        self.queued.set(self.queued.get() + 1);
+        self.ready.notify_one();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+}

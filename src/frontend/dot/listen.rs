@@ -1,0 +1,66 @@
+//! Listening sockets: one per listen address per worker, all bound to the same address with
+//! SO_REUSEPORT so that the kernel spreads new connections over the workers. Bound by the main
+//! thread before workers start, so that a port in use is one error at start, and port 0
+//! resolves to one port that every worker shares.
+
+use std::io;
+use std::net::SocketAddr;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Accept queue length; the kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Why a listen address could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}: {source}")]
+pub struct ListenError {
+    pub addr: SocketAddr,
+    pub source: io::Error,
+}
+
+/// Binds `workers` listeners for every address. Returns them per worker, and the addresses
+/// as bound (port 0 resolved). An IPv6 wildcard that the host cannot bind (no IPv6) is skipped
+/// when another address remains; `skipped` gets it.
+pub fn bind_all(
+    addrs: &[SocketAddr],
+    workers: usize,
+    skipped: &mut Vec<(SocketAddr, io::Error)>,
+) -> Result<(Vec<Vec<std::net::TcpListener>>, Vec<SocketAddr>), ListenError> {
+    let mut per_worker: Vec<Vec<std::net::TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut bound = Vec::new();
+    for &wanted in addrs {
+        let first = match bind_one(wanted) {
+            Ok(l) => l,
+            Err(e) if wanted.is_ipv6() && wanted.ip().is_unspecified() && addrs.len() > 1 && no_ipv6(&e) => {
+                skipped.push((wanted, e));
+                continue;
+            }
+            Err(source) => return Err(ListenError { addr: wanted, source }),
+        };
+        let actual = first.local_addr().map_err(|source| ListenError { addr: wanted, source })?;
+        per_worker[0].push(first);
+        for listeners in per_worker.iter_mut().skip(1) {
+            listeners.push(bind_one(actual).map_err(|source| ListenError { addr: actual, source })?);
+        }
+        bound.push(actual);
+    }
+    Ok((per_worker, bound))
+}
+
+fn no_ipv6(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL))
+}
+
+fn bind_one(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}

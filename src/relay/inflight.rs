@@ -1,0 +1,155 @@
+//! The in-flight table: every query a worker has sent upstream and not yet answered, keyed by
+//! a compact slab key, plus the upstream-ID maps that find an entry from an answer.
+//!
+//! Owns: the entries, the per-UDP-socket ID → key maps, and a pool of query buffers so that
+//! steady traffic allocates nothing. It never does I/O and never decides policy (which backend,
+//! when to give up); `relay` does. Invariant: an entry is reachable from at most one ID map
+//! (one UDP socket or one TCP connection) at a time, and `release_route` is the one way out.
+
+use std::rc::Rc;
+
+use slab::Slab;
+
+use super::tcp::TcpConn;
+use super::ReplyTo;
+
+/// A slab key. u32 keeps ID maps at 4 bytes per slot.
+pub type Key = u32;
+
+/// Marks a free slot in a UDP ID map (keys are stored +1).
+const FREE: u32 = 0;
+
+/// Buffers kept for reuse; past this, returned buffers are freed (bounds idle memory after a burst).
+const MAX_POOLED_BUFFERS: usize = 4096;
+
+/// Where an entry's current attempt is waiting for its answer.
+pub enum Route {
+    /// Sent on upstream UDP socket `socket` with the ID in `Inflight::query`.
+    Udp { socket: u16 },
+    /// Sent (or queued) on this upstream TCP connection, after a truncated UDP answer.
+    Tcp { conn: Rc<TcpConn> },
+}
+
+/// One query in flight.
+pub struct Inflight {
+    /// Whom to hand the answer to.
+    pub reply: Rc<dyn ReplyTo>,
+    /// The client's own ID, restored on the answer.
+    pub client_id: u16,
+    /// The query as sent upstream: the client's bytes with the upstream ID in place.
+    pub query: Vec<u8>,
+    /// End of the question in `query` (it starts at the 12-byte header's end).
+    pub question_end: usize,
+    /// Index of the backend the current attempt went to.
+    pub backend: usize,
+    /// Where the current attempt waits.
+    pub route: Route,
+    /// Backends tried so far (1 after the first send; a retry makes it 2).
+    pub attempts: u8,
+    /// TCP connections tried for this query (a dead connection gets one resend on a new one).
+    pub tcp_attempts: u8,
+    /// Changes with every send, so that a stale deadline cannot time out a newer attempt.
+    pub generation: u32,
+    /// A health probe: never retried elsewhere, never answered to anyone.
+    pub probe: bool,
+}
+
+impl Inflight {
+    /// The question section, as sent.
+    pub fn question(&self) -> &[u8] {
+        &self.query[crate::dns::HEADER_LEN..self.question_end]
+    }
+}
+
+/// A worker's in-flight queries.
+pub struct InflightTable {
+    entries: Slab<Inflight>,
+    /// Per upstream UDP socket: upstream ID → key + 1 (0 = free). A flat array of 65,536 slots
+    /// (256 KiB per socket): one load per answer, no hashing, and the random-ID pick is a probe.
+    udp_ids: Vec<Box<[u32]>>,
+    spare_buffers: Vec<Vec<u8>>,
+}
+
+impl InflightTable {
+    pub fn new(udp_sockets: usize) -> InflightTable {
+        InflightTable {
+            entries: Slab::with_capacity(1024),
+            udp_ids: (0..udp_sockets).map(|_| vec![FREE; 1 << 16].into_boxed_slice()).collect(),
+            spare_buffers: Vec::new(),
+        }
+    }
+
+    /// A buffer holding a copy of `bytes`, from the pool when one is there.
+    pub fn buffer_from(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut buf = self.spare_buffers.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(bytes);
+        buf
+    }
+
+    /// Returns a buffer to the pool.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        // A 64 KiB answer buffer is not worth keeping for 50-byte queries.
+        if self.spare_buffers.len() < MAX_POOLED_BUFFERS && buf.capacity() <= 4096 {
+            self.spare_buffers.push(buf);
+        }
+    }
+
+    pub fn insert(&mut self, entry: Inflight) -> Key {
+        self.entries.insert(entry) as Key
+    }
+
+    pub fn get(&self, key: Key) -> Option<&Inflight> {
+        self.entries.get(key as usize)
+    }
+
+    pub fn get_mut(&mut self, key: Key) -> Option<&mut Inflight> {
+        self.entries.get_mut(key as usize)
+    }
+
+    /// Removes an entry; its route must have been released.
+    pub fn remove(&mut self, key: Key) -> Inflight {
+        self.entries.remove(key as usize)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The entry waiting on UDP socket `socket` for an answer with `id`.
+    #[inline]
+    pub fn udp_owner(&self, socket: usize, id: u16) -> Option<Key> {
+        match self.udp_ids[socket][id as usize] {
+            FREE => None,
+            stored => Some(stored - 1),
+        }
+    }
+
+    /// Whether `id` is free on `socket`.
+    #[inline]
+    pub fn udp_id_free(&self, socket: usize, id: u16) -> bool {
+        self.udp_ids[socket][id as usize] == FREE
+    }
+
+    /// Claims `id` on `socket` for `key`. The caller checked `udp_id_free`.
+    #[inline]
+    pub fn claim_udp_id(&mut self, socket: usize, id: u16, key: Key) {
+        debug_assert!(self.udp_id_free(socket, id));
+        self.udp_ids[socket][id as usize] = key + 1;
+    }
+
+    /// Detaches an entry from whatever ID map its current attempt sits in.
+    pub fn release_route(&mut self, key: Key) {
+        let Some(entry) = self.entries.get(key as usize) else { return };
+        let id = crate::dns::id(&entry.query);
+        match &entry.route {
+            Route::Udp { socket } => {
+                let slot = &mut self.udp_ids[*socket as usize][id as usize];
+                if *slot == key + 1 {
+                    *slot = FREE;
+                }
+            }
+            Route::Tcp { conn } => conn.forget(id, key),
+        }
+    }
+}

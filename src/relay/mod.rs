@@ -1,0 +1,477 @@
+//! The relay core (steps ⑤–⑧ of the data path): takes a checked query from any frontend, sends
+//! it to a backend with a fresh random ID, matches the answer, restores the client's ID and
+//! hands it back through the frontend's [`ReplyTo`]. Deadlines, one retry on another backend,
+//! SERVFAIL, the TCP fallback after TC=1, and backend health live here.
+//!
+//! One `Relay` per worker, used from that worker's thread only (`Rc`/`RefCell`, no locks).
+//! It must never know which frontend a query came from (DoT today, DNSCrypt-style UDP and the
+//! private-subdomain gateway later): everything it needs is the query and a `ReplyTo`.
+//! Invariants it keeps: every submitted query gets exactly one `deliver` (answer or SERVFAIL)
+//! unless its requester closed; an answer is accepted only from the backend address it was sent
+//! to, with the ID sent, QR=1 and the same question; the table empties when traffic stops.
+
+mod backends;
+mod inflight;
+mod tcp;
+mod udp;
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use crate::dns;
+use crate::stats::{bump, WorkerStats};
+use backends::{Backends, HealthChange};
+use inflight::{Inflight, InflightTable, Key, Route};
+pub use tcp::TcpConn;
+
+/// How a frontend gets its answers back. Implemented once per frontend (a DoT connection's
+/// answer queue; later a DNSCrypt UDP responder).
+pub trait ReplyTo {
+    /// Takes one answer whose ID is already the client's. Called exactly once per submitted
+    /// query. Must not call back into the relay (it may be called while the relay works).
+    fn deliver(&self, answer: &[u8]);
+
+    /// True once the requester is gone: its queries need no answer and no retry.
+    fn is_closed(&self) -> bool {
+        false
+    }
+}
+
+/// Tries at one backend each: the first send and one retry elsewhere (after that, SERVFAIL).
+const MAX_BACKEND_ATTEMPTS: u8 = 2;
+/// TCP connections a TC fallback may use: one, and one resend if that connection dies.
+const MAX_TCP_ATTEMPTS: u8 = 2;
+/// How often a worker probes each backend it has marked down.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// Random (socket, ID) picks before giving up on a free ID; at sane loads the first one hits.
+const ID_PICK_TRIES: usize = 16;
+
+/// Settings the relay needs, copied out of `Config`.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    pub backends: Vec<SocketAddr>,
+    pub upstream_timeout: Duration,
+    pub upstream_sockets: usize,
+    pub worker: usize,
+}
+
+/// An expiry record; stale once the entry's generation has moved on.
+struct Deadline {
+    key: Key,
+    generation: u32,
+    at: Instant,
+}
+
+struct RelayState {
+    table: InflightTable,
+    backends: Backends,
+    /// Upstream TCP connection per backend, for TC fallbacks.
+    tcp: Vec<Option<Rc<TcpConn>>>,
+    /// Deadlines in send order; with one constant timeout that is expiry order too.
+    deadlines: VecDeque<Deadline>,
+    /// ChaCha-based and seeded from the OS: upstream IDs and ports must be unpredictable to an
+    /// off-path spoofer (RFC 5452).
+    rng: StdRng,
+    next_generation: u32,
+}
+
+/// A worker's relay.
+pub struct Relay {
+    state: RefCell<RelayState>,
+    sockets: udp::SocketGroups,
+    settings: RelaySettings,
+    stats: Rc<WorkerStats>,
+    /// Wakes the timer task when the first deadline goes into an empty queue.
+    timer_wake: Notify,
+    /// Scratch for answers made here (SERVFAIL), so making one allocates nothing.
+    scratch: RefCell<Vec<u8>>,
+}
+
+impl Relay {
+    /// Binds the upstream sockets. Call inside the worker's runtime.
+    pub fn new(settings: RelaySettings, stats: Rc<WorkerStats>) -> io::Result<Rc<Relay>> {
+        let sockets = udp::SocketGroups::bind(&settings.backends, settings.upstream_sockets)?;
+        let state = RelayState {
+            table: InflightTable::new(sockets.len()),
+            backends: Backends::new(&settings.backends),
+            tcp: vec![None; settings.backends.len()],
+            deadlines: VecDeque::with_capacity(1024),
+            rng: StdRng::from_entropy(),
+            next_generation: 0,
+        };
+        Ok(Rc::new(Relay {
+            state: RefCell::new(state),
+            sockets,
+            settings,
+            stats,
+            timer_wake: Notify::new(),
+            scratch: RefCell::new(Vec::with_capacity(512)),
+        }))
+    }
+
+    /// Spawns the worker-local tasks: one receive loop per upstream socket, the deadline timer
+    /// and the health prober. Call inside a `LocalSet`; they end when it is dropped.
+    pub fn start(self: &Rc<Self>) {
+        for index in 0..self.sockets.len() {
+            tokio::task::spawn_local(udp::receive_loop(self.clone(), index));
+        }
+        tokio::task::spawn_local(timer_loop(self.clone()));
+        tokio::task::spawn_local(probe_loop(self.clone()));
+    }
+
+    /// Queries in flight on this worker.
+    pub fn in_flight(&self) -> usize {
+        self.state.borrow().table.len()
+    }
+
+    pub fn stats(&self) -> &WorkerStats {
+        &self.stats
+    }
+
+    /// Relays one checked query (see [`dns::check_query`]); the answer, or SERVFAIL, comes back
+    /// through `reply`. `query` is copied; the caller may reuse its buffer at once.
+    pub fn submit(self: &Rc<Self>, query: &[u8], question_end: usize, reply: Rc<dyn ReplyTo>) {
+        let mut st = self.state.borrow_mut();
+        let buf = st.table.buffer_from(query);
+        let key = st.table.insert(Inflight {
+            reply,
+            client_id: dns::id(query),
+            query: buf,
+            question_end,
+            backend: 0,
+            route: Route::Udp { socket: 0 },
+            attempts: 0,
+            tcp_attempts: 0,
+            generation: 0,
+            probe: false,
+        });
+        let backend = st.backends.pick(None);
+        self.send_or_fail(st, key, backend);
+    }
+
+    /// Sends `key` to `backend`, or answers SERVFAIL when there is none or no free ID.
+    fn send_or_fail(&self, mut st: std::cell::RefMut<'_, RelayState>, key: Key, backend: Option<usize>) {
+        if let Some(backend) = backend {
+            if self.send_udp(&mut st, key, backend) {
+                return;
+            }
+        }
+        let entry = st.table.remove(key);
+        drop(st);
+        self.answer_servfail(entry);
+    }
+
+    /// Sends the entry's query over UDP to `backend` with a fresh random ID on a random socket,
+    /// and arms its deadline. False when no ID is free (the table is absurdly full).
+    fn send_udp(&self, st: &mut RelayState, key: Key, backend: usize) -> bool {
+        let addr = st.backends.addr(backend);
+        let sockets = self.sockets.for_family(addr);
+        let mut picked = None;
+        for _ in 0..ID_PICK_TRIES {
+            let socket = sockets.start + st.rng.gen_range(0..sockets.len());
+            let id: u16 = st.rng.gen();
+            if st.table.udp_id_free(socket, id) {
+                picked = Some((socket, id));
+                break;
+            }
+        }
+        let Some((socket, id)) = picked else { return false };
+        st.table.claim_udp_id(socket, id, key);
+        let generation = next_generation(st);
+        let entry = st.table.get_mut(key).expect("entry being sent exists");
+        dns::set_id(&mut entry.query, id);
+        entry.backend = backend;
+        entry.route = Route::Udp { socket: socket as u16 };
+        entry.attempts += 1;
+        entry.generation = generation;
+        bump(&self.stats.upstream_sends);
+        if let Err(e) = self.sockets.get(socket).try_send_to(&entry.query, addr) {
+            // Not fatal: the deadline retries elsewhere or answers SERVFAIL.
+            bump(&self.stats.upstream_send_errors);
+            tracing::debug!(backend = %addr, error = %e, "upstream send failed");
+        }
+        st.backends.add_outstanding(backend);
+        self.arm_deadline(st, key, generation);
+        true
+    }
+
+    fn arm_deadline(&self, st: &mut RelayState, key: Key, generation: u32) {
+        let was_empty = st.deadlines.is_empty();
+        st.deadlines.push_back(Deadline { key, generation, at: Instant::now() + self.settings.upstream_timeout });
+        if was_empty {
+            self.timer_wake.notify_one();
+        }
+    }
+
+    /// A datagram arrived on upstream socket `socket`. Accepts it only if it answers the query
+    /// in flight under its ID on that socket, from that query's backend, with QR=1 and the same
+    /// question; everything else is dropped and counted, and no client is touched.
+    pub(crate) fn on_udp_datagram(self: &Rc<Self>, socket: usize, answer: &mut [u8], src: SocketAddr) {
+        if answer.len() < dns::HEADER_LEN {
+            bump(&self.stats.dropped_garbage);
+            return;
+        }
+        let mut st = self.state.borrow_mut();
+        let Some(key) = st.table.udp_owner(socket, dns::id(answer)) else {
+            bump(&self.stats.dropped_unknown_id);
+            return;
+        };
+        let entry = st.table.get(key).expect("ID map points at a live entry");
+        if src != st.backends.addr(entry.backend) {
+            bump(&self.stats.dropped_wrong_source);
+            return;
+        }
+        if !dns::is_response(answer) {
+            bump(&self.stats.dropped_garbage);
+            return;
+        }
+        if !answers_question(answer, entry.question()) {
+            bump(&self.stats.dropped_question_mismatch);
+            return;
+        }
+        let backend = entry.backend;
+        if let HealthChange::CameBack = st.backends.answered(backend, Instant::now()) {
+            info!(worker = self.settings.worker, backend = %st.backends.addr(backend), "backend answers again: marked up");
+        }
+        st.table.release_route(key);
+        if dns::is_truncated(answer) {
+            bump(&self.stats.tc_fallbacks);
+            self.send_tcp(&mut st, key);
+            return;
+        }
+        self.finish(st, key, answer);
+    }
+
+    /// An answer arrived on upstream TCP connection `conn`; same checks as UDP (the source is
+    /// the connection itself).
+    pub(crate) fn on_tcp_answer(&self, conn: &TcpConn, answer: &mut [u8]) {
+        if answer.len() < dns::HEADER_LEN || !dns::is_response(answer) {
+            bump(&self.stats.dropped_garbage);
+            return;
+        }
+        let mut st = self.state.borrow_mut();
+        let Some(key) = conn.owner(dns::id(answer)) else {
+            bump(&self.stats.dropped_unknown_id);
+            return;
+        };
+        let entry = st.table.get(key).expect("TCP ID map points at a live entry");
+        if !answers_question(answer, entry.question()) {
+            bump(&self.stats.dropped_question_mismatch);
+            return;
+        }
+        let backend = entry.backend;
+        st.backends.answered(backend, Instant::now());
+        st.table.release_route(key);
+        self.finish(st, key, answer);
+    }
+
+    /// Hands a matched answer to its requester and frees the entry.
+    fn finish(&self, mut st: std::cell::RefMut<'_, RelayState>, key: Key, answer: &mut [u8]) {
+        let entry = st.table.remove(key);
+        st.backends.sub_outstanding(entry.backend);
+        drop(st);
+        if !entry.probe {
+            dns::set_id(answer, entry.client_id);
+            bump(&self.stats.answers_backend);
+            entry.reply.deliver(answer);
+        }
+        self.state.borrow_mut().table.recycle(entry.query);
+    }
+
+    /// Moves a query whose UDP answer was truncated to the backend's TCP connection (opening
+    /// one if there is none), with a fresh deadline.
+    fn send_tcp(self: &Rc<Self>, st: &mut RelayState, key: Key) {
+        let entry = st.table.get(key).expect("entry exists");
+        let backend = entry.backend;
+        if entry.tcp_attempts >= MAX_TCP_ATTEMPTS {
+            self.fail_later(st, key);
+            return;
+        }
+        let conn = match &st.tcp[backend] {
+            Some(conn) if !conn.is_dead() => conn.clone(),
+            _ => {
+                let conn =
+                    TcpConn::open(self.clone(), backend, st.backends.addr(backend), self.settings.upstream_timeout);
+                st.tcp[backend] = Some(conn.clone());
+                conn
+            }
+        };
+        let preferred = dns::id(&entry.query);
+        let id = conn.free_id(preferred, &mut st.rng);
+        let generation = next_generation(st);
+        let entry = st.table.get_mut(key).expect("entry exists");
+        dns::set_id(&mut entry.query, id);
+        entry.route = Route::Tcp { conn: conn.clone() };
+        entry.tcp_attempts += 1;
+        entry.generation = generation;
+        conn.send(id, key, &entry.query);
+        bump(&self.stats.upstream_sends);
+        self.arm_deadline(st, key, generation);
+    }
+
+    /// Answers SERVFAIL for an entry from a context that holds the state borrow: the entry is
+    /// given a deadline of now, so the timer does it.
+    fn fail_later(&self, st: &mut RelayState, key: Key) {
+        let generation = next_generation(st);
+        if let Some(entry) = st.table.get_mut(key) {
+            entry.generation = generation;
+            entry.attempts = MAX_BACKEND_ATTEMPTS;
+        }
+        st.deadlines.push_front(Deadline { key, generation, at: Instant::now() });
+        self.timer_wake.notify_one();
+    }
+
+    /// A TCP connection died (or never connected) with these queries on it: each gets one
+    /// resend on a new connection, then SERVFAIL via its deadline.
+    pub(crate) fn on_tcp_failure(self: &Rc<Self>, conn: &TcpConn, stranded: Vec<Key>) {
+        let mut st = self.state.borrow_mut();
+        if let Some(current) = &st.tcp[conn.backend()] {
+            if std::ptr::eq(Rc::as_ptr(current), conn) {
+                st.tcp[conn.backend()] = None;
+            }
+        }
+        if !stranded.is_empty() {
+            bump(&self.stats.upstream_tcp_failures);
+        }
+        for key in stranded {
+            if st.table.get(key).is_some() {
+                self.send_tcp(&mut st, key);
+            }
+        }
+    }
+
+    /// Expires every deadline at or before `now`: retry once on another healthy backend, else
+    /// SERVFAIL. Returns the next deadline, if any.
+    fn expire(self: &Rc<Self>, now: Instant) -> Option<Instant> {
+        loop {
+            let mut st = self.state.borrow_mut();
+            let front = st.deadlines.front()?;
+            if front.at > now {
+                return Some(front.at);
+            }
+            let Deadline { key, generation, .. } = st.deadlines.pop_front().expect("front exists");
+            let Some(entry) = st.table.get(key) else { continue };
+            if entry.generation != generation {
+                continue; // answered, or sent again since
+            }
+            let (backend, attempts, probe, closed) =
+                (entry.backend, entry.attempts, entry.probe, entry.reply.is_closed());
+            bump(&self.stats.upstream_timeouts);
+            st.table.release_route(key);
+            st.backends.sub_outstanding(backend);
+            if st.backends.timed_out(backend) == HealthChange::WentDown {
+                warn!(worker = self.settings.worker, backend = %st.backends.addr(backend), "backend keeps timing out: marked down");
+            }
+            if !probe && !closed && attempts < MAX_BACKEND_ATTEMPTS {
+                if let Some(other) = st.backends.pick(Some(backend)) {
+                    bump(&self.stats.upstream_retries);
+                    if self.send_udp(&mut st, key, other) {
+                        continue;
+                    }
+                }
+            }
+            let entry = st.table.remove(key);
+            drop(st);
+            if probe || closed {
+                self.state.borrow_mut().table.recycle(entry.query);
+            } else {
+                self.answer_servfail(entry);
+            }
+        }
+    }
+
+    /// Answers SERVFAIL to an entry's requester and recycles its buffer.
+    fn answer_servfail(&self, entry: Inflight) {
+        if !entry.probe && !entry.reply.is_closed() {
+            let mut scratch = self.scratch.borrow_mut();
+            scratch.clear();
+            dns::write_local_answer(&entry.query, entry.client_id, dns::rcode::SERVFAIL, &mut scratch);
+            bump(&self.stats.answers_servfail);
+            entry.reply.deliver(&scratch);
+        }
+        self.state.borrow_mut().table.recycle(entry.query);
+    }
+
+    /// Sends a health probe (". NS", RD=0: any answer at all shows the backend is alive) to
+    /// a backend marked down.
+    fn probe(self: &Rc<Self>, backend: usize) {
+        const PROBE_QUERY: [u8; 17] = [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1];
+        let mut st = self.state.borrow_mut();
+        let buf = st.table.buffer_from(&PROBE_QUERY);
+        let key = st.table.insert(Inflight {
+            reply: Rc::new(NoReply),
+            client_id: 0,
+            query: buf,
+            question_end: PROBE_QUERY.len(),
+            backend,
+            route: Route::Udp { socket: 0 },
+            attempts: MAX_BACKEND_ATTEMPTS,
+            tcp_attempts: MAX_TCP_ATTEMPTS,
+            generation: 0,
+            probe: true,
+        });
+        if !self.send_udp(&mut st, key, backend) {
+            let entry = st.table.remove(key);
+            st.table.recycle(entry.query);
+        }
+    }
+}
+
+/// Whether `answer` (a response) carries exactly the question asked.
+fn answers_question(answer: &[u8], asked: &[u8]) -> bool {
+    dns::qdcount(answer) == 1
+        && dns::question_end(answer).is_some_and(|end| dns::same_question(&answer[dns::HEADER_LEN..end], asked))
+}
+
+fn next_generation(st: &mut RelayState) -> u32 {
+    st.next_generation = st.next_generation.wrapping_add(1);
+    st.next_generation
+}
+
+/// The requester of a probe: nobody.
+struct NoReply;
+
+impl ReplyTo for NoReply {
+    fn deliver(&self, _answer: &[u8]) {}
+    fn is_closed(&self) -> bool {
+        true
+    }
+}
+
+/// Sleeps until the earliest deadline, expires what is due, repeats.
+async fn timer_loop(relay: Rc<Relay>) {
+    loop {
+        match relay.expire(Instant::now()) {
+            // A wake can also mean an earlier deadline went in front (`fail_later`).
+            Some(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = relay.timer_wake.notified() => {}
+                }
+            }
+            None => relay.timer_wake.notified().await,
+        }
+    }
+}
+
+/// Probes every backend marked down, once per `PROBE_INTERVAL`.
+async fn probe_loop(relay: Rc<Relay>) {
+    let mut tick = tokio::time::interval(PROBE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let down: Vec<usize> = relay.state.borrow().backends.down().collect();
+        for backend in down {
+            relay.probe(backend);
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Upstream TCP connections, used only after a UDP answer came back truncated (TC=1).
+//!
+//! One connection per backend per worker, opened on the first fallback and reused: queries are
+//! pipelined on it, each under an ID unique on that connection, and answers are matched as they
+//! come, in any order. Owns the connection's ID map and its queue of outgoing frames. When the
+//! connection dies it hands the stranded queries back to the relay; it never answers a client.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use rand::Rng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use super::inflight::Key;
+use super::Relay;
+
+/// Close an upstream TCP connection with nothing waiting on it after this long; backends close
+/// idle ones themselves too (Unbound after 30 s, BIND after 30 s).
+const IDLE_CLOSE: Duration = Duration::from_secs(10);
+
+pub struct TcpConn {
+    backend: usize,
+    /// Upstream ID → in-flight key, for the queries waiting on this connection.
+    ids: RefCell<HashMap<u16, Key>>,
+    /// Length-prefixed queries not yet written.
+    outgoing: RefCell<Vec<u8>>,
+    wake: Notify,
+    dead: Cell<bool>,
+}
+
+impl TcpConn {
+    /// Starts connecting to `addr`; queries sent meanwhile wait in the queue.
+    pub fn open(relay: Rc<Relay>, backend: usize, addr: SocketAddr, connect_timeout: Duration) -> Rc<TcpConn> {
+        let conn = Rc::new(TcpConn {
+            backend,
+            ids: RefCell::new(HashMap::new()),
+            outgoing: RefCell::new(Vec::new()),
+            wake: Notify::new(),
+            dead: Cell::new(false),
+        });
+        tokio::task::spawn_local(run(relay, conn.clone(), addr, connect_timeout));
+        conn
+    }
+
+    pub fn backend(&self) -> usize {
+        self.backend
+    }
+
+    pub fn is_dead(&self) -> bool {
+        self.dead.get()
+    }
+
+    /// The query waiting on this connection under `id`.
+    pub fn owner(&self, id: u16) -> Option<Key> {
+        self.ids.borrow().get(&id).copied()
+    }
+
+    /// Drops `key`'s claim on `id` (timeout, or answered).
+    pub fn forget(&self, id: u16, key: Key) {
+        let mut ids = self.ids.borrow_mut();
+        if ids.get(&id) == Some(&key) {
+            ids.remove(&id);
+        }
+    }
+
+    /// An ID free on this connection: `preferred` when it is, else a random one.
+    pub fn free_id(&self, preferred: u16, rng: &mut impl Rng) -> u16 {
+        let ids = self.ids.borrow();
+        let mut id = preferred;
+        while ids.contains_key(&id) {
+            id = rng.gen();
+        }
+        id
+    }
+
+    /// Queues `query` (which carries `id`) for `key`.
+    pub fn send(&self, id: u16, key: Key, query: &[u8]) {
+        self.ids.borrow_mut().insert(id, key);
+        let mut out = self.outgoing.borrow_mut();
+        out.extend_from_slice(&(query.len() as u16).to_be_bytes());
+        out.extend_from_slice(query);
+        self.wake.notify_one();
+    }
+}
+
+async fn run(relay: Rc<Relay>, conn: Rc<TcpConn>, addr: SocketAddr, connect_timeout: Duration) {
+    if let Err(e) = drive(&relay, &conn, addr, connect_timeout).await {
+        tracing::debug!(backend = %addr, error = %e, "upstream TCP connection failed");
+    }
+    conn.dead.set(true);
+    conn.outgoing.borrow_mut().clear();
+    let stranded: Vec<Key> = conn.ids.borrow_mut().drain().map(|(_, key)| key).collect();
+    relay.on_tcp_failure(&conn, stranded);
+}
+
+async fn drive(relay: &Relay, conn: &TcpConn, addr: SocketAddr, connect_timeout: Duration) -> io::Result<()> {
+    let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+    stream.set_nodelay(true)?;
+    let (mut reader, mut writer) = stream.into_split();
+    let mut inbound = BytesMut::with_capacity(4096);
+    let mut pending = Vec::new();
+    loop {
+        std::mem::swap(&mut pending, &mut *conn.outgoing.borrow_mut());
+        if !pending.is_empty() {
+            writer.write_all(&pending).await?;
+            pending.clear();
+        }
+        let idle = conn.ids.borrow().is_empty();
+        tokio::select! {
+            biased;
+            _ = conn.wake.notified() => {}
+            read = reader.read_buf(&mut inbound) => {
+                if read? == 0 {
+                    return Ok(()); // the backend closed it; waiting queries are stranded
+                }
+                while let Some(mut frame) = next_frame(&mut inbound) {
+                    relay.on_tcp_answer(conn, &mut frame);
+                }
+            }
+            _ = tokio::time::sleep(IDLE_CLOSE), if idle => return Ok(()),
+        }
+    }
+}
+
+/// Splits one length-prefixed message off the front of `inbound`, when it is all there.
+fn next_frame(inbound: &mut BytesMut) -> Option<BytesMut> {
+    if inbound.len() < 2 {
+        return None;
+    }
+    let len = u16::from_be_bytes([inbound[0], inbound[1]]) as usize;
+    if inbound.len() < 2 + len {
+        inbound.reserve(2 + len - inbound.len());
+        return None;
+    }
+    inbound.advance(2);
+    Some(inbound.split_to(len))
+}

@@ -1,0 +1,80 @@
+//! One worker: an OS thread running a current-thread tokio runtime with its own listeners,
+//! connections, upstream sockets and in-flight table. A query never leaves its worker, so the
+//! per-query path takes no lock and touches no other core's memory.
+//!
+//! On shutdown the worker closes its listeners at once, lets its connections finish what is in
+//! flight and flush (for at most the drain timeout), logs its counters and returns.
+
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::LocalSet;
+
+use crate::config::Config;
+use crate::frontend::dot::{accept, DotContext, DotSettings, OpenConnections};
+use crate::relay::{Relay, RelaySettings};
+use crate::runtime::shutdown::Shutdown;
+use crate::stats::WorkerStats;
+use crate::tls::TlsSetup;
+
+/// What a worker thread is started with.
+pub struct WorkerSpec {
+    pub index: usize,
+    pub config: Arc<Config>,
+    pub tls: TlsSetup,
+    /// This worker's listening sockets (siblings of the other workers', via SO_REUSEPORT).
+    pub listeners: Vec<std::net::TcpListener>,
+    pub shutdown: Shutdown,
+}
+
+/// Runs a worker to completion on the calling thread.
+pub fn run(spec: WorkerSpec) -> io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let local = LocalSet::new();
+    local.block_on(&runtime, serve(spec))
+}
+
+async fn serve(spec: WorkerSpec) -> io::Result<()> {
+    let WorkerSpec { index, config, tls, listeners, mut shutdown } = spec;
+    let stats = Rc::new(WorkerStats::default());
+    let relay = Relay::new(
+        RelaySettings {
+            backends: config.backends.clone(),
+            upstream_timeout: config.upstream_timeout,
+            upstream_sockets: config.upstream_sockets,
+            worker: index,
+        },
+        stats.clone(),
+    )?;
+    relay.start();
+    let ctx = Rc::new(DotContext {
+        tls,
+        relay: relay.clone(),
+        stats: stats.clone(),
+        settings: DotSettings {
+            handshake_timeout: config.handshake_timeout,
+            idle_timeout: config.idle_timeout,
+            max_in_flight: config.max_in_flight,
+            log_queries: config.log_queries,
+        },
+        connections: Rc::new(OpenConnections::default()),
+        shutdown: shutdown.clone(),
+    });
+    for listener in listeners {
+        let listener = TcpListener::from_std(listener)?;
+        tokio::task::spawn_local(accept::accept_loop(listener, ctx.clone(), shutdown.clone()));
+    }
+
+    shutdown.wait().await;
+    let drained = tokio::time::timeout(config.drain_timeout, ctx.connections.all_closed()).await.is_ok();
+    tracing::info!(
+        worker = index,
+        drained,
+        open_connections = ctx.connections.count(),
+        in_flight = relay.in_flight(),
+        "worker stopped: {stats}"
+    );
+    Ok(())
+}
