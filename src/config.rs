@@ -53,16 +53,16 @@ pub struct Cli {
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
     /// Close a connection idle (nothing in flight) this long, in seconds.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub idle_timeout: Option<f64>,
     /// Close a client that has not completed TLS in this many seconds.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub handshake_timeout: Option<f64>,
     /// Retry elsewhere, then SERVFAIL, a backend query unanswered this long, in seconds.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub upstream_timeout: Option<f64>,
     /// On SIGTERM/SIGINT, let in-flight queries finish for at most this many seconds.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub drain_timeout: Option<f64>,
     /// Queries in flight per connection before dotgate stops reading from it.
     #[arg(long, value_name = "N")]

@@ -1,0 +1,112 @@
+//! The command-line contract: scripts and operators depend on it. A bad flag, address, config
+//! or key is one clear line on stderr and exit status 2; `--check-config` validates and exits.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn dotgate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dotgate")).args(args).output().expect("run dotgate")
+}
+
+fn assert_config_error(args: &[&str], needle: &str) {
+    let out = dotgate(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: stderr {stderr:?}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: want one line, got {stderr:?}");
+    assert!(stderr.contains(needle), "{args:?}: {stderr:?} lacks {needle:?}");
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn unknown_flag_is_one_line_and_exit_2() {
+    assert_config_error(&["--backend", "127.0.0.1:53", "--frobnicate"], "--frobnicate");
+}
+
+#[test]
+fn bad_addresses_are_one_line_and_exit_2() {
+    assert_config_error(&["--backend", "not-an-address"], "not-an-address");
+    assert_config_error(&["--backend", "127.0.0.1:53", "--listen", "127.0.0.1:99999"], "127.0.0.1:99999");
+    assert_config_error(&["--backend", "0.0.0.0:53"], "backend");
+}
+
+#[test]
+fn missing_backend_is_one_line_and_exit_2() {
+    assert_config_error(&["--listen", "127.0.0.1:0"], "backend");
+}
+
+#[test]
+fn bad_numbers_are_one_line_and_exit_2() {
+    assert_config_error(&["--backend", "127.0.0.1:53", "--workers", "0"], "workers");
+    assert_config_error(&["--backend", "127.0.0.1:53", "--idle-timeout", "-3"], "idle-timeout");
+    assert_config_error(&["--backend", "127.0.0.1:53", "--max-in-flight", "0"], "max-in-flight");
+}
+
+#[test]
+fn unreadable_or_garbage_key_is_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert = write(dir.path(), "cert.pem", &pair.cert.pem());
+    let missing = dir.path().join("missing.pem");
+    assert_config_error(
+        &["--backend", "127.0.0.1:53", "--cert", &cert, "--key", missing.to_str().unwrap()],
+        "missing.pem",
+    );
+    let garbage = write(dir.path(), "garbage.pem", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
+    assert_config_error(&["--backend", "127.0.0.1:53", "--cert", &cert, "--key", &garbage], "key");
+    assert_config_error(&["--backend", "127.0.0.1:53", "--cert", &cert], "--key");
+}
+
+#[test]
+fn unknown_config_key_is_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "dotgate.toml", "backend = [\"127.0.0.1:53\"]\nlisten_port = 853\n");
+    assert_config_error(&["--config", &file], "listen_port");
+    let broken = write(dir.path(), "broken.toml", "backend = [\"127.0.0.1:53\"\n");
+    assert_config_error(&["--config", &broken], "broken.toml");
+    assert_config_error(&["--config", "/nonexistent/dotgate.toml"], "/nonexistent/dotgate.toml");
+}
+
+#[test]
+fn check_config_accepts_a_good_config_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert = write(dir.path(), "cert.pem", &pair.cert.pem());
+    let key = write(dir.path(), "key.pem", &pair.key_pair.serialize_pem());
+    let file = write(
+        dir.path(),
+        "dotgate.toml",
+        &format!(
+            "listen = [\"127.0.0.1:8853\"]\nbackend = [\"127.0.0.1:53\", \"[::1]:53\"]\ncert = {cert:?}\nkey = {key:?}\n\
+             workers = 2\nidle-timeout = 10\nhandshake-timeout = 5\nupstream-timeout = 1.5\ndrain-timeout = 10\n\
+             max-in-flight = 100\nupstream-sockets = 4\nlog-queries = false\n"
+        ),
+    );
+    let out = dotgate(&["--config", &file, "--check-config"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
+}
+
+#[test]
+fn shipped_example_config_is_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/dotgate.example.toml");
+    if !Path::new(example).exists() {
+        panic!("dotgate.example.toml is missing from the repository root");
+    }
+    let out = dotgate(&["--config", example, "--check-config"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn help_exits_0() {
+    let out = dotgate(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--listen", "--backend", "--cert", "--key", "--workers", "--idle-timeout", "--config", "--check-config"] {
+        assert!(help.contains(flag), "help lacks {flag}");
+    }
+}
