@@ -76,12 +76,7 @@ impl Bind {
             cmd.arg("-g").arg("-c").arg(&conf).current_dir(dir.path());
             let mut proc = TestProcess::spawn("named", cmd);
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-            match wait_dns_ready(
-                &mut proc,
-                addr,
-                "www.example.test.",
-                Duration::from_secs(10),
-            ) {
+            match wait_dns_ready(&mut proc, addr, "www.example.test.", Duration::from_secs(10)) {
                 Ok(()) => return Bind { addr, proc, dir },
                 Err(why) => {
                     proc.kill();

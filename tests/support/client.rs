@@ -140,12 +140,7 @@ impl ServerCertVerifier for AcceptAnyCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -154,12 +149,7 @@ impl ServerCertVerifier for AcceptAnyCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -186,22 +176,15 @@ impl rustls::client::ResolvesClientCert for NoClientCert {
     }
 }
 
-type SharedClientParts = (
-    Arc<CryptoProvider>,
-    Arc<dyn ServerCertVerifier>,
-    Arc<dyn rustls::client::ResolvesClientCert>,
-);
+type SharedClientParts =
+    (Arc<CryptoProvider>, Arc<dyn ServerCertVerifier>, Arc<dyn rustls::client::ResolvesClientCert>);
 
 fn shared_client_parts() -> SharedClientParts {
     static PARTS: OnceLock<SharedClientParts> = OnceLock::new();
     PARTS
         .get_or_init(|| {
             let provider = crypto_provider();
-            (
-                provider.clone(),
-                Arc::new(AcceptAnyCert(provider)),
-                Arc::new(NoClientCert),
-            )
+            (provider.clone(), Arc::new(AcceptAnyCert(provider)), Arc::new(NoClientCert))
         })
         .clone()
 }
@@ -222,14 +205,7 @@ pub struct CountingStream<S> {
 
 impl<S> CountingStream<S> {
     pub fn new(inner: S) -> Self {
-        CountingStream {
-            inner,
-            hdr: [0; 5],
-            hdr_len: 0,
-            body_left: 0,
-            records: 0,
-            app_data_records: 0,
-        }
+        CountingStream { inner, hdr: [0; 5], hdr_len: 0, body_left: 0, records: 0, app_data_records: 0 }
     }
 
     /// Complete record headers seen so far (any content type).
@@ -271,28 +247,19 @@ impl<S> CountingStream<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for CountingStream<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = res {
-            let new = buf.filled()[before..].to_vec();
-            this.observe(&new);
+            this.observe(&buf.filled()[before..]);
         }
         res
     }
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for CountingStream<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
 
@@ -338,27 +305,18 @@ impl Default for ClientOptions {
 impl ClientOptions {
     /// Default options but only TLS 1.2.
     pub fn tls12_only() -> Self {
-        ClientOptions {
-            versions: vec![&rustls::version::TLS12],
-            ..Default::default()
-        }
+        ClientOptions { versions: vec![&rustls::version::TLS12], ..Default::default() }
     }
 
     /// Default options but only TLS 1.3.
     pub fn tls13_only() -> Self {
-        ClientOptions {
-            versions: vec![&rustls::version::TLS13],
-            ..Default::default()
-        }
+        ClientOptions { versions: vec![&rustls::version::TLS13], ..Default::default() }
     }
 
     /// Default options with a fresh session cache; clone the options (they
     /// share the cache) to resume on later connects.
     pub fn with_resumption() -> Self {
-        ClientOptions {
-            resumption: Some(Arc::new(ClientSessionMemoryCache::new(64))),
-            ..Default::default()
-        }
+        ClientOptions { resumption: Some(Arc::new(ClientSessionMemoryCache::new(64))), ..Default::default() }
     }
 
     /// The rustls config these options describe. Every config built here
@@ -412,11 +370,7 @@ impl DotClient {
         let tls = tokio::time::timeout(CONNECT_TIMEOUT, fut)
             .await
             .map_err(|_| timed_out("DoT connect/handshake timed out"))??;
-        Ok(DotClient {
-            tls,
-            rbuf: Vec::new(),
-            chunk: vec![0; 32 * 1024],
-        })
+        Ok(DotClient { tls, rbuf: Vec::new(), chunk: vec![0; 32 * 1024] })
     }
 
     /// Sends one DNS message: 2-byte length + `msg` in one write, flushed.
@@ -456,10 +410,7 @@ impl DotClient {
                 }
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "connection closed with {} bytes of an incomplete message",
-                        self.rbuf.len()
-                    ),
+                    format!("connection closed with {} bytes of an incomplete message", self.rbuf.len()),
                 ));
             }
             self.rbuf.extend_from_slice(&self.chunk[..n]);
@@ -468,9 +419,7 @@ impl DotClient {
 
     /// [`recv`](Self::recv) with a deadline: `Err(TimedOut)` on timeout.
     pub async fn recv_timeout(&mut self, d: Duration) -> io::Result<Option<Vec<u8>>> {
-        tokio::time::timeout(d, self.recv())
-            .await
-            .map_err(|_| timed_out("DoT recv timed out"))?
+        tokio::time::timeout(d, self.recv()).await.map_err(|_| timed_out("DoT recv timed out"))?
     }
 
     /// Sends `msg` and returns the next message; panics on error, close or
@@ -526,12 +475,7 @@ impl DotClient {
     /// base64(SHA-256(SPKI)) of the server's end-entity certificate. Panics
     /// if the server sent no certificate (e.g. a resumed session).
     pub fn peer_spki_sha256_base64(&self) -> String {
-        let certs = self
-            .tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .expect("server sent no certificate");
+        let certs = self.tls.get_ref().1.peer_certificates().expect("server sent no certificate");
         spki_pin_base64(certs.first().expect("empty certificate chain"))
     }
 
@@ -584,9 +528,8 @@ pub async fn udp_exchange(addr: SocketAddr, msg: &[u8], timeout: Duration) -> io
     sock.connect(addr).await?;
     sock.send(msg).await?;
     let mut buf = vec![0u8; 65536];
-    let n = tokio::time::timeout(timeout, sock.recv(&mut buf))
-        .await
-        .map_err(|_| timed_out("UDP answer timed out"))??;
+    let n =
+        tokio::time::timeout(timeout, sock.recv(&mut buf)).await.map_err(|_| timed_out("UDP answer timed out"))??;
     buf.truncate(n);
     Ok(buf)
 }
@@ -621,11 +564,7 @@ pub async fn tcp_exchange(addr: SocketAddr, msg: &[u8], timeout: Duration) -> io
 }
 
 /// Blocking [`udp_exchange`] (for non-async code such as process start-up).
-pub fn udp_exchange_blocking(
-    addr: SocketAddr,
-    msg: &[u8],
-    timeout: Duration,
-) -> io::Result<Vec<u8>> {
+pub fn udp_exchange_blocking(addr: SocketAddr, msg: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
     let sock = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
     sock.connect(addr)?;
     sock.set_read_timeout(Some(timeout))?;
@@ -637,11 +576,7 @@ pub fn udp_exchange_blocking(
 }
 
 /// Blocking [`tcp_exchange`].
-pub fn tcp_exchange_blocking(
-    addr: SocketAddr,
-    msg: &[u8],
-    timeout: Duration,
-) -> io::Result<Vec<u8>> {
+pub fn tcp_exchange_blocking(addr: SocketAddr, msg: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
@@ -661,9 +596,7 @@ pub fn tcp_exchange_blocking(
 
 /// A query with RD=1 and no EDNS.
 pub fn query(name: &str, rtype: RecordType, id: u16) -> Vec<u8> {
-    query_message(name, rtype, id, false)
-        .to_vec()
-        .expect("encode query")
+    query_message(name, rtype, id, false).to_vec().expect("encode query")
 }
 
 fn query_message(name: &str, rtype: RecordType, id: u16, cd: bool) -> Message {
@@ -701,9 +634,7 @@ pub fn query_edns_sized(
     cd: bool,
     options: Vec<(u16, Vec<u8>)>,
 ) -> Vec<u8> {
-    let mut msg = query_message(name, rtype, id, cd)
-        .to_vec()
-        .expect("encode query");
+    let mut msg = query_message(name, rtype, id, cd).to_vec().expect("encode query");
     let mut rdata = Vec::new();
     for (code, data) in &options {
         rdata.extend_from_slice(&code.to_be_bytes());
@@ -724,8 +655,7 @@ pub fn query_edns_sized(
 
 /// Parses a DNS message; panics with the length and error if it does not.
 pub fn parse(msg: &[u8]) -> Message {
-    Message::from_vec(msg)
-        .unwrap_or_else(|e| panic!("cannot parse DNS message of {} bytes: {e}", msg.len()))
+    Message::from_vec(msg).unwrap_or_else(|e| panic!("cannot parse DNS message of {} bytes: {e}", msg.len()))
 }
 
 /// The message ID from raw bytes (panics if shorter than 2 bytes).

@@ -46,6 +46,9 @@ impl Dotgate {
     /// exits complaining that the address is in use, retries on a new port
     /// (3 tries). With no `backends`, no `--backend` is passed (e.g. when
     /// `--config` supplies them).
+    ///
+    /// The readiness probe is a bare TCP connect that is closed at once, so
+    /// dotgate sees one extra connection (a failed handshake) per start.
     pub fn start(backends: &[SocketAddr], extra_args: &[&str]) -> Dotgate {
         for attempt in 1..=3 {
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
@@ -74,10 +77,7 @@ impl Dotgate {
                 }
                 if Instant::now() >= deadline {
                     proc.kill();
-                    panic!(
-                        "dotgate {args:?} did not listen on {addr} within {START_TIMEOUT:?}: {}",
-                        proc.describe()
-                    );
+                    panic!("dotgate {args:?} did not listen on {addr} within {START_TIMEOUT:?}: {}", proc.describe());
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -125,10 +125,7 @@ impl Dotgate {
     /// 5 s for it; panics with stderr if it never appears).
     pub fn pin(&self) -> String {
         if !self.wait_for_stderr("pin-sha256=\"", Duration::from_secs(5)) {
-            panic!(
-                "dotgate printed no pin-sha256=\"...\" line: {}",
-                self.proc.describe()
-            );
+            panic!("dotgate printed no pin-sha256=\"...\" line: {}", self.proc.describe());
         }
         parse_pin(&self.stderr()).expect("unterminated pin-sha256 line")
     }
@@ -163,14 +160,9 @@ pub struct TestCert {
 pub fn gen_cert() -> TestCert {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("P-256 key");
     let mut params =
-        rcgen::CertificateParams::new(vec!["localhost".into(), "dot.example.test".into()])
-            .expect("cert params");
-    params
-        .subject_alt_names
-        .push(rcgen::SanType::IpAddress(Ipv4Addr::LOCALHOST.into()));
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "dot.example.test");
+        rcgen::CertificateParams::new(vec!["localhost".into(), "dot.example.test".into()]).expect("cert params");
+    params.subject_alt_names.push(rcgen::SanType::IpAddress(Ipv4Addr::LOCALHOST.into()));
+    params.distinguished_name.push(rcgen::DnType::CommonName, "dot.example.test");
     let cert = params.self_signed(&key).expect("self-sign");
     let cert_der = cert.der().to_vec();
     TestCert {

@@ -13,8 +13,8 @@
 //! | anything else    | normal answer: same ID, QR AA RA set, opcode/RD/CD copied, RCODE 0, question copied byte for byte; ONE `A 192.0.2.1` TTL 300 (`TXT "hello"` for qtype TXT); if the query had an OPT, the answer has one with the same UDP size, DO bit and option bytes |
 //! | `delay-<ms>`     | the normal answer after `<ms>` ms (other queries are not blocked) |
 //! | `drop`           | never answered |
-//! | `tc-<n>`         | UDP: TC=1, no records. TCP: a full answer of EXACTLY `<n>` bytes made of TXT records |
-//! | `big-<n>`        | UDP and TCP: an answer of EXACTLY `<n>` bytes (no TC), TXT records |
+//! | `tc-<n>`         | UDP: TC=1, no records. TCP: a full answer of EXACTLY `<n>` bytes (`<n>` <= 65,535) made of TXT records |
+//! | `big-<n>`        | UDP and TCP: an answer of EXACTLY `<n>` bytes (no TC), TXT records (UDP can carry at most 65,507) |
 //! | `wrongid`        | bad answer (ID+1, `A 6.6.6.6`), 50 ms later the normal answer |
 //! | `otherq`         | bad answer (question `other.example.`, `A 6.6.6.6`), then normal |
 //! | `garbage`        | 40 random bytes, then normal |
@@ -156,8 +156,7 @@ impl FakeBackend {
         s.udp_queries.store(0, Ordering::SeqCst);
         s.tcp_queries.store(0, Ordering::SeqCst);
         s.tcp_connections.store(0, Ordering::SeqCst);
-        s.max_concurrent
-            .store(s.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
+        s.max_concurrent.store(s.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
         s.received.lock().unwrap().clear();
     }
 }
@@ -221,10 +220,7 @@ impl Mode {
 // Transport
 
 enum Sink {
-    Udp {
-        sock: Arc<UdpSocket>,
-        peer: SocketAddr,
-    },
+    Udp { sock: Arc<UdpSocket>, peer: SocketAddr },
     Tcp(mpsc::UnboundedSender<Vec<u8>>),
 }
 
@@ -233,10 +229,7 @@ impl Sink {
         match self {
             Sink::Udp { sock, peer } => {
                 if let Err(e) = sock.send_to(&msg, *peer).await {
-                    eprintln!(
-                        "fake_backend: UDP send of {} bytes to {peer} failed: {e}",
-                        msg.len()
-                    );
+                    eprintln!("fake_backend: UDP send of {} bytes to {peer} failed: {e}", msg.len());
                 }
             }
             Sink::Tcp(tx) => {
@@ -267,10 +260,7 @@ async fn udp_loop(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
         if shared.down.load(Ordering::SeqCst) {
             continue;
         }
-        let sink = Sink::Udp {
-            sock: sock.clone(),
-            peer,
-        };
+        let sink = Sink::Udp { sock: sock.clone(), peer };
         dispatch(&shared, q, sink);
     }
 }
@@ -356,23 +346,14 @@ async fn answer(shared: &Shared, q: &ParsedQuery, mode: Mode, sink: Sink) {
         Mode::Drop => {}
         Mode::Tc(n) => {
             if sink.is_udp() {
-                sink.send(build(q, &q.question, 0, true, &[], q.flags, q.id))
-                    .await
+                sink.send(build(q, &q.question, 0, true, &[], q.flags, q.id)).await
             } else {
                 sink.send(sized_answer(q, n)).await
             }
         }
         Mode::Big(n) => sink.send(sized_answer(q, n)).await,
         Mode::WrongId => {
-            let bad = build(
-                q,
-                &q.question,
-                0,
-                false,
-                &[a_rr(SPOOF_A)],
-                q.flags,
-                q.id.wrapping_add(1),
-            );
+            let bad = build(q, &q.question, 0, false, &[a_rr(SPOOF_A)], q.flags, q.id.wrapping_add(1));
             sink.send(bad).await;
             sleep(SPOOF_GAP).await;
             sink.send(normal_answer(q)).await;
@@ -419,18 +400,7 @@ async fn answer(shared: &Shared, q: &ParsedQuery, mode: Mode, sink: Sink) {
             sleep(TWICE_GAP).await;
             sink.send(normal_answer(q)).await;
         }
-        Mode::Servfail => {
-            sink.send(build(
-                q,
-                &q.question,
-                RCODE_SERVFAIL,
-                false,
-                &[],
-                q.flags,
-                q.id,
-            ))
-            .await
-        }
+        Mode::Servfail => sink.send(build(q, &q.question, RCODE_SERVFAIL, false, &[], q.flags, q.id)).await,
         Mode::RefuseUdp => {
             if !sink.is_udp() {
                 sink.send(normal_answer(q)).await;
@@ -591,11 +561,7 @@ fn parse_query(m: &[u8]) -> Option<ParsedQuery> {
 /// Uncompressed wire form of a dotted name ("a.b." or "a.b").
 pub fn encode_name(name: &str) -> Vec<u8> {
     let mut out = Vec::new();
-    for label in name
-        .trim_end_matches('.')
-        .split('.')
-        .filter(|l| !l.is_empty())
-    {
+    for label in name.trim_end_matches('.').split('.').filter(|l| !l.is_empty()) {
         out.push(label.len() as u8);
         out.extend_from_slice(label.as_bytes());
     }
@@ -670,16 +636,14 @@ fn build(
 }
 
 fn normal_answer(q: &ParsedQuery) -> Vec<u8> {
-    let rec = if q.qtype == TYPE_TXT {
-        txt_rr(NORMAL_TXT.as_bytes())
-    } else {
-        a_rr(NORMAL_A)
-    };
+    let rec = if q.qtype == TYPE_TXT { txt_rr(NORMAL_TXT.as_bytes()) } else { a_rr(NORMAL_A) };
     build(q, &q.question, 0, false, &[rec], q.flags, q.id)
 }
 
-/// An answer of exactly `total` bytes (when possible), made of TXT records.
+/// An answer of exactly `total` bytes (when possible; at most 65,535, the
+/// largest DNS message), made of TXT records.
 fn sized_answer(q: &ParsedQuery, total: usize) -> Vec<u8> {
+    let total = total.min(65535);
     const RR_MIN: usize = 13; // ptr(2) + fixed(10) + empty string(1)
     const RR_MAX: usize = RR_MIN + 255;
     let base = build(q, &q.question, 0, false, &[], q.flags, q.id).len();

@@ -21,11 +21,7 @@ pub struct TestProcess {
     status: Option<ExitStatus>,
 }
 
-fn collect<R: Read + Send + 'static>(
-    name: String,
-    stream: R,
-    into: Arc<Mutex<String>>,
-) -> JoinHandle<()> {
+fn collect<R: Read + Send + 'static>(name: String, stream: R, into: Arc<Mutex<String>>) -> JoinHandle<()> {
     let echo = std::env::var_os("HARNESS_ECHO").is_some_and(|v| v != "0");
     std::thread::spawn(move || {
         let mut reader = BufReader::new(stream);
@@ -50,34 +46,15 @@ impl TestProcess {
     /// Spawns `cmd` with stdin null and stdout/stderr collected. Panics (with
     /// the program name) if it cannot be spawned at all.
     pub fn spawn(name: &str, mut cmd: Command) -> TestProcess {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("{name}: cannot spawn {cmd:?}: {e}"));
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{name}: cannot spawn {cmd:?}: {e}"));
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let readers = vec![
-            collect(
-                format!("{name} out"),
-                child.stdout.take().unwrap(),
-                stdout.clone(),
-            ),
-            collect(
-                format!("{name} err"),
-                child.stderr.take().unwrap(),
-                stderr.clone(),
-            ),
+            collect(format!("{name} out"), child.stdout.take().unwrap(), stdout.clone()),
+            collect(format!("{name} err"), child.stderr.take().unwrap(), stderr.clone()),
         ];
-        TestProcess {
-            name: name.to_string(),
-            child,
-            stdout,
-            stderr,
-            readers,
-            status: None,
-        }
+        TestProcess { name: name.to_string(), child, stdout, stderr, readers, status: None }
     }
 
     pub fn pid(&self) -> u32 {
@@ -171,8 +148,7 @@ impl TestProcess {
         while self.readers.iter().any(|h| !h.is_finished()) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
-        let (done, pending): (Vec<_>, Vec<_>) =
-            self.readers.drain(..).partition(|h| h.is_finished());
+        let (done, pending): (Vec<_>, Vec<_>) = self.readers.drain(..).partition(|h| h.is_finished());
         for h in done {
             let _ = h.join();
         }
@@ -187,7 +163,9 @@ impl Drop for TestProcess {
 }
 
 /// Waits until a DNS server at `addr` answers a query for `probe_name` (type
-/// A) over UDP AND over TCP, polling every 50 ms. `Err` (with the reason) if
+/// A) over UDP AND over TCP with NOERROR and at least one answer record (a
+/// server may answer REFUSED/SERVFAIL before its zones are loaded), polling
+/// every 50 ms. `Err` (with the reason) if
 /// the process exits first or `timeout` passes.
 pub fn wait_dns_ready(
     proc: &mut TestProcess,
@@ -195,7 +173,7 @@ pub fn wait_dns_ready(
     probe_name: &str,
     timeout: Duration,
 ) -> Result<(), String> {
-    use super::client::{msg_id, query, tcp_exchange_blocking, udp_exchange_blocking};
+    use super::client::{query, tcp_exchange_blocking, udp_exchange_blocking};
     use hickory_proto::rr::RecordType;
     let deadline = Instant::now() + timeout;
     let mut id: u16 = 0x5000;
@@ -207,21 +185,39 @@ pub fn wait_dns_ready(
         let q = query(probe_name, RecordType::A, id);
         let step = Duration::from_millis(300);
         let last_err = match udp_exchange_blocking(addr, &q, step) {
-            Ok(r) if r.len() >= 12 && msg_id(&r) == id => {
-                match tcp_exchange_blocking(addr, &q, Duration::from_secs(2)) {
-                    Ok(r) if r.len() >= 12 && msg_id(&r) == id => return Ok(()),
-                    Ok(r) => format!("bad TCP answer ({} bytes)", r.len()),
-                    Err(e) => format!("TCP: {e}"),
-                }
-            }
-            Ok(r) => format!("bad UDP answer ({} bytes)", r.len()),
+            Ok(r) if answered(&r, id) => match tcp_exchange_blocking(addr, &q, Duration::from_secs(2)) {
+                Ok(r) if answered(&r, id) => return Ok(()),
+                Ok(r) => format!("TCP answer not (yet) a NOERROR with answers: {}", brief(&r)),
+                Err(e) => format!("TCP: {e}"),
+            },
+            Ok(r) => format!("UDP answer not (yet) a NOERROR with answers: {}", brief(&r)),
             Err(e) => format!("UDP: {e}"),
         };
         if Instant::now() >= deadline {
-            return Err(format!(
-                "no answer to {probe_name} A from {addr} within {timeout:?} (last error: {last_err})"
-            ));
+            return Err(format!("no answer to {probe_name} A from {addr} within {timeout:?} (last error: {last_err})"));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `r` is a response to `id` with RCODE 0 and at least one answer record.
+fn answered(r: &[u8], id: u16) -> bool {
+    r.len() >= 12
+        && u16::from_be_bytes([r[0], r[1]]) == id
+        && r[2] & 0x80 != 0
+        && r[3] & 0x0F == 0
+        && u16::from_be_bytes([r[6], r[7]]) > 0
+}
+
+fn brief(r: &[u8]) -> String {
+    if r.len() < 12 {
+        return format!("{} bytes", r.len());
+    }
+    format!(
+        "{} bytes, id {}, rcode {}, {} answers",
+        r.len(),
+        u16::from_be_bytes([r[0], r[1]]),
+        r[3] & 0x0F,
+        u16::from_be_bytes([r[6], r[7]])
+    )
 }

@@ -108,12 +108,7 @@ impl Unbound {
             cmd.arg("-d").arg("-c").arg(&conf).current_dir(dir.path());
             let mut proc = TestProcess::spawn("unbound", cmd);
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-            match wait_dns_ready(
-                &mut proc,
-                addr,
-                "www.example.test.",
-                Duration::from_secs(10),
-            ) {
+            match wait_dns_ready(&mut proc, addr, "www.example.test.", Duration::from_secs(10)) {
                 Ok(()) => return Unbound { addr, proc, dir },
                 Err(why) => {
                     proc.kill();
