@@ -44,9 +44,7 @@ pub struct Unbound {
 /// The text of TXT record `i` of `big.example.test.` (`b`) or
 /// `huge.example.test.` (`h`): a 3-digit index then filler, TXT_LEN bytes.
 pub fn txt_text(kind: char, i: usize) -> String {
-    let mut s = format!("{i:03}");
-    s.extend(std::iter::repeat(kind).take(TXT_LEN - 3));
-    s
+    format!("{i:03}{}", kind.to_string().repeat(TXT_LEN - 3))
 }
 
 fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
