@@ -1,0 +1,186 @@
+//! Running the real `dotgate` binary, and test certificates for it.
+//!
+//! Owns [`Dotgate`] (a dotgate listening on a free loopback port, SIGKILLed
+//! on Drop), [`Dotgate::start_raw`] (the binary with arbitrary arguments and
+//! no waiting, for CLI tests), and [`make_cert`] / [`gen_cert`] (an ECDSA
+//! P-256 self-signed certificate with SAN `localhost`, `dot.example.test`
+//! and IP 127.0.0.1, plus its SPKI pin).
+//!
+//! The binary is `env!("CARGO_BIN_EXE_dotgate")`, which cargo builds for
+//! every integration test. Its CLI contract: `--listen ADDR:PORT --backend
+//! ADDR:PORT [--backend ...] [--cert PEM --key PEM] [--workers N]
+//! [--idle-timeout SECS] [--handshake-timeout SECS] [--upstream-timeout SECS]
+//! [--max-in-flight N] [--config FILE.toml] [--check-config]`; without
+//! `--cert/--key` it prints `pin-sha256="<base64>"` on stderr; SIGTERM drains
+//! and exits 0.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use super::client::spki_pin_base64;
+use super::ports::free_port;
+use super::process::TestProcess;
+
+/// Path of the dotgate binary under test.
+pub const DOTGATE_BIN: &str = env!("CARGO_BIN_EXE_dotgate");
+/// How long [`Dotgate::start`] waits for the listening port.
+pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running dotgate. SIGKILLed (and reaped) on Drop if still running.
+pub struct Dotgate {
+    pub addr: SocketAddr,
+    proc: TestProcess,
+}
+
+/// The handle [`Dotgate::start_raw`] returns: the child with its collected
+/// output (`stdout()`, `stderr()`, `wait_exit()`, `signal()`, `pid()`),
+/// SIGKILLed on Drop.
+pub type DotgateProcess = TestProcess;
+
+impl Dotgate {
+    /// Runs `dotgate --listen 127.0.0.1:PORT --backend B... EXTRA_ARGS...` on
+    /// a free PORT and waits until a TCP connect to it succeeds (10 s). Panics
+    /// with dotgate's stderr if it exits first or never listens. If dotgate
+    /// exits complaining that the address is in use, retries on a new port
+    /// (3 tries). With no `backends`, no `--backend` is passed (e.g. when
+    /// `--config` supplies them).
+    ///
+    /// The readiness probe is a bare TCP connect that is closed at once, so
+    /// dotgate sees one extra connection (a failed handshake) per start.
+    pub fn start(backends: &[SocketAddr], extra_args: &[&str]) -> Dotgate {
+        for attempt in 1..=3 {
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+            let mut args: Vec<String> = vec!["--listen".into(), addr.to_string()];
+            for b in backends {
+                args.push("--backend".into());
+                args.push(b.to_string());
+            }
+            args.extend(extra_args.iter().map(|s| s.to_string()));
+            let mut cmd = Command::new(DOTGATE_BIN);
+            cmd.args(&args);
+            let mut proc = TestProcess::spawn("dotgate", cmd);
+            let deadline = Instant::now() + START_TIMEOUT;
+            loop {
+                if proc.try_exit().is_some() {
+                    proc.wait_exit(Duration::from_secs(1)); // collect output
+                    let out = proc.describe();
+                    let lower = out.to_lowercase();
+                    if attempt < 3 && (lower.contains("in use") || lower.contains("addrinuse")) {
+                        break;
+                    }
+                    panic!("dotgate {args:?} exited before listening on {addr}: {out}");
+                }
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    return Dotgate { addr, proc };
+                }
+                if Instant::now() >= deadline {
+                    proc.kill();
+                    panic!("dotgate {args:?} did not listen on {addr} within {START_TIMEOUT:?}: {}", proc.describe());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        panic!("dotgate: address in use on 3 different ports");
+    }
+
+    /// Runs the binary with exactly `args`, without waiting for anything.
+    pub fn start_raw(args: &[&str]) -> DotgateProcess {
+        let mut cmd = Command::new(DOTGATE_BIN);
+        cmd.args(args);
+        TestProcess::spawn("dotgate", cmd)
+    }
+
+    /// Everything dotgate wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.proc.stderr()
+    }
+
+    /// Everything dotgate wrote to stdout so far.
+    pub fn stdout(&self) -> String {
+        self.proc.stdout()
+    }
+
+    /// Sends a signal, e.g. `libc::SIGTERM`.
+    pub fn signal(&self, sig: i32) {
+        self.proc.signal(sig)
+    }
+
+    /// Waits up to `timeout` for dotgate to exit; `None` if still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.proc.wait_exit(timeout)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    /// Polls stderr until it contains `needle`; false after `timeout`.
+    pub fn wait_for_stderr(&self, needle: &str, timeout: Duration) -> bool {
+        self.proc.wait_for_stderr(needle, timeout)
+    }
+
+    /// The `pin-sha256="..."` value dotgate printed on stderr (waits up to
+    /// 5 s for it; panics with stderr if it never appears).
+    pub fn pin(&self) -> String {
+        if !self.wait_for_stderr("pin-sha256=\"", Duration::from_secs(5)) {
+            panic!("dotgate printed no pin-sha256=\"...\" line: {}", self.proc.describe());
+        }
+        parse_pin(&self.stderr()).expect("unterminated pin-sha256 line")
+    }
+
+    /// The underlying process handle.
+    pub fn process(&mut self) -> &mut TestProcess {
+        &mut self.proc
+    }
+}
+
+/// The value of the first `pin-sha256="VALUE"` in `text`.
+pub fn parse_pin(text: &str) -> Option<String> {
+    let start = text.find("pin-sha256=\"")? + "pin-sha256=\"".len();
+    let len = text[start..].find('"')?;
+    Some(text[start..start + len].to_string())
+}
+
+/// A generated test certificate and its key.
+pub struct TestCert {
+    pub cert_pem: String,
+    /// PKCS#8 PEM ("PRIVATE KEY").
+    pub key_pem: String,
+    pub cert_der: Vec<u8>,
+    /// PKCS#8 DER.
+    pub key_der: Vec<u8>,
+    /// base64(SHA-256(SubjectPublicKeyInfo)).
+    pub pin: String,
+}
+
+/// A fresh ECDSA P-256 self-signed certificate, SAN `localhost`,
+/// `dot.example.test`, IP 127.0.0.1.
+pub fn gen_cert() -> TestCert {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("P-256 key");
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".into(), "dot.example.test".into()]).expect("cert params");
+    params.subject_alt_names.push(rcgen::SanType::IpAddress(Ipv4Addr::LOCALHOST.into()));
+    params.distinguished_name.push(rcgen::DnType::CommonName, "dot.example.test");
+    let cert = params.self_signed(&key).expect("self-sign");
+    let cert_der = cert.der().to_vec();
+    TestCert {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        pin: spki_pin_base64(&cert_der),
+        cert_der,
+        key_der: key.serialize_der(),
+    }
+}
+
+/// Writes a [`gen_cert`] certificate to `dir/cert.pem` and `dir/key.pem`;
+/// returns (cert path, key path, SPKI pin base64).
+pub fn make_cert(dir: &Path) -> (PathBuf, PathBuf, String) {
+    let c = gen_cert();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, &c.cert_pem).expect("write cert.pem");
+    std::fs::write(&key, &c.key_pem).expect("write key.pem");
+    (cert, key, c.pin)
+}

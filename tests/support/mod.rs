@@ -1,0 +1,27 @@
+//! Integration-test support for dotgate: `mod support;` in a test file.
+//!
+//! - [`ports`]: free loopback ports (UDP+TCP).
+//! - [`fake_backend`]: an in-process, scriptable plain-DNS backend.
+//! - [`client`]: a DoT client, DNS message helpers, plain UDP/TCP exchanges.
+//! - [`unbound`] / [`bind`]: real Unbound / BIND servers in temp dirs.
+//! - [`dotgate`]: the dotgate binary under test, and test certificates.
+//! - [`process`]: child processes with collected output (used by the above).
+//!
+//! Each test file uses only part of this, hence `dead_code` and
+//! `unused_imports` (for the re-exports below) are allowed.
+#![allow(dead_code, unused_imports)]
+
+pub mod bind;
+pub mod client;
+pub mod dotgate;
+pub mod fake_backend;
+pub mod ports;
+pub mod process;
+pub mod unbound;
+
+pub use bind::Bind;
+pub use client::{a_records, parse, query, query_edns, query_edns_sized, txt_records, ClientOptions, DotClient};
+pub use dotgate::{gen_cert, make_cert, Dotgate, TestCert};
+pub use fake_backend::FakeBackend;
+pub use ports::free_port;
+pub use unbound::Unbound;

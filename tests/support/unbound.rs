@@ -1,0 +1,136 @@
+//! A real Unbound resolver on a free loopback port, for end-to-end tests.
+//!
+//! Owns [`Unbound`]: writes a config into a temp dir, runs `unbound -d -c`
+//! in the foreground (no chroot, no privilege drop, no remote control,
+//! iterator module only, one thread), waits until it answers over UDP and
+//! TCP, and kills it (and removes the temp dir) on Drop.
+//!
+//! Static local zone `example.test.` (anything else in it is NXDOMAIN):
+//! - `www.example.test.`   A 192.0.2.10, AAAA 2001:db8::10
+//! - `mixed.example.test.` A 192.0.2.11
+//! - `big.example.test.`   12 TXT records, answer ~3,190 bytes: TC=1 over
+//!   UDP without EDNS (and with Unbound's default 1232-byte EDNS limit),
+//!   complete over TCP
+//! - `huge.example.test.`  150 TXT records, answer ~39,500 bytes (TCP only)
+//!
+//! `Unbound::start` blocks the calling thread for the start-up (usually well
+//! under a second; at most 10 s, then it panics with Unbound's output).
+
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use super::ports::free_port;
+use super::process::{wait_dns_ready, TestProcess};
+
+pub const WWW_A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+pub const WWW_AAAA: &str = "2001:db8::10";
+pub const MIXED_A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);
+/// Number of TXT records of `big.example.test.` / `huge.example.test.`.
+pub const BIG_TXT_RECORDS: usize = 12;
+pub const HUGE_TXT_RECORDS: usize = 150;
+/// Length of each TXT string in those records.
+pub const TXT_LEN: usize = 250;
+
+pub struct Unbound {
+    pub addr: SocketAddr,
+    proc: TestProcess,
+    // Dropped after `proc` (fields drop in order): the process dies first.
+    dir: tempfile::TempDir,
+}
+
+/// The text of TXT record `i` of `big.example.test.` (`b`) or
+/// `huge.example.test.` (`h`): a 3-digit index then filler, TXT_LEN bytes.
+pub fn txt_text(kind: char, i: usize) -> String {
+    format!("{i:03}{}", kind.to_string().repeat(TXT_LEN - 3))
+}
+
+fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
+    let mut c = String::new();
+    let d = dir.display();
+    writeln!(
+        c,
+        r#"server:
+    verbosity: 1
+    interface: 127.0.0.1@{port}
+    port: {port}
+    do-ip4: yes
+    do-ip6: no
+    do-udp: yes
+    do-tcp: yes
+    so-reuseport: no
+    interface-automatic: no
+    chroot: ""
+    username: ""
+    directory: "{d}"
+    pidfile: ""
+    logfile: ""
+    use-syslog: no
+    do-daemonize: no
+    access-control: 127.0.0.0/8 allow
+    do-not-query-localhost: no
+    module-config: "iterator"
+    num-threads: 1
+    incoming-num-tcp: 100
+    local-zone: "example.test." static
+    local-data: "www.example.test. 300 IN A {WWW_A}"
+    local-data: "www.example.test. 300 IN AAAA {WWW_AAAA}"
+    local-data: "mixed.example.test. 300 IN A {MIXED_A}""#
+    )
+    .unwrap();
+    for i in 0..BIG_TXT_RECORDS {
+        let t = txt_text('b', i);
+        writeln!(c, "    local-data: 'big.example.test. 300 IN TXT \"{t}\"'").unwrap();
+    }
+    for i in 0..HUGE_TXT_RECORDS {
+        let t = txt_text('h', i);
+        writeln!(c, "    local-data: 'huge.example.test. 300 IN TXT \"{t}\"'").unwrap();
+    }
+    c.push_str("remote-control:\n    control-enable: no\n");
+    let path = dir.join("unbound.conf");
+    std::fs::write(&path, c).expect("write unbound.conf");
+    path
+}
+
+impl Unbound {
+    /// Starts Unbound and waits (10 s max) until it answers over UDP and TCP.
+    /// Retries with a new port (3 tries) if the port was taken meanwhile.
+    pub fn start() -> Unbound {
+        for attempt in 1..=3 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let port = free_port();
+            let conf = write_config(dir.path(), port);
+            let mut cmd = Command::new("unbound");
+            cmd.arg("-d").arg("-c").arg(&conf).current_dir(dir.path());
+            let mut proc = TestProcess::spawn("unbound", cmd);
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            match wait_dns_ready(&mut proc, addr, "www.example.test.", Duration::from_secs(10)) {
+                Ok(()) => return Unbound { addr, proc, dir },
+                Err(why) => {
+                    proc.kill();
+                    let out = proc.describe();
+                    if attempt < 3 && out.contains("ddress already in use") {
+                        continue;
+                    }
+                    panic!("Unbound did not start on {addr}: {why}\n{out}");
+                }
+            }
+        }
+        unreachable!()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.proc.stderr()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    /// The temp dir holding `unbound.conf`.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
