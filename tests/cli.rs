@@ -106,7 +106,9 @@ fn help_exits_0() {
     let out = dotgate(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--listen", "--backend", "--cert", "--key", "--workers", "--idle-timeout", "--config", "--check-config"] {
+    for flag in
+        ["--listen", "--backend", "--cert", "--key", "--workers", "--idle-timeout", "--config", "--check-config"]
+    {
         assert!(help.contains(flag), "help lacks {flag}");
     }
 }
