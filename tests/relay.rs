@@ -41,9 +41,10 @@ async fn upstream_ids_are_fresh_and_random_and_clients_get_theirs_back() {
     let backend = FakeBackend::start().await;
     let dotgate = Dotgate::start(&[backend.addr], &["--workers", "1"]);
     let mut client = DotClient::connect(dotgate.addr).await.unwrap();
-    // Every query carries the same client ID; upstream they must not.
+    // Every query carries the same client ID; upstream they must not. The fake holds each for
+    // 300 ms, so all 40 are in flight together.
     for i in 0..40 {
-        client.send(&query(&format!("n{i}.example."), RecordType::A, 0x4242)).await.unwrap();
+        client.send(&query(&format!("delay-300.n{i}.example."), RecordType::A, 0x4242)).await.unwrap();
     }
     let mut names = HashSet::new();
     for _ in 0..40 {

@@ -1,0 +1,156 @@
+//! The TLS face of dotgate: versions (1.2 and 1.3 only), ALPN "dot" accepted but not required,
+//! session resumption, the handshake timeout, plain DNS refused, close_notify on close, and the
+//! certificate: from files, or self-signed with its pin printed.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use hickory_proto::rr::RecordType;
+use support::{make_cert, query, ClientOptions, DotClient, Dotgate, FakeBackend};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_13_and_12_both_serve_queries() {
+    let backend = FakeBackend::start().await;
+    let dotgate = Dotgate::start(&[backend.addr], &[]);
+    for (opts, version) in [
+        (ClientOptions::tls13_only(), rustls::ProtocolVersion::TLSv1_3),
+        (ClientOptions::tls12_only(), rustls::ProtocolVersion::TLSv1_2),
+    ] {
+        let mut client = DotClient::connect_with(dotgate.addr, &opts).await.unwrap();
+        client.exchange(&query("v.example.", RecordType::A, 1)).await;
+        assert_eq!(client.protocol_version(), Some(version));
+    }
+}
+
+/// A TLS 1.1 ClientHello (legacy_version 0x0302, no supported_versions extension), as an old
+/// client would send it.
+fn tls11_client_hello() -> Vec<u8> {
+    let mut body = vec![0x03, 0x02];
+    body.extend_from_slice(&[0x42; 32]); // random
+    body.push(0); // no session id
+    body.extend_from_slice(&[0x00, 0x04, 0xc0, 0x14, 0x00, 0x2f]); // ECDHE-RSA-AES256-SHA, AES128-SHA
+    body.extend_from_slice(&[0x01, 0x00]); // null compression
+    let mut handshake = vec![0x01, 0, 0, body.len() as u8];
+    handshake.extend_from_slice(&body);
+    let mut record = vec![0x16, 0x03, 0x01, 0, handshake.len() as u8];
+    record.extend_from_slice(&handshake);
+    record
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_11_is_refused() {
+    let backend = FakeBackend::start().await;
+    let dotgate = Dotgate::start(&[backend.addr], &[]);
+    let mut tcp = TcpStream::connect(dotgate.addr).await.unwrap();
+    tcp.write_all(&tls11_client_hello()).await.unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), tcp.read_to_end(&mut reply)).await;
+    assert!(!reply.is_empty(), "expected an alert before the close");
+    assert_eq!(reply[0], 0x15, "expected a TLS alert record, got {:02x?}", &reply[..reply.len().min(8)]);
+    // A fatal alert (level 2): protocol_version (70) or handshake_failure (40); no ServerHello.
+    assert_eq!(reply[5], 2, "expected a fatal alert: {reply:02x?}");
+    assert!([70, 40].contains(&reply[6]), "unexpected alert {reply:02x?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alpn_dot_is_selected_but_never_required() {
+    let backend = FakeBackend::start().await;
+    let dotgate = Dotgate::start(&[backend.addr], &[]);
+    let cases = [(vec![b"dot".to_vec()], Some(b"dot".to_vec())), (vec![], None), (vec![b"h2".to_vec()], None)];
+    for (offered, expected) in cases {
+        let opts = ClientOptions { alpn: offered.clone(), ..Default::default() };
+        let mut client = DotClient::connect_with(dotgate.addr, &opts).await.unwrap_or_else(|e| {
+            panic!("offering ALPN {offered:?} must not fail the handshake: {e}");
+        });
+        client.exchange(&query("alpn.example.", RecordType::A, 1)).await;
+        assert_eq!(client.negotiated_alpn(), expected, "offered {offered:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_resume_with_tls_13_and_tls_12() {
+    let backend = FakeBackend::start().await;
+    let dotgate = Dotgate::start(&[backend.addr], &["--workers", "2"]);
+    for versions in [vec![&rustls::version::TLS13], vec![&rustls::version::TLS12]] {
+        let opts = ClientOptions { versions, ..ClientOptions::with_resumption() };
+        let mut first = DotClient::connect_with(dotgate.addr, &opts).await.unwrap();
+        first.exchange(&query("r.example.", RecordType::A, 1)).await;
+        assert!(!first.was_resumed());
+        first.shutdown().await.ok();
+        // Several reconnects: SO_REUSEPORT may land each on either worker; all must resume.
+        for i in 0..4 {
+            let mut again = DotClient::connect_with(dotgate.addr, &opts).await.unwrap();
+            again.exchange(&query("r.example.", RecordType::A, 2)).await;
+            assert!(again.was_resumed(), "reconnect {i} with {:?} was a full handshake", opts.versions);
+            again.shutdown().await.ok();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_client_is_closed_after_the_handshake_timeout() {
+    let backend = FakeBackend::start().await;
+    let dotgate = Dotgate::start(&[backend.addr], &["--handshake-timeout", "1"]);
+    let started = Instant::now();
+    let mut tcp = TcpStream::connect(dotgate.addr).await.unwrap();
+    assert!(support::client::is_closed_within(&mut tcp, Duration::from_secs(4)).await, "silent client still connected");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(900), "closed after {waited:?}, before the timeout");
+    // A client that stalls halfway through its hello is closed too.
+    let mut tcp = TcpStream::connect(dotgate.addr).await.unwrap();
+    tcp.write_all(&tls11_client_hello()[..20]).await.unwrap();
+    assert!(support::client::is_closed_within(&mut tcp, Duration::from_secs(4)).await, "stalled hello still connected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_dns_on_the_tls_port_is_closed_at_once() {
+    let backend = FakeBackend::start().await;
+    let dotgate = Dotgate::start(&[backend.addr], &["--handshake-timeout", "10"]);
+    let mut tcp = TcpStream::connect(dotgate.addr).await.unwrap();
+    support::client::write_frame(&mut tcp, &query("plain.example.", RecordType::A, 1)).await.unwrap();
+    assert!(
+        support::client::is_closed_within(&mut tcp, Duration::from_secs(2)).await,
+        "plain DNS must be refused at once, not after the 10 s handshake timeout"
+    );
+    assert_eq!(backend.udp_queries(), 0, "nothing may reach the backend");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dotgate_sends_close_notify_when_it_closes() {
+    let backend = FakeBackend::start().await;
+    let dotgate = Dotgate::start(&[backend.addr], &["--idle-timeout", "0.5"]);
+    let mut client = DotClient::connect(dotgate.addr).await.unwrap();
+    client.exchange(&query("c.example.", RecordType::A, 1)).await;
+    // Ok(None) is a clean close: close_notify arrived before the FIN.
+    match client.recv_timeout(Duration::from_secs(3)).await {
+        Ok(None) => {}
+        other => panic!("expected close_notify, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_signed_certificate_pin_is_printed_and_served() {
+    let backend = FakeBackend::start().await;
+    let dotgate = Dotgate::start(&[backend.addr], &[]);
+    let pin = dotgate.pin();
+    assert!(dotgate.stderr().contains("self-signed"), "stderr must say the certificate is self-signed");
+    let mut client = DotClient::connect(dotgate.addr).await.unwrap();
+    client.exchange(&query("pin.example.", RecordType::A, 1)).await;
+    assert_eq!(client.peer_spki_sha256_base64(), pin);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_and_key_files_are_served() {
+    let backend = FakeBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, pin) = make_cert(dir.path());
+    let dotgate = Dotgate::start(&[backend.addr], &["--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap()]);
+    assert_eq!(dotgate.pin(), pin, "the printed pin is the certificate's");
+    assert!(!dotgate.stderr().contains("self-signed"));
+    let mut client = DotClient::connect(dotgate.addr).await.unwrap();
+    client.exchange(&query("file.example.", RecordType::A, 1)).await;
+    assert_eq!(client.peer_spki_sha256_base64(), pin);
+}
