@@ -75,7 +75,10 @@ pub fn run(config: Config, tls: TlsSetup) -> Result<(), RunError> {
         let handle = thread::Builder::new()
             .name(format!("dotgate-worker-{index}"))
             .spawn(move || {
-                let result = worker::run(spec);
+                // A bug that panics a worker must stop the process loudly, not leave it
+                // serving on fewer workers than asked.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker::run(spec)))
+                    .unwrap_or_else(|_| Err(std::io::Error::other("worker panicked")));
                 let _ = exited_tx.send((index, result));
             })
             .map_err(|source| RunError::Worker { worker: index, source })?;
@@ -104,7 +107,8 @@ pub fn run(config: Config, tls: TlsSetup) -> Result<(), RunError> {
             exited = exited_rx.recv() => exited,
         };
         trigger.trigger();
-        if let Some((worker, Err(source))) = failure {
+        if let Some((worker, result)) = failure {
+            let source = result.err().unwrap_or_else(|| std::io::Error::other("worker stopped unexpectedly"));
             return Err(RunError::Worker { worker, source });
         }
         tracing::info!("shutting down: listeners closed, draining in-flight queries");
