@@ -312,3 +312,39 @@ async fn backend_servfail_is_relayed_as_is() {
     assert!(started.elapsed() < Duration::from_millis(1000), "relayed at once, not after a timeout");
     assert_eq!(backend.udp_queries(), 1, "a backend's SERVFAIL is an answer, not a reason to retry");
 }
+
+/// The local ports of the UDP sockets process `pid` holds (from /proc).
+fn udp_ports_of(pid: u32) -> Vec<u16> {
+    let inodes: HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let t = target.to_string_lossy().to_string();
+            t.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')).map(str::to_owned)
+        })
+        .collect();
+    let mut ports = Vec::new();
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        for line in std::fs::read_to_string(table).unwrap_or_default().lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() > 9 && inodes.contains(cols[9]) {
+                let port = cols[1].rsplit(':').next().unwrap();
+                ports.push(u16::from_str_radix(port, 16).unwrap());
+            }
+        }
+    }
+    ports
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_worker_has_several_upstream_sockets_on_random_ports() {
+    let backend = FakeBackend::start().await;
+    let dotgate = Dotgate::start(&[backend.addr], &["--workers", "2", "--upstream-sockets", "3"]);
+    let mut client = DotClient::connect(dotgate.addr).await.unwrap();
+    client.exchange(&query("ports.example.", RecordType::A, 1)).await;
+    let ports = udp_ports_of(dotgate.pid());
+    assert_eq!(ports.len(), 6, "2 workers × 3 upstream sockets, got ports {ports:?}");
+    let distinct: HashSet<_> = ports.iter().collect();
+    assert_eq!(distinct.len(), 6, "each socket has its own port: {ports:?}");
+    assert!(ports.iter().all(|&p| p >= 1024), "OS-chosen ephemeral ports: {ports:?}");
+}
