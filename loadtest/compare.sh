@@ -7,7 +7,7 @@
 #   --quick            5-second runs (default: 15 s)
 #   --duration N       N-second runs
 #   --servers LIST     comma-separated, from: dotgate, dnsdist, dnsdist-mif100, dnsdist-tuned
-#                      (default: dotgate,dnsdist,dnsdist-mif100)
+#                      (default: all four)
 #   --rates LIST       comma-separated scenarios; "max" = no rate limit, a number = dnsperf -Q
 #                      (default: max,5000,20000)
 #   --clients N        dnsperf -c, TLS connections (default 100)
@@ -16,16 +16,20 @@
 #   --client-cpu N     core for dnsperf (default 1)
 #   --backend-cpu N    core for Unbound (default 1, beside dnsperf, so that the server under
 #                      test has its core to itself and its CPU time is its own); "none" = unpinned
+#   --dnsdist-tcp-threads N  setMaxTCPClientThreads for dnsdist-tuned (default 1)
 #   --no-build         use the existing target/release/dotgate
 #   --keep             keep the work folder (configs, logs, dnsperf output)
+#
+# Environment: DOTGATE_BIN=path  measure this binary instead of building target/release/dotgate
 #
 # The servers under test:
 #   dotgate          target/release/dotgate --workers 1
 #   dnsdist          dnsdist's defaults: addTLSLocal + newServer, nothing else tuned
 #   dnsdist-mif100   as above with addTLSLocal{maxInFlight=100} (out-of-order answers)
-#   dnsdist-tuned    maxInFlight=100, setMaxTCPClientThreads(1) (one TCP worker for its one
-#                    core), numberOfStoredSessions=0: the "fair comparison" of
-#                    shared/notes/performance-facts.md
+#   dnsdist-tuned    maxInFlight=100 on addTLSLocal and on newServer (so that it pipelines
+#                    queries on its backend connections instead of opening one per query in
+#                    flight), setMaxTCPClientThreads(1) (one TCP worker for its one core),
+#                    numberOfStoredSessions=0: the "fair comparison" of the design notes
 # All use the same ECDSA P-256 certificate. No packet cache anywhere. dnsdist relays to the
 # backend over TCP, dotgate over UDP.
 #
@@ -42,7 +46,7 @@ root=$(repo_root)
 cd "$root"
 
 duration=15
-servers=dotgate,dnsdist,dnsdist-mif100
+servers=dotgate,dnsdist,dnsdist-mif100,dnsdist-tuned
 rates=max,5000,20000
 clients=100
 outstanding=1000
@@ -50,6 +54,7 @@ server_cpu=0
 client_cpu=1
 backend_cpu=1
 build=1
+dnsdist_tcp_threads=1
 keep=0
 names=10000
 
@@ -65,6 +70,7 @@ while [ $# -gt 0 ]; do
     --server-cpu) server_cpu=${2:?}; shift ;;
     --client-cpu) client_cpu=${2:?}; shift ;;
     --backend-cpu) backend_cpu=${2:?}; shift ;;
+    --dnsdist-tcp-threads) dnsdist_tcp_threads=${2:?}; shift ;;
     --no-build) build=0 ;;
     --keep) keep=1 ;;
     -h | --help) usage; exit 0 ;;
@@ -124,12 +130,14 @@ for t in dnsperf dnsdist unbound kdig openssl taskset; do
   command -v "$t" >/dev/null || die "$t is not installed"
 done
 
-dotgate_bin=$root/target/release/dotgate
+dotgate_bin=${DOTGATE_BIN:-$root/target/release/dotgate}
 dotgate_skip=""
 if [[ ",$servers," == *,dotgate,* ]]; then
-  if [ "$build" = 1 ]; then
+  if [ "$build" = 1 ] && [ -z "${DOTGATE_BIN:-}" ]; then
     say "building dotgate (cargo build --release)"
-    if ! cargo build --release --quiet 2>"$work/build.log"; then
+    if ! find_cargo; then
+      dotgate_skip="no cargo on PATH"
+    elif ! cargo build --release --quiet 2>"$work/build.log"; then
       tail -n 20 "$work/build.log" >&2
       dotgate_skip="cargo build --release failed"
     fi
@@ -216,19 +224,20 @@ describe() {
     dotgate) echo "dotgate --workers 1" ;;
     dnsdist) echo "dnsdist $(dnsdist_version) defaults" ;;
     dnsdist-mif100) echo "dnsdist $(dnsdist_version) maxInFlight=100" ;;
-    dnsdist-tuned) echo "dnsdist $(dnsdist_version) maxInFlight=100, 1 TCP worker, no session cache" ;;
+    dnsdist-tuned) echo "dnsdist $(dnsdist_version) maxInFlight=100 (frontend+backend), $dnsdist_tcp_threads TCP worker(s), no session cache" ;;
   esac
 }
 dnsdist_version() { dnsdist --version 2>/dev/null | awk 'NR == 1 { print $2 }'; }
 
 # dnsdist_conf VARIANT PORT: the generated configuration.
 dnsdist_conf() {
-  local tls_opts="" extra=""
+  local tls_opts="" server_opts="" extra=""
   case $1 in
     dnsdist-mif100) tls_opts=", {maxInFlight=100}" ;;
     dnsdist-tuned)
       tls_opts=", {maxInFlight=100, numberOfStoredSessions=0}"
-      extra="setMaxTCPClientThreads(1)"
+      server_opts=", maxInFlight=100"
+      extra="setMaxTCPClientThreads($dnsdist_tcp_threads)"
       ;;
   esac
   cat <<EOF
@@ -238,7 +247,7 @@ setSecurityPollSuffix('')
 ${extra}
 addTLSLocal('127.0.0.1:$2', '$work/cert.pem', '$work/key.pem'$tls_opts)
 -- The health check asks for a name the backend has (it never recurses).
-newServer{address='127.0.0.1:$uport', checkName='$check_name'}
+newServer{address='127.0.0.1:$uport', checkName='$check_name'$server_opts}
 EOF
 }
 
@@ -277,6 +286,11 @@ dnsperf_field() {
 echo "server,variant,rate,duration_s,clients,outstanding,queries_sent,queries_completed,queries_lost,lost_pct,qps,avg_latency_ms,server_cpu_s,server_cpu_us_per_query,backend_cpu_us_per_query,rcodes,status" >"$csv"
 clk=$(getconf CLK_TCK)
 loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)
+busy_note=""
+if awk -v l="${loadavg_start%% *}" 'BEGIN { exit !(l > 0.5) }'; then
+  busy_note="The machine was not idle at the start (load average $loadavg_start): other work shares the cores, so treat these numbers as rough."
+  warn "$busy_note"
+fi
 total=$((${#server_list[@]} * ${#rate_list[@]}))
 n=0
 
@@ -373,8 +387,9 @@ md=$results/latest.md
   echo "- Machine: $ncpu cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(uname -sr); load average at start: $loadavg_start"
   echo "- Backend: Unbound $(unbound -V 2>/dev/null | awk '/^Version/ { print $2 }'), 1 thread, $names names from local data, on core $backend_cpu"
   echo "- Client: $(dnsperf -h 2>&1 | awk '/^Version/ { print "dnsperf " $2 }') -m dot -c $clients -q $outstanding -l $duration, $nqueries distinct queries, on core $client_cpu"
-  echo "- Server under test on core $server_cpu; the same ECDSA P-256 certificate; dotgate $(git describe --always --dirty 2>/dev/null || echo '?')"
+  echo "- Server under test on core $server_cpu; the same ECDSA P-256 certificate; dotgate ${DOTGATE_BIN:-$(git describe --always --dirty 2>/dev/null || echo '?')}"
   echo "- CPU µs/query = the server's user+system CPU time during the run / answered queries (backend: the same for Unbound)"
+  [ -z "$busy_note" ] || printf -- '- **%s**\n' "$busy_note"
   echo
   echo "| server | offered qps | answered qps | lost | avg latency ms | server CPU s | CPU µs/query | backend µs/query | status |"
   echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
@@ -389,7 +404,7 @@ for r in csv.DictReader(open(sys.argv[1])):
           f"{r['server_cpu_s']} | {r['server_cpu_us_per_query']} | {r['backend_cpu_us_per_query']} | {r['status']} |")
 EOF
   echo
-  echo "dnsdist relays to Unbound over TCP (one connection per TCP worker, reused); dotgate over UDP."
+  echo "dnsdist relays to Unbound over TCP, dotgate over UDP."
 } >"$md"
 
 echo

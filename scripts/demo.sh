@@ -50,6 +50,7 @@ if [ -n "${DOTGATE_BIN:-}" ]; then
   bin=$DOTGATE_BIN
 else
   say "building dotgate (cargo build --release)"
+  require_cargo
   cargo build --release --quiet
   bin=target/release/dotgate
 fi

@@ -28,9 +28,17 @@ PACKAGES=(unbound bind9 knot-dnsutils dnsperf openssl iproute2 procps python3 sh
 # Daemons those packages ship; none of them may be left running by the install.
 DAEMONS=(unbound named dnsdist)
 
+# PIDs of running DAEMONS, from /proc (pgrep may not be installed yet).
 daemon_pids() {
-  local d
-  for d in "${DAEMONS[@]}"; do pgrep -x "$d" || true; done | tr '\n' ' '
+  local f comm
+  for f in /proc/[0-9]*/comm; do
+    { read -r comm <"$f"; } 2>/dev/null || continue
+    case " ${DAEMONS[*]} " in *" $comm "*)
+      f=${f#/proc/}
+      printf '%s ' "${f%/comm}"
+      ;;
+    esac
+  done
 }
 
 is_installed() {
