@@ -92,9 +92,14 @@ else
   apt_get update
   apt_get install -y --no-install-recommends "${missing[@]}"
 
-  # Belt and braces: kill any daemon that the install started despite the policy.
+  # Belt and braces: kill any daemon that the install started despite the policy. A service
+  # daemonizes (its parent is then PID 1); a foreground instance that some test started
+  # meanwhile has its own parent and is left alone.
   for pid in $(daemon_pids); do
     case "$before" in *" $pid "*) continue ;; esac
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+    stat=${stat##*) }
+    [ "$(echo "$stat" | cut -d' ' -f2)" = 1 ] || continue
     warn "stopping $(ps -o comm= -p "$pid" 2>/dev/null || echo daemon) (pid $pid) started by the install"
     "${SUDO[@]}" kill "$pid" 2>/dev/null || true
   done
