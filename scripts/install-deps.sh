@@ -71,7 +71,10 @@ else
     if [ "$made_policy" = 1 ]; then "${SUDO[@]}" rm -f "$policy"; fi
     rm -f "$log"
   }
+  # A policy-rc.d left behind would keep every service on this machine from starting.
   trap restore EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
 
   if [ ! -e "$policy" ]; then
     # 101 = "action forbidden": invoke-rc.d and deb-systemd-invoke then start no service.
@@ -118,7 +121,7 @@ else
     done
   fi
   restore
-  trap - EXIT
+  trap - EXIT INT TERM
   say "installed: ${missing[*]}"
 fi
 
