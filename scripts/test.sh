@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Run all of dotgate's checks: the one test command (README, .ci/run).
+#
+#   scripts/test.sh
+#
+# Steps: install the system packages the tests use, lint the shell scripts, cargo fmt --check,
+# cargo clippy (-D warnings), cargo test. Every step runs even when an earlier one failed, so a
+# single run shows everything; the exit status is non-zero when any step failed.
+# Each step has a time limit in seconds (override with the variables below) so that a hung
+# test cannot eat CI's budget.
+set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$(repo_root)"
+
+LINT_TIMEOUT=${LINT_TIMEOUT:-120}
+FMT_TIMEOUT=${FMT_TIMEOUT:-120}
+CLIPPY_TIMEOUT=${CLIPPY_TIMEOUT:-900}
+TEST_TIMEOUT=${TEST_TIMEOUT:-1200}
+
+logs=$(mktemp -d /tmp/dotgate-test.XXXXXX)
+trap 'rm -rf "$logs"' EXIT
+start=$SECONDS
+results=()
+failed=0
+
+# step NAME TIMEOUT COMMAND...: run one step under a time limit, keep its output in
+# $logs/NAME.log, and record PASS/FAIL with its duration.
+step() {
+  local name=$1 limit=$2
+  shift 2
+  local t0=$SECONDS rc=0 why
+  printf '\n==> %s: %s\n' "$name" "$*" >&2
+  timeout --kill-after=30 "$limit" "$@" </dev/null 2>&1 | tee "$logs/$name.log" || rc=${PIPESTATUS[0]}
+  if [ "$rc" -eq 0 ]; then
+    results+=("$(printf 'PASS  %-8s %5ds' "$name" $((SECONDS - t0)))")
+  else
+    why="exit $rc"
+    [ "$rc" -eq 124 ] && why="timed out after ${limit}s"
+    results+=("$(printf 'FAIL  %-8s %5ds  (%s)' "$name" $((SECONDS - t0)) "$why")")
+    failed=$((failed + 1))
+  fi
+}
+
+# bash -n on every tracked shell script, and shellcheck when it is installed.
+lint_scripts() {
+  local files=() f rc=0
+  while IFS= read -r f; do files+=("$f"); done < <(git ls-files -- '*.sh' .ci/run)
+  [ ${#files[@]} -gt 0 ] || return 0
+  for f in "${files[@]}"; do bash -n "$f" || rc=1; done
+  if command -v shellcheck >/dev/null; then
+    shellcheck -x "${files[@]}" && echo "shellcheck: ${#files[@]} files clean" || rc=1
+  else
+    echo "shellcheck not installed; only 'bash -n' was run on ${#files[@]} files"
+  fi
+  return "$rc"
+}
+export -f lint_scripts
+
+say "installing dependencies"
+if ! bash scripts/install-deps.sh </dev/null; then
+  echo "FAIL: scripts/install-deps.sh failed; nothing else was run" >&2
+  exit 1
+fi
+require_cargo
+
+step scripts "$LINT_TIMEOUT" bash -c lint_scripts
+step fmt "$FMT_TIMEOUT" cargo fmt --all -- --check
+step clippy "$CLIPPY_TIMEOUT" cargo clippy --all-targets -- -D warnings
+step test "$TEST_TIMEOUT" cargo test --all-targets
+
+# cargo prints one "test result:" line per test binary; add them up.
+counts=$(awk '/^test result:/ {
+    for (i = 1; i < NF; i++) {
+      if ($(i+1) ~ /^passed/) p += $i
+      if ($(i+1) ~ /^failed/) f += $i
+      if ($(i+1) ~ /^ignored/) s += $i
+    }
+    n++
+  }
+  END { if (n) printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$logs/test.log")
+
+echo
+echo "==================== summary ===================="
+printf '%s\n' "${results[@]}"
+echo "total time: $((SECONDS - start))s"
+if [ "$failed" -eq 0 ]; then
+  echo "all ${#results[@]} steps passed"
+else
+  echo "$failed of ${#results[@]} steps FAILED"
+fi
+# Last line: the cargo test count, in the form CI reads.
+if [ -n "$counts" ]; then echo "tests: $counts"; fi
+[ "$failed" -eq 0 ]
