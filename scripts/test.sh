@@ -67,7 +67,7 @@ require_cargo
 step scripts "$LINT_TIMEOUT" bash -c lint_scripts
 step fmt "$FMT_TIMEOUT" cargo fmt --all -- --check
 step clippy "$CLIPPY_TIMEOUT" cargo clippy --all-targets -- -D warnings
-step test "$TEST_TIMEOUT" cargo test --all-targets
+step test "$TEST_TIMEOUT" cargo test --all-targets --no-fail-fast
 
 # cargo prints one "test result:" line per test binary; add them up.
 counts=$(awk '/^test result:/ {
