@@ -141,3 +141,20 @@ async fn query_names_are_not_logged_unless_asked_for() {
         assert!(stderr.contains("worker stopped"), "counters are logged at exit");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_connections_do_not_flood_the_log() {
+    let backend = FakeBackend::start().await;
+    let dotgate = Dotgate::start(&[backend.addr], &[]);
+    let lines_before = dotgate.stderr().lines().count();
+    for _ in 0..200 {
+        let mut tcp = tokio::net::TcpStream::connect(dotgate.addr).await.unwrap();
+        support::client::write_frame(&mut tcp, &query("plain.example.", RecordType::A, 1)).await.unwrap();
+        drop(tcp);
+    }
+    // The server still works, and said little about 200 failed handshakes.
+    let mut client = DotClient::connect(dotgate.addr).await.unwrap();
+    client.exchange(&query("still.example.", RecordType::A, 1)).await;
+    let new_lines = dotgate.stderr().lines().count() - lines_before;
+    assert!(new_lines <= 5, "{new_lines} log lines for 200 bad clients: {}", dotgate.stderr());
+}
