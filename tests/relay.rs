@@ -348,3 +348,29 @@ async fn each_worker_has_several_upstream_sockets_on_random_ports() {
     assert_eq!(distinct.len(), 6, "each socket has its own port: {ports:?}");
     assert!(ports.iter().all(|&p| p >= 1024), "OS-chosen ephemeral ports: {ports:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_table_empties_when_traffic_stops() {
+    let backend = FakeBackend::start().await;
+    let mut dotgate = Dotgate::start(&[backend.addr], &["--workers", "1", "--upstream-timeout", "0.3"]);
+    let mut client = DotClient::connect(dotgate.addr).await.unwrap();
+    let names = ["ok", "drop", "tc-2000", "wrongid", "twice", "garbage", "delay-100", "servfail"];
+    for (i, name) in names.iter().enumerate() {
+        client.send(&query(&format!("{name}.e.example."), RecordType::A, i as u16)).await.unwrap();
+    }
+    for _ in names {
+        recv(&mut client).await;
+    }
+    // A client that vanishes with queries in flight leaves nothing behind either.
+    let mut vanishing = DotClient::connect(dotgate.addr).await.unwrap();
+    for i in 0..10u16 {
+        vanishing.send(&query(&format!("delay-200.v{i}.example."), RecordType::A, i)).await.unwrap();
+    }
+    drop(vanishing);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    dotgate.signal(libc::SIGTERM);
+    dotgate.wait_exit(WAIT).expect("exit");
+    let stderr = dotgate.stderr();
+    let stop = stderr.lines().find(|l| l.contains("worker stopped")).expect("stop line");
+    assert!(stop.contains("in_flight=0"), "{stop}");
+}

@@ -127,9 +127,10 @@ impl Connection {
             if can_read {
                 self.inbound.reserve(READ_CHUNK);
             }
+            // Reads first: the top of the loop writes whatever is queued before every wait, so
+            // answers cannot starve, while a stream of answers must not starve reading.
             tokio::select! {
                 biased;
-                _ = self.answers.ready.notified() => {}
                 read = self.tls.read_buf(&mut self.inbound), if can_read => match read {
                     Ok(0) => client_open = false,
                     Ok(_) => idle.as_mut().reset(Instant::now() + settings.idle_timeout),
@@ -137,6 +138,7 @@ impl Connection {
                     Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => client_open = false,
                     Err(_) => return Ending::Io,
                 },
+                _ = self.answers.ready.notified() => {}
                 _ = &mut idle, if outstanding == 0 => return Ending::Idle,
                 _ = self.shutdown.wait(), if !draining => draining = true,
             }
