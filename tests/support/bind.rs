@@ -17,8 +17,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use super::ports::free_port;
-use super::process::{wait_dns_ready, TestProcess};
+use super::process::{start_dns_server, TestProcess};
 
 pub const WWW_A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 20);
 
@@ -68,27 +67,13 @@ impl Bind {
     /// Starts named and waits (10 s max) until it answers over UDP and TCP.
     /// Retries with a new port (3 tries) if the port was taken meanwhile.
     pub fn start() -> Bind {
-        for attempt in 1..=3 {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let port = free_port();
-            let conf = write_config(dir.path(), port);
+        let (addr, proc, dir) = start_dns_server("named", "www.example.test.", |dir, port| {
+            let conf = write_config(dir, port);
             let mut cmd = Command::new("named");
-            cmd.arg("-g").arg("-c").arg(&conf).current_dir(dir.path());
-            let mut proc = TestProcess::spawn("named", cmd);
-            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-            match wait_dns_ready(&mut proc, addr, "www.example.test.", Duration::from_secs(10)) {
-                Ok(()) => return Bind { addr, proc, dir },
-                Err(why) => {
-                    proc.kill();
-                    let out = proc.describe();
-                    if attempt < 3 && out.contains("ddress already in use") {
-                        continue;
-                    }
-                    panic!("named did not start on {addr}: {why}\n{out}");
-                }
-            }
-        }
-        unreachable!()
+            cmd.arg("-g").arg("-c").arg(conf);
+            cmd
+        });
+        Bind { addr, proc, dir }
     }
 
     pub fn stderr(&self) -> String {

@@ -221,3 +221,34 @@ fn brief(r: &[u8]) -> String {
         u16::from_be_bytes([r[6], r[7]])
     )
 }
+
+/// Starts a DNS server (Unbound, BIND) on a free loopback port in a fresh temp dir:
+/// `command(dir, port)` writes its config and returns the command line. Waits (10 s max) until
+/// it answers `probe_name` over UDP and TCP; retries with a new port (3 tries) if the port was
+/// taken meanwhile. Panics with the server's output if it never comes up.
+pub fn start_dns_server(
+    name: &str,
+    probe_name: &str,
+    command: impl Fn(&std::path::Path, u16) -> Command,
+) -> (std::net::SocketAddr, TestProcess, tempfile::TempDir) {
+    for attempt in 1..=3 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = super::ports::free_port();
+        let mut cmd = command(dir.path(), port);
+        cmd.current_dir(dir.path());
+        let mut proc = TestProcess::spawn(name, cmd);
+        let addr = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+        match wait_dns_ready(&mut proc, addr, probe_name, Duration::from_secs(10)) {
+            Ok(()) => return (addr, proc, dir),
+            Err(why) => {
+                proc.kill();
+                let out = proc.describe();
+                if attempt < 3 && out.contains("ddress already in use") {
+                    continue;
+                }
+                panic!("{name} did not start on {addr}: {why}\n{out}");
+            }
+        }
+    }
+    unreachable!()
+}
