@@ -62,6 +62,12 @@ pub fn run(config: Config, tls: TlsSetup) -> Result<(), RunError> {
     for (addr, e) in skipped {
         tracing::warn!(%addr, error = %e, "not listening on this address (no IPv6 here?)");
     }
+    if tls.self_signed {
+        tracing::warn!(
+            "no --cert/--key given: serving an ephemeral self-signed certificate; clients can pin it with pin-sha256=\"{}\"",
+            tls.spki_pin
+        );
+    }
 
     let main_runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(RunError::Signals)?;
     let (trigger, shutdown) = runtime::shutdown::channel();

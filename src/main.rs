@@ -1,5 +1,6 @@
 //! The `dotgate` binary: parse the command line, load the TLS material, run. Exit status 2 for
-//! anything wrong with the settings (one line on stderr), 1 for a failure while running.
+//! anything wrong with the settings, a listen address that cannot be bound included (one line on
+//! stderr), 1 for a failure while running.
 
 use std::process::ExitCode;
 
@@ -37,16 +38,11 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    if tls.self_signed {
-        tracing::warn!(
-            "no --cert/--key given: serving an ephemeral self-signed certificate; clients can pin it with pin-sha256=\"{}\"",
-            tls.spki_pin
-        );
-    }
     match dotgate::run(config, tls) {
         Ok(()) => ExitCode::SUCCESS,
+        // An address this host cannot listen on is a settings problem like any other.
+        Err(e @ dotgate::RunError::Listen(_)) => bad_config(&e),
         Err(e) => {
-            tracing::error!("{e}");
             eprintln!("dotgate: {e}");
             ExitCode::FAILURE
         }

@@ -112,3 +112,13 @@ fn help_exits_0() {
         assert!(help.contains(flag), "help lacks {flag}");
     }
 }
+
+#[test]
+fn an_address_this_host_cannot_listen_on_is_one_line_and_exit_2() {
+    // 192.0.2.1 (TEST-NET-1) is on no interface here.
+    assert_config_error(&["--backend", "127.0.0.1:53", "--listen", "192.0.2.1:8853"], "192.0.2.1:8853");
+    // A port already taken by another program.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    assert_config_error(&["--backend", "127.0.0.1:53", "--listen", &addr], &addr);
+}
