@@ -98,6 +98,14 @@ pub fn same_question(a: &[u8], b: &[u8]) -> bool {
     a[..name_len].eq_ignore_ascii_case(&b[..name_len]) && a[name_len..] == b[name_len..]
 }
 
+/// Whether `answer` (a response) carries exactly the question `asked` (as sliced from the
+/// query by [`question_end`]): one question, the same name, type and class.
+pub fn answers_question(answer: &[u8], asked: &[u8]) -> bool {
+    answer.len() >= HEADER_LEN
+        && qdcount(answer) == 1
+        && question_end(answer).is_some_and(|end| same_question(&answer[HEADER_LEN..end], asked))
+}
+
 /// What the frontend does with a message a client sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueryVerdict {

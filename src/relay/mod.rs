@@ -10,8 +10,8 @@
 //! unless its requester closed; an answer is accepted only from the backend address it was sent
 //! to, with the ID sent, QR=1 and the same question; the table empties when traffic stops.
 
-mod backends;
-mod inflight;
+pub mod backends;
+pub mod inflight;
 mod tcp;
 mod udp;
 
@@ -234,7 +234,7 @@ impl Relay {
             bump(&self.stats.dropped_garbage);
             return;
         }
-        if !answers_question(answer, entry.question()) {
+        if !dns::answers_question(answer, entry.question()) {
             bump(&self.stats.dropped_question_mismatch);
             return;
         }
@@ -264,7 +264,7 @@ impl Relay {
             return;
         };
         let entry = st.table.get(key).expect("TCP ID map points at a live entry");
-        if !answers_question(answer, entry.question()) {
+        if !dns::answers_question(answer, entry.question()) {
             bump(&self.stats.dropped_question_mismatch);
             return;
         }
@@ -424,12 +424,6 @@ impl Relay {
             st.table.recycle(entry.query);
         }
     }
-}
-
-/// Whether `answer` (a response) carries exactly the question asked.
-fn answers_question(answer: &[u8], asked: &[u8]) -> bool {
-    dns::qdcount(answer) == 1
-        && dns::question_end(answer).is_some_and(|end| dns::same_question(&answer[dns::HEADER_LEN..end], asked))
 }
 
 fn next_generation(st: &mut RelayState) -> u32 {
