@@ -116,6 +116,10 @@ impl InflightTable {
         self.entries.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// The entry waiting on UDP socket `socket` for an answer with `id`.
     #[inline]
     pub fn udp_owner(&self, socket: usize, id: u16) -> Option<Key> {
