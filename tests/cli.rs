@@ -44,6 +44,7 @@ fn bad_numbers_are_one_line_and_exit_2() {
     assert_config_error(&["--backend", "127.0.0.1:53", "--workers", "0"], "workers");
     assert_config_error(&["--backend", "127.0.0.1:53", "--idle-timeout", "-3"], "idle-timeout");
     assert_config_error(&["--backend", "127.0.0.1:53", "--max-in-flight", "0"], "max-in-flight");
+    assert_config_error(&["--backend", "127.0.0.1:53", "--coalesce-window", "0.5"], "coalesce-window");
 }
 
 #[test]
@@ -83,7 +84,7 @@ fn check_config_accepts_a_good_config_and_exits_0() {
         &format!(
             "listen = [\"127.0.0.1:8853\"]\nbackend = [\"127.0.0.1:53\", \"[::1]:53\"]\ncert = {cert:?}\nkey = {key:?}\n\
              workers = 2\nidle-timeout = 10\nhandshake-timeout = 5\nupstream-timeout = 1.5\ndrain-timeout = 10\n\
-             max-in-flight = 100\nupstream-sockets = 4\nlog-queries = false\n"
+             max-in-flight = 100\nupstream-sockets = 4\ncoalesce-window = 0.0005\nlog-queries = false\n"
         ),
     );
     let out = dotgate(&["--config", &file, "--check-config"]);

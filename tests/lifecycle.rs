@@ -81,12 +81,23 @@ async fn sigterm_stops_accepting_drains_in_flight_queries_and_exits_0() {
 async fn workers_are_separate_threads() {
     let backend = FakeBackend::start().await;
     let dotgate = Dotgate::start(&[backend.addr], &["--workers", "3"]);
-    let names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", dotgate.pid()))
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|n| n.trim().to_owned())
-        .filter(|n| n.starts_with("dotgate-worker"))
-        .collect();
+    let worker_threads = || -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{}/task", dotgate.pid()))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|n| n.trim().to_owned())
+            .filter(|n| n.starts_with("dotgate-worker"))
+            .collect()
+    };
+    // The listening sockets exist before the threads that serve them: give them a moment.
+    let mut names = worker_threads();
+    for _ in 0..50 {
+        if names.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        names = worker_threads();
+    }
     assert_eq!(names.len(), 3, "worker threads: {names:?}");
     // Every worker serves: many connections spread over them by SO_REUSEPORT all get answers.
     for i in 0..12u16 {

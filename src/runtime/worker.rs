@@ -31,7 +31,10 @@ pub struct WorkerSpec {
 
 /// Runs a worker to completion on the calling thread.
 pub fn run(spec: WorkerSpec) -> io::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_all();
+    crate::runtime::pacing::install(&mut builder, spec.config.coalesce_window);
+    let runtime = builder.build()?;
     let local = LocalSet::new();
     local.block_on(&runtime, serve(spec))
 }
