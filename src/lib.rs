@@ -28,6 +28,8 @@
 //! crosses threads; the per-query path has no lock. Shared state (config, TLS config) is read
 //! only. `config` turns flags and the TOML file into `Config`; `stats` counts per worker.
 
+#![deny(unsafe_code)] // one exception: relay::udp_batch, the batched UDP system calls
+
 pub mod config;
 pub mod dns;
 pub mod frontend;

@@ -14,6 +14,7 @@ pub mod backends;
 pub mod inflight;
 mod tcp;
 mod udp;
+mod udp_batch;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -82,6 +83,16 @@ struct RelayState {
     /// off-path spoofer (RFC 5452).
     rng: StdRng,
     next_generation: u32,
+    /// UDP sends queued since the last `flush`, sent together (one `sendmmsg` per socket).
+    pending_sends: Vec<PendingSend>,
+}
+
+/// A query waiting in `pending_sends`; stale if the entry has been sent again or is gone.
+#[derive(Clone, Copy)]
+struct PendingSend {
+    socket: u16,
+    key: Key,
+    generation: u32,
 }
 
 /// A worker's relay.
@@ -92,8 +103,14 @@ pub struct Relay {
     stats: Rc<WorkerStats>,
     /// Wakes the timer task when the first deadline goes into an empty queue.
     timer_wake: Notify,
+    /// Wakes the sender task when the first send goes into an empty `pending_sends`.
+    send_wake: Notify,
     /// Scratch for answers made here (SERVFAIL), so making one allocates nothing.
     scratch: RefCell<Vec<u8>>,
+    /// The `sendmmsg` arrays, reused by every flush.
+    send_batch: RefCell<udp_batch::SendBatch>,
+    /// The pending sends being flushed, swapped with `RelayState::pending_sends`.
+    flushing: RefCell<Vec<PendingSend>>,
 }
 
 impl Relay {
@@ -107,6 +124,7 @@ impl Relay {
             deadlines: VecDeque::with_capacity(1024),
             rng: StdRng::from_entropy(),
             next_generation: 0,
+            pending_sends: Vec::with_capacity(256),
         };
         Ok(Rc::new(Relay {
             state: RefCell::new(state),
@@ -114,7 +132,10 @@ impl Relay {
             settings,
             stats,
             timer_wake: Notify::new(),
+            send_wake: Notify::new(),
             scratch: RefCell::new(Vec::with_capacity(512)),
+            send_batch: RefCell::new(udp_batch::SendBatch::default()),
+            flushing: RefCell::new(Vec::with_capacity(256)),
         }))
     }
 
@@ -125,6 +146,7 @@ impl Relay {
             tokio::task::spawn_local(udp::receive_loop(self.clone(), index));
         }
         tokio::task::spawn_local(timer_loop(self.clone()));
+        tokio::task::spawn_local(send_loop(self.clone()));
         tokio::task::spawn_local(probe_loop(self.clone()));
     }
 
@@ -138,7 +160,9 @@ impl Relay {
     }
 
     /// Relays one checked query (see [`dns::check_query`]); the answer, or SERVFAIL, comes back
-    /// through `reply`. `query` is copied; the caller may reuse its buffer at once.
+    /// through `reply`. `query` is copied; the caller may reuse its buffer at once. The query
+    /// leaves when the worker's sender task runs, after every task that was ready with it:
+    /// all the queries of one round of the event loop go out together.
     pub fn submit(self: &Rc<Self>, query: &[u8], question_end: usize, reply: Rc<dyn ReplyTo>) {
         let mut st = self.state.borrow_mut();
         let buf = st.table.buffer_from(query);
@@ -170,11 +194,10 @@ impl Relay {
         self.answer_servfail(entry);
     }
 
-    /// Sends the entry's query over UDP to `backend` with a fresh random ID on a random socket,
-    /// and arms its deadline. False when no ID is free (the table is absurdly full).
+    /// Queues the entry's query for `backend` under a fresh random ID on a random socket, and
+    /// arms its deadline. False when no ID is free (the table is absurdly full).
     fn send_udp(&self, st: &mut RelayState, key: Key, backend: usize) -> bool {
-        let addr = st.backends.addr(backend);
-        let sockets = self.sockets.for_family(addr);
+        let sockets = self.sockets.for_family(st.backends.addr(backend));
         let mut picked = None;
         for _ in 0..ID_PICK_TRIES {
             let socket = sockets.start + st.rng.gen_range(0..sockets.len());
@@ -193,15 +216,45 @@ impl Relay {
         entry.route = Route::Udp { socket: socket as u16 };
         entry.attempts += 1;
         entry.generation = generation;
-        bump(&self.stats.upstream_sends);
-        if let Err(e) = self.sockets.get(socket).try_send_to(&entry.query, addr) {
-            // Not fatal: the deadline retries elsewhere or answers SERVFAIL.
-            bump(&self.stats.upstream_send_errors);
-            tracing::debug!(backend = %addr, error = %e, "upstream send failed");
+        if st.pending_sends.is_empty() {
+            self.send_wake.notify_one();
         }
+        st.pending_sends.push(PendingSend { socket: socket as u16, key, generation });
         st.backends.add_outstanding(backend);
         self.arm_deadline(st, key, generation);
         true
+    }
+
+    /// Sends every queued UDP query: one `sendmmsg` per upstream socket that has any. A send the
+    /// kernel refuses is not fatal: the query's deadline retries it elsewhere or answers
+    /// SERVFAIL.
+    fn flush(&self) {
+        let mut flushing = self.flushing.borrow_mut();
+        let st = self.state.borrow();
+        if st.pending_sends.is_empty() {
+            return;
+        }
+        drop(st);
+        std::mem::swap(&mut *flushing, &mut self.state.borrow_mut().pending_sends);
+        // Group by socket; a stable sort keeps each client's queries in the order they came.
+        flushing.sort_by_key(|p| p.socket);
+        let st = self.state.borrow();
+        let mut batch = self.send_batch.borrow_mut();
+        for group in flushing.chunk_by(|a, b| a.socket == b.socket) {
+            let live = group.iter().filter_map(|p| {
+                let entry = st.table.get(p.key)?;
+                let current = entry.generation == p.generation
+                    && matches!(entry.route, Route::Udp { socket } if socket == p.socket);
+                current.then(|| (st.backends.addr(entry.backend), entry.query.as_slice()))
+            });
+            let wanted = group.len();
+            let sent = self.sockets.send_batch(group[0].socket as usize, &mut batch, live);
+            for _ in sent..wanted {
+                bump(&self.stats.upstream_send_errors);
+            }
+            self.stats.upstream_sends.set(self.stats.upstream_sends.get() + sent as u64);
+        }
+        flushing.clear();
     }
 
     fn arm_deadline(&self, st: &mut RelayState, key: Key, generation: u32) {
@@ -249,6 +302,12 @@ impl Relay {
             return;
         }
         self.finish(st, key, answer);
+    }
+
+    /// A datagram whose source is not an IP address (cannot happen on an IP socket; counted
+    /// rather than trusted).
+    pub(crate) fn count_garbage(&self) {
+        bump(&self.stats.dropped_garbage);
     }
 
     /// An answer arrived on upstream TCP connection `conn`; same checks as UDP (the source is
@@ -454,6 +513,15 @@ async fn timer_loop(relay: Rc<Relay>) {
             }
             None => relay.timer_wake.notified().await,
         }
+    }
+}
+
+/// Sends the queries queued in a round of the event loop, once the tasks that queued them
+/// have run (a woken task goes to the back of the worker's run queue).
+async fn send_loop(relay: Rc<Relay>) {
+    loop {
+        relay.send_wake.notified().await;
+        relay.flush();
     }
 }
 

@@ -1,17 +1,22 @@
 //! Upstream UDP sockets: binding them (one group per address family, each socket on its own
 //! OS-chosen random port) and the receive loop that feeds datagrams to the relay.
 //!
-//! Owns the sockets and the receive buffer. It never matches answers itself (`Relay` does)
-//! and never blocks: a loop drains what the kernel has, then yields.
+//! Owns the sockets and the receive buffers. It never matches answers itself (`Relay` does)
+//! and never blocks: a loop drains what the kernel has, then yields. Sends go out in batches
+//! (`send_batch`), receives come in batches (`receive_loop`), through `udp_batch`.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
 use std::rc::Rc;
 
+use std::os::fd::AsRawFd;
+
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
+use super::udp_batch::{RecvBatch, SendBatch, RECV_SLOTS};
 use super::Relay;
 
 /// Kernel receive buffer asked for each upstream socket: a burst of answers to many clients
@@ -20,10 +25,8 @@ use super::Relay;
 const RECV_BUFFER_BYTES: usize = 4 << 20;
 /// Kernel send buffer asked for each upstream socket.
 const SEND_BUFFER_BYTES: usize = 1 << 20;
-/// Largest UDP payload over IPv4/IPv6 (65,535 minus headers), so no answer is ever cut.
-const MAX_DATAGRAM: usize = 65_535;
-/// Datagrams taken per wake-up before yielding, so connections get to write what arrived.
-const RECV_BURST: usize = 64;
+/// Full batches taken in a row before yielding, so connections get to write what arrived.
+const MAX_ROUNDS_BEFORE_YIELD: usize = 4;
 
 /// The upstream sockets of one worker: IPv4 ones first, then IPv6 ones.
 pub struct SocketGroups {
@@ -69,6 +72,19 @@ impl SocketGroups {
     pub fn get(&self, index: usize) -> &UdpSocket {
         &self.sockets[index]
     }
+
+    /// Sends `datagrams` on socket `index` in as few system calls as possible. Returns how many
+    /// went out (the rest is lost, as a UDP datagram may be: deadlines cover it).
+    pub fn send_batch<'a>(
+        &self,
+        index: usize,
+        batch: &mut SendBatch,
+        datagrams: impl Iterator<Item = (SocketAddr, &'a [u8])>,
+    ) -> usize {
+        let socket = &self.sockets[index];
+        let fd = socket.as_raw_fd();
+        socket.try_io(Interest::WRITABLE, || batch.send(fd, datagrams)).unwrap_or(0)
+    }
 }
 
 fn bind_one(addr: SocketAddr) -> io::Result<UdpSocket> {
@@ -85,28 +101,39 @@ fn bind_one(addr: SocketAddr) -> io::Result<UdpSocket> {
 }
 
 /// Reads datagrams from upstream socket `index` for as long as the worker runs (the task is
-/// dropped with the worker's task set).
+/// dropped with the worker's task set): up to `RECV_SLOTS` per system call.
 pub async fn receive_loop(relay: Rc<Relay>, index: usize) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut batch = RecvBatch::new();
     loop {
         let socket = relay.sockets.get(index);
         if socket.readable().await.is_err() {
             return;
         }
-        let mut drained = false;
-        for _ in 0..RECV_BURST {
-            match socket.try_recv_from(&mut buf) {
-                Ok((len, src)) => relay.on_udp_datagram(index, &mut buf[..len], normalize(src)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    drained = true;
-                    break;
+        let mut rounds = 0;
+        loop {
+            let fd = socket.as_raw_fd();
+            match socket.try_io(Interest::READABLE, || batch.recv(fd)) {
+                Ok(n) => {
+                    for i in 0..n {
+                        match batch.datagram(i) {
+                            Some((datagram, src)) => relay.on_udp_datagram(index, datagram, normalize(src)),
+                            None => relay.count_garbage(),
+                        }
+                    }
+                    if n < RECV_SLOTS {
+                        break; // drained: the next read would only say WouldBlock
+                    }
                 }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 // ICMP errors surface here on some kernels; the query's deadline handles it.
-                Err(_) => continue,
+                Err(_) => break,
             }
-        }
-        if !drained {
-            tokio::task::yield_now().await;
+            rounds += 1;
+            if rounds == MAX_ROUNDS_BEFORE_YIELD {
+                // Let connections write what arrived before taking more.
+                tokio::task::yield_now().await;
+                rounds = 0;
+            }
         }
     }
 }

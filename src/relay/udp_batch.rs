@@ -1,0 +1,226 @@
+//! Batched UDP system calls: `recvmmsg` and `sendmmsg` (Linux), the only `unsafe` code in
+//! dotgate.
+//!
+//! Why hand-rolled: quinn-udp, the well-kept crate for this, receives with `recvmmsg` but sends
+//! one `sendmsg` per datagram, and its GSO path needs equal-sized datagrams to one destination,
+//! which queries to several backends are not; it also switches on socket options (GRO, DF,
+//! timestamps) a DNS relay does not want. One `recvmmsg` takes up to `RECV_SLOTS` answers,
+//! one `sendmmsg` sends every query a client's read produced. The kernel's per-packet work
+//! stays; what goes is a system call per packet.
+//!
+//! This module owns the message arrays and receive buffers; it never interprets a datagram.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::RawFd;
+
+use socket2::SockAddr;
+
+/// Datagrams one `recvmmsg` may return.
+pub const RECV_SLOTS: usize = 16;
+/// Each receive slot holds the largest UDP payload, so no answer is ever cut short. The
+/// buffers are allocated zeroed and untouched pages stay out of RSS.
+const SLOT_BYTES: usize = 65_535;
+
+/// Receive buffers and the `mmsghdr` array that points into them.
+pub struct RecvBatch {
+    buffers: Vec<u8>,
+    addrs: Vec<libc::sockaddr_storage>,
+    iovecs: Vec<libc::iovec>,
+    headers: Vec<libc::mmsghdr>,
+    /// Datagrams the last `recv` returned.
+    received: usize,
+}
+
+impl RecvBatch {
+    pub fn new() -> RecvBatch {
+        let mut batch = RecvBatch {
+            buffers: vec![0u8; RECV_SLOTS * SLOT_BYTES],
+            // SAFETY: sockaddr_storage is plain data; all-zero is a valid (AF_UNSPEC) value.
+            addrs: (0..RECV_SLOTS).map(|_| unsafe { zeroed() }).collect(),
+            iovecs: Vec::with_capacity(RECV_SLOTS),
+            headers: Vec::with_capacity(RECV_SLOTS),
+            received: 0,
+        };
+        for slot in 0..RECV_SLOTS {
+            batch.iovecs.push(libc::iovec {
+                // The heap blocks of `buffers`, `addrs` and `iovecs` never move: none of the
+                // vectors is resized after this loop (capacity was reserved up front).
+                iov_base: batch.buffers[slot * SLOT_BYTES..].as_mut_ptr().cast(),
+                iov_len: SLOT_BYTES,
+            });
+        }
+        for slot in 0..RECV_SLOTS {
+            // SAFETY: mmsghdr is plain data; all-zero is valid, the fields are set below.
+            let mut header: libc::mmsghdr = unsafe { zeroed() };
+            header.msg_hdr.msg_name = (&mut batch.addrs[slot] as *mut libc::sockaddr_storage).cast();
+            header.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            header.msg_hdr.msg_iov = &mut batch.iovecs[slot];
+            header.msg_hdr.msg_iovlen = 1;
+            batch.headers.push(header);
+        }
+        batch
+    }
+
+    /// One `recvmmsg` on a non-blocking socket: the number of datagrams now in the batch, or
+    /// `WouldBlock` when none was waiting.
+    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        for header in &mut self.headers {
+            header.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            header.msg_hdr.msg_flags = 0;
+            header.msg_len = 0;
+        }
+        // SAFETY: every header points at its own address slot and its own iovec, which points
+        // at its own SLOT_BYTES-long part of `buffers`; all live as long as `self`, which is
+        // borrowed mutably for the call. MSG_DONTWAIT: never block the worker.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.headers.as_mut_ptr(),
+                RECV_SLOTS as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            self.received = 0;
+            return Err(io::Error::last_os_error());
+        }
+        self.received = n as usize;
+        Ok(self.received)
+    }
+
+    /// Datagram `i` of the last `recv`: its bytes and its source, or `None` for a source that
+    /// is not an IP address.
+    pub fn datagram(&mut self, i: usize) -> Option<(&mut [u8], SocketAddr)> {
+        assert!(i < self.received);
+        let header = &self.headers[i];
+        let len = (header.msg_len as usize).min(SLOT_BYTES);
+        let source = socket_addr(&self.addrs[i])?;
+        Some((&mut self.buffers[i * SLOT_BYTES..i * SLOT_BYTES + len], source))
+    }
+}
+
+/// The IP address the kernel wrote into `storage`, if it is one.
+fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match storage.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in, which it is large and
+            // aligned enough for.
+            let v4 = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(v4.sin_port))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6.
+            let v6 = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(v6.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(ip, u16::from_be(v6.sin6_port), v6.sin6_flowinfo, v6.sin6_scope_id)))
+        }
+        _ => None,
+    }
+}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        RecvBatch::new()
+    }
+}
+
+/// Reusable arrays for `sendmmsg`.
+#[derive(Default)]
+pub struct SendBatch {
+    addrs: Vec<SockAddr>,
+    iovecs: Vec<libc::iovec>,
+    headers: Vec<libc::mmsghdr>,
+}
+
+impl SendBatch {
+    /// Sends `datagrams` (destination, payload) with as few `sendmmsg` calls as the kernel
+    /// allows. Returns how many went out; stops at the first error, which is returned only
+    /// when nothing went out.
+    pub fn send<'a>(
+        &mut self,
+        fd: RawFd,
+        datagrams: impl Iterator<Item = (SocketAddr, &'a [u8])>,
+    ) -> io::Result<usize> {
+        self.addrs.clear();
+        self.iovecs.clear();
+        self.headers.clear();
+        for (addr, payload) in datagrams {
+            self.addrs.push(SockAddr::from(addr));
+            self.iovecs.push(libc::iovec { iov_base: payload.as_ptr() as *mut _, iov_len: payload.len() });
+        }
+        for i in 0..self.addrs.len() {
+            // SAFETY: mmsghdr is plain data; all-zero is valid, the fields are set below.
+            let mut header: libc::mmsghdr = unsafe { zeroed() };
+            header.msg_hdr.msg_name = self.addrs[i].as_ptr() as *mut _;
+            header.msg_hdr.msg_namelen = self.addrs[i].len();
+            header.msg_hdr.msg_iov = &mut self.iovecs[i];
+            header.msg_hdr.msg_iovlen = 1;
+            self.headers.push(header);
+        }
+        let mut sent = 0;
+        while sent < self.headers.len() {
+            // SAFETY: the headers point at addresses in `self.addrs` and iovecs in
+            // `self.iovecs`, which point at payloads the caller keeps borrowed for the lifetime
+            // 'a, i.e. across this call; nothing is resized until it returns. The kernel only
+            // reads the payloads.
+            let n = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    self.headers[sent..].as_mut_ptr(),
+                    (self.headers.len() - sent) as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n <= 0 {
+                let e = io::Error::last_os_error();
+                return if sent == 0 { Err(e) } else { Ok(sent) };
+            }
+            sent += n as usize;
+        }
+        Ok(sent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn a_batch_goes_out_and_comes_back_with_sources() {
+        let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = receiver.local_addr().unwrap();
+        let big = vec![7u8; 60_000];
+        let payloads: Vec<Vec<u8>> = vec![b"one".to_vec(), b"two".to_vec(), big.clone()];
+        let mut send = SendBatch::default();
+        assert_eq!(send.send(sender.as_raw_fd(), payloads.iter().map(|p| (to, p.as_slice()))).unwrap(), 3);
+
+        let mut recv = RecvBatch::new();
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            match recv.recv(receiver.as_raw_fd()) {
+                Ok(n) => {
+                    for i in 0..n {
+                        let (bytes, source) = recv.datagram(i).unwrap();
+                        assert_eq!(source, sender.local_addr().unwrap());
+                        got.push(bytes.to_vec());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+            if got.len() == 3 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(got, payloads, "all three, whole, in order");
+        assert_eq!(recv.recv(receiver.as_raw_fd()).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+    }
+}
