@@ -374,3 +374,20 @@ async fn in_flight_table_empties_when_traffic_stops() {
     let stop = stderr.lines().find(|l| l.contains("worker stopped")).expect("stop line");
     assert!(stop.contains("in_flight=0"), "{stop}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_query_is_read_whole_and_forwarded_intact() {
+    let backend = FakeBackend::start().await;
+    let dotgate = Dotgate::start(&[backend.addr], &["--workers", "1"]);
+    let mut client = DotClient::connect(dotgate.addr).await.unwrap();
+    let q = query_edns("large.example.", RecordType::A, 0x7777, false, false, vec![(65001, vec![0x55; 20_000])]);
+    // In pieces, as a client with small TLS records would send it.
+    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&q);
+    for piece in framed.chunks(3000) {
+        client.send_raw(piece).await.unwrap();
+    }
+    let answer = parse(&recv(&mut client).await);
+    assert_eq!(answer.id(), 0x7777);
+    assert_eq!(&backend.received()[0][2..], &q[2..]);
+}

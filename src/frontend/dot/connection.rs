@@ -25,10 +25,13 @@ use crate::dns::{self, QueryVerdict};
 use crate::relay::ReplyTo;
 use crate::stats::bump;
 
-/// Room made in the read buffer before each read: a TLS record's worth of small queries.
-const READ_CHUNK: usize = 4096;
-/// A read buffer grown past this (by a large query) is freed once empty, not kept for life.
-const KEEP_READ_CAPACITY: usize = 16 * 1024;
+/// Room made in the read buffer before each read. Small, because it is held while the
+/// connection waits: rustls keeps the decrypted bytes that do not fit until the next read,
+/// which costs a copy, not a system call. (Idle connections are what memory is spent on.)
+const READ_CHUNK: usize = 1024;
+/// A buffer grown past this (by a large query or a burst of answers) is freed once empty
+/// rather than kept for the connection's life.
+const KEEP_CAPACITY: usize = 4096;
 /// How long the close_notify and TCP shutdown may take before the socket is just dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -125,7 +128,7 @@ impl Connection {
             }
             let can_read = client_open && !draining && outstanding < settings.max_in_flight;
             if can_read {
-                self.inbound.reserve(READ_CHUNK);
+                self.make_read_room();
             }
             // Reads first: the top of the loop writes whatever is queued before every wait, so
             // answers cannot starve, while a stream of answers must not starve reading.
@@ -178,10 +181,18 @@ impl Connection {
             }
             self.inbound.advance(PREFIX_LEN + len);
         }
-        if self.inbound.is_empty() && self.inbound.capacity() > KEEP_READ_CAPACITY {
+        if self.inbound.is_empty() && self.inbound.capacity() > KEEP_CAPACITY {
             self.inbound = BytesMut::new();
         }
         Ok(())
+    }
+
+    /// Ensures the read buffer can take the rest of a message that has begun, or a chunk.
+    fn make_read_room(&mut self) {
+        let rest_of_message = self.inbound.get(..PREFIX_LEN).map_or(0, |prefix| {
+            (PREFIX_LEN + u16::from_be_bytes([prefix[0], prefix[1]]) as usize).saturating_sub(self.inbound.len())
+        });
+        self.inbound.reserve(rest_of_message.max(READ_CHUNK));
     }
 
     /// Writes every queued answer: one TLS record (up to 16 KiB of answers) and one write call
@@ -191,7 +202,7 @@ impl Connection {
         self.tls.write_all(&self.outbound).await?;
         self.tls.flush().await?;
         self.outbound.clear();
-        if self.outbound.capacity() > KEEP_READ_CAPACITY {
+        if self.outbound.capacity() > KEEP_CAPACITY {
             self.outbound = Vec::new();
         }
         Ok(())
