@@ -10,7 +10,7 @@
 //!   make the slab or the ID pick slower. The entry reused is hot in cache here; in production
 //!   it may not be.
 //! - `buffer_pool`: the `buffer_from` / `recycle` round trip alone, next to a plain `to_vec` +
-//!   drop for comparison (what the pool saves over the allocator).
+//!   drop for comparison (what the pool saves over the allocator, mimalloc as in the binary).
 //! - `deadline_fifo`: the expiry queue. `relay` keeps a private `VecDeque` of
 //!   (key, generation, deadline) in send order; every send pushes one (with `Instant::now()`)
 //!   and the expiry loop pops it again, usually stale. That pattern is copied here (the type is
