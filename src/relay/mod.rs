@@ -241,17 +241,20 @@ impl Relay {
         let st = self.state.borrow();
         let mut batch = self.send_batch.borrow_mut();
         for group in flushing.chunk_by(|a, b| a.socket == b.socket) {
-            let live = group.iter().filter_map(|p| {
-                let entry = st.table.get(p.key)?;
-                let current = entry.generation == p.generation
-                    && matches!(entry.route, Route::Udp { socket } if socket == p.socket);
-                current.then(|| (st.backends.addr(entry.backend), entry.query.as_slice()))
-            });
-            let wanted = group.len();
+            // Entries answered, timed out or re-sent since they were queued are skipped.
+            let current = |p: &PendingSend| {
+                st.table.get(p.key).filter(|entry| {
+                    entry.generation == p.generation
+                        && matches!(entry.route, Route::Udp { socket } if socket == p.socket)
+                })
+            };
+            let live_count = group.iter().filter(|p| current(p).is_some()).count();
+            let live = group
+                .iter()
+                .filter_map(|p| current(p).map(|entry| (st.backends.addr(entry.backend), entry.query.as_slice())));
             let sent = self.sockets.send_batch(group[0].socket as usize, &mut batch, live);
-            for _ in sent..wanted {
-                bump(&self.stats.upstream_send_errors);
-            }
+            let refused = live_count.saturating_sub(sent) as u64;
+            self.stats.upstream_send_errors.set(self.stats.upstream_send_errors.get() + refused);
             self.stats.upstream_sends.set(self.stats.upstream_sends.get() + sent as u64);
         }
         flushing.clear();
