@@ -391,3 +391,26 @@ async fn a_large_query_is_read_whole_and_forwarded_intact() {
     assert_eq!(answer.id(), 0x7777);
     assert_eq!(&backend.received()[0][2..], &q[2..]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_too_large_for_udp_fails_alone() {
+    let backend = FakeBackend::start().await;
+    let dotgate = Dotgate::start(&[backend.addr], &["--workers", "1", "--upstream-timeout", "0.5"]);
+    let mut hostile = DotClient::connect(dotgate.addr).await.unwrap();
+    let mut neighbour = DotClient::connect(dotgate.addr).await.unwrap();
+    // A valid DoT frame, but larger than one UDP datagram can carry.
+    let huge = query_edns("huge.example.", RecordType::A, 1, false, false, vec![(65001, vec![0; 65_490])]);
+    assert!(huge.len() > 65_507 && huge.len() <= 65_535, "{}", huge.len());
+    hostile.send(&huge).await.unwrap();
+    for i in 0..20u16 {
+        neighbour.send(&query(&format!("n{i}.example."), RecordType::A, i)).await.unwrap();
+    }
+    let started = Instant::now();
+    for _ in 0..20 {
+        let answer = parse(&recv(&mut neighbour).await);
+        assert_eq!(a_records(&answer), vec![GOOD]);
+    }
+    assert!(started.elapsed() < Duration::from_millis(400), "the neighbour waited on the hostile query");
+    let answer = parse(&recv(&mut hostile).await);
+    assert_eq!(answer.response_code(), ResponseCode::ServFail);
+}

@@ -227,19 +227,20 @@ impl Relay {
 
     /// Sends every queued UDP query: one `sendmmsg` per upstream socket that has any. A send the
     /// kernel refuses is not fatal: the query's deadline retries it elsewhere or answers
-    /// SERVFAIL.
-    fn flush(&self) {
+    /// SERVFAIL. When a socket's send buffer is full, its unsent queries stay queued and the
+    /// socket is returned, for the caller to wait until it is writable.
+    fn flush(&self) -> Option<usize> {
         let mut flushing = self.flushing.borrow_mut();
-        let st = self.state.borrow();
-        if st.pending_sends.is_empty() {
-            return;
+        if self.state.borrow().pending_sends.is_empty() {
+            return None;
         }
-        drop(st);
         std::mem::swap(&mut *flushing, &mut self.state.borrow_mut().pending_sends);
         // Group by socket; a stable sort keeps each client's queries in the order they came.
         flushing.sort_by_key(|p| p.socket);
         let st = self.state.borrow();
         let mut batch = self.send_batch.borrow_mut();
+        let mut blocked = None;
+        let mut still_pending = Vec::new();
         for group in flushing.chunk_by(|a, b| a.socket == b.socket) {
             // Entries answered, timed out or re-sent since they were queued are skipped.
             let current = |p: &PendingSend| {
@@ -252,12 +253,24 @@ impl Relay {
             let live = group
                 .iter()
                 .filter_map(|p| current(p).map(|entry| (st.backends.addr(entry.backend), entry.query.as_slice())));
-            let sent = self.sockets.send_batch(group[0].socket as usize, &mut batch, live);
-            let refused = live_count.saturating_sub(sent) as u64;
-            self.stats.upstream_send_errors.set(self.stats.upstream_send_errors.get() + refused);
-            self.stats.upstream_sends.set(self.stats.upstream_sends.get() + sent as u64);
+            let socket = group[0].socket as usize;
+            let outcome = self.sockets.send_batch(socket, &mut batch, live);
+            self.stats.upstream_sends.set(self.stats.upstream_sends.get() + outcome.sent as u64);
+            self.stats.upstream_send_errors.set(self.stats.upstream_send_errors.get() + outcome.refused as u64);
+            if outcome.blocked {
+                // Rare (a full kernel buffer): keep the rest for when the socket drains.
+                let done = outcome.sent + outcome.refused;
+                still_pending.extend(group.iter().filter(|p| current(p).is_some()).skip(done).copied());
+                blocked = Some(socket);
+            }
+            debug_assert!(outcome.blocked || outcome.sent + outcome.refused == live_count);
         }
+        drop(st);
         flushing.clear();
+        if !still_pending.is_empty() {
+            self.state.borrow_mut().pending_sends.extend(still_pending);
+        }
+        blocked
     }
 
     fn arm_deadline(&self, st: &mut RelayState, key: Key, generation: u32) {
@@ -524,7 +537,11 @@ async fn timer_loop(relay: Rc<Relay>) {
 async fn send_loop(relay: Rc<Relay>) {
     loop {
         relay.send_wake.notified().await;
-        relay.flush();
+        while let Some(full_socket) = relay.flush() {
+            if relay.sockets.get(full_socket).writable().await.is_err() {
+                break;
+            }
+        }
     }
 }
 

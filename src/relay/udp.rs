@@ -16,7 +16,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
-use super::udp_batch::{RecvBatch, SendBatch, RECV_SLOTS};
+use super::udp_batch::{RecvBatch, SendBatch, SendOutcome, RECV_SLOTS};
 use super::Relay;
 
 /// Kernel receive buffer asked for each upstream socket: a burst of answers to many clients
@@ -73,17 +73,27 @@ impl SocketGroups {
         &self.sockets[index]
     }
 
-    /// Sends `datagrams` on socket `index` in as few system calls as possible. Returns how many
-    /// went out (the rest is lost, as a UDP datagram may be: deadlines cover it).
+    /// Sends `datagrams` on socket `index` in as few system calls as possible (see
+    /// `SendBatch::send`). A socket tokio does not see as writable sends nothing and reports
+    /// itself blocked.
     pub fn send_batch<'a>(
         &self,
         index: usize,
         batch: &mut SendBatch,
         datagrams: impl Iterator<Item = (SocketAddr, &'a [u8])>,
-    ) -> usize {
+    ) -> SendOutcome {
         let socket = &self.sockets[index];
         let fd = socket.as_raw_fd();
-        socket.try_io(Interest::WRITABLE, || batch.send(fd, datagrams)).unwrap_or(0)
+        let outcome = socket.try_io(Interest::WRITABLE, || {
+            let outcome = batch.send(fd, datagrams);
+            // Tell tokio the buffer is full so that it waits for the next writable edge.
+            if outcome.blocked && outcome.sent == 0 && outcome.refused == 0 {
+                Err(io::ErrorKind::WouldBlock.into())
+            } else {
+                Ok(outcome)
+            }
+        });
+        outcome.unwrap_or(SendOutcome { sent: 0, refused: 0, blocked: true })
     }
 }
 

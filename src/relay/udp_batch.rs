@@ -139,13 +139,10 @@ pub struct SendBatch {
 
 impl SendBatch {
     /// Sends `datagrams` (destination, payload) with as few `sendmmsg` calls as the kernel
-    /// allows. Returns how many went out; stops at the first error, which is returned only
-    /// when nothing went out.
-    pub fn send<'a>(
-        &mut self,
-        fd: RawFd,
-        datagrams: impl Iterator<Item = (SocketAddr, &'a [u8])>,
-    ) -> io::Result<usize> {
+    /// allows. A datagram the kernel refuses (too large, no route) is skipped and counted, so
+    /// that one bad query never holds back the others; a full send buffer stops the batch, and
+    /// the datagrams from `outcome.sent + outcome.refused` on are left for the caller.
+    pub fn send<'a>(&mut self, fd: RawFd, datagrams: impl Iterator<Item = (SocketAddr, &'a [u8])>) -> SendOutcome {
         self.addrs.clear();
         self.iovecs.clear();
         self.headers.clear();
@@ -162,8 +159,12 @@ impl SendBatch {
             header.msg_hdr.msg_iovlen = 1;
             self.headers.push(header);
         }
-        let mut sent = 0;
-        while sent < self.headers.len() {
+        let mut outcome = SendOutcome::default();
+        loop {
+            let done = outcome.sent + outcome.refused;
+            if done >= self.headers.len() {
+                return outcome;
+            }
             // SAFETY: the headers point at addresses in `self.addrs` and iovecs in
             // `self.iovecs`, which point at payloads the caller keeps borrowed for the lifetime
             // 'a, i.e. across this call; nothing is resized until it returns. The kernel only
@@ -171,19 +172,38 @@ impl SendBatch {
             let n = unsafe {
                 libc::sendmmsg(
                     fd,
-                    self.headers[sent..].as_mut_ptr(),
-                    (self.headers.len() - sent) as libc::c_uint,
+                    self.headers[done..].as_mut_ptr(),
+                    (self.headers.len() - done) as libc::c_uint,
                     libc::MSG_DONTWAIT,
                 )
             };
-            if n <= 0 {
-                let e = io::Error::last_os_error();
-                return if sent == 0 { Err(e) } else { Ok(sent) };
+            if n > 0 {
+                outcome.sent += n as usize;
+                continue;
             }
-            sent += n as usize;
+            // sendmmsg reports an error only for the first datagram it could not send.
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => {
+                    outcome.blocked = true;
+                    return outcome;
+                }
+                io::ErrorKind::Interrupted => {}
+                _ => outcome.refused += 1,
+            }
         }
-        Ok(sent)
     }
+}
+
+/// What one `SendBatch::send` did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SendOutcome {
+    /// Datagrams the kernel took.
+    pub sent: usize,
+    /// Datagrams it refused for good (skipped).
+    pub refused: usize,
+    /// The send buffer was full: the datagrams after `sent + refused` were not tried.
+    pub blocked: bool,
 }
 
 #[cfg(test)]
@@ -199,7 +219,8 @@ mod tests {
         let big = vec![7u8; 60_000];
         let payloads: Vec<Vec<u8>> = vec![b"one".to_vec(), b"two".to_vec(), big.clone()];
         let mut send = SendBatch::default();
-        assert_eq!(send.send(sender.as_raw_fd(), payloads.iter().map(|p| (to, p.as_slice()))).unwrap(), 3);
+        let outcome = send.send(sender.as_raw_fd(), payloads.iter().map(|p| (to, p.as_slice())));
+        assert_eq!(outcome, SendOutcome { sent: 3, refused: 0, blocked: false });
 
         let mut recv = RecvBatch::new();
         let mut got = Vec::new();
@@ -222,5 +243,23 @@ mod tests {
         }
         assert_eq!(got, payloads, "all three, whole, in order");
         assert_eq!(recv.recv(receiver.as_raw_fd()).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn a_datagram_the_kernel_refuses_does_not_hold_back_the_rest() {
+        let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = receiver.local_addr().unwrap();
+        let too_big = vec![0u8; 65_530]; // over the 65,507-byte UDP payload limit: EMSGSIZE
+        let payloads: Vec<&[u8]> = vec![b"before", &too_big, b"after"];
+        let mut send = SendBatch::default();
+        let outcome = send.send(sender.as_raw_fd(), payloads.iter().map(|p| (to, *p)));
+        assert_eq!(outcome, SendOutcome { sent: 2, refused: 1, blocked: false });
+        let mut buf = [0u8; 64];
+        receiver.set_read_timeout(Some(std::time::Duration::from_secs(1))).unwrap();
+        let n = receiver.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"before");
+        let n = receiver.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"after");
     }
 }
