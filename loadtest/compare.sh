@@ -1,72 +1,128 @@
 #!/usr/bin/env bash
-# Side-by-side DNS-over-TLS load test: dotgate and dnsdist, in the same run, each in turn in
-# front of the same Unbound, driven by the same dnsperf.
+# Side-by-side DNS-over-TLS load test: dotgate, dnsdist (three settings), nginx and HAProxy, in
+# the same run, each in turn in front of the same Unbound, driven by the same clients.
 #
-#   loadtest/compare.sh [--quick] [--duration N] [--servers LIST] [--rates LIST] [--keep]
+#   loadtest/compare.sh [--quick] [--duration N] [--servers LIST] [--scenarios LIST] [--keep]
 #
-#   --quick            5-second runs (default: 15 s)
-#   --duration N       N-second runs
-#   --servers LIST     comma-separated, from: dotgate, dnsdist, dnsdist-mif100, dnsdist-tuned
-#                      (default: all four)
-#   --rates LIST       comma-separated scenarios; "max" = no rate limit, a number = dnsperf -Q
+#   --quick            short runs: 5-second dnsperf runs, 1-second handshake runs, idle
+#                      connection counts 1000,5000 (default: 10 s, 2 s, 5000,20000)
+#   --duration N       N-second dnsperf runs
+#   --servers LIST     comma-separated, from: dotgate, dnsdist, dnsdist-mif100, dnsdist-tuned,
+#                      nginx, haproxy (default: all six)
+#   --scenarios LIST   comma-separated, from (default: all):
+#                        throughput  dnsperf, 100 connections, at each of --rates, all pinned
+#                        unpinned    the same at each of --unpinned-rates, nothing pinned
+#                        short       many short connections: --short-queries queries each
+#                        handshake   TLS handshakes/s and server CPU per handshake: full
+#                                    TLS 1.3, full TLS 1.2, resumed TLS 1.3, resumed TLS 1.2
+#                        idle        server RSS per idle TLS connection at each of --idle-conns
+#                        scaling     dotgate with 2 workers (unpinned), and CPU per query at 100
+#                                    vs --scale-clients connections for dotgate and the best peer
+#                                    (dotclient.py load: dnsperf cannot drive that many)
+#   --rates LIST       throughput rates; "max" = no rate limit, a number = dnsperf -Q
 #                      (default: max,5000,20000)
+#   --unpinned-rates LIST  rates measured again with nothing pinned (default: max)
+#   --unpinned         measure every throughput rate unpinned too (= --unpinned-rates <--rates>)
 #   --clients N        dnsperf -c, TLS connections (default 100)
 #   --outstanding N    dnsperf -q, queries in flight (default 1000)
+#   --short-queries N  queries per connection in the short-connection scenario (default 3)
+#   --handshake-time N seconds per handshake measurement (default 2)
+#   --idle-conns LIST  idle connection counts, ascending (default 5000,20000)
+#   --scale-clients N  connections for the scaling scenario (default 5000)
+#   --scale-rate N     queries/s in all for the 100-vs-many comparison (default 10000)
+#   --peer NAME        peer for the scaling scenario (default: the peer with the least CPU per
+#                      query at "max" in this run's throughput scenario, else dnsdist-tuned)
+#   --names N          names in the zone (default 30000)
 #   --server-cpu N     core for the server under test (default 0)
-#   --client-cpu N     core for dnsperf (default 1)
-#   --backend-cpu N    core for Unbound (default 1, beside dnsperf, so that the server under
+#   --client-cpu N     core for the clients (default 1)
+#   --backend-cpu N    core for Unbound (default 1, beside the clients, so that the server under
 #                      test has its core to itself and its CPU time is its own); "none" = unpinned
 #   --dnsdist-tcp-threads N  setMaxTCPClientThreads for dnsdist-tuned (default 1)
 #   --no-build         use the existing target/release/dotgate
 #   --keep             keep the work folder (configs, logs, dnsperf output)
 #
-# Environment: DOTGATE_BIN=path  measure this binary instead of building target/release/dotgate
+# Environment: DOTGATE_BIN=path  measure this binary instead of building it
+#              CARGO_TARGET_DIR  where cargo builds (the binary is looked for there too)
 #
-# The servers under test:
-#   dotgate          target/release/dotgate --workers 1
+# The servers under test (one at a time; all pinned to --server-cpu unless a scenario says not):
+#   dotgate          dotgate --workers 1; UDP to Unbound (TCP only for truncated answers)
 #   dnsdist          dnsdist's defaults: addTLSLocal + newServer, nothing else tuned
 #   dnsdist-mif100   as above with addTLSLocal{maxInFlight=100} (out-of-order answers)
 #   dnsdist-tuned    maxInFlight=100 on addTLSLocal and on newServer (so that it pipelines
 #                    queries on its backend connections instead of opening one per query in
 #                    flight), setMaxTCPClientThreads(1) (one TCP worker for its one core),
 #                    numberOfStoredSessions=0: the "fair comparison" of the design notes
-# All use the same ECDSA P-256 certificate. No packet cache anywhere. dnsdist relays to the
-# backend over TCP, dotgate over UDP.
+#   nginx            nginx stream {} server, listen ssl, proxy_pass to Unbound's TCP port, one
+#                    worker process (what operators build by hand)
+#   haproxy          HAProxy mode tcp, bind ssl crt, server = Unbound's TCP port, nbthread 1
+# All use the same ECDSA P-256 certificate. No packet cache anywhere. dnsdist, nginx and HAProxy
+# relay to the backend over TCP, dotgate over UDP. In the idle scenario every server gets long
+# idle timeouts (dotgate --idle-timeout 300, dnsdist setTCPRecvTimeout(300), nginx proxy_timeout
+# 300s, HAProxy timeout client/server 300s, Unbound tcp-idle-timeout 300 s).
 #
-# For each server and scenario: queries per second and average latency (dnsperf), lost queries,
-# and the CPU time the server spent (utime+stime of all its threads, /proc/PID/stat) per answered
-# query. A server that cannot be built or does not start is skipped with a message; the others
-# still run.
+# Measured: queries per second, lost queries, latency (average, and p50/p99/p99.9 from
+# dnsperf -v's per-query lines), the CPU time the server spent (utime+stime of all its
+# processes and threads, /proc/PID/stat) per answered query, per connection and per handshake,
+# and its resident memory (VmRSS, /proc/PID/status) per idle connection. A server that cannot
+# be built or does not start is skipped with a message; the others still run.
 #
-# Output: progress on stderr; loadtest/results/<timestamp>.csv and loadtest/results/latest.md.
+# Output: progress on stderr; in loadtest/results/: <timestamp>-queries.csv,
+# <timestamp>-handshakes.csv, <timestamp>-idle.csv, <timestamp>.json (all of it), latest.md
+# (one table per scenario) and latest.png (plot.py).
 set -euo pipefail
 # shellcheck source=../scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 root=$(repo_root)
 cd "$root"
+here=$root/loadtest
 
-duration=15
-servers=dotgate,dnsdist,dnsdist-mif100,dnsdist-tuned
+all_servers=dotgate,dnsdist,dnsdist-mif100,dnsdist-tuned,nginx,haproxy
+all_scenarios=throughput,unpinned,short,handshake,idle,scaling
+duration=10
+servers=$all_servers
+scenarios=$all_scenarios
 rates=max,5000,20000
+unpinned_rates=max
+unpinned_all=0
 clients=100
 outstanding=1000
+short_queries=3
+hs_time=2
+idle_conns=5000,20000
+scale_clients=5000
+scale_rate=10000
+peer=""
 server_cpu=0
 client_cpu=1
 backend_cpu=1
 build=1
 dnsdist_tcp_threads=1
 keep=0
-names=10000
+names=30000
+quick=0
+set_duration=0
+set_hs=0
+set_idle=0
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case $1 in
-    --quick) duration=5 ;;
-    --duration) duration=${2:?}; shift ;;
+    --quick) quick=1 ;;
+    --duration) duration=${2:?}; set_duration=1; shift ;;
     --servers) servers=${2:?}; shift ;;
+    --scenarios) scenarios=${2:?}; shift ;;
     --rates) rates=${2:?}; shift ;;
+    --unpinned-rates) unpinned_rates=${2:?}; shift ;;
+    --unpinned) unpinned_all=1 ;;
     --clients) clients=${2:?}; shift ;;
     --outstanding) outstanding=${2:?}; shift ;;
+    --short-queries) short_queries=${2:?}; shift ;;
+    --handshake-time) hs_time=${2:?}; set_hs=1; shift ;;
+    --idle-conns) idle_conns=${2:?}; set_idle=1; shift ;;
+    --scale-clients) scale_clients=${2:?}; shift ;;
+    --scale-rate) scale_rate=${2:?}; shift ;;
+    --peer) peer=${2:?}; shift ;;
+    --names) names=${2:?}; shift ;;
     --server-cpu) server_cpu=${2:?}; shift ;;
     --client-cpu) client_cpu=${2:?}; shift ;;
     --backend-cpu) backend_cpu=${2:?}; shift ;;
@@ -78,38 +134,74 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-[[ $duration =~ ^[1-9][0-9]*$ ]] || die "--duration wants a positive number of seconds"
-IFS=, read -r -a server_list <<<"$servers"
-IFS=, read -r -a rate_list <<<"$rates"
-for s in "${server_list[@]}"; do
-  case $s in dotgate | dnsdist | dnsdist-mif100 | dnsdist-tuned) ;; *) die "unknown server: $s" ;; esac
+# --quick shortens what the command line did not set explicitly.
+if [ "$quick" = 1 ]; then
+  [ "$set_duration" = 1 ] || duration=5
+  [ "$set_hs" = 1 ] || hs_time=1
+  [ "$set_idle" = 1 ] || idle_conns=1000,5000
+fi
+[ "$unpinned_all" = 0 ] || unpinned_rates=$rates
+is_count() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
+for v in duration clients outstanding short_queries hs_time scale_clients scale_rate names; do
+  is_count "${!v}" || die "--${v//_/-} wants a positive number"
 done
-for r in "${rate_list[@]}"; do
+[ "$names" -ge 100 ] || die "--names wants at least 100"
+IFS=, read -r -a server_list <<<"$servers"
+IFS=, read -r -a scenario_list <<<"$scenarios"
+IFS=, read -r -a rate_list <<<"$rates"
+IFS=, read -r -a unpinned_list <<<"$unpinned_rates"
+IFS=, read -r -a idle_list <<<"$idle_conns"
+for s in "${server_list[@]}"; do
+  [[ ,$all_servers, == *,"$s",* ]] || die "unknown server: $s"
+done
+for s in "${scenario_list[@]}"; do
+  [[ ,$all_scenarios, == *,"$s",* ]] || die "unknown scenario: $s"
+done
+for r in "${rate_list[@]}" "${unpinned_list[@]}"; do
   [[ $r == max || $r =~ ^[1-9][0-9]*$ ]] || die "bad rate: $r (want max or a number)"
 done
+for c in "${idle_list[@]}"; do is_count "$c" || die "bad idle connection count: $c"; done
+[ -z "$peer" ] || [[ ,$all_servers, == *,"$peer",* && $peer != dotgate ]] || die "bad --peer: $peer"
+want() { [[ ,$scenarios, == *,"$1",* ]]; }
 ncpu=$(nproc)
 for c in "$server_cpu" "$client_cpu" "$backend_cpu"; do
   [ "$c" = none ] || [ "$c" -lt "$ncpu" ] || die "core $c does not exist (this machine has $ncpu)"
 done
-# taskset prefixes ("none" = no pinning). Used as "${server_pin[@]}" cmd ... so that a command
+# taskset prefixes; "none" = every core. Used as "${server_pin[@]}" cmd ... so that a command
 # started with & is the process itself ($! is its PID, not a subshell's).
-pin_for() { if [ "$1" = none ]; then echo env; else echo "taskset -c $1"; fi; }
+every_core=0-$((ncpu - 1))
+pin_for() { if [ "$1" = none ]; then echo "taskset -c $every_core"; else echo "taskset -c $1"; fi; }
 read -r -a server_pin <<<"$(pin_for "$server_cpu")"
 read -r -a client_pin <<<"$(pin_for "$client_cpu")"
 read -r -a backend_pin <<<"$(pin_for "$backend_cpu")"
+read -r -a free_pin <<<"$(pin_for none)"
+backend_cores=$backend_cpu
+[ "$backend_cpu" != none ] || backend_cores=$every_core
+
+# Every process started here gets as many file descriptors as it may have (20,000 idle
+# connections need them; the hard limit cannot be raised without CAP_SYS_RESOURCE).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+fd_limit=$(ulimit -n)
+[ "$fd_limit" != unlimited ] || fd_limit=1048576
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 work=$root/loadtest/work/$stamp
 results=$root/loadtest/results
-csv=$results/$stamp.csv
+qcsv=$results/$stamp-queries.csv
+hcsv=$results/$stamp-handshakes.csv
+icsv=$results/$stamp-idle.csv
 mkdir -p "$work" "$results"
 
 unbound_pid=""
 server_pid=""
+client_pids=()
 cleanup() {
-  local rc=$?
+  local rc=$? p
   trap - EXIT INT TERM
-  [ -z "$server_pid" ] || stop_pid "$server_pid" TERM 15 || true
+  for p in "${client_pids[@]}"; do
+    kill -0 "$p" 2>/dev/null && { stop_pid "$p" TERM 5 || true; }
+  done
+  [ -z "$server_pid" ] || stop_tree "$server_pid" 15 || true
   [ -z "$unbound_pid" ] || stop_pid "$unbound_pid" TERM 10 || true
   if [ "$keep" = 1 ]; then
     echo "work folder kept: $work" >&2
@@ -123,14 +215,81 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# ---- process helpers ---------------------------------------------------------------------------
+# PID and all its descendants (nginx: master and worker).
+tree_pids() {
+  local c
+  [ -d "/proc/$1" ] || return 0
+  echo "$1"
+  for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do tree_pids "$c"; done
+}
+# CPU ticks of the whole tree; fails when the root process is gone.
+tree_ticks() {
+  local t=0 p v
+  [ -d "/proc/$1" ] || return 1
+  for p in $(tree_pids "$1"); do
+    v=$(cpu_ticks "$p") && t=$((t + v))
+  done
+  echo "$t"
+}
+# Resident memory (VmRSS, KiB) of the whole tree.
+tree_rss_kib() {
+  local t=0 p v
+  for p in $(tree_pids "$1"); do
+    v=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null) && t=$((t + ${v:-0}))
+  done
+  echo "$t"
+}
+# repin CORES PID: move every thread of every process of the tree to CORES.
+repin() {
+  local p
+  for p in $(tree_pids "$2"); do taskset -a -p -c "$1" "$p" >/dev/null 2>&1 || true; done
+}
+# stop_tree PID GRACE: SIGTERM the root, wait, then SIGKILL what is left of the tree.
+stop_tree() {
+  local pids p rc=0
+  pids=$(tree_pids "$1")
+  stop_pid "$1" TERM "$2" || rc=$?
+  for p in $pids; do
+    [ "$p" = "$1" ] || kill -KILL "$p" 2>/dev/null || true
+  done
+  return "$rc"
+}
+# forget_pid PID: drop a reaped client from client_pids (its PID may be reused later).
+forget_pid() {
+  local p keep=()
+  for p in "${client_pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  client_pids=("${keep[@]}")
+}
+# Established TCP connections whose local (sport) or remote (dport) port is $2.
+established() { ss -Htn state established "( $1 = :$2 )" 2>/dev/null | wc -l; }
+now_s() { date +%s.%N; }
+# CSV line from the arguments, quoting fields that hold a comma or a quote.
+csv_line() {
+  local f out="" sep=""
+  for f in "$@"; do
+    if [[ $f == *[,\"]* ]]; then f="\"${f//\"/\"\"}\""; fi
+    out+="$sep$f"
+    sep=,
+  done
+  printf '%s\n' "$out"
+}
+
 # ---- dependencies and build --------------------------------------------------------------------
-say "installing dependencies (and dnsdist)"
-bash scripts/install-deps.sh dnsdist </dev/null
-for t in dnsperf dnsdist unbound kdig openssl taskset; do
+say "installing dependencies (dnsdist, nginx, HAProxy, matplotlib)"
+bash scripts/install-deps.sh dnsdist nginx libnginx-mod-stream haproxy python3-matplotlib </dev/null
+for t in dnsperf dnsdist nginx haproxy unbound kdig openssl taskset python3 ss; do
   command -v "$t" >/dev/null || die "$t is not installed"
 done
+nginx_stream_module=/usr/lib/nginx/modules/ngx_stream_module.so
+# matplotlib comes from Debian: use a python3 that sees it (a pyenv python3 on PATH may not).
+plot_python=""
+for py in python3 /usr/bin/python3; do
+  if command -v "$py" >/dev/null && "$py" -c 'import matplotlib' 2>/dev/null; then plot_python=$py; break; fi
+done
+[ -n "$plot_python" ] || warn "no python3 with matplotlib: latest.png will not be drawn"
 
-dotgate_bin=${DOTGATE_BIN:-$root/target/release/dotgate}
+dotgate_bin=${DOTGATE_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/dotgate}
 dotgate_skip=""
 if [[ ",$servers," == *,dotgate,* ]]; then
   if [ "$build" = 1 ] && [ -z "${DOTGATE_BIN:-}" ]; then
@@ -149,31 +308,56 @@ fi
 # ---- test data: zone, queries, certificate -----------------------------------------------------
 say "generating a zone of $names names, the query file and an ECDSA P-256 certificate in $work"
 # Names h00000.bench.test. ... with an A record each (198.18.0.0/15, the benchmarking range),
-# an AAAA for every 10th and a TXT for every 20th. The query file asks for each of them.
+# an AAAA for every 4th and a TXT for every 10th. Every 70th name's TXT has 6 to 9 strings of
+# 200 characters (answers of 1.25 to 1.85 kB, over the 1,232 bytes of the DNS flag day): about
+# 1% of the queries. The query file asks for every record once, in name order, so that the
+# large answers are spread evenly; dnsperf loops over it.
 awk -v n="$names" 'BEGIN {
+  big = ""
+  for (k = 0; k < 200; k++) big = big sprintf("%c", 97 + k % 26)
   for (i = 0; i < n; i++) {
     name = sprintf("h%05d.bench.test.", i)
     printf "    local-data: \"%s 3600 IN A 198.18.%d.%d\"\n", name, int(i / 256) % 256, i % 256
     printf "%s A\n", name > "/dev/stderr"
-    if (i % 10 == 0) {
+    if (i % 4 == 0) {
       printf "    local-data: \"%s 3600 IN AAAA 2001:db8::%x\"\n", name, i
       printf "%s AAAA\n", name > "/dev/stderr"
     }
-    if (i % 20 == 0) {
-      printf "    local-data: '\''%s 3600 IN TXT \"bench record %d\"'\''\n", name, i
+    if (i % 10 == 0) {
+      if (i % 70 == 0) {
+        s = ""
+        for (k = 0; k < 6 + int(i / 70) % 4; k++) s = s sprintf(" \"%s\"", big)
+        printf "    local-data: '\''%s 3600 IN TXT%s'\''\n", name, s
+      } else
+        printf "    local-data: '\''%s 3600 IN TXT \"bench record %d\"'\''\n", name, i
       printf "%s TXT\n", name > "/dev/stderr"
     }
   }
 }' >"$work/zone.conf" 2>"$work/queries.txt"
 nqueries=$(wc -l <"$work/queries.txt")
-check_name=h00000.bench.test.
+nbig=$(( (names + 69) / 70 ))
+check_name=h00001.bench.test.
+big_name=h00070.bench.test.
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
   -keyout "$work/key.pem" -out "$work/cert.pem" -days 7 -subj "/CN=dotgate-loadtest" \
   -addext "subjectAltName=DNS:dotgate-loadtest,IP:127.0.0.1" 2>"$work/openssl.log" ||
   { cat "$work/openssl.log" >&2; die "openssl could not make the certificate"; }
+cat "$work/cert.pem" "$work/key.pem" >"$work/combined.pem" # HAProxy wants both in one file
 
 # ---- Unbound -----------------------------------------------------------------------------------
+# TCP-relaying peers (dnsdist, nginx, HAProxy) open one backend connection per client connection
+# (nginx, HAProxy) or per query in flight (dnsdist's defaults). Unbound shortens its TCP idle
+# timeout once more than half of incoming-num-tcp is in use, so keep it at least twice the most
+# connections any scenario opens towards it (--scale-clients, the idle counts that a TCP peer can
+# reach); the run records the peak actually seen ("backend TCP").
+most_tcp=$scale_clients
+for c in "${idle_list[@]}"; do
+  # Idle counts that nginx and HAProxy can reach (two descriptors per connection).
+  [ $((2 * c + 100)) -gt "$fd_limit" ] || [ "$c" -le "$most_tcp" ] || most_tcp=$c
+done
+incoming_tcp=$((2 * most_tcp + 2000))
+[ "$incoming_tcp" -le $((fd_limit - 500)) ] || incoming_tcp=$((fd_limit - 500))
 uport=$(free_port_from 5400) || die "no free port for Unbound"
 cat >"$work/unbound.conf" <<EOF
 # Backend for loadtest/compare.sh: one thread, answers from local data only.
@@ -191,8 +375,10 @@ server:
     verbosity: 1
     module-config: "iterator"
     num-threads: 1
-    # dnsdist keeps TCP connections to the backend; dotgate sends UDP with many queries in flight.
-    incoming-num-tcp: 1000
+    # Local data only: few outgoing sockets, many incoming TCP connections (see compare.sh).
+    outgoing-range: 64
+    incoming-num-tcp: $incoming_tcp
+    tcp-idle-timeout: 300000
     num-queries-per-thread: 4096
     so-rcvbuf: 8m
     so-sndbuf: 8m
@@ -209,27 +395,35 @@ remote-control:
     control-enable: no
 EOF
 unbound-checkconf "$work/unbound.conf" >/dev/null || die "generated Unbound config is invalid: $work/unbound.conf"
-say "starting Unbound on 127.0.0.1:$uport (core $backend_cpu)"
+say "starting Unbound on 127.0.0.1:$uport (core $backend_cpu, incoming-num-tcp $incoming_tcp)"
 "${backend_pin[@]}" unbound -d -c "$work/unbound.conf" >"$work/unbound.log" 2>&1 &
 unbound_pid=$!
 unbound_ready() { tcp_listening "$uport" && udp_bound "$uport"; }
-if ! wait_for 30 "$unbound_pid" Unbound unbound_ready; then
+if ! wait_for 60 "$unbound_pid" Unbound unbound_ready; then
   cat "$work/unbound.log" >&2
   die "Unbound did not start"
 fi
 
 # ---- the servers under test --------------------------------------------------------------------
+dnsdist_version() { dnsdist --version 2>/dev/null | awk 'NR == 1 { print $2 }'; }
+nginx_version() { nginx -v 2>&1 | sed -n 's|.*nginx/||p'; }
+haproxy_version() { haproxy -v 2>/dev/null | awk 'NR == 1 { sub(/-.*/, "", $3); print $3 }'; }
 describe() {
   case $1 in
-    dotgate) echo "dotgate --workers 1" ;;
+    dotgate) echo "dotgate --workers ${2:-1}" ;;
     dnsdist) echo "dnsdist $(dnsdist_version) defaults" ;;
     dnsdist-mif100) echo "dnsdist $(dnsdist_version) maxInFlight=100" ;;
-    dnsdist-tuned) echo "dnsdist $(dnsdist_version) maxInFlight=100 (frontend+backend), $dnsdist_tcp_threads TCP worker(s), no session cache" ;;
+    dnsdist-tuned) echo "dnsdist $(dnsdist_version) tuned: maxInFlight=100 both ends, $dnsdist_tcp_threads TCP thread(s), no session cache" ;;
+    nginx) echo "nginx $(nginx_version) stream, 1 worker" ;;
+    haproxy) echo "HAProxy $(haproxy_version) mode tcp, nbthread 1" ;;
   esac
 }
-dnsdist_version() { dnsdist --version 2>/dev/null | awk 'NR == 1 { print $2 }'; }
+# How the server reaches Unbound: over TCP (all but dotgate), and with a TCP connection of its
+# own for every client connection (nginx, HAProxy: byte pipes).
+relays_tcp() { [ "$1" != dotgate ]; }
+backend_conn_each() { [ "$1" = nginx ] || [ "$1" = haproxy ]; }
 
-# dnsdist_conf VARIANT PORT: the generated configuration.
+# dnsdist_conf VARIANT PORT MODE: the generated configuration.
 dnsdist_conf() {
   local tls_opts="" server_opts="" extra=""
   case $1 in
@@ -240,8 +434,12 @@ dnsdist_conf() {
       extra="setMaxTCPClientThreads($dnsdist_tcp_threads)"
       ;;
   esac
+  # dnsdist closes a client connection that sends nothing for 2 s (setTCPRecvTimeout).
+  [ "$3" != idle ] || extra="$extra
+setTCPRecvTimeout(300)
+setTCPSendTimeout(300)"
   cat <<EOF
--- generated by loadtest/compare.sh ($1)
+-- generated by loadtest/compare.sh ($1, $3)
 -- Do not send security-status queries to the Internet.
 setSecurityPollSuffix('')
 ${extra}
@@ -251,19 +449,91 @@ newServer{address='127.0.0.1:$uport', checkName='$check_name'$server_opts}
 EOF
 }
 
-# start_server NAME PORT: start it in the background on the server core; sets server_pid.
+# nginx_conf PORT MODE: a stream {} server terminating TLS, one worker (the master only
+# supervises it), as many connections as the descriptor limit allows: each client connection
+# also takes one to Unbound.
+nginx_conf() {
+  local timeout=10m
+  [ "$2" != idle ] || timeout=300s
+  cat <<EOF
+# generated by loadtest/compare.sh (nginx, $2)
+load_module $nginx_stream_module;
+daemon off;
+master_process on;
+worker_processes 1;
+worker_rlimit_nofile $fd_limit;
+pid $work/nginx.pid;
+error_log stderr warn;
+events {
+    worker_connections $((fd_limit - 100));
+}
+stream {
+    server {
+        listen 127.0.0.1:$1 ssl;
+        ssl_certificate $work/cert.pem;
+        ssl_certificate_key $work/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        proxy_pass 127.0.0.1:$uport;
+        proxy_connect_timeout 5s;
+        proxy_timeout $timeout;
+    }
+}
+EOF
+}
+
+# haproxy_conf PORT MODE: mode tcp, TLS terminated on the bind line, one thread; maxconn as
+# high as the descriptor limit allows (two descriptors per client connection).
+haproxy_conf() {
+  local timeout=30s
+  [ "$2" != idle ] || timeout=300s
+  cat <<EOF
+# generated by loadtest/compare.sh (haproxy, $2)
+global
+    nbthread 1
+    maxconn $(((fd_limit - 200) / 2))
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client $timeout
+    timeout server $timeout
+frontend dot
+    bind 127.0.0.1:$1 ssl crt $work/combined.pem
+    maxconn $(((fd_limit - 200) / 2))
+    default_backend unbound
+backend unbound
+    server unbound 127.0.0.1:$uport
+EOF
+}
+
+# start_server NAME PORT MODE WORKERS PIN...: start it in the background; sets server_pid.
+# MODE "idle" = long idle timeouts (the idle-connection scenario).
 start_server() {
-  local name=$1 port=$2
+  local name=$1 port=$2 mode=$3 workers=$4
+  shift 4
+  local idle=()
   case $name in
     dotgate)
-      "${server_pin[@]}" "$dotgate_bin" --listen "127.0.0.1:$port" --backend "127.0.0.1:$uport" \
-        --cert "$work/cert.pem" --key "$work/key.pem" --workers 1 >"$work/$name.log" 2>&1 &
+      [ "$mode" != idle ] || idle=(--idle-timeout 300)
+      "$@" "$dotgate_bin" --listen "127.0.0.1:$port" --backend "127.0.0.1:$uport" \
+        --cert "$work/cert.pem" --key "$work/key.pem" --workers "$workers" "${idle[@]}" \
+        >"$work/$name-$mode.log" 2>&1 &
       ;;
     dnsdist*)
-      dnsdist_conf "$name" "$port" >"$work/$name.conf"
-      dnsdist --check-config -C "$work/$name.conf" >"$work/$name.log" 2>&1 || return 1
+      dnsdist_conf "$name" "$port" "$mode" >"$work/$name-$mode.conf"
+      dnsdist --check-config -C "$work/$name-$mode.conf" >"$work/$name-$mode.log" 2>&1 || return 1
       # Foreground, no console, logs to stderr; no -u/-g, so it stays root and binds nothing privileged.
-      "${server_pin[@]}" dnsdist --supervised --disable-syslog -C "$work/$name.conf" >"$work/$name.log" 2>&1 &
+      "$@" dnsdist --supervised --disable-syslog -C "$work/$name-$mode.conf" >"$work/$name-$mode.log" 2>&1 &
+      ;;
+    nginx)
+      nginx_conf "$port" "$mode" >"$work/$name-$mode.conf"
+      nginx -t -q -e stderr -p "$work" -c "$work/$name-$mode.conf" >"$work/$name-$mode.log" 2>&1 || return 1
+      "$@" nginx -e stderr -p "$work" -c "$work/$name-$mode.conf" >"$work/$name-$mode.log" 2>&1 &
+      ;;
+    haproxy)
+      haproxy_conf "$port" "$mode" >"$work/$name-$mode.conf"
+      haproxy -c -q -f "$work/$name-$mode.conf" >"$work/$name-$mode.log" 2>&1 || return 1
+      # -db: foreground, one process.
+      "$@" haproxy -db -f "$work/$name-$mode.conf" >"$work/$name-$mode.log" 2>&1 &
       ;;
   esac
   server_pid=$!
@@ -272,7 +542,59 @@ start_server() {
 # answers PORT: one real query over DoT gets the right answer.
 answers() {
   timeout 5 kdig @127.0.0.1 -p "$1" +tls +timeout=2 +retry=0 "$check_name" A 2>/dev/null |
-    grep -q '198\.18\.0\.0'
+    grep -q '198\.18\.0\.1$'
+}
+# answers_big PORT: a TXT answer over 1,232 bytes comes through whole (dotgate gets it
+# truncated over UDP and must ask again over TCP).
+answers_big() {
+  local size
+  size=$(timeout 5 kdig @127.0.0.1 -p "$1" +tls +timeout=2 +retry=0 "$big_name" TXT 2>/dev/null |
+    awk '/^;; Received/ { print $3 }')
+  [ "${size:-0}" -gt 1232 ]
+}
+
+# bring_up NAME MODE WORKERS PIN...: start NAME on a fresh port and wait until it answers.
+# Sets server_pid and port; on failure prints why and sets up_error.
+port_base=8853
+bring_up() {
+  local name=$1 mode=$2 workers=$3 st
+  shift 3
+  up_error=""
+  port=$(free_port_from "$port_base") || { up_error="no free port"; return 1; }
+  port_base=$((port + 1))
+  server_pid=""
+  if ! start_server "$name" "$port" "$mode" "$workers" "$@"; then
+    up_error="invalid configuration (see below)"
+  elif ! wait_for 30 "$server_pid" "$name" tcp_listening "$port" ||
+    ! wait_for 30 "$server_pid" "$name answering over DoT" answers "$port"; then
+    if kill -0 "$server_pid" 2>/dev/null; then
+      up_error="not answering over DoT after 30 s"
+    else
+      st=0
+      wait "$server_pid" || st=$?
+      up_error="exited during start-up with status $st"
+    fi
+  elif ! answers_big "$port"; then
+    up_error="no whole answer for a TXT over 1232 bytes ($big_name)"
+  fi
+  if [ -n "$up_error" ]; then
+    echo "--- last lines of $name's output:" >&2
+    tail -n 15 "$work/$name-$mode.log" >&2 || true
+    [ -z "$server_pid" ] || stop_tree "$server_pid" 5 || true
+    server_pid=""
+    return 1
+  fi
+}
+
+take_down() {
+  local name=$1 src=0 grace=5
+  # dotgate's drain on SIGTERM is part of what is tested; the peers' is not (dnsdist can take
+  # longer than 15 s to stop: no point waiting for it).
+  [ "$name" != dotgate ] || grace=15
+  say "stopping $name (SIGTERM)"
+  stop_tree "$server_pid" "$grace" || src=$?
+  server_pid=""
+  [ "$src" -eq 0 ] || say "$name exited with status $src after SIGTERM"
 }
 
 # Field VALUE from dnsperf's report, e.g. dnsperf_field "Queries per second:" FILE
@@ -283,8 +605,317 @@ dnsperf_field() {
   }' "$2"
 }
 
-echo "server,variant,rate,duration_s,clients,outstanding,queries_sent,queries_completed,queries_lost,lost_pct,qps,avg_latency_ms,server_cpu_s,server_cpu_us_per_query,backend_cpu_us_per_query,rcodes,status" >"$csv"
 clk=$(getconf CLK_TCK)
+step=0
+progress() { step=$((step + 1)); say "[$step/$total_steps, $(elapsed)] $*"; }
+elapsed() { printf '%dm%02ds' $((SECONDS / 60)) $((SECONDS % 60)); }
+
+echo "scenario,server,variant,workers,pinning,rate,duration_s,clients,outstanding,queries_per_conn,queries_sent,queries_completed,queries_lost,lost_pct,qps,avg_latency_ms,p50_ms,p99_ms,p999_ms,connections,conns_per_s,server_cpu_s,server_cpu_pct,cpu_us_per_query,cpu_us_per_conn,backend_cpu_us_per_query,backend_tcp_peak,rcodes,status" >"$qcsv"
+echo "server,variant,mode,tool,seconds,handshakes,resumed,per_s,server_cpu_s,cpu_us_per_handshake,status" >"$hcsv"
+echo "server,variant,target,held,server_established,rss_before_kib,rss_after_kib,bytes_per_conn,status" >"$icsv"
+
+# watch_client PID NAME: wait for a client to finish, noting meanwhile the most TCP
+# connections to Unbound (sets tcp_peak, empty for dotgate, which relays over UDP).
+watch_client() {
+  local n=0 c
+  tcp_peak=0
+  while kill -0 "$1" 2>/dev/null; do
+    if [ $((n % 5)) = 2 ] && relays_tcp "$2"; then
+      c=$(established dport "$uport")
+      [ "$c" -le "$tcp_peak" ] || tcp_peak=$c
+    fi
+    n=$((n + 1))
+    sleep 0.2
+  done
+  relays_tcp "$2" || tcp_peak=""
+}
+
+# report_run ...: print one measurement and append it to the queries CSV (arguments in the
+# order of the CSV's columns).
+report_run() {
+  local lost=${13} lost_pct=${14} qps=${15} lat=${16} p50=${17} p99=${18} p999=${19}
+  local cps=${21} cpu_s=${22} cpu_pct=${23} cpu_us=${24} cpu_conn=${25} bcpu=${26} peak=${27} status=${29}
+  printf '    %s qps, lost %s (%s%%), latency avg %s / p50 %s / p99 %s / p99.9 %s ms, server CPU %s s (%s%%) = %s us/query%s, backend %s us/query%s%s\n' \
+    "${qps:-?}" "${lost:-?}" "$lost_pct" "$lat" "$p50" "$p99" "$p999" "$cpu_s" "$cpu_pct" "$cpu_us" \
+    "${cpu_conn:+, $cps connections/s = $cpu_conn us/connection}" "$bcpu" \
+    "${peak:+, backend TCP connections peak $peak}" "$([ "$status" = ok ] || echo " [$status]")" >&2
+  csv_line "$@" >>"$qcsv"
+}
+
+# run_dnsperf SCENARIO NAME DESC WORKERS PINNING RATE CLIENTS QPC
+# One dnsperf run against the server on $port; one line in the queries CSV.
+#   PINNING  "pinned": dnsperf on the client core; "unpinned": on every core
+#   QPC      queries per connection (0 = no limit; else dnsperf reconnects after that many)
+run_dnsperf() {
+  local scenario=$1 name=$2 desc=$3 workers=$4 pinning=$5 rate=$6 nclients=$7 qpc=$8
+  local out=$work/$scenario-$name-w$workers-$pinning-$rate-c$nclients.dnsperf
+  local pin=("${client_pin[@]}") qflag=() oflag=() threads q=$outstanding status=ok s0 b0 s1 b1 t0 t1
+  [ "$pinning" = pinned ] || pin=("${free_pin[@]}")
+  [ "$rate" = max ] || qflag=(-Q "$rate")
+  [ "$qpc" = 0 ] || { oflag=(-O "num-queries-per-conn=$qpc"); q=$((nclients * qpc)); }
+  # dnsperf serves at most 256 connections per thread.
+  threads=$(((nclients + 255) / 256))
+  s0=$(tree_ticks "$server_pid")
+  b0=$(cpu_ticks "$unbound_pid")
+  t0=$(now_s)
+  # -v: one line per answer, with its latency (dnsperf_stats.py).
+  timeout $((duration + 60)) "${pin[@]}" dnsperf -m dot -s 127.0.0.1 -p "$port" \
+    -d "$work/queries.txt" -c "$nclients" -T "$threads" -q "$q" -l "$duration" -t 5 -v \
+    "${qflag[@]}" "${oflag[@]}" >"$out" 2>"$out.err" </dev/null &
+  local dp=$!
+  client_pids+=("$dp")
+  watch_client "$dp" "$name"
+  wait "$dp" || status="dnsperf exit $?"
+  forget_pid "$dp"
+  t1=$(now_s)
+  s1=$(tree_ticks "$server_pid") || status="server died"
+  b1=$(cpu_ticks "$unbound_pid") || b1=$b0
+
+  local sent done_q lost qps lat rcodes reconn p50 p99 p999
+  sent=$(dnsperf_field "Queries sent:" "$out")
+  done_q=$(dnsperf_field "Queries completed:" "$out")
+  lost=$(dnsperf_field "Queries lost:" "$out")
+  qps=$(dnsperf_field "Queries per second:" "$out")
+  lat=$(dnsperf_field "Average Latency (s):" "$out")
+  reconn=$(dnsperf_field "Reconnections:" "$out")
+  rcodes=$(awk -F': *' '/Response codes:/ { print $2; exit }' "$out")
+  read -r p50 p99 p999 < <(python3 "$here/dnsperf_stats.py" "$out" || echo "- - -")
+  [ "$p50" != - ] || { p50=""; p99=""; p999=""; }
+  if [ -z "$done_q" ] || [ "$done_q" = 0 ]; then
+    [ "$status" != ok ] || status="no answers"
+    echo "--- dnsperf output:" >&2
+    grep -v '^> ' "$out" | tail -n 20 >&2
+    tail -n 5 "$out.err" >&2
+  fi
+  # Connections: the initial ones, plus one per reconnection.
+  local conns=$((nclients + ${reconn:-0})) window
+  window=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+  local lost_pct lat_ms cpu_s cpu_pct cpu_us cpu_conn bcpu_us cps
+  read -r lost_pct lat_ms cpu_s cpu_pct cpu_us cpu_conn bcpu_us cps < <(awk -v sent="${sent:-0}" \
+    -v c="${done_q:-0}" -v lost="${lost:-0}" -v lat="${lat:-0}" -v s0="$s0" -v s1="${s1:-$s0}" \
+    -v b0="$b0" -v b1="$b1" -v hz="$clk" -v w="$window" -v conns="$conns" -v qpc="$qpc" 'BEGIN {
+      cpu = (s1 - s0) / hz; bcpu = (b1 - b0) / hz
+      printf "%.2f %.3f %.2f %.0f %.1f %s %.1f %s\n", (sent ? 100 * lost / sent : 0), lat * 1000, cpu,
+        (w > 0 ? 100 * cpu / w : 0), (c ? cpu * 1e6 / c : 0),
+        (qpc > 0 && conns ? sprintf("%.1f", cpu * 1e6 / conns) : "-"), (c ? bcpu * 1e6 / c : 0),
+        (qpc > 0 && w > 0 ? sprintf("%.0f", conns / w) : "-") }')
+  [ "$cpu_conn" != - ] || cpu_conn=""
+  [ "$cps" != - ] || cps=""
+  [ "$qpc" != 0 ] || conns=$nclients
+  report_run "$scenario" "$name" "$desc" "$workers" "$pinning" "$rate" "$window" "$nclients" "$q" "$qpc" \
+    "$sent" "$done_q" "$lost" "$lost_pct" "$qps" "$lat_ms" "$p50" "$p99" "$p999" "$conns" "$cps" \
+    "$cpu_s" "$cpu_pct" "$cpu_us" "$cpu_conn" "$bcpu_us" "$tcp_peak" "$rcodes" "$status"
+  rm -f "$out" "$out.err" # up to a million lines each; the CSV has what matters
+  sleep 1 # let the connections close before the next run
+}
+
+# run_load NAME DESC CONNS: dotclient.py load against the server on $port, pinned: CONNS
+# connections, $scale_rate queries per second in all, round-robin, for --duration seconds
+# after all connections are up (dnsperf polls each of its sockets in turn, which makes it the
+# bottleneck long before 5,000 connections).
+run_load() {
+  local name=$1 desc=$2 conns=$3 out=$work/load-$1-$3.json status=ok pids line
+  pids=$(tree_pids "$server_pid" | tr '\n' ' ')
+  timeout $((duration + 60 + conns / 100)) "${client_pin[@]}" python3 "$here/dotclient.py" load \
+    --port "$port" --conns "$conns" --rate "$scale_rate" --seconds "$duration" \
+    --queries "$work/queries.txt" --pids "$pids" --backend-pid "$unbound_pid" >"$out" 2>"$out.err" </dev/null &
+  local lp=$!
+  client_pids+=("$lp")
+  watch_client "$lp" "$name"
+  wait "$lp" || status="dotclient exit $?"
+  forget_pid "$lp"
+  kill -0 "$server_pid" 2>/dev/null || status="server died"
+  line=$(grep -m1 '^{' "$out" || true)
+  if [ -z "$line" ]; then
+    [ "$status" != ok ] || status="no result"
+    tail -n 5 "$out.err" >&2
+    line="{}"
+  fi
+  local f
+  f=$(printf '%s' "$line" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+g = lambda k: "" if r.get(k) is None else r[k]
+a, s, w = r.get("answered") or 0, r.get("sent") or 0, r.get("window_s") or 0
+cpu, bcpu = r.get("server_cpu_s"), r.get("backend_cpu_s")
+print(g("connections"), g("sent"), g("answered"), g("lost"), "%.2f" % (100.0 * g("lost") / s) if s else "",
+      g("qps"), g("avg_ms"), g("p50_ms"), g("p99_ms"), g("p999_ms"), g("window_s"),
+      "" if cpu is None else cpu, "%.0f" % (100 * cpu / w) if cpu is not None and w else "",
+      "%.1f" % (cpu * 1e6 / a) if cpu is not None and a else "",
+      "%.1f" % (bcpu * 1e6 / a) if bcpu is not None and a else "",
+      (r.get("error") or "").replace(" ", "_"))
+' 2>/dev/null || true)
+  local held sent answered lost lost_pct qps avg p50 p99 p999 window cpu_s cpu_pct cpu_us bcpu_us err
+  read -r held sent answered lost lost_pct qps avg p50 p99 p999 window cpu_s cpu_pct cpu_us bcpu_us err <<<"$f"
+  [ -z "${err:-}" ] || status="${err//_/ }"
+  [ -z "$held" ] || [ "$held" -ge "$conns" ] || [ "$status" != ok ] || status="only $held of $conns connections opened"
+  report_run scaling-conns "$name" "$desc" 1 pinned "$scale_rate" "${window:-}" "$conns" "" 0 \
+    "${sent:-}" "${answered:-}" "${lost:-}" "${lost_pct:-}" "${qps:-}" "${avg:-}" "${p50:-}" "${p99:-}" "${p999:-}" \
+    "${held:-}" "" "${cpu_s:-}" "${cpu_pct:-}" "${cpu_us:-}" "" "${bcpu_us:-}" "$tcp_peak" "" "$status"
+  sleep 1
+}
+
+# measure_handshakes NAME DESC: four handshake loops against the server on $port.
+measure_handshakes() {
+  local name=$1 desc=$2 mode tool out s0 s1 t0 t1 hs reused status line
+  for mode in full-tls1.3 full-tls1.2 resumed-tls1.3 resumed-tls1.2; do
+    progress "$name, handshakes: $mode, ${hs_time}s"
+    out=$work/$name-$mode.hs
+    status=ok
+    s0=$(tree_ticks "$server_pid")
+    t0=$(now_s)
+    case $mode in
+      full-tls1.3 | full-tls1.2 | resumed-tls1.2)
+        # s_time without -www only handshakes and closes. -new: a full handshake each time;
+        # -reuse: resume the first session.
+        tool="openssl s_time"
+        local how=-new ver=-tls1_3
+        [[ $mode != resumed-* ]] || how=-reuse
+        [[ $mode != *tls1.2 ]] || ver=-tls1_2
+        timeout $((hs_time + 30)) "${client_pin[@]}" openssl s_time -connect "127.0.0.1:$port" \
+          "$how" "$ver" -time "$hs_time" >"$out" 2>&1 </dev/null || status="s_time exit $?"
+        t1=$(now_s)
+        hs=$(awk '/ connections in [0-9.]+s;/ { print $1; exit }' "$out")
+        # One character per connection: "r" resumed, "*" new.
+        reused=$(grep -E '^[r*]+$' "$out" | tr -cd 'r' | wc -c)
+        ;;
+      resumed-tls1.3)
+        # s_time never reads, so it never gets a TLS 1.3 ticket (sent after the handshake):
+        # dotclient.py reads the ticket and resumes with it.
+        tool="dotclient.py resume"
+        timeout $((hs_time + 30)) "${client_pin[@]}" python3 "$here/dotclient.py" resume \
+          --port "$port" --seconds "$hs_time" --tls 1.3 >"$out" 2>&1 </dev/null || status="dotclient exit $?"
+        t1=$(now_s)
+        line=$(grep -m1 '^{' "$out" || true)
+        hs=$(printf '%s' "$line" | python3 -c 'import json,sys; print(json.load(sys.stdin)["connections"])' 2>/dev/null || true)
+        reused=$(printf '%s' "$line" | python3 -c 'import json,sys; print(json.load(sys.stdin)["reused"])' 2>/dev/null || true)
+        ;;
+    esac
+    s1=$(tree_ticks "$server_pid") || status="server died"
+    if [ -z "$hs" ] || [ "$hs" = 0 ]; then
+      [ "$status" != ok ] || status="no handshakes"
+      tail -n 5 "$out" >&2
+    fi
+    local res
+    res=$(awk -v n="${hs:-0}" -v r="${reused:-0}" -v s0="$s0" -v s1="${s1:-$s0}" -v hz="$clk" \
+      -v a="$t0" -v b="$t1" 'BEGIN { cpu = (s1 - s0) / hz
+        printf "%.1f %.2f %s", (b > a ? n / (b - a) : 0), cpu, (n ? sprintf("%.1f", cpu * 1e6 / n) : "") }')
+    local per_s cpu_s cpu_us
+    read -r per_s cpu_s cpu_us <<<"$res"
+    if [[ $mode == resumed-* ]] && [ "${hs:-0}" -gt 0 ] && [ "${reused:-0}" -lt $((hs * 9 / 10)) ] && [ "$status" = ok ]; then
+      status="only ${reused:-0} of $hs resumed"
+    fi
+    printf '    %s handshakes (%s resumed), %s/s, server CPU %s s = %s us/handshake%s\n' "${hs:-0}" "${reused:-0}" \
+      "$per_s" "$cpu_s" "${cpu_us:-?}" "$([ "$status" = ok ] || echo " [$status]")" >&2
+    csv_line "$name" "$desc" "$mode" "$tool" "$hs_time" "$hs" "$reused" "$per_s" "$cpu_s" "$cpu_us" "$status" >>"$hcsv"
+    rm -f "$out"
+  done
+}
+
+# measure_idle NAME DESC: RSS per idle connection, at each of the idle counts, on a fresh server
+# started with long idle timeouts (port $port).
+measure_idle() {
+  local name=$1 desc=$2 before target prev=0 held=0 holders=() files=() i chunk first reason=""
+  local per_client=9000 # descriptors per holder process stay under the limit
+  [ "$per_client" -lt $((fd_limit - 100)) ] || per_client=$((fd_limit - 100))
+  sleep 1
+  before=$(tree_rss_kib "$server_pid")
+  for target in "${idle_list[@]}"; do
+    if [ -n "$reason" ]; then
+      progress "$name, idle connections: $target: skipped"
+      csv_line "$name" "$desc" "$target" "" "" "$before" "" "" "not measured: $reason" >>"$icsv"
+      continue
+    fi
+    if backend_conn_each "$name" && [ $((2 * target + 100)) -gt "$fd_limit" ]; then
+      # nginx and HAProxy hold a connection to Unbound for every client connection.
+      reason="needs 2 descriptors per connection (client + its own TCP connection to Unbound): 2 x $target > the limit of $fd_limit per process (ulimit -Hn)"
+      progress "$name, idle connections: $target: not possible"
+      warn "$name: $reason"
+      csv_line "$name" "$desc" "$target" "" "" "$before" "" "" "not possible: $reason" >>"$icsv"
+      continue
+    fi
+    progress "$name, idle connections: opening $((target - prev)) more, to $target"
+    # Holders of at most $per_client connections each, started side by side.
+    i=0
+    files=()
+    while [ $((prev + i * per_client)) -lt "$target" ]; do
+      first=$((prev + i * per_client))
+      chunk=$((target - first))
+      [ "$chunk" -le "$per_client" ] || chunk=$per_client
+      local f=$work/hold-$name-$target-$i.json
+      files+=("$f")
+      "${client_pin[@]}" python3 "$here/dotclient.py" hold --port "$port" --count "$chunk" \
+        --first "$first" --names "$names" --ready "$f" --max-hold 900 </dev/null &
+      holders+=("$!")
+      client_pids+=("$!")
+      i=$((i + 1))
+    done
+    # Wait for every holder of this step to report (a Python client opens ~500-1000/s).
+    local deadline=$((SECONDS + 60 + (target - prev) / 100)) ok=1 f got=0 err=""
+    for f in "${files[@]}"; do
+      while [ ! -s "$f" ] && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.5; done
+      if [ ! -s "$f" ]; then ok=0; err="a client did not finish opening in time"; continue; fi
+      local h e
+      h=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["held"])' "$f")
+      e=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["error"])' "$f")
+      got=$((got + h))
+      [ -z "$e" ] || err=$e
+    done
+    held=$((held + got))
+    sleep 2 # let the server settle (deferred frees, buffers shrinking)
+    local after est status=ok bpc
+    after=$(tree_rss_kib "$server_pid")
+    est=$(established sport "$port")
+    kill -0 "$server_pid" 2>/dev/null || status="server died"
+    if [ "$held" -lt "$target" ] || [ "$ok" = 0 ]; then
+      status="held $held of $target: $err"
+      reason="the server stopped accepting at $held connections"
+      [ "$held" -lt $((fd_limit - 100)) ] || reason="$reason (file descriptor limit $fd_limit per process)"
+    fi
+    bpc=$(awk -v a="$after" -v b="$before" -v n="$held" 'BEGIN { if (n > 0) printf "%.0f", (a - b) * 1024 / n }')
+    printf '    %s connections held (%s established at the server), RSS %s -> %s KiB = %s bytes/connection%s\n' \
+      "$held" "$est" "$before" "$after" "${bpc:-?}" "$([ "$status" = ok ] || echo " [$status]")" >&2
+    csv_line "$name" "$desc" "$target" "$held" "$est" "$before" "$after" "$bpc" "$status" >>"$icsv"
+    prev=$target
+  done
+  for i in "${holders[@]}"; do
+    stop_pid "$i" TERM 10 || true
+    forget_pid "$i"
+  done
+}
+
+# skip_query_row SCENARIO NAME DESC WORKERS PINNING RATE CLIENTS QPC REASON: a queries-CSV line
+# for a run that did not happen (counts as a step).
+skip_query_row() {
+  step=$((step + 1))
+  csv_line "$1" "$2" "$3" "$4" "$5" "$6" "$duration" "$7" "" "$8" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "$9" >>"$qcsv"
+}
+# skip_rows NAME DESC REASON WHICH: "skipped" lines for every measurement of WHICH (normal|idle).
+skip_rows() {
+  local name=$1 desc=$2 reason="skipped: $3" r m c
+  if [ "$4" = normal ]; then
+    if want throughput; then
+      for r in "${rate_list[@]}"; do skip_query_row throughput "$name" "$desc" 1 pinned "$r" "$clients" 0 "$reason"; done
+    fi
+    if want short; then skip_query_row short "$name" "$desc" 1 pinned max "$clients" "$short_queries" "$reason"; fi
+    if want unpinned; then
+      for r in "${unpinned_list[@]}"; do skip_query_row unpinned "$name" "$desc" 1 unpinned "$r" "$clients" 0 "$reason"; done
+    fi
+    if want handshake; then
+      for m in full-tls1.3 full-tls1.2 resumed-tls1.3 resumed-tls1.2; do
+        step=$((step + 1))
+        csv_line "$name" "$desc" "$m" "" "$hs_time" "" "" "" "" "" "$reason" >>"$hcsv"
+      done
+    fi
+  else
+    for c in "${idle_list[@]}"; do
+      step=$((step + 1))
+      csv_line "$name" "$desc" "$c" "" "" "" "" "" "$reason" >>"$icsv"
+    done
+  fi
+}
+
+# ---- the run -----------------------------------------------------------------------------------
 # How busy the machine is without us: the share of non-idle CPU time over 2 s (/proc/stat).
 cpu_busy_pct() {
   local a b
@@ -303,128 +934,191 @@ if [ "$busy_start" -gt 10 ]; then
   busy_note="Other work was using ${busy_start}% of the CPU just before the run: treat these numbers as rough."
   warn "$busy_note"
 fi
-total=$((${#server_list[@]} * ${#rate_list[@]}))
-n=0
+
+per_server=0
+want throughput && per_server=$((per_server + ${#rate_list[@]}))
+want short && per_server=$((per_server + 1))
+want unpinned && per_server=$((per_server + ${#unpinned_list[@]}))
+want handshake && per_server=$((per_server + 4))
+want idle && per_server=$((per_server + ${#idle_list[@]}))
+total_steps=$((${#server_list[@]} * per_server))
+if want scaling; then
+  if want unpinned; then total_steps=$((total_steps + ${#unpinned_list[@]})); else total_steps=$((total_steps + 1)); fi
+  total_steps=$((total_steps + 4))
+fi
+say "$total_steps measurements; dnsperf runs of ${duration}s, handshake runs of ${hs_time}s"
 
 for name in "${server_list[@]}"; do
   desc=$(describe "$name")
   skip=""
   [ "$name" != dotgate ] || skip=$dotgate_skip
-  port=$(free_port_from 8853) || skip="no free port"
-  if [ -z "$skip" ]; then
-    say "starting $desc on 127.0.0.1:$port (core $server_cpu)"
-    if ! start_server "$name" "$port"; then
-      skip="could not start (see below)"
-    elif ! wait_for 30 "$server_pid" "$name" tcp_listening "$port" ||
-      ! wait_for 30 "$server_pid" "$name answering over DoT" answers "$port"; then
-      if kill -0 "$server_pid" 2>/dev/null; then
-        skip="not answering over DoT after 30 s"
-      else
-        st=0
-        wait "$server_pid" || st=$?
-        skip="exited during start-up with status $st"
-      fi
+
+  # -- queries, short connections, handshakes: one server process, default settings
+  if want throughput || want short || want unpinned || want handshake; then
+    if [ -z "$skip" ]; then
+      say "starting $desc (core $server_cpu)"
+      bring_up "$name" normal 1 "${server_pin[@]}" || skip=$up_error
     fi
     if [ -n "$skip" ]; then
-      echo "--- last lines of $name's output:" >&2
-      tail -n 15 "$work/$name.log" >&2 || true
-      [ -z "$server_pid" ] || stop_pid "$server_pid" KILL 5 || true
-      server_pid=""
+      warn "SKIPPING $name: $skip"
+      skip_rows "$name" "$desc" "$skip" normal
+    else
+      uid=$(awk '/^Uid:/ { print $3 }' "/proc/$server_pid/status")
+      say "$name is up on 127.0.0.1:$port (pid $server_pid, effective uid $uid)"
+      if want throughput; then
+        for rate in "${rate_list[@]}"; do
+          progress "$name, queries: $clients connections, offered $rate qps, ${duration}s"
+          run_dnsperf throughput "$name" "$desc" 1 pinned "$rate" "$clients" 0
+        done
+      fi
+      if want short; then
+        progress "$name, short connections: $short_queries queries each, $clients at a time, ${duration}s"
+        run_dnsperf short "$name" "$desc" 1 pinned max "$clients" "$short_queries"
+      fi
+      if want handshake; then
+        measure_handshakes "$name" "$desc"
+      fi
+      if want unpinned; then
+        # Let the scheduler place everything: the server, Unbound and dnsperf on any core.
+        repin "$every_core" "$server_pid"
+        repin "$every_core" "$unbound_pid"
+        for rate in "${unpinned_list[@]}"; do
+          progress "$name, queries, nothing pinned: offered $rate qps, ${duration}s"
+          run_dnsperf unpinned "$name" "$desc" 1 unpinned "$rate" "$clients" 0
+        done
+        repin "$backend_cores" "$unbound_pid"
+      fi
+      take_down "$name"
     fi
   fi
-  if [ -n "$skip" ]; then
-    warn "SKIPPING $name: $skip"
-    for rate in "${rate_list[@]}"; do
-      n=$((n + 1))
-      echo "$name,\"$desc\",$rate,$duration,$clients,$outstanding,,,,,,,,,,,\"skipped: $skip\"" >>"$csv"
-    done
-    continue
-  fi
-  uid=$(awk '/^Uid:/ { print $3 }' "/proc/$server_pid/status")
-  say "$name is up (pid $server_pid, effective uid $uid)"
 
-  for rate in "${rate_list[@]}"; do
-    n=$((n + 1))
-    out=$work/$name-$rate.dnsperf
-    qflag=()
-    [ "$rate" = max ] || qflag=(-Q "$rate")
-    say "[$n/$total] $name, offered load: $rate qps, ${duration}s"
-    s0=$(cpu_ticks "$server_pid")
-    b0=$(cpu_ticks "$unbound_pid")
-    status=ok
-    timeout $((duration + 60)) "${client_pin[@]}" dnsperf -m dot -s 127.0.0.1 -p "$port" \
-      -d "$work/queries.txt" -c "$clients" -q "$outstanding" -l "$duration" -t 5 "${qflag[@]}" \
-      >"$out" 2>&1 </dev/null || status="dnsperf exit $?"
-    s1=$(cpu_ticks "$server_pid") || status="server died"
-    b1=$(cpu_ticks "$unbound_pid") || b1=$b0
-
-    sent=$(dnsperf_field "Queries sent:" "$out")
-    done_q=$(dnsperf_field "Queries completed:" "$out")
-    lost=$(dnsperf_field "Queries lost:" "$out")
-    qps=$(dnsperf_field "Queries per second:" "$out")
-    lat=$(dnsperf_field "Average Latency (s):" "$out")
-    rcodes=$(awk -F': *' '/Response codes:/ { print $2; exit }' "$out")
-    if [ -z "$done_q" ] || [ "$done_q" = 0 ]; then
-      [ "$status" != ok ] || status="no answers"
-      echo "--- dnsperf output:" >&2
-      tail -n 20 "$out" >&2
+  # -- idle connections: a fresh process with long idle timeouts
+  if want idle; then
+    skip=""
+    [ "$name" != dotgate ] || skip=$dotgate_skip
+    if [ -z "$skip" ]; then
+      say "starting $desc with long idle timeouts (core $server_cpu)"
+      bring_up "$name" idle 1 "${server_pin[@]}" || skip=$up_error
     fi
-    read -r lost_pct lat_ms cpu_s cpu_us bcpu_us < <(awk -v sent="${sent:-0}" -v c="${done_q:-0}" \
-      -v lost="${lost:-0}" -v lat="${lat:-0}" -v s0="$s0" -v s1="${s1:-$s0}" -v b0="$b0" -v b1="$b1" \
-      -v hz="$clk" 'BEGIN {
-        cpu = (s1 - s0) / hz; bcpu = (b1 - b0) / hz
-        printf "%.2f %.3f %.2f %.1f %.1f\n", (sent ? 100 * lost / sent : 0), lat * 1000, cpu,
-          (c ? cpu * 1e6 / c : 0), (c ? bcpu * 1e6 / c : 0) }')
-    printf '    %s qps, lost %s (%s%%), avg latency %s ms, server CPU %s s = %s us/query, backend %s us/query%s\n' \
-      "${qps:-?}" "${lost:-?}" "$lost_pct" "$lat_ms" "$cpu_s" "$cpu_us" "$bcpu_us" \
-      "$([ "$status" = ok ] || echo " [$status]")" >&2
-    echo "$name,\"$desc\",$rate,$duration,$clients,$outstanding,$sent,$done_q,$lost,$lost_pct,$qps,$lat_ms,$cpu_s,$cpu_us,$bcpu_us,\"$rcodes\",$status" >>"$csv"
-    sleep 1 # let the connections close before the next scenario
-  done
-
-  say "stopping $name (SIGTERM)"
-  src=0
-  stop_pid "$server_pid" TERM 15 || src=$?
-  server_pid=""
-  [ "$src" -eq 0 ] || say "$name exited with status $src after SIGTERM"
+    if [ -n "$skip" ]; then
+      warn "SKIPPING $name (idle connections): $skip"
+      skip_rows "$name" "$desc" "$skip" idle
+    else
+      measure_idle "$name" "$desc"
+      take_down "$name"
+    fi
+  fi
 done
 
-# ---- report ------------------------------------------------------------------------------------
-md=$results/latest.md
-{
-  echo "# DoT load test: dotgate vs dnsdist"
-  echo
-  echo "Run $stamp by \`loadtest/compare.sh\` (raw numbers: \`$(basename "$csv")\`)."
-  echo
-  echo "- Machine: $ncpu cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(uname -sr); CPU busy before the run: ${busy_start}%"
-  echo "- Backend: Unbound $(unbound -V 2>/dev/null | awk '/^Version/ { print $2 }'), 1 thread, $names names from local data, on core $backend_cpu"
-  echo "- Client: $(dnsperf -h 2>&1 | awk '/^Version/ { print "dnsperf " $2 }') -m dot -c $clients -q $outstanding -l $duration, $nqueries distinct queries, on core $client_cpu"
-  echo "- Server under test on core $server_cpu; the same ECDSA P-256 certificate; dotgate ${DOTGATE_BIN:-$(git describe --always --dirty 2>/dev/null || echo '?')}"
-  echo "- CPU µs/query = the server's user+system CPU time during the run / answered queries (backend: the same for Unbound)"
-  [ -z "$busy_note" ] || printf -- '- **%s**\n' "$busy_note"
-  echo
-  echo "| server | offered qps | answered qps | lost | avg latency ms | server CPU s (% of its core) | CPU µs/query | backend µs/query | status |"
-  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
-  # Parse the CSV; the quoted fields (variant, rcodes, status) hold no commas of their own
-  # except rcodes, which is not shown.
-  python3 - "$csv" <<'EOF'
+# -- scaling: dotgate with 2 workers; 100 vs many connections for dotgate and the best peer
+chosen_peer=""
+if want scaling; then
+  if [ -n "$peer" ]; then
+    chosen_peer=$peer
+  else
+    # The peer that spent the least CPU per query at "max" in this run (pinned).
+    chosen_peer=$(python3 - "$qcsv" <<'EOF'
 import csv, sys
+best = None
 for r in csv.DictReader(open(sys.argv[1])):
-    lost = f"{r['queries_lost']} ({r['lost_pct']}%)" if r['queries_lost'] else ""
-    qps = f"{float(r['qps']):.0f}" if r['qps'] else ""
-    cpu = r['server_cpu_s']
-    if cpu:
-        cpu = f"{cpu} ({100 * float(cpu) / float(r['duration_s']):.0f}%)"
-    print(f"| {r['variant']} | {r['rate']} | {qps} | {lost} | {r['avg_latency_ms']} | "
-          f"{cpu} | {r['server_cpu_us_per_query']} | {r['backend_cpu_us_per_query']} | {r['status']} |")
+    if r["scenario"] == "throughput" and r["rate"] == "max" and r["server"] != "dotgate" \
+            and r["status"] == "ok" and r["cpu_us_per_query"]:
+        v = float(r["cpu_us_per_query"])
+        if best is None or v < best[0]:
+            best = (v, r["server"])
+print(best[1] if best else "dnsdist-tuned")
 EOF
-  echo
-  echo "Offered \"max\": dnsperf keeps $outstanding queries in flight and sends as fast as answers come back."
-  echo "dnsperf and Unbound share core $client_cpu, which can be the limit there rather than the server:"
-  echo "a server below ~100% of its core was not saturated. dnsdist relays to Unbound over TCP, dotgate over UDP."
-} >"$md"
+)
+  fi
+  say "scaling: dotgate and the best peer ($chosen_peer, least CPU per query at max)"
+  scale_w_rates=("${unpinned_list[@]}")
+  want unpinned || scale_w_rates=(max)
+  for name in dotgate "$chosen_peer"; do
+    desc=$(describe "$name")
+    skip=""
+    [ "$name" != dotgate ] || skip=$dotgate_skip
+    if [ -z "$skip" ]; then
+      say "starting $desc (core $server_cpu)"
+      bring_up "$name" normal 1 "${server_pin[@]}" || skip=$up_error
+    fi
+    if [ -n "$skip" ]; then
+      warn "SKIPPING $name (scaling): $skip"
+      for c in "$clients" "$scale_clients"; do
+        skip_query_row scaling-conns "$name" "$desc" 1 pinned "$scale_rate" "$c" 0 "skipped: $skip"
+      done
+      continue
+    fi
+    for c in "$clients" "$scale_clients"; do
+      progress "$name, $c connections, $scale_rate qps in all, ${duration}s after opening them"
+      run_load "$name" "$desc" "$c"
+    done
+    take_down "$name"
+  done
+  desc=$(describe dotgate 2)
+  if [ -n "$dotgate_skip" ]; then
+    for rate in "${scale_w_rates[@]}"; do
+      skip_query_row scaling-workers dotgate "$desc" 2 unpinned "$rate" "$clients" 0 "skipped: $dotgate_skip"
+    done
+  else
+    say "starting $desc (unpinned)"
+    if bring_up dotgate normal 2 "${free_pin[@]}"; then
+      repin "$every_core" "$unbound_pid"
+      for rate in "${scale_w_rates[@]}"; do
+        progress "dotgate --workers 2, nothing pinned: offered $rate qps, ${duration}s"
+        run_dnsperf scaling-workers dotgate "$desc" 2 unpinned "$rate" "$clients" 0
+      done
+      repin "$backend_cores" "$unbound_pid"
+      take_down dotgate
+    else
+      warn "SKIPPING dotgate --workers 2: $up_error"
+      for rate in "${scale_w_rates[@]}"; do
+        skip_query_row scaling-workers dotgate "$desc" 2 unpinned "$rate" "$clients" 0 "skipped: $up_error"
+      done
+    fi
+  fi
+fi
+
+# Unbound's own complaints (dropped TCP connections, "too many" anything) go in the report.
+unbound_warnings=$(grep -ciE 'error|warning|too many|exceed' "$work/unbound.log" || true)
+
+# ---- report ------------------------------------------------------------------------------------
+meta=$work/meta.tsv
+{
+  printf 'stamp\t%s\n' "$stamp"
+  printf 'machine\t%s cores (%s), %s\n' "$ncpu" "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" "$(uname -sr)"
+  printf 'busy_start\t%s\n' "$busy_start"
+  printf 'busy_note\t%s\n' "$busy_note"
+  printf 'unbound\t%s\n' "$(unbound -V 2>/dev/null | awk '/^Version/ { print $2 }')"
+  printf 'dnsperf\t%s\n' "$(dnsperf -h 2>&1 | awk '/^Version/ { print $2 }')"
+  printf 'openssl\t%s\n' "$(openssl version | awk '{ print $2 }')"
+  printf 'dotgate\t%s\n' "${DOTGATE_BIN:-$(git describe --always --dirty 2>/dev/null || echo '?')}"
+  printf 'names\t%s\n' "$names"
+  printf 'nqueries\t%s\n' "$nqueries"
+  printf 'nbig\t%s\n' "$nbig"
+  printf 'duration\t%s\n' "$duration"
+  printf 'hs_time\t%s\n' "$hs_time"
+  printf 'clients\t%s\n' "$clients"
+  printf 'outstanding\t%s\n' "$outstanding"
+  printf 'short_queries\t%s\n' "$short_queries"
+  printf 'scale_clients\t%s\n' "$scale_clients"
+  printf 'scale_rate\t%s\n' "$scale_rate"
+  printf 'peer\t%s\n' "$chosen_peer"
+  printf 'server_cpu\t%s\n' "$server_cpu"
+  printf 'client_cpu\t%s\n' "$client_cpu"
+  printf 'backend_cpu\t%s\n' "$backend_cpu"
+  printf 'incoming_tcp\t%s\n' "$incoming_tcp"
+  printf 'fd_limit\t%s\n' "$fd_limit"
+  printf 'unbound_warnings\t%s\n' "$unbound_warnings"
+  printf 'elapsed_s\t%s\n' "$SECONDS"
+} >"$meta"
+python3 "$here/report.py" --meta "$meta" --queries "$qcsv" --handshakes "$hcsv" --idle "$icsv" \
+  --json "$results/$stamp.json" --md "$results/latest.md"
+if [ -n "$plot_python" ]; then
+  "$plot_python" "$here/plot.py" "$results/$stamp.json" "$results/latest.png" ||
+    warn "plot.py failed: no latest.png"
+fi
 
 echo
-cat "$md"
+cat "$results/latest.md"
 echo
-say "results: $csv and $md"
+say "done in $(elapsed); results: $results/latest.md, latest.png, $stamp.json and $stamp-*.csv"

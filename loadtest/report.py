@@ -1,0 +1,256 @@
+#!/usr/bin/env python3
+"""Turn the CSVs of one loadtest/compare.sh run into latest.md (one table per scenario) and a
+JSON file with everything (what plot.py draws).
+
+  report.py --meta META.tsv --queries Q.csv --handshakes H.csv --idle I.csv --json OUT.json --md OUT.md
+"""
+import argparse
+import csv
+import json
+import os
+import sys
+
+HS_MODES = [
+    ("full-tls1.3", "full TLS 1.3"),
+    ("full-tls1.2", "full TLS 1.2"),
+    ("resumed-tls1.3", "resumed TLS 1.3"),
+    ("resumed-tls1.2", "resumed TLS 1.2"),
+]
+
+
+def num(v):
+    """CSV text to a number where it is one."""
+    if v is None or v == "":
+        return None
+    try:
+        f = float(v)
+    except ValueError:
+        return v
+    return int(f) if f.is_integer() and "." not in v else f
+
+
+def typed(rows):
+    return [{k: num(v) for k, v in r.items()} for r in rows]
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def read_meta(path):
+    meta = {}
+    with open(path) as f:
+        for line in f:
+            k, _, v = line.rstrip("\n").partition("\t")
+            meta[k] = v
+    return meta
+
+
+def fmt(v, spec="{:,.0f}"):
+    if v in (None, ""):
+        return ""
+    try:
+        return spec.format(float(v))
+    except ValueError:
+        return str(v)
+
+
+def cpu_cell(r):
+    if not r["server_cpu_s"]:
+        return ""
+    return f"{float(r['server_cpu_s']):.2f} ({r['server_cpu_pct']}%)"
+
+
+def lost_cell(r):
+    return f"{r['queries_lost']} ({r['lost_pct']}%)" if r["queries_lost"] else ""
+
+
+def lat_cell(r):
+    parts = [r["avg_latency_ms"], r["p50_ms"], r["p99_ms"], r["p999_ms"]]
+    if not any(parts):
+        return ""
+    return " / ".join(p or "–" for p in parts)
+
+
+def queries_table(rows, out):
+    out.append("| server | offered qps | answered qps | lost | latency ms: avg / p50 / p99 / p99.9 "
+               "| server CPU s (% of a core) | CPU µs/query | backend µs/query | backend TCP conns | status |")
+    out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    for r in rows:
+        out.append(f"| {r['variant']} | {r['rate']} | {fmt(r['qps'])} | {lost_cell(r)} | {lat_cell(r)} | "
+                   f"{cpu_cell(r)} | {r['cpu_us_per_query']} | {r['backend_cpu_us_per_query']} | "
+                   f"{r['backend_tcp_peak'] or ('UDP' if r['server'] == 'dotgate' and r['qps'] else '')} | {r['status']} |")
+
+
+def main():
+    p = argparse.ArgumentParser()
+    for a in ("meta", "queries", "handshakes", "idle", "json", "md"):
+        p.add_argument("--" + a, required=True)
+    a = p.parse_args()
+    meta = read_meta(a.meta)
+    q = read_csv(a.queries)
+    h = read_csv(a.handshakes)
+    idle = read_csv(a.idle)
+
+    with open(a.json, "w") as f:
+        json.dump({"meta": meta, "queries": typed(q), "handshakes": typed(h), "idle": typed(idle)}, f, indent=1)
+
+    m = meta
+    out = []
+    out.append("# DoT load test: dotgate vs dnsdist, nginx and HAProxy")
+    out.append("")
+    out.append(f"Run {m['stamp']} by `loadtest/compare.sh` in {int(m['elapsed_s']) // 60} min "
+               f"{int(m['elapsed_s']) % 60} s (raw numbers: `{os.path.basename(a.queries)}`, "
+               f"`{os.path.basename(a.handshakes)}`, `{os.path.basename(a.idle)}`, `{os.path.basename(a.json)}`; "
+               f"plot: [`latest.png`](latest.png)).")
+    out.append("")
+    out.append(f"- Machine: {m['machine']}; CPU busy before the run: {m['busy_start']}%")
+    out.append(f"- Backend: Unbound {m['unbound']}, 1 thread, {int(m['names']):,} names from local data "
+               f"(A, AAAA for every 4th, TXT for every 10th; {int(m['nbig']):,} TXT answers of 1.25–1.85 kB, "
+               f"over 1,232 bytes), incoming-num-tcp {m['incoming_tcp']}, on core {m['backend_cpu']}")
+    out.append(f"- Clients on core {m['client_cpu']}: dnsperf {m['dnsperf']} -m dot -v "
+               f"({int(m['nqueries']):,} distinct queries, about 1% of them large), "
+               f"openssl {m['openssl']} s_time, `loadtest/dotclient.py` (Python ssl)")
+    out.append(f"- Server under test on core {m['server_cpu']} unless said otherwise; the same ECDSA P-256 "
+               f"certificate everywhere; dotgate {m['dotgate']}; file descriptors per process: {m['fd_limit']}")
+    out.append("- CPU = the server's user+system time (all its processes and threads, /proc/PID/stat) "
+               "during the measurement, divided by answered queries, connections or handshakes")
+    if m.get("busy_note"):
+        out.append(f"- **{m['busy_note']}**")
+    peaks = [int(r["backend_tcp_peak"]) for r in q if r["backend_tcp_peak"]]
+    if peaks:
+        out.append(f"- Unbound not starved: the TCP-relaying servers opened at most {max(peaks):,} connections to it "
+                   f"at once (incoming-num-tcp {int(m['incoming_tcp']):,}; Unbound shortens its TCP idle timeout only "
+                   f"past half of that); Unbound logged {m.get('unbound_warnings') or 0} warning or error lines")
+    if m.get("unbound_warnings", "0") not in ("", "0"):
+        out.append(f"- **Unbound logged {m['unbound_warnings']} warning or error lines: see its log (--keep).**")
+    out.append("")
+
+    def section(title, text, rows, table):
+        if not rows:
+            return
+        out.append(f"## {title}")
+        out.append("")
+        if text:
+            out.append(text)
+            out.append("")
+        table(rows, out)
+        out.append("")
+
+    section(f"Queries: {m['clients']} connections, pinned",
+            f"dnsperf -c {m['clients']} -q {m['outstanding']}, {m['duration']} s per run. \"max\" = no rate "
+            f"limit: dnsperf keeps {m['outstanding']} queries in flight. dnsperf and Unbound share core "
+            f"{m['client_cpu']}, which can be the limit there rather than the server: a server below ~100% "
+            f"of its core was not saturated. \"backend TCP conns\" = the most connections to Unbound seen "
+            f"during the run (dotgate relays over UDP).",
+            [r for r in q if r["scenario"] == "throughput"], queries_table)
+    section("Queries: nothing pinned",
+            "The same, with the server, Unbound and dnsperf free to run on any core (what a default "
+            "deployment gets). The server's CPU can exceed 100% here.",
+            [r for r in q if r["scenario"] == "unpinned"], queries_table)
+
+    def short_table(rows, out):
+        out.append("| server | connections/s | answered qps | CPU µs/connection | CPU µs/query "
+                   "| latency ms: avg / p50 / p99 / p99.9 | lost | status |")
+        out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+        for r in rows:
+            out.append(f"| {r['variant']} | {fmt(r['conns_per_s'])} | {fmt(r['qps'])} | {r['cpu_us_per_conn']} | "
+                       f"{r['cpu_us_per_query']} | {lat_cell(r)} | {lost_cell(r)} | {r['status']} |")
+
+    section("Many short connections",
+            f"dnsperf -c {m['clients']} -O num-queries-per-conn={m['short_queries']}: each connection does a "
+            f"full TLS handshake (dnsperf does not resume), {m['short_queries']} queries, and closes; "
+            f"{m['duration']} s, pinned. CPU per connection includes its queries.",
+            [r for r in q if r["scenario"] == "short"], short_table)
+
+    def hs_table(rows, out):
+        servers = []
+        for r in rows:
+            if r["variant"] not in servers:
+                servers.append(r["variant"])
+        out.append("| server | " + " | ".join(f"{label}: /s · CPU µs" for _, label in HS_MODES) + " | notes |")
+        out.append("| --- |" + " ---: |" * len(HS_MODES) + " --- |")
+        for s in servers:
+            cells, notes = [], []
+            for mode, label in HS_MODES:
+                r = next((x for x in rows if x["variant"] == s and x["mode"] == mode), None)
+                if r is None or not r["handshakes"]:
+                    cells.append("")
+                else:
+                    cells.append(f"{fmt(r['per_s'])} · **{fmt(r['cpu_us_per_handshake'], '{:,.1f}')}**")
+                if r is not None and r["status"] != "ok":
+                    notes.append(f"{label}: {r['status']}")
+            out.append(f"| {s} | " + " | ".join(cells) + f" | {'; '.join(notes)} |")
+
+    section("TLS handshakes",
+            f"One client on core {m['client_cpu']}, {m['hs_time']} s per measurement, ECDHE X25519 (the "
+            "clients' first group) with the ECDSA P-256 certificate. Full handshakes and resumed TLS 1.2: "
+            "`openssl s_time -new|-reuse -tls1_3|-tls1_2` (handshake, then close). Resumed TLS 1.3: "
+            "`dotclient.py resume`, since s_time never reads the ticket that TLS 1.3 sends after the "
+            "handshake and so never resumes. The rate is the client's (one connection at a time); the CPU "
+            "per handshake is the server's, including accept and close (and, for nginx and HAProxy, their "
+            "connection to Unbound).",
+            h, hs_table)
+
+    def idle_table(rows, out):
+        out.append("| server | idle connections | held: client / server side | RSS before MiB | RSS after MiB "
+                   "| bytes per connection | status |")
+        out.append("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+        for r in rows:
+            held = f"{fmt(r['held'])} / {fmt(r['server_established'])}" if r["held"] else ""
+            out.append(f"| {r['variant']} | {fmt(r['target'])} | {held} | {fmt(num(r['rss_before_kib']) and int(r['rss_before_kib']) / 1024, '{:,.1f}')} | "
+                       f"{fmt(num(r['rss_after_kib']) and int(r['rss_after_kib']) / 1024, '{:,.1f}')} | **{fmt(r['bytes_per_conn'])}** | {r['status']} |")
+
+    section("Idle connections: memory",
+            "A fresh server process with long idle timeouts; `dotclient.py hold` opens the connections one "
+            "after another (several client processes for more than 9,000), sends one query on each, reads "
+            "the answer and then leaves it idle. Bytes per connection = (RSS after − RSS before) / "
+            "connections held; the larger count adds connections to the smaller one's. Kernel socket "
+            "memory is not in RSS.",
+            idle, idle_table)
+
+    def workers_table(rows, out):
+        out.append("| dotgate | pinning | offered qps | answered qps | server CPU s (% of a core) | CPU µs/query "
+                   "| latency ms: avg / p50 / p99 / p99.9 | status |")
+        out.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
+        for r in rows:
+            out.append(f"| --workers {r['workers']} | {r['pinning']} | {r['rate']} | {fmt(r['qps'])} | {cpu_cell(r)} | "
+                       f"{r['cpu_us_per_query']} | {lat_cell(r)} | {r['status']} |")
+
+    wrows = [r for r in q if r["server"] == "dotgate" and r["scenario"] in ("throughput", "unpinned", "scaling-workers")
+             and r["rate"] in {x["rate"] for x in q if x["scenario"] == "scaling-workers"}]
+    if any(r["scenario"] == "scaling-workers" for r in q):
+        section("Scaling: dotgate with 1 and 2 workers",
+                "--workers 1 pinned and unpinned from the tables above; --workers 2 with nothing pinned "
+                "(two workers, Unbound and dnsperf share the two cores).",
+                wrows, workers_table)
+
+    def conns_table(rows, out):
+        out.append("| server | connections | offered qps | answered qps | lost | server CPU s (% of a core) "
+                   "| CPU µs/query | latency ms: avg / p50 / p99 / p99.9 | status |")
+        out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+        for r in rows:
+            out.append(f"| {r['variant']} | {fmt(r['connections'])} | {r['rate']} | {fmt(r['qps'])} | {lost_cell(r)} | "
+                       f"{cpu_cell(r)} | {r['cpu_us_per_query']} | {lat_cell(r)} | {r['status']} |")
+
+    section(f"Scaling: {m['clients']} vs {int(m['scale_clients']):,} connections",
+            f"dotgate and the best peer of this run ({m['peer']}: least CPU per query at \"max\"), pinned. "
+            f"Both rows use `dotclient.py load` (Python asyncio, one client on core {m['client_cpu']}): it opens "
+            f"the connections, sends one query on each, then sends {int(m['scale_rate']):,} queries per second "
+            f"in all, round-robin over the connections, for {m['duration']} s; CPU and answers are counted over "
+            f"that window only, so the handshakes are not charged to the queries. (dnsperf cannot drive this: "
+            f"it tries each of its sockets in turn, 256 per thread, and with 5,000 connections it used its "
+            f"whole core at 5,000 qps.) Latency includes the Python client's own delays.",
+            [r for r in q if r["scenario"] == "scaling-conns"], conns_table)
+
+    out.append("Notes: dnsdist, nginx and HAProxy relay to Unbound over TCP, dotgate over UDP (asking "
+               "again over TCP when an answer comes back truncated, as the 1% of large TXT answers do). "
+               "Numbers on a shared 2-core VM are noisy (±30% between runs); compare servers within a run.")
+    with open(a.md, "w") as f:
+        f.write("\n".join(out) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
