@@ -114,12 +114,14 @@ pub fn run(config: Config, tls: TlsSetup) -> Result<(), RunError> {
             _ = int.recv() => None,
             exited = exited_rx.recv() => exited,
         };
+        if failure.is_none() {
+            tracing::info!("shutting down: closing listeners, draining in-flight queries");
+        }
         trigger.trigger();
         if let Some((worker, result)) = failure {
             let source = result.err().unwrap_or_else(|| std::io::Error::other("worker stopped unexpectedly"));
             return Err(RunError::Worker { worker, source });
         }
-        tracing::info!("shutting down: listeners closed, draining in-flight queries");
         // A second signal stops waiting for the drain.
         tokio::select! {
             _ = async { while exited_rx.recv().await.is_some() {} } => {}
