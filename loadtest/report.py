@@ -56,6 +56,10 @@ def fmt(v, spec="{:,.0f}"):
         return str(v)
 
 
+def bold(text):
+    return f"**{text}**" if text else ""
+
+
 def cpu_cell(r):
     if not r["server_cpu_s"]:
         return ""
@@ -178,7 +182,7 @@ def main():
                 if r is None or not r["handshakes"]:
                     cells.append("")
                 else:
-                    cells.append(f"{fmt(r['per_s'])} · **{fmt(r['cpu_us_per_handshake'], '{:,.1f}')}**")
+                    cells.append(f"{fmt(r['per_s'])} · {bold(fmt(r['cpu_us_per_handshake'], '{:,.1f}'))}")
                 if r is not None and r["status"] != "ok":
                     notes.append(f"{label}: {r['status']}")
             out.append(f"| {s} | " + " | ".join(cells) + f" | {'; '.join(notes)} |")
@@ -200,11 +204,11 @@ def main():
         for r in rows:
             held = f"{fmt(r['held'])} / {fmt(r['server_established'])}" if r["held"] else ""
             out.append(f"| {r['variant']} | {fmt(r['target'])} | {held} | {fmt(num(r['rss_before_kib']) and int(r['rss_before_kib']) / 1024, '{:,.1f}')} | "
-                       f"{fmt(num(r['rss_after_kib']) and int(r['rss_after_kib']) / 1024, '{:,.1f}')} | **{fmt(r['bytes_per_conn'])}** | {r['status']} |")
+                       f"{fmt(num(r['rss_after_kib']) and int(r['rss_after_kib']) / 1024, '{:,.1f}')} | {bold(fmt(r['bytes_per_conn']))} | {r['status']} |")
 
     section("Idle connections: memory",
             "A fresh server process with long idle timeouts; `dotclient.py hold` opens the connections one "
-            "after another (several client processes for more than 9,000), sends one query on each, reads "
+            "after another (one client process per 5,000), sends one query on each, reads "
             "the answer and then leaves it idle. Bytes per connection = (RSS after − RSS before) / "
             "connections held; the larger count adds connections to the smaller one's. Kernel socket "
             "memory is not in RSS.",
