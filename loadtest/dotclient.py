@@ -318,15 +318,22 @@ async def load_async(args):
     k = 0
     rr = 0
     end = t0 + args.seconds
-    while True:
+    error = ""
+    while not error:
         now = time.monotonic()
         if now >= end:
             break
         due = int((now - t0) * args.rate)
+        skipped = 0
         while k < due:
             c = conns[rr % len(conns)]
             rr += 1
             if c.transport.is_closing():
+                # A connection the server closed: use the next one, unless none is left.
+                skipped += 1
+                if skipped >= len(conns):
+                    error = "the server closed every connection"
+                    break
                 continue
             c.send(wires[k % len(wires)])
             k += 1
@@ -352,6 +359,8 @@ async def load_async(args):
         "avg_ms": round(sum(k * v for k, v in lat.items()) / answered / 1000, 3) if answered else None,
         "p50_ms": percentile(lat, 0.50), "p99_ms": percentile(lat, 0.99), "p999_ms": percentile(lat, 0.999),
     }
+    if error:
+        out["error"] = error
     print(json.dumps(out))
     await asyncio.sleep(0.2)
     return 0
