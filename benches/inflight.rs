@@ -28,7 +28,7 @@ use dotgate::dns;
 use dotgate::relay::inflight::{Inflight, InflightTable, Key, Route};
 use dotgate::relay::ReplyTo;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
 /// The relay's default number of upstream UDP sockets per address family.
 const UDP_SOCKETS: usize = 4;
@@ -63,15 +63,9 @@ fn entry(reply: &Rc<dyn ReplyTo>, query: Vec<u8>) -> Inflight {
     }
 }
 
-/// The relay's ID pick: a random socket and a random ID until one is free.
+/// The relay's ID pick (`InflightTable::pick_free_udp_id`, over all sockets).
 fn pick_id(table: &InflightTable, rng: &mut StdRng) -> (usize, u16) {
-    loop {
-        let socket = rng.gen_range(0..UDP_SOCKETS);
-        let id: u16 = rng.gen();
-        if table.udp_id_free(socket, id) {
-            return (socket, id);
-        }
-    }
+    table.pick_free_udp_id(rng, 0..UDP_SOCKETS).expect("a free ID")
 }
 
 /// A table with `occupancy` queries in flight, each holding an ID on one of the sockets.

@@ -10,7 +10,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ServerConfig};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
@@ -147,11 +146,6 @@ fn self_signed_pair() -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'st
         .map_err(|e| ConfigError::Tls(format!("cannot make a self-signed certificate: {e}")))?;
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
     Ok((vec![certified.cert.der().clone()], key))
-}
-
-/// The default provider, for code (tests, tools) that needs the same crypto as the server.
-pub fn provider() -> CryptoProvider {
-    rustls::crypto::aws_lc_rs::default_provider()
 }
 
 #[cfg(test)]

@@ -6,7 +6,10 @@
 //! when to give up); `relay` does. Invariant: an entry is reachable from at most one ID map
 //! (one UDP socket or one TCP connection) at a time, and `release_route` is the one way out.
 
+use std::ops::Range;
 use std::rc::Rc;
+
+use rand::Rng;
 
 use slab::Slab;
 
@@ -18,6 +21,9 @@ pub type Key = u32;
 
 /// Marks a free slot in a UDP ID map (keys are stored +1).
 const FREE: u32 = 0;
+
+/// Random (socket, ID) picks before giving up on a free ID; at sane loads the first one hits.
+const ID_PICK_TRIES: usize = 16;
 
 /// Buffers kept for reuse; past this, returned buffers are freed (bounds idle memory after a burst).
 const MAX_POOLED_BUFFERS: usize = 4096;
@@ -133,6 +139,16 @@ impl InflightTable {
     #[inline]
     pub fn udp_id_free(&self, socket: usize, id: u16) -> bool {
         self.udp_ids[socket][id as usize] == FREE
+    }
+
+    /// A random (socket, ID) pair free in `sockets`: unpredictable to an off-path spoofer
+    /// (RFC 5452). `None` only when a table is so full that `ID_PICK_TRIES` random picks miss.
+    pub fn pick_free_udp_id(&self, rng: &mut impl Rng, sockets: Range<usize>) -> Option<(usize, u16)> {
+        (0..ID_PICK_TRIES).find_map(|_| {
+            let socket = sockets.start + rng.gen_range(0..sockets.len());
+            let id: u16 = rng.gen();
+            self.udp_id_free(socket, id).then_some((socket, id))
+        })
     }
 
     /// Claims `id` on `socket` for `key`. The caller checked `udp_id_free`.

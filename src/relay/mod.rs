@@ -24,7 +24,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
@@ -53,8 +53,6 @@ const MAX_BACKEND_ATTEMPTS: u8 = 2;
 const MAX_TCP_ATTEMPTS: u8 = 2;
 /// How often a worker probes each backend it has marked down.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
-/// Random (socket, ID) picks before giving up on a free ID; at sane loads the first one hits.
-const ID_PICK_TRIES: usize = 16;
 
 /// Settings the relay needs, copied out of `Config`.
 #[derive(Debug, Clone)]
@@ -155,10 +153,6 @@ impl Relay {
         self.state.borrow().table.len()
     }
 
-    pub fn stats(&self) -> &WorkerStats {
-        &self.stats
-    }
-
     /// Relays one checked query (see [`dns::check_query`]); the answer, or SERVFAIL, comes back
     /// through `reply`. `query` is copied; the caller may reuse its buffer at once. The query
     /// leaves when the worker's sender task runs, after every task that was ready with it:
@@ -198,16 +192,8 @@ impl Relay {
     /// arms its deadline. False when no ID is free (the table is absurdly full).
     fn send_udp(&self, st: &mut RelayState, key: Key, backend: usize) -> bool {
         let sockets = self.sockets.for_family(st.backends.addr(backend));
-        let mut picked = None;
-        for _ in 0..ID_PICK_TRIES {
-            let socket = sockets.start + st.rng.gen_range(0..sockets.len());
-            let id: u16 = st.rng.gen();
-            if st.table.udp_id_free(socket, id) {
-                picked = Some((socket, id));
-                break;
-            }
-        }
-        let Some((socket, id)) = picked else { return false };
+        let RelayState { table, rng, .. } = st;
+        let Some((socket, id)) = table.pick_free_udp_id(rng, sockets) else { return false };
         st.table.claim_udp_id(socket, id, key);
         let generation = next_generation(st);
         let entry = st.table.get_mut(key).expect("entry being sent exists");
@@ -249,7 +235,6 @@ impl Relay {
                         && matches!(entry.route, Route::Udp { socket } if socket == p.socket)
                 })
             };
-            let live_count = group.iter().filter(|p| current(p).is_some()).count();
             let live = group
                 .iter()
                 .filter_map(|p| current(p).map(|entry| (st.backends.addr(entry.backend), entry.query.as_slice())));
@@ -263,7 +248,10 @@ impl Relay {
                 still_pending.extend(group.iter().filter(|p| current(p).is_some()).skip(done).copied());
                 blocked = Some(socket);
             }
-            debug_assert!(outcome.blocked || outcome.sent + outcome.refused == live_count);
+            debug_assert!(
+                outcome.blocked
+                    || outcome.sent + outcome.refused == group.iter().filter(|p| current(p).is_some()).count()
+            );
         }
         drop(st);
         flushing.clear();
