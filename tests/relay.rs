@@ -39,7 +39,8 @@ async fn answers_arrive_out_of_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_ids_are_fresh_and_random_and_clients_get_theirs_back() {
     let backend = FakeBackend::start().await;
-    let dotgate = Dotgate::start(&[backend.addr], &["--workers", "1"]);
+    // IDs are unique per upstream socket; with one socket, all 40 share one ID space.
+    let dotgate = Dotgate::start(&[backend.addr], &["--workers", "1", "--upstream-sockets", "1"]);
     let mut client = DotClient::connect(dotgate.addr).await.unwrap();
     // Every query carries the same client ID; upstream they must not. The fake holds each for
     // 300 ms, so all 40 are in flight together.
