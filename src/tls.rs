@@ -96,10 +96,10 @@ impl TlsSetup {
         })
     }
 
-    /// The configuration for a handshake, chosen from the client's hello.
-    pub fn config_for(&self, hello: &ClientHello<'_>) -> Arc<ServerConfig> {
-        let offers_only_others = hello.alpn().is_some_and(|mut offered| !offered.any(|p| p == ALPN_DOT));
-        if offers_only_others {
+    /// The configuration for a handshake, chosen from the client's hello: whether it offers
+    /// ALPN protocols, none of them "dot".
+    pub fn config_for(&self, offers_only_other_alpn: bool) -> Arc<ServerConfig> {
+        if offers_only_other_alpn {
             self.without_alpn.clone()
         } else {
             self.with_alpn.clone()

@@ -64,6 +64,7 @@ async fn serve(spec: WorkerSpec) -> io::Result<()> {
         },
         connections: Rc::new(OpenConnections::default()),
         shutdown: shutdown.clone(),
+        buffers: Default::default(),
     });
     for listener in listeners {
         let listener = TcpListener::from_std(listener)?;

@@ -1,21 +1,17 @@
-//! The accept loop of one listener on one worker, and the TLS handshake of each new client.
+//! The accept loop of one listener on one worker.
 //!
 //! Accept errors never end the loop: running out of file descriptors backs off instead of
-//! spinning. On shutdown the loop returns and the listener closes at once. A handshake that
-//! fails or outlasts the handshake timeout just closes that connection.
+//! spinning. On shutdown the loop returns and the listener closes at once.
 
 use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::server::TlsStream;
-use tokio_rustls::LazyConfigAcceptor;
+use tokio::net::TcpListener;
 
 use super::{connection, DotContext};
 use crate::runtime::shutdown::Shutdown;
 use crate::stats::bump;
-use crate::tls::TlsSetup;
 
 /// Pause after an accept error that more accepting cannot fix (no file descriptors left).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -52,13 +48,4 @@ pub async fn accept_loop(listener: TcpListener, ctx: Rc<DotContext>, mut shutdow
 
 fn is_resource_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM))
-}
-
-/// Runs the server side of the TLS handshake. The configuration is chosen after the
-/// ClientHello (see `TlsSetup::config_for`). Anything that is not TLS (plain DNS sent to this
-/// port, say) fails here at once.
-pub async fn handshake(tcp: TcpStream, tls: &TlsSetup) -> io::Result<TlsStream<TcpStream>> {
-    let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
-    let config = tls.config_for(&start.client_hello());
-    start.into_stream(config).await
 }

@@ -11,6 +11,9 @@ use std::cell::{Cell, RefCell};
 use tokio::sync::Notify;
 
 use super::framing::{append_framed, PREFIX_LEN};
+
+/// A queue buffer grown past this (by large answers) is given back once written.
+const KEEP_CAPACITY: usize = 16 * 1024;
 use crate::dns;
 use crate::relay::ReplyTo;
 
@@ -54,13 +57,20 @@ impl AnswerQueue {
         self.queued.get() > 0
     }
 
-    /// Moves every queued answer into `out` (which must be empty) by swapping buffers, so no
-    /// answer is copied twice; they stop counting as outstanding.
-    pub fn take(&self, out: &mut Vec<u8>) {
-        debug_assert!(out.is_empty());
-        std::mem::swap(out, &mut *self.framed.borrow_mut());
+    /// Hands every queued answer, framed and joined, to `write` (which encrypts them into one
+    /// TLS record per 16 KiB); they stop counting as outstanding. The buffer is given back
+    /// when nothing else is outstanding, so an idle connection holds none.
+    pub fn write_out<E>(&self, write: impl FnOnce(&[u8]) -> Result<(), E>) -> Result<(), E> {
+        let mut framed = self.framed.borrow_mut();
+        write(&framed)?;
         self.outstanding.set(self.outstanding.get() - self.queued.get());
         self.queued.set(0);
+        if self.outstanding.get() == 0 || framed.capacity() > KEEP_CAPACITY {
+            *framed = Vec::new();
+        } else {
+            framed.clear();
+        }
+        Ok(())
     }
 
     /// The connection is closing: later answers are dropped.

@@ -1,212 +1,486 @@
-//! One client connection, from handshake to close: the only owner of its TLS stream.
+//! One client connection, from the first byte to close: the only owner of its socket and its
+//! TLS session.
 //!
-//! One task `select!`s over "bytes from the client", "answers ready", "idle deadline" and
-//! "shutdown"; every branch is cancel-safe. Reads stop while the connection has
-//! `max_in_flight` queries outstanding (backpressure, never dropping). All answers ready
-//! together leave in one TLS write. The connection closes on the idle timeout (nothing in
-//! flight), after the client's EOF once its answers are flushed, on a framing error or a
-//! response from the client, when the client stops reading for too long, or on drain; dotgate
-//! sends close_notify whenever it closes.
+//! One task waits on "socket readable", "socket writable" (only while the client is slow to
+//! take answers), "answers ready", a deadline and shutdown. Each wake-up runs one synchronous
+//! step: read once into the worker's shared buffer, decrypt, hand every whole query to the
+//! relay, encrypt every ready answer into one TLS record, and write once. Nothing is held in
+//! the shared buffers across a wait; what must survive a wait (the start of a record, the start
+//! of a query, bytes the client has not taken yet) is copied into the connection's own
+//! buffers, which are empty and unallocated when the connection is idle.
+//!
+//! Reads stop while `max_in_flight` queries are outstanding (backpressure, never dropping).
+//! The connection closes on the handshake timeout, on the idle timeout (nothing in flight),
+//! after the client's EOF or close_notify once its answers are flushed, on a framing error or a
+//! response sent by the client, when the client stops taking answers for the idle timeout, or
+//! on drain; after the handshake dotgate sends close_notify whenever it closes.
 
-use std::io;
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+use std::ops::ControlFlow;
 use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use socket2::SockRef;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_rustls::server::TlsStream;
 
 use super::answers::AnswerQueue;
 use super::framing::{complete_message_len, PREFIX_LEN};
-use super::{accept, DotContext};
+use super::hello::{self, HelloPeek};
+use super::session::{Output, TlsSession};
+use super::DotContext;
 use crate::dns::{self, QueryVerdict};
 use crate::relay::ReplyTo;
 use crate::stats::bump;
 
-/// Room made in the read buffer before each read. Small, because it is held while the
-/// connection waits: rustls keeps the decrypted bytes that do not fit until the next read,
-/// which costs a copy, not a system call. (Idle connections are what memory is spent on.)
-const READ_CHUNK: usize = 1024;
-/// A buffer grown past this (by a large query or a burst of answers) is freed once empty
-/// rather than kept for the connection's life.
-const KEEP_CAPACITY: usize = 4096;
-/// How long the close_notify and TCP shutdown may take before the socket is just dropped.
+/// Bytes asked for by each read. Large, since the buffer is shared by the worker's connections:
+/// a pipelining client's whole burst arrives in one system call.
+const READ_SIZE: usize = 64 * 1024;
+/// A ClientHello not complete within this many bytes is left to rustls to refuse.
+const MAX_HELLO_BYTES: usize = 64 * 1024;
+/// How long the last answers, close_notify and FIN may take before the socket is just dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The worker's I/O buffers, shared by all its connections. Borrowed only within one
+/// synchronous step, never across a wait.
+#[derive(Default)]
+pub struct SharedBuffers {
+    /// Ciphertext read from a client: first the connection's kept partial record, then what the
+    /// read brought.
+    incoming: Vec<u8>,
+    /// Ciphertext to write to a client.
+    out: Output,
+}
+
+impl SharedBuffers {
+    /// Puts `partial` at the front of `incoming` and returns room for one read behind it.
+    fn read_room(&mut self, partial: &[u8]) -> &mut [u8] {
+        let end = partial.len() + READ_SIZE;
+        if self.incoming.len() < end {
+            self.incoming.resize(end, 0);
+        }
+        self.incoming[..partial.len()].copy_from_slice(partial);
+        &mut self.incoming[partial.len()..end]
+    }
+}
 
 /// Why a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ending {
+    /// The TLS handshake failed (not TLS, refused version, bad message).
+    HandshakeFailed,
+    /// The handshake did not finish within the handshake timeout.
+    HandshakeTimeout,
     /// Nothing in flight for the idle timeout.
     Idle,
     /// The client closed its side and every answer went out.
     ClientDone,
-    /// A frame too short for DNS, or a response sent by the client.
+    /// A frame too short for DNS, a response sent by the client, or a TLS error after the
+    /// handshake.
     Protocol,
     /// Shutdown, with every answer out.
     Drained,
-    /// The socket failed, or the client stopped reading answers.
+    /// The socket failed, or the client stopped taking answers.
     Io,
+}
+
+/// What woke the connection.
+enum Event {
+    /// Bytes read (0: the client's EOF).
+    Read(io::Result<usize>),
+    /// Bytes of `unsent` the socket took.
+    Wrote(io::Result<usize>),
+    Answers,
+    Deadline,
+    Shutdown,
 }
 
 /// Serves one accepted TCP connection to its end.
 pub async fn serve(tcp: TcpStream, ctx: Rc<DotContext>) {
     let _open = ctx.connections.enter();
-    let tls = match tokio::time::timeout(ctx.settings.handshake_timeout, accept::handshake(tcp, &ctx.tls)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            bump(&ctx.stats.handshake_failures);
-            tracing::debug!(error = %e, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            bump(&ctx.stats.handshake_failures);
-            tracing::debug!("TLS handshake timed out");
-            return;
-        }
-    };
     let mut conn = Connection {
         shutdown: ctx.shutdown.clone(),
         ctx,
-        tls,
+        socket: tcp,
+        session: None,
+        partial_record: Vec::new(),
+        pending_plaintext: BytesMut::new(),
+        unsent: BytesMut::new(),
         answers: Rc::new(AnswerQueue::default()),
-        inbound: BytesMut::new(),
-        outbound: Vec::new(),
+        client_open: true,
     };
     let ending = conn.run().await;
     conn.answers.close();
+    let stats = &conn.ctx.stats;
     match ending {
-        Ending::Idle => bump(&conn.ctx.stats.connections_closed_idle),
-        Ending::Protocol => bump(&conn.ctx.stats.connections_closed_protocol),
+        Ending::HandshakeFailed => {
+            bump(&stats.handshake_failures);
+            tracing::debug!("TLS handshake failed");
+        }
+        Ending::HandshakeTimeout => {
+            bump(&stats.handshake_failures);
+            tracing::debug!("TLS handshake timed out");
+        }
+        Ending::Idle => bump(&stats.connections_closed_idle),
+        Ending::Protocol => bump(&stats.connections_closed_protocol),
         _ => {}
     }
-    if ending != Ending::Io {
-        // close_notify, then FIN: the client knows the close was ours and deliberate.
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn.tls.shutdown()).await;
-    }
+    conn.close(ending).await;
 }
 
 struct Connection {
     ctx: Rc<DotContext>,
-    tls: TlsStream<TcpStream>,
+    socket: TcpStream,
+    /// Made once the ClientHello has said which configuration it needs.
+    session: Option<TlsSession>,
+    /// The start of a TLS record (or ClientHello) that the last read cut off.
+    partial_record: Vec<u8>,
+    /// Decrypted bytes not yet handled: the start of a query, or whole queries held back by the
+    /// in-flight cap.
+    pending_plaintext: BytesMut,
+    /// Ciphertext the socket has not taken yet (the client reads slowly).
+    unsent: BytesMut,
     answers: Rc<AnswerQueue>,
-    /// Bytes from the client not yet parsed into messages.
-    inbound: BytesMut,
-    /// Answers being written (swapped with the queue's buffer).
-    outbound: Vec<u8>,
+    /// No EOF or close_notify from the client yet.
+    client_open: bool,
     shutdown: crate::runtime::shutdown::Shutdown,
 }
 
 impl Connection {
     async fn run(&mut self) -> Ending {
         let settings = self.ctx.settings.clone();
-        let idle = tokio::time::sleep(settings.idle_timeout);
-        tokio::pin!(idle);
-        let mut client_open = true;
+        let deadline = tokio::time::sleep(settings.handshake_timeout);
+        tokio::pin!(deadline);
         let mut draining = self.shutdown.is_set();
+        // The ClientHello usually arrives with the connection: try it before any wait.
+        let mut event = Event::Read(self.read_now());
         loop {
-            if let Err(ending) = self.read_queries() {
+            let mut progress = false;
+            let stepped = match event {
+                Event::Read(Ok(0)) => {
+                    self.client_open = false;
+                    self.step(None)
+                }
+                Event::Read(Ok(read)) => {
+                    progress = true;
+                    self.step(Some(read))
+                }
+                Event::Read(Err(e)) if is_transient(&e) => self.step(None),
+                Event::Read(Err(_)) => return Ending::Io,
+                Event::Wrote(Ok(written)) => {
+                    progress = true;
+                    self.unsent.advance(written);
+                    if self.unsent.is_empty() {
+                        self.unsent = BytesMut::new();
+                    }
+                    self.step(None)
+                }
+                Event::Wrote(Err(e)) if is_transient(&e) => Ok(()),
+                Event::Wrote(Err(_)) => return Ending::Io,
+                Event::Answers => {
+                    progress = true;
+                    self.step(None)
+                }
+                Event::Shutdown => {
+                    draining = true;
+                    Ok(())
+                }
+                Event::Deadline => {
+                    return if !self.established() {
+                        Ending::HandshakeTimeout
+                    } else if !self.unsent.is_empty() {
+                        Ending::Io
+                    } else {
+                        Ending::Idle
+                    };
+                }
+            };
+            if let Err(ending) = stepped {
                 return ending;
             }
-            if self.answers.has_output() {
-                // A client that does not take its answers within the idle timeout is gone.
-                match tokio::time::timeout(settings.idle_timeout, self.write_answers()).await {
-                    Ok(Ok(())) => idle.as_mut().reset(Instant::now() + settings.idle_timeout),
-                    _ => return Ending::Io,
-                }
-                continue;
+
+            let established = self.established();
+            if progress && established {
+                deadline.as_mut().reset(Instant::now() + settings.idle_timeout);
             }
             let outstanding = self.answers.outstanding();
-            if outstanding == 0 {
-                if !client_open {
+            if !established {
+                if !self.client_open {
+                    return Ending::HandshakeFailed;
+                }
+                if draining {
+                    return Ending::Drained;
+                }
+            }
+            if outstanding == 0 && self.unsent.is_empty() {
+                if !self.client_open {
                     return Ending::ClientDone;
                 }
                 if draining {
                     return Ending::Drained;
                 }
             }
-            let can_read = client_open && !draining && outstanding < settings.max_in_flight;
-            if can_read {
-                self.make_read_room();
-            }
-            // Reads first: the top of the loop writes whatever is queued before every wait, so
-            // answers cannot starve, while a stream of answers must not starve reading.
-            tokio::select! {
+            let can_read = self.client_open && !draining && (!established || outstanding < settings.max_in_flight);
+            // The deadline is the handshake timeout, then the idle timeout (nothing in flight),
+            // or how long a client may leave its answers untaken.
+            let deadline_armed = !established || outstanding == 0 || !self.unsent.is_empty();
+            let want_write = !self.unsent.is_empty();
+            // Reads first: a stream of answers must not starve reading, and every step writes
+            // what is ready before the next wait, so answers cannot starve either.
+            event = tokio::select! {
                 biased;
-                read = self.tls.read_buf(&mut self.inbound), if can_read => match read {
-                    Ok(0) => client_open = false,
-                    Ok(_) => idle.as_mut().reset(Instant::now() + settings.idle_timeout),
-                    // A client that half-closes TCP without close_notify still gets its answers.
-                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => client_open = false,
-                    Err(_) => return Ending::Io,
-                },
-                _ = self.answers.ready.notified() => {}
-                _ = &mut idle, if outstanding == 0 => return Ending::Idle,
-                _ = self.shutdown.wait(), if !draining => draining = true,
-            }
-        }
-    }
-
-    /// Handles every complete message in the read buffer, while the in-flight cap allows.
-    fn read_queries(&mut self) -> Result<(), Ending> {
-        let cap = self.ctx.settings.max_in_flight;
-        while self.answers.outstanding() < cap {
-            let len = match complete_message_len(&self.inbound) {
-                Ok(Some(len)) => len,
-                Ok(None) => break,
-                Err(_) => return Err(Ending::Protocol),
+                ready = self.socket.readable(), if can_read => {
+                    Event::Read(ready.and_then(|()| read_ready(&self.socket, &self.partial_record, &self.ctx.buffers)))
+                }
+                ready = self.socket.writable(), if want_write => {
+                    Event::Wrote(ready.and_then(|()| write_ready(&self.socket, &self.unsent)))
+                }
+                _ = self.answers.ready.notified() => Event::Answers,
+                _ = &mut deadline, if deadline_armed => Event::Deadline,
+                _ = self.shutdown.wait(), if !draining => Event::Shutdown,
             };
-            let message = &self.inbound[PREFIX_LEN..PREFIX_LEN + len];
-            bump(&self.ctx.stats.queries);
-            match dns::check_query(message) {
-                QueryVerdict::Relay { question_end } => {
-                    if self.ctx.settings.log_queries {
-                        log_query(message, question_end);
-                    }
-                    self.answers.relayed();
-                    let reply: Rc<dyn ReplyTo> = self.answers.clone();
-                    self.ctx.relay.submit(message, question_end, reply);
-                }
-                QueryVerdict::Answer(rcode) => {
-                    let counter = if rcode == dns::rcode::NOTIMP {
-                        &self.ctx.stats.answers_notimp
-                    } else {
-                        &self.ctx.stats.answers_formerr
-                    };
-                    bump(counter);
-                    self.answers.push_local(message, rcode);
-                }
-                QueryVerdict::Close => return Err(Ending::Protocol),
+        }
+    }
+
+    fn established(&self) -> bool {
+        self.session.as_ref().is_some_and(TlsSession::is_established)
+    }
+
+    /// Reads without waiting for readiness (right after accept, before the reactor has seen
+    /// the socket).
+    fn read_now(&mut self) -> io::Result<usize> {
+        let mut buffers = self.ctx.buffers.borrow_mut();
+        let room = buffers.read_room(&self.partial_record);
+        (&*SockRef::from(&self.socket)).read(room)
+    }
+
+    /// One synchronous step: take `read` new bytes (behind the kept partial record) from the
+    /// shared buffer, handle what they complete, encrypt the ready answers, write.
+    fn step(&mut self, read: Option<usize>) -> Result<(), Ending> {
+        let ctx = self.ctx.clone();
+        let mut buffers = ctx.buffers.borrow_mut();
+        let SharedBuffers { incoming, out } = &mut *buffers;
+        debug_assert!(out.is_empty());
+        let mut result = match read {
+            Some(read) => {
+                let total = self.partial_record.len() + read;
+                self.take_ciphertext(&mut incoming[..total], out)
             }
-            self.inbound.advance(PREFIX_LEN + len);
+            None => Ok(()),
+        };
+        // Twice: writing answers lowers the in-flight count, which may let queries held back
+        // by the cap go to the relay, which may answer some locally at once.
+        for _ in 0..2 {
+            if result.is_ok() && !self.pending_plaintext.is_empty() {
+                result = take_plaintext(&self.ctx, &self.answers, &mut self.pending_plaintext, &[]);
+            }
+            if result.is_ok() && self.answers.has_output() && self.unsent.is_empty() {
+                if let Some(session) = self.session.as_mut().filter(|s| s.is_established()) {
+                    result =
+                        self.answers.write_out(|framed| session.encrypt(framed, out)).map_err(|_| Ending::Protocol);
+                }
+            }
         }
-        if self.inbound.is_empty() && self.inbound.capacity() > KEEP_CAPACITY {
-            self.inbound = BytesMut::new();
-        }
-        Ok(())
+        // Whatever TLS produced leaves now, alerts after a failure included.
+        let sent = self.send(out);
+        out.clear();
+        result.and(sent)
     }
 
-    /// Ensures the read buffer can take the rest of a message that has begun, or a chunk.
-    fn make_read_room(&mut self) {
-        let rest_of_message = self.inbound.get(..PREFIX_LEN).map_or(0, |prefix| {
-            (PREFIX_LEN + u16::from_be_bytes([prefix[0], prefix[1]]) as usize).saturating_sub(self.inbound.len())
+    /// Handles the ciphertext in `bytes`: the ClientHello first, then records.
+    fn take_ciphertext(&mut self, bytes: &mut [u8], out: &mut Output) -> Result<(), Ending> {
+        if self.session.is_none() {
+            let config = match hello::peek(bytes) {
+                HelloPeek::Incomplete if bytes.len() < MAX_HELLO_BYTES => {
+                    keep(&mut self.partial_record, bytes);
+                    return Ok(());
+                }
+                HelloPeek::Hello { offers_only_other_alpn } => self.ctx.tls.config_for(offers_only_other_alpn),
+                // rustls refuses it with the right alert.
+                _ => self.ctx.tls.config_for(false),
+            };
+            self.session = Some(TlsSession::new(config).map_err(|_| Ending::HandshakeFailed)?);
+        }
+        let Some(session) = self.session.as_mut() else { return Ok(()) };
+        let was_established = session.is_established();
+        let (ctx, answers, pending) = (&self.ctx, &self.answers, &mut self.pending_plaintext);
+        let mut refused = Ok(());
+        let fed = session.feed(bytes, out, |plaintext| match take_plaintext(ctx, answers, pending, plaintext) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(ending) => {
+                refused = Err(ending);
+                ControlFlow::Break(())
+            }
         });
-        self.inbound.reserve(rest_of_message.max(READ_CHUNK));
+        let fed = match fed {
+            Ok(fed) => fed,
+            Err(e) => {
+                tracing::debug!(error = %e, "closing connection");
+                return Err(if was_established { Ending::Protocol } else { Ending::HandshakeFailed });
+            }
+        };
+        refused?;
+        if fed.peer_closed {
+            self.client_open = false;
+        }
+        keep(&mut self.partial_record, &bytes[fed.consumed..]);
+        Ok(())
     }
 
-    /// Writes every queued answer: one TLS record (up to 16 KiB of answers) and one write call
-    /// for the lot.
-    async fn write_answers(&mut self) -> io::Result<()> {
-        self.answers.take(&mut self.outbound);
-        self.tls.write_all(&self.outbound).await?;
-        self.tls.flush().await?;
-        self.outbound.clear();
-        if self.outbound.capacity() > KEEP_CAPACITY {
-            self.outbound = Vec::new();
+    /// Writes `out` behind anything still unsent; keeps what the socket does not take.
+    fn send(&mut self, out: &Output) -> Result<(), Ending> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        if !self.unsent.is_empty() {
+            self.unsent.extend_from_slice(out.bytes());
+            return Ok(());
+        }
+        let bytes = out.bytes();
+        // Straight to the socket: tokio's `try_write` would refuse before the reactor has
+        // reported the new socket writable, and the handshake's first flight goes out then.
+        let written = match (&*SockRef::from(&self.socket)).write(bytes) {
+            Ok(written) => written,
+            Err(e) if is_transient(&e) => 0,
+            Err(_) => return Err(Ending::Io),
+        };
+        if written < bytes.len() {
+            self.unsent.extend_from_slice(&bytes[written..]);
         }
         Ok(())
     }
+
+    /// Ends the connection: close_notify after a completed handshake, the last bytes out
+    /// (within `CLOSE_TIMEOUT`), then FIN.
+    async fn close(mut self, ending: Ending) {
+        if ending == Ending::Io {
+            return;
+        }
+        if let Some(session) = self.session.as_mut().filter(|s| s.is_established()) {
+            let ctx = self.ctx.clone();
+            let mut buffers = ctx.buffers.borrow_mut();
+            let out = &mut buffers.out;
+            if session.close_notify(out).is_ok() {
+                let _ = self.send(out);
+            }
+            out.clear();
+        }
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            while !self.unsent.is_empty() {
+                match self.socket.writable().await.and_then(|()| write_ready(&self.socket, &self.unsent)) {
+                    Ok(written) => self.unsent.advance(written),
+                    Err(e) if is_transient(&e) => {}
+                    Err(_) => return,
+                }
+            }
+        })
+        .await;
+        let _ = SockRef::from(&self.socket).shutdown(std::net::Shutdown::Write);
+    }
+}
+
+/// Reads once after the socket reported readable. A read that does not fill the room drained
+/// the socket, so readiness is cleared at once: the next wait then sleeps until new bytes
+/// arrive, instead of waking for a read that would only say "would block". (tokio clears
+/// readiness when the closure of `try_io` returns `WouldBlock`; the byte count travels beside.)
+fn read_ready(socket: &TcpStream, partial: &[u8], buffers: &RefCell<SharedBuffers>) -> io::Result<usize> {
+    let mut buffers = buffers.borrow_mut();
+    let room = buffers.read_room(partial);
+    let room_len = room.len();
+    let mut drained_after = None;
+    let result = socket.try_io(Interest::READABLE, || {
+        let read = (&*SockRef::from(socket)).read(room)?;
+        if read > 0 && read < room_len {
+            drained_after = Some(read);
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(read)
+    });
+    match (result, drained_after) {
+        (_, Some(read)) => Ok(read),
+        (result, None) => result,
+    }
+}
+
+/// Writes what is unsent after the socket reported writable.
+fn write_ready(socket: &TcpStream, unsent: &[u8]) -> io::Result<usize> {
+    socket.try_io(Interest::WRITABLE, || (&*SockRef::from(socket)).write(unsent))
+}
+
+fn is_transient(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
+}
+
+/// Keeps `bytes` in `kept` (replacing what it held); an empty `kept` holds no allocation.
+fn keep(kept: &mut Vec<u8>, bytes: &[u8]) {
+    if bytes.is_empty() {
+        *kept = Vec::new();
+    } else {
+        kept.clear();
+        kept.extend_from_slice(bytes);
+    }
+}
+
+/// Takes decrypted bytes: every whole query (while the in-flight cap allows) is handled; the
+/// rest waits in `pending`. The common case, whole queries in one record and nothing pending,
+/// handles them straight from the record without a copy.
+fn take_plaintext(
+    ctx: &DotContext,
+    answers: &Rc<AnswerQueue>,
+    pending: &mut BytesMut,
+    plaintext: &[u8],
+) -> Result<(), Ending> {
+    if pending.is_empty() {
+        let used = take_queries(ctx, answers, plaintext)?;
+        pending.extend_from_slice(&plaintext[used..]);
+    } else {
+        pending.extend_from_slice(plaintext);
+        let used = take_queries(ctx, answers, pending)?;
+        pending.advance(used);
+        if pending.is_empty() {
+            *pending = BytesMut::new();
+        }
+    }
+    Ok(())
+}
+
+/// Handles the whole messages at the front of `stream` while the in-flight cap allows; returns
+/// the bytes used.
+fn take_queries(ctx: &DotContext, answers: &Rc<AnswerQueue>, stream: &[u8]) -> Result<usize, Ending> {
+    let cap = ctx.settings.max_in_flight;
+    let mut used = 0;
+    while answers.outstanding() < cap {
+        let rest = &stream[used..];
+        let len = match complete_message_len(rest) {
+            Ok(Some(len)) => len,
+            Ok(None) => break,
+            Err(_) => return Err(Ending::Protocol),
+        };
+        let message = &rest[PREFIX_LEN..PREFIX_LEN + len];
+        bump(&ctx.stats.queries);
+        match dns::check_query(message) {
+            QueryVerdict::Relay { question_end } => {
+                if ctx.settings.log_queries {
+                    log_query(message, question_end);
+                }
+                answers.relayed();
+                let reply: Rc<dyn ReplyTo> = answers.clone();
+                ctx.relay.submit(message, question_end, reply);
+            }
+            QueryVerdict::Answer(rcode) => {
+                let counter =
+                    if rcode == dns::rcode::NOTIMP { &ctx.stats.answers_notimp } else { &ctx.stats.answers_formerr };
+                bump(counter);
+                answers.push_local(message, rcode);
+            }
+            QueryVerdict::Close => return Err(Ending::Protocol),
+        }
+        used += PREFIX_LEN + len;
+    }
+    Ok(used)
 }
 
 /// Logs a query's name and type (only with `--log-queries`).

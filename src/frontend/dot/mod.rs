@@ -2,17 +2,20 @@
 //! accept, the TLS handshake, the frame reader, the query check, and the answer writer.
 //!
 //! `listen` binds the shared SO_REUSEPORT sockets; `accept` runs one accept loop per listener
-//! per worker and drives handshakes; `connection` owns one client connection from handshake to
-//! close; `framing` splits the 2-byte length-prefixed stream; `answers` is the connection's
+//! per worker and drives handshakes; `connection` owns one client connection from its first byte to
+//! close; `hello` peeks at the ClientHello's ALPN offer; `session` is the connection's TLS
+//! record layer (rustls's unbuffered API); `framing` splits the 2-byte length-prefixed stream; `answers` is the connection's
 //! bounded answer queue, the `ReplyTo` the relay hands answers to.
 
 pub mod accept;
 pub mod answers;
 pub mod connection;
 pub mod framing;
+pub mod hello;
 pub mod listen;
+pub mod session;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -40,6 +43,8 @@ pub struct DotContext {
     pub settings: DotSettings,
     pub connections: Rc<OpenConnections>,
     pub shutdown: Shutdown,
+    /// The read and write buffers every connection of the worker uses in turn.
+    pub buffers: RefCell<connection::SharedBuffers>,
 }
 
 /// Counts a worker's open client connections, so that drain can wait for the last one.
