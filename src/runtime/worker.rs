@@ -63,7 +63,6 @@ async fn serve(spec: WorkerSpec) -> io::Result<()> {
             log_queries: config.log_queries,
         },
         connections: Rc::new(OpenConnections::default()),
-        shutdown: shutdown.clone(),
         buffers: Default::default(),
     });
     for listener in listeners {
@@ -72,6 +71,7 @@ async fn serve(spec: WorkerSpec) -> io::Result<()> {
     }
 
     shutdown.wait().await;
+    ctx.connections.begin_drain();
     let drained = tokio::time::timeout(config.drain_timeout, ctx.connections.all_closed()).await.is_ok();
     tracing::info!(
         worker = index,

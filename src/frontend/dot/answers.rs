@@ -27,7 +27,10 @@ pub struct AnswerQueue {
     outstanding: Cell<u32>,
     /// The connection is gone: answers are dropped.
     closed: Cell<bool>,
-    /// Wakes the connection task when an answer arrives.
+    /// The worker is shutting down: the connection reads no more and closes once its answers
+    /// are out.
+    draining: Cell<bool>,
+    /// Wakes the connection task when an answer arrives, or drain begins.
     pub ready: Notify,
 }
 
@@ -71,6 +74,16 @@ impl AnswerQueue {
             framed.clear();
         }
         Ok(())
+    }
+
+    /// Shutdown: wakes the connection, which reads no more and closes once its answers are out.
+    pub fn begin_drain(&self) {
+        self.draining.set(true);
+        self.ready.notify_one();
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.get()
     }
 
     /// The connection is closing: later answers are dropped.

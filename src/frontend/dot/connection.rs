@@ -93,23 +93,23 @@ enum Event {
     Read(io::Result<usize>),
     /// Bytes of `unsent` the socket took.
     Wrote(io::Result<usize>),
+    /// Answers are ready, or drain began.
     Answers,
     Deadline,
-    Shutdown,
 }
 
 /// Serves one accepted TCP connection to its end.
 pub async fn serve(tcp: TcpStream, ctx: Rc<DotContext>) {
-    let _open = ctx.connections.enter();
+    let answers = Rc::new(AnswerQueue::default());
+    let _open = ctx.connections.enter(&answers);
     let mut conn = Connection {
-        shutdown: ctx.shutdown.clone(),
         ctx,
         socket: tcp,
         session: None,
         partial_record: Vec::new(),
         pending_plaintext: BytesMut::new(),
         unsent: BytesMut::new(),
-        answers: Rc::new(AnswerQueue::default()),
+        answers,
         client_open: true,
     };
     let ending = conn.run().await;
@@ -146,15 +146,12 @@ struct Connection {
     answers: Rc<AnswerQueue>,
     /// No EOF or close_notify from the client yet.
     client_open: bool,
-    shutdown: crate::runtime::shutdown::Shutdown,
 }
 
 impl Connection {
     async fn run(&mut self) -> Ending {
-        let settings = self.ctx.settings.clone();
-        let deadline = tokio::time::sleep(settings.handshake_timeout);
+        let deadline = tokio::time::sleep(self.ctx.settings.handshake_timeout);
         tokio::pin!(deadline);
-        let mut draining = self.shutdown.is_set();
         // The ClientHello usually arrives with the connection: try it before any wait.
         let mut event = Event::Read(self.read_now());
         loop {
@@ -184,10 +181,6 @@ impl Connection {
                     progress = true;
                     self.step(None)
                 }
-                Event::Shutdown => {
-                    draining = true;
-                    Ok(())
-                }
                 Event::Deadline => {
                     return if !self.established() {
                         Ending::HandshakeTimeout
@@ -204,9 +197,10 @@ impl Connection {
 
             let established = self.established();
             if progress && established {
-                deadline.as_mut().reset(Instant::now() + settings.idle_timeout);
+                deadline.as_mut().reset(Instant::now() + self.ctx.settings.idle_timeout);
             }
             let outstanding = self.answers.outstanding();
+            let draining = self.answers.is_draining();
             if !established {
                 if !self.client_open {
                     return Ending::HandshakeFailed;
@@ -223,24 +217,34 @@ impl Connection {
                     return Ending::Drained;
                 }
             }
-            let can_read = self.client_open && !draining && (!established || outstanding < settings.max_in_flight);
+            let can_read =
+                self.client_open && !draining && (!established || outstanding < self.ctx.settings.max_in_flight);
             // The deadline is the handshake timeout, then the idle timeout (nothing in flight),
             // or how long a client may leave its answers untaken.
             let deadline_armed = !established || outstanding == 0 || !self.unsent.is_empty();
             let want_write = !self.unsent.is_empty();
+            // One readiness future for both directions keeps the idle task small.
+            let interest = match (can_read, want_write) {
+                (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
+                (true, false) => Some(Interest::READABLE),
+                (false, true) => Some(Interest::WRITABLE),
+                (false, false) => None,
+            };
             // Reads first: a stream of answers must not starve reading, and every step writes
             // what is ready before the next wait, so answers cannot starve either.
             event = tokio::select! {
                 biased;
-                ready = self.socket.readable(), if can_read => {
-                    Event::Read(ready.and_then(|()| read_ready(&self.socket, &self.partial_record, &self.ctx.buffers)))
-                }
-                ready = self.socket.writable(), if want_write => {
-                    Event::Wrote(ready.and_then(|()| write_ready(&self.socket, &self.unsent)))
+                ready = self.socket.ready(interest.unwrap_or(Interest::READABLE)), if interest.is_some() => {
+                    match ready {
+                        Ok(ready) if can_read && ready.is_readable() => {
+                            Event::Read(read_ready(&self.socket, &self.partial_record, &self.ctx.buffers))
+                        }
+                        Ok(_) => Event::Wrote(write_ready(&self.socket, &self.unsent)),
+                        Err(e) => Event::Read(Err(e)),
+                    }
                 }
                 _ = self.answers.ready.notified() => Event::Answers,
                 _ = &mut deadline, if deadline_armed => Event::Deadline,
-                _ = self.shutdown.wait(), if !draining => Event::Shutdown,
             };
         }
     }
@@ -355,7 +359,7 @@ impl Connection {
 
     /// Ends the connection: close_notify after a completed handshake, the last bytes out
     /// (within `CLOSE_TIMEOUT`), then FIN.
-    async fn close(mut self, ending: Ending) {
+    async fn close(&mut self, ending: Ending) {
         if ending == Ending::Io {
             return;
         }

@@ -16,15 +16,17 @@ pub mod listen;
 pub mod session;
 
 use std::cell::{Cell, RefCell};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
+
+use slab::Slab;
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
 use crate::relay::Relay;
-use crate::runtime::shutdown::Shutdown;
 use crate::stats::WorkerStats;
 use crate::tls::TlsSetup;
+use answers::AnswerQueue;
 
 /// Per-connection policy, copied out of `Config`.
 #[derive(Debug, Clone)]
@@ -42,34 +44,54 @@ pub struct DotContext {
     pub stats: Rc<WorkerStats>,
     pub settings: DotSettings,
     pub connections: Rc<OpenConnections>,
-    pub shutdown: Shutdown,
     /// The read and write buffers every connection of the worker uses in turn.
     pub buffers: RefCell<connection::SharedBuffers>,
 }
 
-/// Counts a worker's open client connections, so that drain can wait for the last one.
+/// A worker's open client connections: counted, so that drain can wait for the last one, and
+/// reachable through their answer queues, so that drain can tell each one (a per-connection
+/// shutdown receiver would cost every idle connection a channel handle and a waiting future).
 #[derive(Default)]
 pub struct OpenConnections {
-    open: Cell<usize>,
+    live: RefCell<Slab<Weak<AnswerQueue>>>,
+    draining: Cell<bool>,
     all_closed: Notify,
 }
 
 /// Held by a connection task for its whole life.
-pub struct OpenConnection(Rc<OpenConnections>);
+pub struct OpenConnection {
+    connections: Rc<OpenConnections>,
+    key: usize,
+}
 
 impl OpenConnections {
-    pub fn enter(self: &Rc<Self>) -> OpenConnection {
-        self.open.set(self.open.get() + 1);
-        OpenConnection(self.clone())
+    /// Registers a connection by its answer queue. A connection that starts while the worker
+    /// drains is told at once.
+    pub fn enter(self: &Rc<Self>, answers: &Rc<AnswerQueue>) -> OpenConnection {
+        if self.draining.get() {
+            answers.begin_drain();
+        }
+        let key = self.live.borrow_mut().insert(Rc::downgrade(answers));
+        OpenConnection { connections: self.clone(), key }
     }
 
     pub fn count(&self) -> usize {
-        self.open.get()
+        self.live.borrow().len()
+    }
+
+    /// Tells every open connection to finish what is in flight and close.
+    pub fn begin_drain(&self) {
+        self.draining.set(true);
+        for (_, answers) in self.live.borrow().iter() {
+            if let Some(answers) = answers.upgrade() {
+                answers.begin_drain();
+            }
+        }
     }
 
     /// Resolves once no connection is open.
     pub async fn all_closed(&self) {
-        while self.open.get() > 0 {
+        while self.count() > 0 {
             self.all_closed.notified().await;
         }
     }
@@ -77,10 +99,10 @@ impl OpenConnections {
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        let left = self.0.open.get() - 1;
-        self.0.open.set(left);
-        if left == 0 {
-            self.0.all_closed.notify_waiters();
+        let mut live = self.connections.live.borrow_mut();
+        live.remove(self.key);
+        if live.is_empty() {
+            self.connections.all_closed.notify_waiters();
         }
     }
 }
