@@ -5,6 +5,14 @@
 //! AEAD suites only, ALPN "dot" selected when offered and never required, session resumption
 //! through stateless tickets (TLS 1.3 and 1.2) plus rustls's session cache. It never touches a
 //! socket: the DoT frontend drives the handshake.
+//!
+//! Tickets: with `--ticket-keys` they are sealed with the operator's keys ([`ticketer`], file
+//! format in [`ticket_keys`]), so every dotgate with the same file resumes the others' sessions.
+//! Without it, rustls's own ticketer: random keys per process, a new one every 6 h, tickets valid
+//! 12 h (the previous key still opens them).
+
+pub mod ticket_keys;
+pub mod ticketer;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,6 +24,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::config::ConfigError;
+use ticketer::SharedTicketer;
 
 /// ALPN protocol ID for DNS over TLS (RFC 7858 names none; "dot" is the IANA registration from
 /// RFC 8310's era, used by every major client).
@@ -36,8 +45,9 @@ pub struct TlsSetup {
 }
 
 impl TlsSetup {
-    /// Loads `cert_and_key`, or makes an ephemeral self-signed pair when it is `None`.
-    pub fn load(cert_and_key: Option<(&Path, &Path)>) -> Result<TlsSetup, ConfigError> {
+    /// Loads `cert_and_key`, or makes an ephemeral self-signed pair when it is `None`; seals
+    /// tickets with the keys in the `ticket_keys` file, or with per-process random keys.
+    pub fn load(cert_and_key: Option<(&Path, &Path)>, ticket_keys: Option<&Path>) -> Result<TlsSetup, ConfigError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let (chain, key, self_signed) = match cert_and_key {
             Some((cert_path, key_path)) => {
@@ -65,12 +75,16 @@ impl TlsSetup {
             .key
             .public_key()
             .ok_or_else(|| ConfigError::Tls("cannot derive the public key of the private key".into()))?;
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki.as_ref());
-        let spki_pin = base64::engine::general_purpose::STANDARD.encode(digest.as_ref());
+        let spki_pin = pin_sha256(&spki);
 
         let resolver = Arc::new(SingleCert(Arc::new(certified)));
-        let ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
-            .map_err(|e| ConfigError::Tls(format!("cannot set up session tickets: {e}")))?;
+        // One ticketer for both configurations and every worker: a ticket made on any of them
+        // opens on all of them.
+        let ticketer: Arc<dyn rustls::server::ProducesTickets> = match ticket_keys {
+            Some(path) => SharedTicketer::new(&ticket_keys::read(path)?)?,
+            None => rustls::crypto::aws_lc_rs::Ticketer::new()
+                .map_err(|e| ConfigError::Tls(format!("cannot set up session tickets: {e}")))?,
+        };
         let session_cache = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
 
         let build = |alpn: Vec<Vec<u8>>| -> Result<Arc<ServerConfig>, ConfigError> {
@@ -105,6 +119,12 @@ impl TlsSetup {
             self.with_alpn.clone()
         }
     }
+}
+
+/// The RFC 7858 / RFC 7469 pin of a public key: base64(SHA-256(SubjectPublicKeyInfo DER)).
+pub fn pin_sha256(spki: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki);
+    base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
 }
 
 /// TLS 1.2 session-ID resumption entries kept in memory (tickets need none).
@@ -154,7 +174,7 @@ mod tests {
 
     #[test]
     fn self_signed_setup_has_a_pin() {
-        let setup = TlsSetup::load(None).unwrap();
+        let setup = TlsSetup::load(None, None).unwrap();
         assert!(setup.self_signed);
         assert_eq!(base64::engine::general_purpose::STANDARD.decode(&setup.spki_pin).unwrap().len(), 32);
         assert_eq!(setup.with_alpn.alpn_protocols, vec![b"dot".to_vec()]);
@@ -167,11 +187,11 @@ mod tests {
         let cert = dir.path().join("cert.pem");
         let pair = rcgen::generate_simple_self_signed(vec!["x".into()]).unwrap();
         std::fs::write(&cert, pair.cert.pem()).unwrap();
-        let e = TlsSetup::load(Some((&cert, &dir.path().join("missing.pem")))).err().unwrap().to_string();
+        let e = TlsSetup::load(Some((&cert, &dir.path().join("missing.pem"))), None).err().unwrap().to_string();
         assert!(e.contains("cannot read private key"), "{e}");
         let garbage = dir.path().join("garbage.pem");
         std::fs::write(&garbage, "not a key").unwrap();
-        let e = TlsSetup::load(Some((&cert, &garbage))).err().unwrap().to_string();
+        let e = TlsSetup::load(Some((&cert, &garbage)), None).err().unwrap().to_string();
         assert!(!e.contains('\n'), "{e}");
     }
 
@@ -183,7 +203,7 @@ mod tests {
         let (cert, key) = (dir.path().join("a.pem"), dir.path().join("b.key"));
         std::fs::write(&cert, a.cert.pem()).unwrap();
         std::fs::write(&key, b.key_pair.serialize_pem()).unwrap();
-        let e = TlsSetup::load(Some((&cert, &key))).err().unwrap().to_string();
+        let e = TlsSetup::load(Some((&cert, &key)), None).err().unwrap().to_string();
         assert!(e.contains("do not match"), "{e}");
     }
 }
