@@ -105,6 +105,12 @@ pub enum Tool {
     /// Session-ticket key files for --ticket-keys.
     #[command(subcommand, subcommand_required = true, arg_required_else_help = false)]
     TicketKeys(TicketKeysTool),
+    /// Print the SPKI pin (pin-sha256, base64) of the first certificate in a PEM file.
+    Pin {
+        /// PEM certificate chain; the first certificate is pinned.
+        #[arg(long, value_name = "PEM")]
+        cert: PathBuf,
+    },
 }
 
 /// `dotgate ticket-keys ...`
@@ -181,6 +187,8 @@ pub enum Invocation {
     PrintedHelp,
     /// `ticket-keys new [--rotate FILE]`: print a key file.
     NewTicketKeys { rotate: Option<PathBuf> },
+    /// `pin --cert FILE`: print the certificate's SPKI pin.
+    Pin { cert: PathBuf },
 }
 
 /// Everything that can be wrong with the settings. Each renders as one line.
@@ -222,6 +230,7 @@ impl Config {
         };
         match cli.command {
             Some(Tool::TicketKeys(TicketKeysTool::New { rotate })) => return Ok(Invocation::NewTicketKeys { rotate }),
+            Some(Tool::Pin { cert }) => return Ok(Invocation::Pin { cert }),
             None => {}
         }
         let check_only = cli.check_config;
@@ -453,6 +462,11 @@ mod tests {
             invocation(&["ticket-keys", "new", "--rotate", "k"]),
             Ok(Invocation::NewTicketKeys { rotate: Some(p) }) if p == Path::new("k")
         ));
+        assert!(
+            matches!(invocation(&["pin", "--cert", "c.pem"]), Ok(Invocation::Pin { cert }) if cert == Path::new("c.pem"))
+        );
+        assert!(invocation(&["--backend", "127.0.0.1:53", "pin", "--cert", "c.pem"]).is_err());
+        assert!(invocation(&["pin"]).is_err(), "pin needs --cert");
         assert!(invocation(&["--backend", "127.0.0.1:53", "ticket-keys", "new"]).is_err());
     }
 

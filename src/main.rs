@@ -1,5 +1,5 @@
 //! The `dotgate` binary: parse the command line, load the TLS material, run (or run one of the
-//! tools: `ticket-keys new`). Exit status 2 for anything wrong with the settings or a
+//! tools: `ticket-keys new`, `pin`). Exit status 2 for anything wrong with the settings or a
 //! file, a listen address that cannot be bound included (one line on stderr), 1 for a failure
 //! while running.
 
@@ -19,6 +19,7 @@ fn main() -> ExitCode {
     let (config, check_only) = match invocation {
         Invocation::PrintedHelp => return ExitCode::SUCCESS,
         Invocation::NewTicketKeys { rotate } => return print_or_fail(tls::ticket_keys::new_file(rotate.as_deref())),
+        Invocation::Pin { cert } => return print_or_fail(tls::pin_of_cert_file(&cert).map(|pin| pin + "\n")),
         Invocation::Check(config) => (config, true),
         Invocation::Run(config) => (config, false),
     };

@@ -127,6 +127,15 @@ pub fn pin_sha256(spki: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
 }
 
+/// `dotgate pin --cert FILE`: the pin of the first certificate in a PEM file, the value dotgate
+/// logs at start as `pin-sha256=` when serving that certificate.
+pub fn pin_of_cert_file(path: &Path) -> Result<String, ConfigError> {
+    let chain = read_chain(path)?;
+    let cert = rustls::server::ParsedCertificate::try_from(&chain[0])
+        .map_err(|e| ConfigError::Tls(format!("cannot parse the certificate in {}: {e}", path.display())))?;
+    Ok(pin_sha256(cert.subject_public_key_info().as_ref()))
+}
+
 /// TLS 1.2 session-ID resumption entries kept in memory (tickets need none).
 const SESSION_CACHE_ENTRIES: usize = 4096;
 

@@ -112,7 +112,7 @@ fn help_exits_0() {
     {
         assert!(help.contains(flag), "help lacks {flag}");
     }
-    for tool in ["--ticket-keys", "\n  ticket-keys "] {
+    for tool in ["--ticket-keys", "\n  ticket-keys ", "\n  pin "] {
         assert!(help.contains(tool), "help lacks {tool:?}: {help}");
     }
 }
@@ -178,6 +178,18 @@ fn bad_ticket_key_files_are_one_line_and_exit_2() {
     let out = dotgate(&["ticket-keys", "new", "--rotate", &cases[1].0]);
     assert!(out.stdout.is_empty(), "stdout: {}", String::from_utf8_lossy(&out.stdout));
     assert_config_error(&["ticket-keys", "new", "--rotate", &cases[1].0], "line 2 is not base64");
+}
+
+#[test]
+fn pin_of_a_bad_certificate_file_is_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = write(dir.path(), "not.pem", "hello\n");
+    assert_config_error(&["pin", "--cert", &not_pem], "not.pem");
+    let not_a_cert = write(dir.path(), "bad.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+    assert_config_error(&["pin", "--cert", &not_a_cert], "bad.pem");
+    assert_config_error(&["pin", "--cert", "/nonexistent/cert.pem"], "/nonexistent/cert.pem");
+    assert_config_error(&["pin"], "--cert");
+    assert_config_error(&["pin", "--cert", &not_pem, "--backend", "127.0.0.1:53"], "--backend");
 }
 
 #[test]
