@@ -70,9 +70,15 @@ impl fmt::Debug for TicketKey {
 
 /// Reads and checks a key file: at least one key, every key 80 bytes, no key name twice.
 pub fn read(path: &Path) -> Result<Vec<TicketKey>, ConfigError> {
-    let text = std::fs::read_to_string(path)
+    let bytes = std::fs::read(path)
         .map_err(|e| ConfigError::Tls(format!("cannot read ticket key file {}: {e}", path.display())))?;
-    parse(&text).map_err(|why| ConfigError::Tls(format!("ticket key file {}: {why}", path.display())))
+    from_bytes(path, &bytes)
+}
+
+/// The keys in the contents of the key file at `path` (named in errors), checked as [`read`] does.
+pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Vec<TicketKey>, ConfigError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "it is not text".to_owned());
+    text.and_then(parse).map_err(|why| ConfigError::Tls(format!("ticket key file {}: {why}", path.display())))
 }
 
 /// The keys in `text`, newest first; `Err` says what is wrong and on which line.
