@@ -90,7 +90,7 @@ fn shuttle(from: &mut Connection, to: &mut Connection) -> usize {
 /// A server connection with dotgate's TLS config whose handshake with an in-memory client is
 /// complete (session ticket delivered), on TLS 1.3 with AES-256-GCM.
 fn established_server() -> ServerConnection {
-    let setup = TlsSetup::load(None).expect("self-signed TLS setup");
+    let setup = TlsSetup::load(None, None).expect("self-signed TLS setup");
     let server = ServerConnection::new(setup.with_alpn.clone()).unwrap();
 
     let provider = CryptoProvider {

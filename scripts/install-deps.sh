@@ -19,7 +19,7 @@ set -euo pipefail
 #   bind9          second real backend for the integration tests (named)
 #   knot-dnsutils  kdig: a DoT client (+tls, +tls-pin)
 #   dnsperf        DoT load generator (-m dot)
-#   openssl        test certificates
+#   openssl        test certificates; s_client for the session-resumption tests
 #   iproute2       ss (free ports, readiness), ip netns (test hosts)
 #   procps         ps, pgrep
 #   python3        helper scripts in tests

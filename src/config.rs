@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use serde::Deserialize;
 
 /// Port of DNS over TLS (RFC 7858 §3.1).
@@ -37,9 +37,17 @@ pub const DEFAULT_COALESCE_WINDOW: Duration = Duration::from_micros(500);
 pub const DEFAULT_UPSTREAM_SOCKETS: usize = 4;
 
 /// The command line. Every field is optional so that the file and the defaults can fill in.
+/// Without a subcommand dotgate serves; the subcommands are tools that print and exit.
 #[derive(Debug, Parser)]
-#[command(name = "dotgate", version, about = "DNS-over-TLS terminating proxy for UDP DNS backends")]
+#[command(
+    name = "dotgate",
+    version,
+    about = "DNS-over-TLS terminating proxy for UDP DNS backends",
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Tool>,
     /// Address to accept DoT on (repeatable). Default: 0.0.0.0:853 and [::]:853.
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Vec<String>,
@@ -52,6 +60,10 @@ pub struct Cli {
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     #[arg(long, value_name = "PEM")]
     pub key: Option<PathBuf>,
+    /// Session-ticket keys shared with other dotgates (`dotgate ticket-keys new` makes the file).
+    /// Default: random keys per process.
+    #[arg(long, value_name = "FILE")]
+    pub ticket_keys: Option<PathBuf>,
     /// Worker threads, each with its own listener and upstream sockets. Default: one per core.
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
@@ -87,6 +99,32 @@ pub struct Cli {
     pub check_config: bool,
 }
 
+/// `dotgate <TOOL>`: print something and exit.
+#[derive(Debug, Subcommand)]
+pub enum Tool {
+    /// Session-ticket key files for --ticket-keys.
+    #[command(subcommand, subcommand_required = true, arg_required_else_help = false)]
+    TicketKeys(TicketKeysTool),
+    /// Print the SPKI pin (pin-sha256, base64) of the first certificate in a PEM file.
+    Pin {
+        /// PEM certificate chain; the first certificate is pinned.
+        #[arg(long, value_name = "PEM")]
+        cert: PathBuf,
+    },
+}
+
+/// `dotgate ticket-keys ...`
+#[derive(Debug, Subcommand)]
+pub enum TicketKeysTool {
+    /// Print a new key file on stdout (one fresh key).
+    New {
+        /// Print FILE with a fresh key in front instead, keeping the newest 3 keys; redirect to a
+        /// temporary file and rename it over FILE.
+        #[arg(long, value_name = "FILE")]
+        rotate: Option<PathBuf>,
+    },
+}
+
 /// The TOML file: the same settings as the flags, under the same kebab-case names.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -95,6 +133,7 @@ pub struct FileConfig {
     pub backend: Option<Vec<String>>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    pub ticket_keys: Option<PathBuf>,
     pub workers: Option<usize>,
     pub idle_timeout: Option<f64>,
     pub handshake_timeout: Option<f64>,
@@ -115,6 +154,8 @@ pub struct Config {
     pub backends: Vec<SocketAddr>,
     /// PEM certificate chain and key; `None` means make an ephemeral self-signed pair.
     pub cert_and_key: Option<(PathBuf, PathBuf)>,
+    /// Session-ticket key file; `None` means random keys per process.
+    pub ticket_keys: Option<PathBuf>,
     /// Worker threads.
     pub workers: usize,
     /// Idle connection lifetime (nothing in flight).
@@ -144,6 +185,10 @@ pub enum Invocation {
     Check(Config),
     /// `--help` or `--version` was printed; exit 0.
     PrintedHelp,
+    /// `ticket-keys new [--rotate FILE]`: print a key file.
+    NewTicketKeys { rotate: Option<PathBuf> },
+    /// `pin --cert FILE`: print the certificate's SPKI pin.
+    Pin { cert: PathBuf },
 }
 
 /// Everything that can be wrong with the settings. Each renders as one line.
@@ -183,6 +228,11 @@ impl Config {
             }
             Err(e) => return Err(ConfigError::Cli(first_line_of_clap_error(&e))),
         };
+        match cli.command {
+            Some(Tool::TicketKeys(TicketKeysTool::New { rotate })) => return Ok(Invocation::NewTicketKeys { rotate }),
+            Some(Tool::Pin { cert }) => return Ok(Invocation::Pin { cert }),
+            None => {}
+        }
         let check_only = cli.check_config;
         let config = Config::from_cli(cli)?;
         Ok(if check_only { Invocation::Check(config) } else { Invocation::Run(config) })
@@ -260,6 +310,7 @@ impl Config {
             listen,
             backends,
             cert_and_key,
+            ticket_keys: cli.ticket_keys.or(file.ticket_keys),
             workers,
             idle_timeout: seconds("idle-timeout", cli.idle_timeout.or(file.idle_timeout), DEFAULT_IDLE_TIMEOUT)?,
             handshake_timeout: seconds(
@@ -328,10 +379,17 @@ fn one_line(text: &str) -> String {
     text.split('\n').map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('|')).collect::<Vec<_>>().join(" ")
 }
 
+/// Clap's first line, with the indented list that follows it when it ends in a colon ("the
+/// following required arguments were not provided:" says nothing without its list).
 fn first_line_of_clap_error(e: &clap::Error) -> String {
     let text = e.to_string();
-    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid command line");
-    line.trim_start_matches("error: ").to_owned()
+    let mut lines = text.lines().skip_while(|l| l.trim().is_empty());
+    let first = lines.next().unwrap_or("invalid command line").trim_start_matches("error: ").trim_end();
+    if !first.ends_with(':') {
+        return first.to_owned();
+    }
+    let list: Vec<&str> = lines.take_while(|l| l.starts_with(' ')).map(str::trim).collect();
+    format!("{first} {}", list.join(", "))
 }
 
 #[cfg(test)]
@@ -343,7 +401,7 @@ mod tests {
         all.extend_from_slice(args);
         match Config::from_args(all)? {
             Invocation::Run(c) | Invocation::Check(c) => Ok(c),
-            Invocation::PrintedHelp => panic!("help printed"),
+            other => panic!("not a run: {other:?}"),
         }
     }
 
@@ -381,14 +439,35 @@ mod tests {
     fn file_sets_and_flags_override() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "backend = [\"127.0.0.1:5353\"]\nworkers = 3\nidle-timeout = 2.5\n").unwrap();
+        let text = "backend = [\"127.0.0.1:5353\"]\nworkers = 3\nidle-timeout = 2.5\nticket-keys = \"/etc/k\"\n";
+        std::fs::write(&path, text).unwrap();
         let p = path.to_str().unwrap();
         let c = parse(&["--config", p]).unwrap();
         assert_eq!(c.workers, 3);
         assert_eq!(c.idle_timeout, Duration::from_millis(2500));
-        let c = parse(&["--config", p, "--workers", "1", "--backend", "127.0.0.9:53"]).unwrap();
+        assert_eq!(c.ticket_keys, Some(PathBuf::from("/etc/k")));
+        let c =
+            parse(&["--config", p, "--workers", "1", "--backend", "127.0.0.9:53", "--ticket-keys", "/run/k"]).unwrap();
         assert_eq!(c.workers, 1);
         assert_eq!(c.backends, vec!["127.0.0.9:53".parse().unwrap()]);
+        assert_eq!(c.ticket_keys, Some(PathBuf::from("/run/k")));
+        assert_eq!(parse(&["--backend", "127.0.0.1:53"]).unwrap().ticket_keys, None);
+    }
+
+    #[test]
+    fn tools_are_subcommands_and_do_not_mix_with_serving_flags() {
+        let invocation = |args: &[&str]| Config::from_args(std::iter::once("dotgate").chain(args.iter().copied()));
+        assert!(matches!(invocation(&["ticket-keys", "new"]), Ok(Invocation::NewTicketKeys { rotate: None })));
+        assert!(matches!(
+            invocation(&["ticket-keys", "new", "--rotate", "k"]),
+            Ok(Invocation::NewTicketKeys { rotate: Some(p) }) if p == Path::new("k")
+        ));
+        assert!(
+            matches!(invocation(&["pin", "--cert", "c.pem"]), Ok(Invocation::Pin { cert }) if cert == Path::new("c.pem"))
+        );
+        assert!(invocation(&["--backend", "127.0.0.1:53", "pin", "--cert", "c.pem"]).is_err());
+        assert!(invocation(&["pin"]).is_err(), "pin needs --cert");
+        assert!(invocation(&["--backend", "127.0.0.1:53", "ticket-keys", "new"]).is_err());
     }
 
     #[test]

@@ -26,7 +26,9 @@
 //! `runtime::worker`: N workers, each an OS thread with a current-thread runtime that owns its
 //! listener (SO_REUSEPORT), connections, upstream sockets and in-flight table. A query never
 //! crosses threads; the per-query path has no lock. Shared state (config, TLS config) is read
-//! only. `config` turns flags and the TOML file into `Config`; `stats` counts per worker.
+//! only (the certificate and ticket keys behind it are swapped by `tls::reload`, driven from
+//! the main thread by `runtime::reload`). `config` turns flags and the TOML file into `Config`;
+//! `stats` counts per worker.
 
 #![deny(unsafe_code)] // one exception: relay::udp_batch, the batched UDP system calls
 
@@ -109,6 +111,8 @@ pub fn run(config: Config, tls: TlsSetup) -> Result<(), RunError> {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
         let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+        let hangup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
+        tokio::spawn(runtime::reload::watch(tls::reload::Reloader::new(&tls), hangup, shutdown.clone()));
         let failure = tokio::select! {
             _ = term.recv() => None,
             _ = int.recv() => None,

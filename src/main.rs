@@ -1,11 +1,12 @@
-//! The `dotgate` binary: parse the command line, load the TLS material, run. Exit status 2 for
-//! anything wrong with the settings, a listen address that cannot be bound included (one line on
-//! stderr), 1 for a failure while running.
+//! The `dotgate` binary: parse the command line, load the TLS material, run (or run one of the
+//! tools: `ticket-keys new`, `pin`). Exit status 2 for anything wrong with the settings or a
+//! file, a listen address that cannot be bound included (one line on stderr), 1 for a failure
+//! while running.
 
 use std::process::ExitCode;
 
 use dotgate::config::{Config, Invocation};
-use dotgate::tls::TlsSetup;
+use dotgate::tls::{self, TlsSetup};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -17,10 +18,13 @@ fn main() -> ExitCode {
     };
     let (config, check_only) = match invocation {
         Invocation::PrintedHelp => return ExitCode::SUCCESS,
+        Invocation::NewTicketKeys { rotate } => return print_or_fail(tls::ticket_keys::new_file(rotate.as_deref())),
+        Invocation::Pin { cert } => return print_or_fail(tls::pin_of_cert_file(&cert).map(|pin| pin + "\n")),
         Invocation::Check(config) => (config, true),
         Invocation::Run(config) => (config, false),
     };
-    let tls = match TlsSetup::load(config.cert_and_key.as_ref().map(|(c, k)| (c.as_path(), k.as_path()))) {
+    let cert_and_key = config.cert_and_key.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+    let tls = match TlsSetup::load(cert_and_key, config.ticket_keys.as_deref()) {
         Ok(tls) => tls,
         Err(e) => return bad_config(&e),
     };
@@ -46,6 +50,17 @@ fn main() -> ExitCode {
             eprintln!("dotgate: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A tool's output on stdout, or its error as a bad-config line.
+fn print_or_fail(output: Result<String, dotgate::config::ConfigError>) -> ExitCode {
+    match output {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => bad_config(&e),
     }
 }
 

@@ -5,17 +5,33 @@
 //! AEAD suites only, ALPN "dot" selected when offered and never required, session resumption
 //! through stateless tickets (TLS 1.3 and 1.2) plus rustls's session cache. It never touches a
 //! socket: the DoT frontend drives the handshake.
+//!
+//! Tickets: with `--ticket-keys` they are sealed with the operator's keys ([`ticketer`], file
+//! format in [`ticket_keys`]), so every dotgate with the same file resumes the others' sessions.
+//! Without it, rustls's own ticketer: random keys per process, a new one every 6 h, tickets valid
+//! 12 h (the previous key still opens them).
+//!
+//! The certificate and the shared ticket keys can be swapped while serving ([`reload`]): the
+//! configurations, the session cache and the ticketer stay the same objects, and each handshake
+//! takes the material in service when it starts.
 
-use std::path::Path;
-use std::sync::Arc;
+pub mod reload;
+pub mod ticket_keys;
+pub mod ticketer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use base64::Engine as _;
+use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ServerConfig};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::config::ConfigError;
+use reload::{Digest, ReloadCounts, Snapshot};
+use ticketer::SharedTicketer;
 
 /// ALPN protocol ID for DNS over TLS (RFC 7858 names none; "dot" is the IANA registration from
 /// RFC 8310's era, used by every major client).
@@ -29,48 +45,56 @@ pub struct TlsSetup {
     /// For clients that offer only other protocols: negotiates none rather than refusing them,
     /// so that ALPN is never required. Shares tickets and the session cache with `with_alpn`.
     pub without_alpn: Arc<ServerConfig>,
-    /// base64(SHA-256(SubjectPublicKeyInfo)), the pin of RFC 7858 §4.2 / RFC 7469.
+    /// base64(SHA-256(SubjectPublicKeyInfo)), the pin of RFC 7858 §4.2 / RFC 7469, of the
+    /// certificate loaded at start (a reload logs the new one).
     pub spki_pin: String,
     /// True when dotgate made the certificate itself (no --cert/--key given).
     pub self_signed: bool,
+    /// What a reload swaps, and where it reads it from; shared by every clone.
+    live: Arc<Live>,
+}
+
+/// The swappable material behind both configurations (see [`reload`]).
+struct Live {
+    provider: Arc<CryptoProvider>,
+    cert: Arc<SingleCert>,
+    /// Certificate and key paths, and the digest of the contents loaded at start.
+    cert_files: Option<(PathBuf, PathBuf, Digest)>,
+    /// The shared ticketer, its key file, and the digest of the contents loaded at start.
+    ticket_keys: Option<(Arc<SharedTicketer>, PathBuf, Digest)>,
+    counts: Arc<ReloadCounts>,
 }
 
 impl TlsSetup {
-    /// Loads `cert_and_key`, or makes an ephemeral self-signed pair when it is `None`.
-    pub fn load(cert_and_key: Option<(&Path, &Path)>) -> Result<TlsSetup, ConfigError> {
+    /// Loads `cert_and_key`, or makes an ephemeral self-signed pair when it is `None`; seals
+    /// tickets with the keys in the `ticket_keys` file, or with per-process random keys.
+    pub fn load(cert_and_key: Option<(&Path, &Path)>, ticket_keys: Option<&Path>) -> Result<TlsSetup, ConfigError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let (chain, key, self_signed) = match cert_and_key {
+        let (certified, cert_files) = match cert_and_key {
             Some((cert_path, key_path)) => {
-                let chain = read_chain(cert_path)?;
-                let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
-                    ConfigError::Tls(format!("cannot read private key {}: {}", key_path.display(), pem_error(&e)))
-                })?;
-                (chain, key, false)
+                let files = Snapshot::read(&[(cert_path, "certificate"), (key_path, "private key")])?;
+                let certified = certified_key(&provider, &files, cert_path, key_path)?;
+                (certified, Some((cert_path.to_owned(), key_path.to_owned(), files.digest)))
+            }
+            None => (self_signed(&provider)?, None),
+        };
+        let spki_pin = pin_of_key(&certified)?;
+        let resolver = Arc::new(SingleCert(RwLock::new(certified)));
+
+        // One ticketer for both configurations and every worker: a ticket made on any of them
+        // opens on all of them.
+        let (ticketer, ticket_keys): (Arc<dyn rustls::server::ProducesTickets>, _) = match ticket_keys {
+            Some(path) => {
+                let file = Snapshot::read(&[(path, "ticket key file")])?;
+                let shared = SharedTicketer::new(&ticket_keys::from_bytes(path, &file.contents[0])?)?;
+                (shared.clone(), Some((shared, path.to_owned(), file.digest)))
             }
             None => {
-                let (chain, key) = self_signed_pair()?;
-                (chain, key, true)
+                let own = rustls::crypto::aws_lc_rs::Ticketer::new()
+                    .map_err(|e| ConfigError::Tls(format!("cannot set up session tickets: {e}")))?;
+                (own, None)
             }
         };
-
-        let signing_key = provider
-            .key_provider
-            .load_private_key(key)
-            .map_err(|e| ConfigError::Tls(format!("unusable private key: {e}")))?;
-        let certified = CertifiedKey::new(chain, signing_key);
-        certified
-            .keys_match()
-            .map_err(|e| ConfigError::Tls(format!("certificate and private key do not match: {e}")))?;
-        let spki = certified
-            .key
-            .public_key()
-            .ok_or_else(|| ConfigError::Tls("cannot derive the public key of the private key".into()))?;
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki.as_ref());
-        let spki_pin = base64::engine::general_purpose::STANDARD.encode(digest.as_ref());
-
-        let resolver = Arc::new(SingleCert(Arc::new(certified)));
-        let ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
-            .map_err(|e| ConfigError::Tls(format!("cannot set up session tickets: {e}")))?;
         let session_cache = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
 
         let build = |alpn: Vec<Vec<u8>>| -> Result<Arc<ServerConfig>, ConfigError> {
@@ -92,7 +116,14 @@ impl TlsSetup {
             with_alpn: build(vec![ALPN_DOT.to_vec()])?,
             without_alpn: build(Vec::new())?,
             spki_pin,
-            self_signed,
+            self_signed: cert_files.is_none(),
+            live: Arc::new(Live {
+                provider,
+                cert: resolver,
+                cert_files,
+                ticket_keys,
+                counts: Arc::new(ReloadCounts::default()),
+            }),
         })
     }
 
@@ -105,25 +136,89 @@ impl TlsSetup {
             self.with_alpn.clone()
         }
     }
+
+    /// How many reloads succeeded and how many were refused so far.
+    pub fn reload_counts(&self) -> &ReloadCounts {
+        &self.live.counts
+    }
+}
+
+/// The RFC 7858 / RFC 7469 pin of a public key: base64(SHA-256(SubjectPublicKeyInfo DER)).
+pub fn pin_sha256(spki: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki);
+    base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+}
+
+/// `dotgate pin --cert FILE`: the pin of the first certificate in a PEM file, the value dotgate
+/// logs at start as `pin-sha256=` when serving that certificate.
+pub fn pin_of_cert_file(path: &Path) -> Result<String, ConfigError> {
+    let file = Snapshot::read(&[(path, "certificate")])?;
+    let chain = chain_from_pem(path, &file.contents[0])?;
+    let cert = rustls::server::ParsedCertificate::try_from(&chain[0])
+        .map_err(|e| ConfigError::Tls(format!("cannot parse the certificate in {}: {e}", path.display())))?;
+    Ok(pin_sha256(cert.subject_public_key_info().as_ref()))
+}
+
+/// The pin of the public key of `certified`'s private key (which `keys_match` has checked
+/// against the certificate).
+fn pin_of_key(certified: &CertifiedKey) -> Result<String, ConfigError> {
+    let spki = certified
+        .key
+        .public_key()
+        .ok_or_else(|| ConfigError::Tls("cannot derive the public key of the private key".into()))?;
+    Ok(pin_sha256(&spki))
 }
 
 /// TLS 1.2 session-ID resumption entries kept in memory (tickets need none).
 const SESSION_CACHE_ENTRIES: usize = 4096;
 
-/// One certificate for every handshake. (A resolver rather than `with_single_cert` so reload
-/// can later swap the key without rebuilding the ticketer or the session cache.)
+/// One certificate for every handshake, swappable: each handshake takes the one in service
+/// when it starts (a read lock and an `Arc` clone), so a reload never touches an open
+/// connection nor rebuilds the ticketer or the session cache.
 #[derive(Debug)]
-struct SingleCert(Arc<CertifiedKey>);
+struct SingleCert(RwLock<Arc<CertifiedKey>>);
 
-impl rustls::server::ResolvesServerCert for SingleCert {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.clone())
+impl SingleCert {
+    fn replace(&self, certified: Arc<CertifiedKey>) {
+        *self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = certified;
     }
 }
 
-fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
-    let chain = CertificateDer::pem_file_iter(path)
-        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+impl rustls::server::ResolvesServerCert for SingleCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone())
+    }
+}
+
+/// The certificate chain and key in `files` (certificate PEM, key PEM), checked to belong
+/// together.
+fn certified_key(
+    provider: &CryptoProvider,
+    files: &Snapshot,
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<Arc<CertifiedKey>, ConfigError> {
+    let chain = chain_from_pem(cert_path, &files.contents[0])?;
+    let key = PrivateKeyDer::from_pem_slice(&files.contents[1])
+        .map_err(|e| ConfigError::Tls(format!("cannot read private key {}: {}", key_path.display(), pem_error(&e))))?;
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| ConfigError::Tls(format!("unusable private key {}: {e}", key_path.display())))?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    certified.keys_match().map_err(|e| {
+        ConfigError::Tls(format!(
+            "certificate {} and private key {} do not match: {e}",
+            cert_path.display(),
+            key_path.display()
+        ))
+    })?;
+    Ok(Arc::new(certified))
+}
+
+fn chain_from_pem(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let chain = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ConfigError::Tls(format!("cannot read certificate {}: {}", path.display(), pem_error(&e))))?;
     if chain.is_empty() {
         return Err(ConfigError::Tls(format!("no certificate found in {}", path.display())));
@@ -141,11 +236,15 @@ fn pem_error(e: &rustls_pki_types::pem::Error) -> String {
 
 /// An ECDSA P-256 certificate for "localhost" and "dotgate", valid from now: cheap handshakes,
 /// and a first run that just works.
-fn self_signed_pair() -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ConfigError> {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "dotgate".to_owned()])
+fn self_signed(provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, ConfigError> {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "dotgate".to_owned()])
         .map_err(|e| ConfigError::Tls(format!("cannot make a self-signed certificate: {e}")))?;
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
-    Ok((vec![certified.cert.der().clone()], key))
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(made.key_pair.serialize_der()));
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| ConfigError::Tls(format!("cannot use the self-signed key: {e}")))?;
+    Ok(Arc::new(CertifiedKey::new(vec![made.cert.der().clone()], signing_key)))
 }
 
 #[cfg(test)]
@@ -154,7 +253,7 @@ mod tests {
 
     #[test]
     fn self_signed_setup_has_a_pin() {
-        let setup = TlsSetup::load(None).unwrap();
+        let setup = TlsSetup::load(None, None).unwrap();
         assert!(setup.self_signed);
         assert_eq!(base64::engine::general_purpose::STANDARD.decode(&setup.spki_pin).unwrap().len(), 32);
         assert_eq!(setup.with_alpn.alpn_protocols, vec![b"dot".to_vec()]);
@@ -167,11 +266,11 @@ mod tests {
         let cert = dir.path().join("cert.pem");
         let pair = rcgen::generate_simple_self_signed(vec!["x".into()]).unwrap();
         std::fs::write(&cert, pair.cert.pem()).unwrap();
-        let e = TlsSetup::load(Some((&cert, &dir.path().join("missing.pem")))).err().unwrap().to_string();
+        let e = TlsSetup::load(Some((&cert, &dir.path().join("missing.pem"))), None).err().unwrap().to_string();
         assert!(e.contains("cannot read private key"), "{e}");
         let garbage = dir.path().join("garbage.pem");
         std::fs::write(&garbage, "not a key").unwrap();
-        let e = TlsSetup::load(Some((&cert, &garbage))).err().unwrap().to_string();
+        let e = TlsSetup::load(Some((&cert, &garbage)), None).err().unwrap().to_string();
         assert!(!e.contains('\n'), "{e}");
     }
 
@@ -183,7 +282,7 @@ mod tests {
         let (cert, key) = (dir.path().join("a.pem"), dir.path().join("b.key"));
         std::fs::write(&cert, a.cert.pem()).unwrap();
         std::fs::write(&key, b.key_pair.serialize_pem()).unwrap();
-        let e = TlsSetup::load(Some((&cert, &key))).err().unwrap().to_string();
+        let e = TlsSetup::load(Some((&cert, &key)), None).err().unwrap().to_string();
         assert!(e.contains("do not match"), "{e}");
     }
 }

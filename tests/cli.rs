@@ -112,6 +112,9 @@ fn help_exits_0() {
     {
         assert!(help.contains(flag), "help lacks {flag}");
     }
+    for tool in ["--ticket-keys", "\n  ticket-keys ", "\n  pin "] {
+        assert!(help.contains(tool), "help lacks {tool:?}: {help}");
+    }
 }
 
 #[test]
@@ -122,4 +125,75 @@ fn an_address_this_host_cannot_listen_on_is_one_line_and_exit_2() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     assert_config_error(&["--backend", "127.0.0.1:53", "--listen", &addr], &addr);
+}
+
+/// `dotgate ticket-keys new` written to `dir/name`.
+fn new_ticket_keys(dir: &Path, name: &str) -> String {
+    let out = dotgate(&["ticket-keys", "new"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    write(dir, name, &String::from_utf8(out.stdout).unwrap())
+}
+
+#[test]
+fn generated_ticket_keys_are_accepted_by_flag_and_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = new_ticket_keys(dir.path(), "tickets.keys");
+    let out = dotgate(&["--backend", "127.0.0.1:53", "--ticket-keys", &keys, "--check-config"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let file = write(dir.path(), "dotgate.toml", &format!("backend = [\"127.0.0.1:53\"]\nticket-keys = {keys:?}\n"));
+    let out = dotgate(&["--config", &file, "--check-config"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    // Rotating twice keeps all three keys, and the result is still a valid file.
+    for _ in 0..2 {
+        let out = dotgate(&["ticket-keys", "new", "--rotate", &keys]);
+        assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+        write(dir.path(), "tickets.keys", &String::from_utf8(out.stdout).unwrap());
+    }
+    let text = std::fs::read_to_string(&keys).unwrap();
+    assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 3, "{text}");
+    let out = dotgate(&["--backend", "127.0.0.1:53", "--ticket-keys", &keys, "--check-config"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn bad_ticket_key_files_are_one_line_and_exit_2() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let b64 = |len: usize| base64::engine::general_purpose::STANDARD.encode(vec![7u8; len]);
+    let cases = [
+        (write(dir.path(), "short.keys", &format!("{}\n", b64(48))), "48 bytes"),
+        (write(dir.path(), "garbage.keys", "# a comment\nnot%base64\n"), "line 2 is not base64"),
+        (write(dir.path(), "empty.keys", "# nothing but a comment\n\n"), "no keys"),
+        (dir.path().join("missing.keys").to_str().unwrap().to_owned(), "missing.keys"),
+    ];
+    for (file, needle) in &cases {
+        assert_config_error(&["--backend", "127.0.0.1:53", "--ticket-keys", file, "--check-config"], needle);
+    }
+    // Serving (not only --check-config) refuses it before listening.
+    assert_config_error(
+        &["--backend", "127.0.0.1:53", "--listen", "127.0.0.1:0", "--ticket-keys", &cases[0].0],
+        "48 bytes",
+    );
+    // Rotating a bad file prints nothing on stdout: nothing to redirect over the good file.
+    let out = dotgate(&["ticket-keys", "new", "--rotate", &cases[1].0]);
+    assert!(out.stdout.is_empty(), "stdout: {}", String::from_utf8_lossy(&out.stdout));
+    assert_config_error(&["ticket-keys", "new", "--rotate", &cases[1].0], "line 2 is not base64");
+}
+
+#[test]
+fn pin_of_a_bad_certificate_file_is_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = write(dir.path(), "not.pem", "hello\n");
+    assert_config_error(&["pin", "--cert", &not_pem], "not.pem");
+    let not_a_cert = write(dir.path(), "bad.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+    assert_config_error(&["pin", "--cert", &not_a_cert], "bad.pem");
+    assert_config_error(&["pin", "--cert", "/nonexistent/cert.pem"], "/nonexistent/cert.pem");
+    assert_config_error(&["pin"], "--cert");
+    assert_config_error(&["pin", "--cert", &not_pem, "--backend", "127.0.0.1:53"], "--backend");
+}
+
+#[test]
+fn tools_and_serving_flags_do_not_mix() {
+    assert_config_error(&["--backend", "127.0.0.1:53", "ticket-keys", "new"], "ticket-keys");
+    assert_config_error(&["ticket-keys"], "ticket-keys");
 }

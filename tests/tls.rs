@@ -154,3 +154,35 @@ async fn certificate_and_key_files_are_served() {
     client.exchange(&query("file.example.", RecordType::A, 1)).await;
     assert_eq!(client.peer_spki_sha256_base64(), pin);
 }
+
+/// Runs kdig over TLS against `addr` with `+tls-pin=pin`; returns its `+short` answer (empty
+/// when the pin check failed).
+async fn kdig_pinned(addr: std::net::SocketAddr, pin: &str) -> String {
+    let mut kdig = std::process::Command::new("kdig");
+    kdig.args(["@127.0.0.1", "-p", &addr.port().to_string(), "+tls", &format!("+tls-pin={pin}")]);
+    kdig.args(["+short", "+timeout=3", "+retry=0", "example.com", "A"]);
+    let out =
+        tokio::task::spawn_blocking(move || kdig.output().expect("run kdig (scripts/install-deps.sh)")).await.unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pin_tool_prints_the_pin_clients_can_use() {
+    let backend = FakeBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, expected) = make_cert(dir.path());
+    let out = std::process::Command::new(support::dotgate::DOTGATE_BIN)
+        .args(["pin", "--cert", cert.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "dotgate pin: {}", String::from_utf8_lossy(&out.stderr));
+    let pin = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(pin, expected, "the pin is base64(SHA-256(SPKI)) of the certificate");
+
+    let dotgate = Dotgate::start(&[backend.addr], &["--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap()]);
+    assert_eq!(dotgate.pin(), pin, "the tool prints what dotgate logs at start");
+    let normal = support::fake_backend::NORMAL_A.to_string();
+    assert_eq!(kdig_pinned(dotgate.addr, &pin).await, normal, "kdig with the printed pin gets the answer");
+    let wrong = support::gen_cert().pin;
+    assert_eq!(kdig_pinned(dotgate.addr, &wrong).await, "", "kdig with another key's pin must refuse the server");
+}

@@ -5,6 +5,7 @@
 //! - [`client`]: a DoT client, DNS message helpers, plain UDP/TCP exchanges.
 //! - [`unbound`] / [`bind`]: real Unbound / BIND servers in temp dirs.
 //! - [`dotgate`]: the dotgate binary under test, and test certificates.
+//! - [`openssl`]: `openssl s_client` handshakes that save and resume sessions.
 //! - [`process`]: child processes with collected output (used by the above).
 //!
 //! Each test file uses only part of this, hence `dead_code` and
@@ -15,6 +16,7 @@ pub mod bind;
 pub mod client;
 pub mod dotgate;
 pub mod fake_backend;
+pub mod openssl;
 pub mod ports;
 pub mod process;
 pub mod unbound;

@@ -1,0 +1,37 @@
+//! When the TLS material is read again: every [`POLL_INTERVAL`] (only files whose contents
+//! changed are loaded) and on SIGHUP (all of it). One task on the main thread's runtime, which
+//! otherwise only waits for signals; the reading, checking and swapping is `tls::reload`'s.
+//!
+//! It never touches a worker or a connection, and it stops when shutdown begins.
+
+use std::time::Duration;
+
+use tokio::signal::unix::Signal;
+use tokio::time::MissedTickBehavior;
+
+use crate::runtime::shutdown::Shutdown;
+use crate::tls::reload::Reloader;
+
+/// How often the certificate, key and ticket key files are looked at.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Polls and answers SIGHUP (`hangup`, registered by the caller so that a failure to register
+/// is a start-up error) until `shutdown`.
+pub async fn watch(mut reloader: Reloader, mut hangup: Signal, mut shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(POLL_INTERVAL);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tick.tick() => reloader.poll(),
+            Some(()) = hangup.recv() => {
+                if reloader.has_files() {
+                    tracing::info!("SIGHUP: reloading the certificate, key and ticket keys from their files");
+                    reloader.reload_all();
+                } else {
+                    tracing::info!("SIGHUP: nothing to reload (no --cert/--key, no --ticket-keys)");
+                }
+            }
+        }
+    }
+}
