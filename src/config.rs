@@ -30,7 +30,8 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Queries relayed at once per connection before dotgate stops reading from it.
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 100;
 /// How long a busy worker may linger before sleeping, to gather events into fewer wake-ups
-/// (see `runtime::pacing`): halves CPU per query at moderate rates for ≤ 0.5 ms of latency.
+/// (see `runtime::pacing`): halves CPU per query at moderate rates for ≤ 0.5 ms of latency, and
+/// only while lingering gathers events from several connections.
 pub const DEFAULT_COALESCE_WINDOW: Duration = Duration::from_micros(500);
 /// Upstream UDP sockets per worker, each with its own OS-chosen random port: widens the space
 /// an off-path spoofer must guess (RFC 5452) beyond 16 bits of ID.

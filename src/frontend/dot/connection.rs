@@ -246,6 +246,7 @@ impl Connection {
                 _ = self.answers.ready.notified() => Event::Answers,
                 _ = &mut deadline, if deadline_armed => Event::Deadline,
             };
+            crate::runtime::pacing::note_event();
         }
     }
 
