@@ -147,7 +147,10 @@ def main():
             f"limit: dnsperf keeps {m['outstanding']} queries in flight. dnsperf and Unbound share core "
             f"{m['client_cpu']}, which can be the limit there rather than the server: a server below ~100% "
             f"of its core was not saturated. \"backend TCP conns\" = the most connections to Unbound seen "
-            f"during the run (dotgate relays over UDP).",
+            f"during the run (dotgate relays over UDP). The latency percentiles leave out the first second's "
+            f"answers, while dnsperf is still opening its TLS connections and queries queue up behind the "
+            f"handshakes on every server (that cost is measured under handshakes and short connections); "
+            f"the average is dnsperf's, over all answers.",
             [r for r in q if r["scenario"] == "throughput"], queries_table)
     section("Queries: nothing pinned",
             "The same, with the server, Unbound and dnsperf free to run on any core (what a default "
