@@ -149,35 +149,14 @@ impl TlsSession {
     pub fn encrypt(&mut self, plain: &[u8], out: &mut Output) -> Result<(), TlsError> {
         let mut writer = self.writer(out)?;
         // Room for the records' headers and tags, so the first attempt nearly always fits.
-        let mut need = plain.len() + (plain.len() / 16384 + 1) * 64;
-        loop {
-            match writer.encrypt(plain, out.room(need)) {
-                Ok(written) => {
-                    out.commit(written);
-                    return Ok(());
-                }
-                Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size })) => need = required_size,
-                Err(EncryptError::EncryptExhausted) => {
-                    return Err(rustls::Error::EncryptError.into());
-                }
-            }
-        }
+        let room = plain.len() + (plain.len() / 16384 + 1) * 64;
+        write_grown(room, out, |room| writer.encrypt(plain, room))
     }
 
     /// Appends a close_notify alert to `out`. Only after the handshake.
     pub fn close_notify(&mut self, out: &mut Output) -> Result<(), TlsError> {
         let mut writer = self.writer(out)?;
-        let mut need = 64;
-        loop {
-            match writer.queue_close_notify(out.room(need)) {
-                Ok(written) => {
-                    out.commit(written);
-                    return Ok(());
-                }
-                Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size })) => need = required_size,
-                Err(EncryptError::EncryptExhausted) => return Err(rustls::Error::EncryptError.into()),
-            }
-        }
+        write_grown(64, out, |room| writer.queue_close_notify(room))
     }
 
     /// Brings rustls to the state where application data may be written, writing any pending
@@ -214,6 +193,25 @@ impl TlsSession {
                 Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
                 _ => return,
             }
+        }
+    }
+}
+
+/// Runs one rustls `encrypt` or `queue_close_notify` into `out`, first with `room` bytes free, again
+/// with what rustls asks for when that was too little.
+fn write_grown(
+    mut room: usize,
+    out: &mut Output,
+    mut write: impl FnMut(&mut [u8]) -> Result<usize, EncryptError>,
+) -> Result<(), TlsError> {
+    loop {
+        match write(out.room(room)) {
+            Ok(written) => {
+                out.commit(written);
+                return Ok(());
+            }
+            Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size })) => room = required_size,
+            Err(EncryptError::EncryptExhausted) => return Err(rustls::Error::EncryptError.into()),
         }
     }
 }
