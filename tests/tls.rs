@@ -22,6 +22,13 @@ async fn tls_13_and_12_both_serve_queries() {
         let mut client = DotClient::connect_with(dotgate.addr, &opts).await.unwrap();
         client.exchange(&query("v.example.", RecordType::A, 1)).await;
         assert_eq!(client.protocol_version(), Some(version));
+        // The client (rustls's defaults) lists AES-256-GCM first; dotgate picks AES-128-GCM with
+        // SHA-256, the cheaper handshake and records.
+        let expected = match version {
+            rustls::ProtocolVersion::TLSv1_3 => rustls::CipherSuite::TLS13_AES_128_GCM_SHA256,
+            _ => rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        };
+        assert_eq!(client.cipher_suite(), Some(expected));
     }
 }
 

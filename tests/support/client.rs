@@ -467,6 +467,10 @@ impl DotClient {
         self.tls.get_ref().1.protocol_version()
     }
 
+    pub fn cipher_suite(&self) -> Option<rustls::CipherSuite> {
+        self.tls.get_ref().1.negotiated_cipher_suite().map(|s| s.suite())
+    }
+
     /// True if this handshake resumed an earlier session.
     pub fn was_resumed(&self) -> bool {
         self.tls.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed)
