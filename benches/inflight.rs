@@ -43,7 +43,7 @@ const QUESTION_END: usize = 33;
 struct NoReply;
 
 impl ReplyTo for NoReply {
-    fn deliver(&self, answer: &[u8]) {
+    fn deliver(&self, answer: &[u8], _tag: u8) {
         black_box(answer);
     }
 }
@@ -51,6 +51,7 @@ impl ReplyTo for NoReply {
 fn entry(reply: &Rc<dyn ReplyTo>, query: Vec<u8>) -> Inflight {
     Inflight {
         reply: reply.clone(),
+        tag: 0,
         client_id: dns::id(&query),
         query,
         question_end: QUESTION_END,

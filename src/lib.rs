@@ -34,6 +34,7 @@
 
 pub mod config;
 pub mod dns;
+pub mod edns;
 pub mod frontend;
 pub mod relay;
 pub mod runtime;
@@ -77,10 +78,17 @@ pub fn run(config: Config, tls: TlsSetup) -> Result<(), RunError> {
     let (trigger, shutdown) = runtime::shutdown::channel();
     let (exited_tx, mut exited_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, std::io::Result<()>)>();
 
+    let limits = frontend::dot::limits::ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
     let mut threads = Vec::new();
     for (index, listeners) in listeners.into_iter().enumerate() {
-        let spec =
-            WorkerSpec { index, config: config.clone(), tls: tls.clone(), listeners, shutdown: shutdown.clone() };
+        let spec = WorkerSpec {
+            index,
+            config: config.clone(),
+            tls: tls.clone(),
+            listeners,
+            shutdown: shutdown.clone(),
+            limits: limits.clone(),
+        };
         let exited_tx = exited_tx.clone();
         let handle = thread::Builder::new()
             .name(format!("dotgate-worker-{index}"))

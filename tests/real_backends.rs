@@ -69,6 +69,24 @@ async fn bind_backend_smoke() {
     assert!(answer.authoritative());
 }
 
+/// kdig asks for padding and edns-tcp-keepalive (option 11) as a privacy client would: the answer
+/// comes padded to 468 bytes and states dotgate's idle timeout (10 s = 100 units of 100 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kdig_gets_padded_answers_and_the_keepalive_timeout() {
+    let unbound = unbound().await;
+    let dotgate = Dotgate::start(&[unbound.addr], &["--idle-timeout", "10"]);
+    let port = dotgate.addr.port().to_string();
+    let mut kdig = tool("kdig");
+    kdig.args(["@127.0.0.1", "-p", &port, "+tls", "+padding", "+ednsopt=11", "+timeout=5", "+retry=0"]);
+    kdig.args(["www.example.test", "A"]);
+    let out = tokio::task::spawn_blocking(move || kdig.output().unwrap()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("192.0.2.10"), "kdig: {stdout} {:?}", out.stderr);
+    assert!(stdout.contains("Received 468 B"), "padded to one 468-byte block: {stdout}");
+    assert!(stdout.contains("PADDING:"), "{stdout}");
+    assert!(stdout.contains("Option (11): 0064"), "keepalive of 10 s: {stdout}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kdig_over_tls_gets_answers_and_accepts_the_pin() {
     let unbound = unbound().await;

@@ -40,6 +40,8 @@ pub enum Route {
 pub struct Inflight {
     /// Whom to hand the answer to.
     pub reply: Rc<dyn ReplyTo>,
+    /// The frontend's note on this query, handed back with the answer.
+    pub tag: u8,
     /// The client's own ID, restored on the answer.
     pub client_id: u16,
     /// The query as sent upstream: the client's bytes with the upstream ID in place.

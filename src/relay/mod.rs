@@ -37,9 +37,11 @@ pub use tcp::TcpConn;
 /// How a frontend gets its answers back. Implemented once per frontend (a DoT connection's
 /// answer queue; later a DNSCrypt UDP responder).
 pub trait ReplyTo {
-    /// Takes one answer whose ID is already the client's. Called exactly once per submitted
-    /// query. Must not call back into the relay (it may be called while the relay works).
-    fn deliver(&self, answer: &[u8]);
+    /// Takes one answer whose ID is already the client's, with the `tag` its query was
+    /// submitted with (the frontend's own per-query note; the relay never reads it). Called
+    /// exactly once per submitted query. Must not call back into the relay (it may be called
+    /// while the relay works).
+    fn deliver(&self, answer: &[u8], tag: u8);
 
     /// True once the requester is gone: its queries need no answer and no retry.
     fn is_closed(&self) -> bool {
@@ -156,12 +158,14 @@ impl Relay {
     /// Relays one checked query (see [`dns::check_query`]); the answer, or SERVFAIL, comes back
     /// through `reply`. `query` is copied; the caller may reuse its buffer at once. The query
     /// leaves when the worker's sender task runs, after every task that was ready with it:
-    /// all the queries of one round of the event loop go out together.
-    pub fn submit(self: &Rc<Self>, query: &[u8], question_end: usize, reply: Rc<dyn ReplyTo>) {
+    /// all the queries of one round of the event loop go out together. `tag` comes back with
+    /// the answer.
+    pub fn submit(self: &Rc<Self>, query: &[u8], question_end: usize, reply: Rc<dyn ReplyTo>, tag: u8) {
         let mut st = self.state.borrow_mut();
         let buf = st.table.buffer_from(query);
         let key = st.table.insert(Inflight {
             reply,
+            tag,
             client_id: dns::id(query),
             query: buf,
             question_end,
@@ -345,7 +349,7 @@ impl Relay {
         if !entry.probe {
             dns::set_id(answer, entry.client_id);
             bump(&self.stats.answers_backend);
-            entry.reply.deliver(answer);
+            entry.reply.deliver(answer, entry.tag);
         }
         self.state.borrow_mut().table.recycle(entry.query);
     }
@@ -459,7 +463,7 @@ impl Relay {
             scratch.clear();
             dns::write_local_answer(&entry.query, entry.client_id, dns::rcode::SERVFAIL, &mut scratch);
             bump(&self.stats.answers_servfail);
-            entry.reply.deliver(&scratch);
+            entry.reply.deliver(&scratch, entry.tag);
         }
         self.state.borrow_mut().table.recycle(entry.query);
     }
@@ -472,6 +476,7 @@ impl Relay {
         let buf = st.table.buffer_from(&PROBE_QUERY);
         let key = st.table.insert(Inflight {
             reply: Rc::new(NoReply),
+            tag: 0,
             client_id: 0,
             query: buf,
             question_end: PROBE_QUERY.len(),
@@ -498,7 +503,7 @@ fn next_generation(st: &mut RelayState) -> u32 {
 struct NoReply;
 
 impl ReplyTo for NoReply {
-    fn deliver(&self, _answer: &[u8]) {}
+    fn deliver(&self, _answer: &[u8], _tag: u8) {}
     fn is_closed(&self) -> bool {
         true
     }

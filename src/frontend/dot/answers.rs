@@ -15,6 +15,7 @@ use super::framing::{append_framed, PREFIX_LEN};
 /// A queue buffer grown past this (by large answers) is given back once written.
 const KEEP_CAPACITY: usize = 16 * 1024;
 use crate::dns;
+use crate::edns::{self, HopOptions};
 use crate::relay::ReplyTo;
 
 #[derive(Default)]
@@ -30,11 +31,18 @@ pub struct AnswerQueue {
     /// The worker is shutting down: the connection reads no more and closes once its answers
     /// are out.
     draining: Cell<bool>,
+    /// The idle timeout in 100 ms units, stated in edns-tcp-keepalive (RFC 7828).
+    keepalive_100ms: Cell<u16>,
     /// Wakes the connection task when an answer arrives, or drain begins.
     pub ready: Notify,
 }
 
 impl AnswerQueue {
+    /// Sets the idle timeout that answers asking for edns-tcp-keepalive state.
+    pub fn set_idle_timeout(&self, idle: std::time::Duration) {
+        self.keepalive_100ms.set((idle.as_millis() / 100).min(u16::MAX as u128) as u16);
+    }
+
     /// A query was handed to the relay.
     pub fn relayed(&self) {
         self.outstanding.set(self.outstanding.get() + 1);
@@ -96,11 +104,22 @@ impl AnswerQueue {
 }
 
 impl ReplyTo for AnswerQueue {
-    fn deliver(&self, answer: &[u8]) {
+    fn deliver(&self, answer: &[u8], tag: u8) {
         if self.closed.get() {
             return;
         }
-        append_framed(&mut self.framed.borrow_mut(), answer);
+        let mut framed = self.framed.borrow_mut();
+        if tag == 0 {
+            append_framed(&mut framed, answer);
+        } else {
+            // The query asked this hop for keepalive or padding (see `edns`).
+            let start = framed.len();
+            framed.extend_from_slice(&[0, 0]);
+            edns::append_answer(answer, HopOptions::from_tag(tag), self.keepalive_100ms.get(), &mut framed);
+            let len = (framed.len() - start - PREFIX_LEN) as u16;
+            framed[start..start + PREFIX_LEN].copy_from_slice(&len.to_be_bytes());
+        }
+        drop(framed);
         self.queued.set(self.queued.get() + 1);
         self.ready.notify_one();
     }

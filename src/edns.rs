@@ -1,0 +1,315 @@
+//! The EDNS(0) options that belong to the TLS hop, not to the backend (RFC 6891 §6.1.1 lets a
+//! proxy act on them): TCP keepalive (RFC 7828) and padding (RFC 7830, block-length policy of
+//! RFC 8467 §4.1). A query's options are taken out before it goes to the UDP backend (which
+//! would apply them to UDP, or pad its answer for nothing); the answer gets them back as this
+//! hop's values: dotgate's idle timeout, and padding to a multiple of 468 bytes.
+//!
+//! Works on wire bytes. It never panics on any input (a record that does not parse means "no
+//! OPT record"), and it never allocates: callers pass the buffer to write into. The common
+//! path, a query without these options, only walks to the OPT record and back.
+
+use std::ops::Range;
+
+/// EDNS option code of TCP keepalive (RFC 7828).
+pub const KEEPALIVE: u16 = 11;
+/// EDNS option code of padding (RFC 7830).
+pub const PADDING: u16 = 12;
+/// Answers are padded to a multiple of this (RFC 8467 §4.1: "Block-Length Padding", responses).
+pub const PADDING_BLOCK: usize = 468;
+
+const TYPE_OPT: u16 = 41;
+/// The UDP payload size written into an OPT record dotgate adds to an answer that had none.
+const ADDED_OPT_PAYLOAD_SIZE: u16 = 1232;
+const HEADER_LEN: usize = crate::dns::HEADER_LEN;
+
+/// What a query asked of this hop. Packs into the relay's per-query tag.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HopOptions {
+    /// The query carried edns-tcp-keepalive: the answer states the idle timeout.
+    pub keepalive: bool,
+    /// Pad the answer (the query carried Padding, or the policy pads every answer).
+    pub padding: bool,
+}
+
+impl HopOptions {
+    pub fn to_tag(self) -> u8 {
+        u8::from(self.keepalive) | (u8::from(self.padding) << 1)
+    }
+
+    pub fn from_tag(tag: u8) -> HopOptions {
+        HopOptions { keepalive: tag & 1 != 0, padding: tag & 2 != 0 }
+    }
+
+    pub fn any(self) -> bool {
+        self.keepalive || self.padding
+    }
+}
+
+/// Where a message's OPT record sits.
+#[derive(Debug, Clone, Copy)]
+struct OptRecord {
+    /// Offset of its RDLENGTH field.
+    rdlen_at: usize,
+    /// Its RDATA, the options.
+    rdata: (usize, usize),
+}
+
+/// Reads the hop options of `query` (a checked query whose question ends at `question_end`).
+/// When it carries any, writes to `stripped` the query without them (the OPT record stays, its
+/// length fixed) and returns true: that is what goes to the backend.
+pub fn take_query_options(query: &[u8], question_end: usize, stripped: &mut Vec<u8>) -> (HopOptions, bool) {
+    let mut hop = HopOptions::default();
+    let Ok(Some(opt)) = find_opt(query, question_end) else { return (hop, false) };
+    for (code, _) in options(query, opt) {
+        match code {
+            KEEPALIVE => hop.keepalive = true,
+            PADDING => hop.padding = true,
+            _ => {}
+        }
+    }
+    if !hop.any() {
+        return (hop, false);
+    }
+    stripped.clear();
+    stripped.extend_from_slice(&query[..opt.rdata.0]);
+    for (code, range) in options(query, opt) {
+        if code != KEEPALIVE && code != PADDING {
+            stripped.extend_from_slice(&query[range]);
+        }
+    }
+    let rdlen = (stripped.len() - opt.rdata.0) as u16;
+    stripped[opt.rdlen_at..opt.rdlen_at + 2].copy_from_slice(&rdlen.to_be_bytes());
+    stripped.extend_from_slice(&query[opt.rdata.1..]);
+    (hop, true)
+}
+
+/// Appends `answer` to `out` as this hop sends it: any keepalive or padding option the backend
+/// put in is dropped; edns-tcp-keepalive with `idle_timeout_100ms` is added when `hop.keepalive`;
+/// padding to a multiple of `PADDING_BLOCK` (counting the whole message) when `hop.padding`. An
+/// answer without an OPT record gets one. An answer that does not parse, or would grow past
+/// 65,535 bytes, is appended as it is.
+pub fn append_answer(answer: &[u8], hop: HopOptions, idle_timeout_100ms: u16, out: &mut Vec<u8>) {
+    let start = out.len();
+    let question_end = match crate::dns::question_end(answer) {
+        Some(end) if hop.any() => end,
+        _ => {
+            out.extend_from_slice(answer);
+            return;
+        }
+    };
+    let (rdlen_at, rest) = match find_opt(answer, question_end) {
+        Err(Malformed) => {
+            out.extend_from_slice(answer);
+            return;
+        }
+        Ok(Some(opt)) => {
+            out.extend_from_slice(&answer[..opt.rdata.0]);
+            for (code, range) in options(answer, opt) {
+                if code != KEEPALIVE && code != PADDING {
+                    out.extend_from_slice(&answer[range]);
+                }
+            }
+            (start + opt.rdlen_at, &answer[opt.rdata.1..])
+        }
+        Ok(None) => {
+            // No OPT record: add one at the end, and count it in ARCOUNT.
+            out.extend_from_slice(answer);
+            let arcount = u16::from_be_bytes([answer[10], answer[11]]).saturating_add(1);
+            out[start + 10..start + 12].copy_from_slice(&arcount.to_be_bytes());
+            out.extend_from_slice(&[0, 0, 41]);
+            out.extend_from_slice(&ADDED_OPT_PAYLOAD_SIZE.to_be_bytes());
+            out.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+            (out.len() - 2, &[][..])
+        }
+    };
+    if hop.keepalive {
+        out.extend_from_slice(&KEEPALIVE.to_be_bytes());
+        out.extend_from_slice(&2u16.to_be_bytes());
+        out.extend_from_slice(&idle_timeout_100ms.to_be_bytes());
+    }
+    if hop.padding {
+        let unpadded = out.len() - start + 4 + rest.len();
+        let fill = (PADDING_BLOCK - unpadded % PADDING_BLOCK) % PADDING_BLOCK;
+        if unpadded + fill <= u16::MAX as usize {
+            out.extend_from_slice(&PADDING.to_be_bytes());
+            out.extend_from_slice(&(fill as u16).to_be_bytes());
+            out.resize(out.len() + fill, 0);
+        }
+    }
+    let rdlen = out.len() - rdlen_at - 2;
+    if out.len() - start + rest.len() > u16::MAX as usize || rdlen > u16::MAX as usize {
+        out.truncate(start);
+        out.extend_from_slice(answer);
+        return;
+    }
+    out[rdlen_at..rdlen_at + 2].copy_from_slice(&(rdlen as u16).to_be_bytes());
+    out.extend_from_slice(rest);
+}
+
+/// A record that does not parse.
+#[derive(Debug)]
+struct Malformed;
+
+/// Finds the OPT record in the additional section of `msg`, whose single question ends at
+/// `question_end`: `Ok(None)` when there is none.
+fn find_opt(msg: &[u8], question_end: usize) -> Result<Option<OptRecord>, Malformed> {
+    let count = |at: usize| u16::from_be_bytes([msg[at], msg[at + 1]]) as usize;
+    if msg.len() < HEADER_LEN {
+        return Err(Malformed);
+    }
+    let (answers, authority, additional) = (count(6), count(8), count(10));
+    if additional == 0 {
+        return Ok(None);
+    }
+    let mut pos = question_end;
+    for index in 0..answers + authority + additional {
+        pos = skip_name(msg, pos).ok_or(Malformed)?;
+        let fixed = msg.get(pos..pos + 10).ok_or(Malformed)?;
+        let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+        let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
+        let rdata = (pos + 10, pos + 10 + rdlen);
+        if rdata.1 > msg.len() {
+            return Err(Malformed);
+        }
+        if rtype == TYPE_OPT && index >= answers + authority {
+            return Ok(Some(OptRecord { rdlen_at: pos + 8, rdata }));
+        }
+        pos = rdata.1;
+    }
+    Ok(None)
+}
+
+/// Offset just past the (possibly compressed) name at `pos`.
+fn skip_name(msg: &[u8], mut pos: usize) -> Option<usize> {
+    loop {
+        let len = *msg.get(pos)? as usize;
+        match len & 0xc0 {
+            0 if len == 0 => return Some(pos + 1),
+            0 => pos += 1 + len,
+            0xc0 => return msg.get(pos + 1).map(|_| pos + 2),
+            _ => return None,
+        }
+    }
+}
+
+/// The options in an OPT record's RDATA, as (code, whole option's byte range). Stops at the
+/// first option that overruns the RDATA.
+fn options(msg: &[u8], opt: OptRecord) -> impl Iterator<Item = (u16, Range<usize>)> + '_ {
+    let mut pos = opt.rdata.0;
+    std::iter::from_fn(move || {
+        let head = msg.get(pos..pos + 4).filter(|_| pos + 4 <= opt.rdata.1)?;
+        let code = u16::from_be_bytes([head[0], head[1]]);
+        let end = pos + 4 + u16::from_be_bytes([head[2], head[3]]) as usize;
+        if end > opt.rdata.1 {
+            return None;
+        }
+        let range = pos..end;
+        pos = end;
+        Some((code, range))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A query for "a.example. A" with an OPT record holding `options`.
+    fn query_with(options: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
+        q.extend_from_slice(b"\x01a\x07example\x00\x00\x01\x00\x01");
+        let mut rdata = Vec::new();
+        for (code, data) in options {
+            rdata.extend_from_slice(&code.to_be_bytes());
+            rdata.extend_from_slice(&(data.len() as u16).to_be_bytes());
+            rdata.extend_from_slice(data);
+        }
+        q.extend_from_slice(&[0, 0, 41, 0x10, 0x00, 0, 0, 0x80, 0]);
+        q.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        q.extend_from_slice(&rdata);
+        q
+    }
+
+    fn option_codes(msg: &[u8]) -> Vec<(u16, usize)> {
+        let end = crate::dns::question_end(msg).unwrap();
+        let opt = find_opt(msg, end).unwrap().expect("an OPT record");
+        options(msg, opt).map(|(code, range)| (code, range.len() - 4)).collect()
+    }
+
+    #[test]
+    fn a_query_without_hop_options_is_left_alone() {
+        let q = query_with(&[(10, &[1; 8])]);
+        let mut out = Vec::new();
+        assert_eq!(
+            take_query_options(&q, crate::dns::question_end(&q).unwrap(), &mut out),
+            (HopOptions::default(), false)
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn hop_options_are_taken_out_and_the_rest_kept() {
+        let q = query_with(&[(KEEPALIVE, &[]), (10, &[7; 8]), (PADDING, &[0; 30])]);
+        let mut out = Vec::new();
+        let (hop, stripped) = take_query_options(&q, crate::dns::question_end(&q).unwrap(), &mut out);
+        assert_eq!(hop, HopOptions { keepalive: true, padding: true });
+        assert!(stripped);
+        assert_eq!(option_codes(&out), vec![(10, 8)]);
+        assert_eq!(out.len(), q.len() - 4 - 34);
+    }
+
+    #[test]
+    fn answers_get_keepalive_and_padding() {
+        let answer = query_with(&[(PADDING, &[0; 100]), (KEEPALIVE, &[0, 5])]);
+        let mut out = Vec::new();
+        append_answer(&answer, HopOptions { keepalive: true, padding: true }, 100, &mut out);
+        assert_eq!(out.len() % PADDING_BLOCK, 0);
+        let codes = option_codes(&out);
+        assert_eq!(codes[0], (KEEPALIVE, 2));
+        assert_eq!(codes[1].0, PADDING);
+        assert_eq!(codes.len(), 2, "the backend's own keepalive and padding are gone");
+        let end = crate::dns::question_end(&out).unwrap();
+        let opt = find_opt(&out, end).unwrap().unwrap();
+        assert_eq!(&out[opt.rdata.0 + 4..opt.rdata.0 + 6], &100u16.to_be_bytes());
+    }
+
+    #[test]
+    fn an_answer_without_opt_gets_one() {
+        let mut answer = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0];
+        answer.extend_from_slice(b"\x01a\x07example\x00\x00\x01\x00\x01");
+        let mut out = Vec::new();
+        append_answer(&answer, HopOptions { keepalive: true, padding: false }, 30, &mut out);
+        assert_eq!(u16::from_be_bytes([out[10], out[11]]), 1);
+        assert_eq!(option_codes(&out), vec![(KEEPALIVE, 2)]);
+        let mut padded = Vec::new();
+        append_answer(&answer, HopOptions { keepalive: false, padding: true }, 30, &mut padded);
+        assert_eq!(padded.len(), PADDING_BLOCK);
+    }
+
+    #[test]
+    fn without_hop_options_the_answer_is_copied() {
+        let answer = query_with(&[(PADDING, &[0; 10])]);
+        let mut out = vec![9];
+        append_answer(&answer, HopOptions::default(), 30, &mut out);
+        assert_eq!(&out[1..], &answer[..]);
+    }
+
+    #[test]
+    fn broken_records_never_panic() {
+        let q = query_with(&[(KEEPALIVE, &[]), (PADDING, &[0; 3])]);
+        for cut in 0..q.len() {
+            let part = &q[..cut];
+            if let Some(end) = crate::dns::question_end(part) {
+                let mut out = Vec::new();
+                let _ = take_query_options(part, end, &mut out);
+                let mut out = Vec::new();
+                append_answer(part, HopOptions { keepalive: true, padding: true }, 1, &mut out);
+            }
+        }
+        // An option length that overruns the record.
+        let mut bad = query_with(&[(KEEPALIVE, &[])]);
+        let len = bad.len();
+        bad[len - 1] = 0xff;
+        let mut out = Vec::new();
+        let _ = take_query_options(&bad, crate::dns::question_end(&bad).unwrap(), &mut out);
+    }
+}
