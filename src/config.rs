@@ -29,6 +29,10 @@ pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_millis(1500);
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Queries relayed at once per connection before dotgate stops reading from it.
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 100;
+/// Client connections at once, all workers together: what a 2-core box serves comfortably.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
+/// Client connections at once from one address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
 /// How long a busy worker may linger before sleeping, to gather events into fewer wake-ups
 /// (see `runtime::pacing`): halves CPU per query at moderate rates for ≤ 0.5 ms of latency, and
 /// only while lingering gathers events from several connections.
@@ -83,6 +87,12 @@ pub struct Cli {
     /// Queries in flight per connection before dotgate stops reading from it.
     #[arg(long, value_name = "N")]
     pub max_in_flight: Option<u32>,
+    /// Client connections at once, all workers together; more are closed at accept.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Client connections at once from one IP address; more are closed at accept.
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
     /// Upstream UDP sockets per worker.
     #[arg(long, value_name = "N")]
     pub upstream_sockets: Option<usize>,
@@ -92,6 +102,10 @@ pub struct Cli {
     /// Log every query's name and type (off by default: privacy is the point).
     #[arg(long)]
     pub log_queries: bool,
+    /// EDNS padding of answers to 468-byte blocks (RFC 8467): "requested" (when the query
+    /// carries the Padding option; the default), "always" or "never".
+    #[arg(long, value_name = "POLICY")]
+    pub padding: Option<Padding>,
     /// TOML file with any of the settings above (keys are the long flag names).
     #[arg(long, value_name = "FILE.toml")]
     pub config: Option<PathBuf>,
@@ -141,9 +155,12 @@ pub struct FileConfig {
     pub upstream_timeout: Option<f64>,
     pub drain_timeout: Option<f64>,
     pub max_in_flight: Option<u32>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
     pub upstream_sockets: Option<usize>,
     pub coalesce_window: Option<f64>,
     pub log_queries: Option<bool>,
+    pub padding: Option<Padding>,
 }
 
 /// Validated settings, as the rest of dotgate reads them.
@@ -169,12 +186,31 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Queries relayed at once per connection (read backpressure beyond).
     pub max_in_flight: u32,
+    /// Client connections at once, all workers together.
+    pub max_connections: usize,
+    /// Client connections at once from one address.
+    pub max_connections_per_ip: usize,
     /// Upstream UDP sockets per worker and address family.
     pub upstream_sockets: usize,
     /// Longest a busy worker lingers before sleeping (zero: never).
     pub coalesce_window: Duration,
     /// Log query names (privacy: off unless asked for).
     pub log_queries: bool,
+    /// Which answers are padded.
+    pub padding: Padding,
+}
+
+/// Which answers get EDNS padding to a multiple of 468 bytes (RFC 8467 §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Padding {
+    /// Answers to queries that carry the Padding option (RFC 8467: they MUST be padded).
+    #[default]
+    Requested,
+    /// Every answer, asked or not.
+    Always,
+    /// None: the option is still taken off queries, and no answer is padded.
+    Never,
 }
 
 /// What the command line asks for.
@@ -298,6 +334,15 @@ impl Config {
                 reason: "must be 1 to 65535",
             });
         }
+        let max_connections = cli.max_connections.or(file.max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        let max_connections_per_ip =
+            cli.max_connections_per_ip.or(file.max_connections_per_ip).unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_IP);
+        for (what, value) in [("max-connections", max_connections), ("max-connections-per-ip", max_connections_per_ip)]
+        {
+            if !(1..=10_000_000).contains(&value) {
+                return Err(ConfigError::Value { what, value: value.to_string(), reason: "must be 1 to 10000000" });
+            }
+        }
         let upstream_sockets = cli.upstream_sockets.or(file.upstream_sockets).unwrap_or(DEFAULT_UPSTREAM_SOCKETS);
         if !(1..=64).contains(&upstream_sockets) {
             return Err(ConfigError::Value {
@@ -326,6 +371,8 @@ impl Config {
             )?,
             drain_timeout: seconds("drain-timeout", cli.drain_timeout.or(file.drain_timeout), DEFAULT_DRAIN_TIMEOUT)?,
             max_in_flight,
+            max_connections,
+            max_connections_per_ip,
             upstream_sockets,
             coalesce_window: match cli.coalesce_window.or(file.coalesce_window) {
                 None => DEFAULT_COALESCE_WINDOW,
@@ -340,6 +387,7 @@ impl Config {
                 }
             },
             log_queries: cli.log_queries || file.log_queries.unwrap_or(false),
+            padding: cli.padding.or(file.padding).unwrap_or_default(),
         })
     }
 }

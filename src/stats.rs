@@ -49,6 +49,10 @@ pub struct WorkerStats {
     pub connections_closed_protocol: Cell<u64>,
     /// Connections closed by the idle timeout.
     pub connections_closed_idle: Cell<u64>,
+    /// Connections closed at accept: `--max-connections` reached.
+    pub connections_refused_limit: Cell<u64>,
+    /// Connections closed at accept: `--max-connections-per-ip` reached for their address.
+    pub connections_refused_per_ip: Cell<u64>,
 }
 
 /// Adds one. A wrapping add: a counter that wraps after 2^64 events is not worth a branch.
@@ -59,7 +63,7 @@ pub fn bump(counter: &Cell<u64>) {
 
 impl fmt::Display for WorkerStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let fields: [(&str, &Cell<u64>); 19] = [
+        let fields: [(&str, &Cell<u64>); 21] = [
             ("queries", &self.queries),
             ("answers_backend", &self.answers_backend),
             ("answers_formerr", &self.answers_formerr),
@@ -79,6 +83,8 @@ impl fmt::Display for WorkerStats {
             ("handshake_failures", &self.handshake_failures),
             ("connections_closed_protocol", &self.connections_closed_protocol),
             ("connections_closed_idle", &self.connections_closed_idle),
+            ("connections_refused_limit", &self.connections_refused_limit),
+            ("connections_refused_per_ip", &self.connections_refused_per_ip),
         ];
         for (i, (name, value)) in fields.iter().enumerate() {
             if i > 0 {

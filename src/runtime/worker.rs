@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::task::LocalSet;
 
 use crate::config::Config;
+use crate::frontend::dot::limits::ConnectionLimits;
 use crate::frontend::dot::{accept, DotContext, DotSettings, OpenConnections};
 use crate::relay::{Relay, RelaySettings};
 use crate::runtime::shutdown::Shutdown;
@@ -27,6 +28,8 @@ pub struct WorkerSpec {
     /// This worker's listening sockets (siblings of the other workers', via SO_REUSEPORT).
     pub listeners: Vec<std::net::TcpListener>,
     pub shutdown: Shutdown,
+    /// The connection limits, one for all workers.
+    pub limits: Arc<ConnectionLimits>,
 }
 
 /// Runs a worker to completion on the calling thread.
@@ -40,7 +43,7 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
 }
 
 async fn serve(spec: WorkerSpec) -> io::Result<()> {
-    let WorkerSpec { index, config, tls, listeners, mut shutdown } = spec;
+    let WorkerSpec { index, config, tls, listeners, mut shutdown, limits } = spec;
     let stats = Rc::new(WorkerStats::default());
     let relay = Relay::new(
         RelaySettings {
@@ -61,14 +64,19 @@ async fn serve(spec: WorkerSpec) -> io::Result<()> {
             idle_timeout: config.idle_timeout,
             max_in_flight: config.max_in_flight,
             log_queries: config.log_queries,
+            padding: config.padding,
         },
         connections: Rc::new(OpenConnections::default()),
         buffers: Default::default(),
+        query_edit: Default::default(),
+        idle_timeout: std::cell::Cell::new(limits.idle_timeout(config.idle_timeout)),
+        limits,
     });
     for listener in listeners {
         let listener = TcpListener::from_std(listener)?;
         tokio::task::spawn_local(accept::accept_loop(listener, ctx.clone(), shutdown.clone()));
     }
+    tokio::task::spawn_local(refresh_idle_timeout(ctx.clone()));
 
     shutdown.wait().await;
     ctx.connections.begin_drain();
@@ -81,4 +89,14 @@ async fn serve(spec: WorkerSpec) -> io::Result<()> {
         "worker stopped: {stats}"
     );
     Ok(())
+}
+
+/// Keeps the worker's idle timeout in step with the connections open on all workers, for the
+/// connections that close elsewhere (accepts refresh it too).
+async fn refresh_idle_timeout(ctx: Rc<DotContext>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        ctx.idle_timeout.set(ctx.limits.idle_timeout(ctx.settings.idle_timeout));
+    }
 }

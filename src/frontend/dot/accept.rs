@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
+use super::limits::Refusal;
 use super::{connection, DotContext};
 use crate::runtime::shutdown::Shutdown;
 use crate::stats::bump;
@@ -27,11 +28,23 @@ pub async fn accept_loop(listener: TcpListener, ctx: Rc<DotContext>, mut shutdow
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((tcp, _peer)) => {
+            Ok((tcp, peer)) => {
+                // Over a limit: closed now, before any TLS work.
+                let admission = match ctx.limits.admit(peer.ip()) {
+                    Ok(admission) => admission,
+                    Err(refusal) => {
+                        bump(match refusal {
+                            Refusal::Limit => &ctx.stats.connections_refused_limit,
+                            Refusal::PerIp => &ctx.stats.connections_refused_per_ip,
+                        });
+                        continue;
+                    }
+                };
+                ctx.idle_timeout.set(ctx.limits.idle_timeout(ctx.settings.idle_timeout));
                 // Answers are coalesced in user space; Nagle would only delay them.
                 let _ = tcp.set_nodelay(true);
                 bump(&ctx.stats.connections_accepted);
-                tokio::task::spawn_local(connection::serve(tcp, ctx.clone()));
+                tokio::task::spawn_local(connection::serve(tcp, ctx.clone(), admission));
             }
             Err(e) => {
                 if last_error_log.is_none_or(|t| t.elapsed() >= ERROR_LOG_INTERVAL) {

@@ -30,9 +30,12 @@ use tokio::time::Instant;
 use super::answers::AnswerQueue;
 use super::framing::{complete_message_len, PREFIX_LEN};
 use super::hello::{self, HelloPeek};
+use super::limits::Admission;
 use super::session::{Output, TlsSession};
 use super::DotContext;
+use crate::config::Padding;
 use crate::dns::{self, QueryVerdict};
+use crate::edns;
 use crate::relay::ReplyTo;
 use crate::stats::bump;
 
@@ -98,9 +101,11 @@ enum Event {
     Deadline,
 }
 
-/// Serves one accepted TCP connection to its end.
-pub async fn serve(tcp: TcpStream, ctx: Rc<DotContext>) {
+/// Serves one accepted TCP connection to its end. `_admission` holds its place under the
+/// connection limits until then.
+pub async fn serve(tcp: TcpStream, ctx: Rc<DotContext>, _admission: Admission) {
     let answers = Rc::new(AnswerQueue::default());
+    answers.set_idle_timeout(ctx.idle_timeout.get());
     let _open = ctx.connections.enter(&answers);
     let mut conn = Connection {
         ctx,
@@ -197,7 +202,11 @@ impl Connection {
 
             let established = self.established();
             if progress && established {
-                deadline.as_mut().reset(Instant::now() + self.ctx.settings.idle_timeout);
+                // The idle timeout in force now (it shrinks near the connection limit), also
+                // what answers state in edns-tcp-keepalive.
+                let idle = self.ctx.idle_timeout.get();
+                self.answers.set_idle_timeout(idle);
+                deadline.as_mut().reset(Instant::now() + idle);
             }
             let outstanding = self.answers.outstanding();
             let draining = self.answers.is_draining();
@@ -473,7 +482,17 @@ fn take_queries(ctx: &DotContext, answers: &Rc<AnswerQueue>, stream: &[u8]) -> R
                 }
                 answers.relayed();
                 let reply: Rc<dyn ReplyTo> = answers.clone();
-                ctx.relay.submit(message, question_end, reply);
+                // Keepalive and padding are this hop's business: taken off the query, put back
+                // on the answer (see `edns`).
+                let mut edited = ctx.query_edit.borrow_mut();
+                let (mut hop, stripped) = edns::take_query_options(message, question_end, &mut edited);
+                hop.padding = match ctx.settings.padding {
+                    Padding::Requested => hop.padding,
+                    Padding::Always => true,
+                    Padding::Never => false,
+                };
+                let relayed = if stripped { &edited[..] } else { message };
+                ctx.relay.submit(relayed, question_end, reply, hop.to_tag());
             }
             QueryVerdict::Answer(rcode) => {
                 let counter =

@@ -12,6 +12,7 @@ pub mod answers;
 pub mod connection;
 pub mod framing;
 pub mod hello;
+pub mod limits;
 pub mod listen;
 pub mod session;
 
@@ -35,6 +36,7 @@ pub struct DotSettings {
     pub idle_timeout: Duration,
     pub max_in_flight: u32,
     pub log_queries: bool,
+    pub padding: crate::config::Padding,
 }
 
 /// What every connection task of one worker shares.
@@ -46,6 +48,13 @@ pub struct DotContext {
     pub connections: Rc<OpenConnections>,
     /// The read and write buffers every connection of the worker uses in turn.
     pub buffers: RefCell<connection::SharedBuffers>,
+    /// Where a query is rewritten without its hop options before it is relayed.
+    pub query_edit: RefCell<Vec<u8>>,
+    /// The connection limits, shared by all workers (touched at accept and close only).
+    pub limits: std::sync::Arc<limits::ConnectionLimits>,
+    /// The idle timeout in force: `settings.idle_timeout`, shrunk when connections near the
+    /// limit. This worker's copy, refreshed at each accept and once a second.
+    pub idle_timeout: Cell<Duration>,
 }
 
 /// A worker's open client connections: counted, so that drain can wait for the last one, and

@@ -77,6 +77,7 @@ pub struct TlsError(#[from] pub rustls::Error);
 
 pub struct TlsSession {
     conn: UnbufferedServerConnection,
+    /// rustls has reached the state where application data may be written.
     established: bool,
 }
 
@@ -85,8 +86,11 @@ impl TlsSession {
         Ok(TlsSession { conn: UnbufferedServerConnection::new(config)?, established: false })
     }
 
+    /// The handshake is over: the client's Finished too, not just our first flight (TLS 1.3
+    /// lets the server write after its own Finished, but a client that never sends its
+    /// Finished is still handshaking, under the handshake timeout).
     pub fn is_established(&self) -> bool {
-        self.established
+        self.established && !self.conn.is_handshaking()
     }
 
     /// Processes the whole records at the front of `incoming`: handshake messages are answered
@@ -139,7 +143,7 @@ impl TlsSession {
             }
             fed.consumed += discard;
             if done {
-                fed.established = self.established;
+                fed.established = self.is_established();
                 return Ok(fed);
             }
         }
