@@ -102,6 +102,10 @@ pub struct Cli {
     /// Log every query's name and type (off by default: privacy is the point).
     #[arg(long)]
     pub log_queries: bool,
+    /// TCP Fast Open on the listeners: "true" (the default; the kernel decides, see
+    /// net.ipv4.tcp_fastopen) or "false".
+    #[arg(long, value_name = "BOOL")]
+    pub tcp_fast_open: Option<bool>,
     /// EDNS padding of answers to 468-byte blocks (RFC 8467): "requested" (when the query
     /// carries the Padding option; the default), "always" or "never".
     #[arg(long, value_name = "POLICY")]
@@ -160,6 +164,7 @@ pub struct FileConfig {
     pub upstream_sockets: Option<usize>,
     pub coalesce_window: Option<f64>,
     pub log_queries: Option<bool>,
+    pub tcp_fast_open: Option<bool>,
     pub padding: Option<Padding>,
 }
 
@@ -198,6 +203,8 @@ pub struct Config {
     pub log_queries: bool,
     /// Which answers are padded.
     pub padding: Padding,
+    /// TCP Fast Open on the listeners.
+    pub tcp_fast_open: bool,
 }
 
 /// Which answers get EDNS padding to a multiple of 468 bytes (RFC 8467 §4.1).
@@ -388,6 +395,7 @@ impl Config {
             },
             log_queries: cli.log_queries || file.log_queries.unwrap_or(false),
             padding: cli.padding.or(file.padding).unwrap_or_default(),
+            tcp_fast_open: cli.tcp_fast_open.or(file.tcp_fast_open).unwrap_or(true),
         })
     }
 }

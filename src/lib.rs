@@ -30,7 +30,7 @@
 //! the main thread by `runtime::reload`). `config` turns flags and the TOML file into `Config`;
 //! `stats` counts per worker.
 
-#![deny(unsafe_code)] // one exception: relay::udp_batch, the batched UDP system calls
+#![deny(unsafe_code)] // one exception: `sys`, the system calls std, tokio and socket2 lack
 
 pub mod config;
 pub mod dns;
@@ -39,6 +39,7 @@ pub mod frontend;
 pub mod relay;
 pub mod runtime;
 pub mod stats;
+mod sys;
 pub mod tls;
 
 use std::sync::Arc;
@@ -63,7 +64,8 @@ pub enum RunError {
 pub fn run(config: Config, tls: TlsSetup) -> Result<(), RunError> {
     let config = Arc::new(config);
     let mut skipped = Vec::new();
-    let (listeners, bound) = frontend::dot::listen::bind_all(&config.listen, config.workers, &mut skipped)?;
+    let (listeners, bound) =
+        frontend::dot::listen::bind_all(&config.listen, config.workers, config.tcp_fast_open, &mut skipped)?;
     for (addr, e) in skipped {
         tracing::warn!(%addr, error = %e, "not listening on this address (no IPv6 here?)");
     }

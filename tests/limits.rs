@@ -11,15 +11,18 @@ use std::time::Duration;
 use hickory_proto::rr::RecordType;
 use support::fake_backend::find_opt;
 use support::{query, query_edns, DotClient, Dotgate, FakeBackend};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-/// True when the server closes a fresh TCP connection from `source` without waiting for a
-/// ClientHello: refused at accept. An admitted connection is left waiting for the handshake.
+/// True when the server closes a fresh TCP connection from `source` without waiting for the
+/// rest of its ClientHello: refused at accept. An admitted connection is left waiting for the
+/// handshake. (The first byte of a TLS record goes out first: the listener is handed a
+/// connection only once it has sent something, TCP_DEFER_ACCEPT.)
 async fn refused_at_accept(addr: SocketAddr, source: Ipv4Addr) -> bool {
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::from((source, 0))).unwrap();
     let mut tcp: TcpStream = socket.connect(addr).await.unwrap();
+    tcp.write_all(&[0x16]).await.unwrap();
     let mut byte = [0u8; 1];
     matches!(tokio::time::timeout(Duration::from_millis(500), tcp.read(&mut byte)).await, Ok(Ok(0)) | Ok(Err(_)))
 }

@@ -14,7 +14,6 @@ pub mod backends;
 pub mod inflight;
 mod tcp;
 mod udp;
-mod udp_batch;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -108,7 +107,7 @@ pub struct Relay {
     /// Scratch for answers made here (SERVFAIL), so making one allocates nothing.
     scratch: RefCell<Vec<u8>>,
     /// The `sendmmsg` arrays, reused by every flush.
-    send_batch: RefCell<udp_batch::SendBatch>,
+    send_batch: RefCell<crate::sys::mmsg::SendBatch>,
     /// The pending sends being flushed, swapped with `RelayState::pending_sends`.
     flushing: RefCell<Vec<PendingSend>>,
 }
@@ -134,7 +133,7 @@ impl Relay {
             timer_wake: Notify::new(),
             send_wake: Notify::new(),
             scratch: RefCell::new(Vec::with_capacity(512)),
-            send_batch: RefCell::new(udp_batch::SendBatch::default()),
+            send_batch: RefCell::new(crate::sys::mmsg::SendBatch::default()),
             flushing: RefCell::new(Vec::with_capacity(256)),
         }))
     }

@@ -3,7 +3,7 @@
 //!
 //! Owns the sockets and the receive buffers. It never matches answers itself (`Relay` does)
 //! and never blocks: a loop drains what the kernel has, then yields. Sends go out in batches
-//! (`send_batch`), receives come in batches (`receive_loop`), through `udp_batch`.
+//! (`send_batch`), receives come in batches (`receive_loop`), through `sys::mmsg`.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -16,8 +16,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
-use super::udp_batch::{RecvBatch, SendBatch, SendOutcome, RECV_SLOTS};
 use super::Relay;
+use crate::sys::mmsg::{RecvBatch, SendBatch, SendOutcome, RECV_SLOTS};
 
 /// Kernel receive buffer asked for each upstream socket: a burst of answers to many clients
 /// must not overflow while the worker is busy writing to connections. (The kernel caps it at

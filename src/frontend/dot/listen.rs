@@ -10,6 +10,11 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 /// Accept queue length; the kernel caps it at `net.core.somaxconn`.
 const LISTEN_BACKLOG: i32 = 4096;
+/// TCP Fast Open requests queued at once (capped by the kernel at `somaxconn`).
+const FAST_OPEN_QUEUE: u32 = 4096;
+/// How long the kernel holds a connection that has sent nothing before handing it over
+/// anyway (then the handshake timeout applies).
+const DEFER_ACCEPT_SECS: u32 = 1;
 
 /// Why a listen address could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -25,12 +30,13 @@ pub struct ListenError {
 pub fn bind_all(
     addrs: &[SocketAddr],
     workers: usize,
+    fast_open: bool,
     skipped: &mut Vec<(SocketAddr, io::Error)>,
 ) -> Result<(Vec<Vec<std::net::TcpListener>>, Vec<SocketAddr>), ListenError> {
     let mut per_worker: Vec<Vec<std::net::TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
     let mut bound = Vec::new();
     for &wanted in addrs {
-        let first = match bind_one(wanted) {
+        let first = match bind_one(wanted, fast_open) {
             Ok(l) => l,
             Err(e) if wanted.is_ipv6() && wanted.ip().is_unspecified() && addrs.len() > 1 && no_ipv6(&e) => {
                 skipped.push((wanted, e));
@@ -41,7 +47,7 @@ pub fn bind_all(
         let actual = first.local_addr().map_err(|source| ListenError { addr: wanted, source })?;
         per_worker[0].push(first);
         for listeners in per_worker.iter_mut().skip(1) {
-            listeners.push(bind_one(actual).map_err(|source| ListenError { addr: actual, source })?);
+            listeners.push(bind_one(actual, fast_open).map_err(|source| ListenError { addr: actual, source })?);
         }
         bound.push(actual);
     }
@@ -52,7 +58,7 @@ fn no_ipv6(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL))
 }
 
-fn bind_one(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+fn bind_one(addr: SocketAddr, fast_open: bool) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
@@ -61,6 +67,14 @@ fn bind_one(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
+    // Wake for a connection only when its ClientHello is there: one wake-up and no failed read
+    // per handshake. Best effort: a kernel without it still serves.
+    let _ = crate::sys::sockopt::set_defer_accept(&socket, DEFER_ACCEPT_SECS);
+    if fast_open {
+        // The ClientHello may ride in the SYN (RFC 7858 §3.4 recommends TFO), where the kernel
+        // allows it (net.ipv4.tcp_fastopen with the server bit, 2).
+        let _ = crate::sys::sockopt::set_fast_open(&socket, FAST_OPEN_QUEUE);
+    }
     socket.listen(LISTEN_BACKLOG)?;
     Ok(socket.into())
 }

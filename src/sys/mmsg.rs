@@ -1,5 +1,4 @@
-//! Batched UDP system calls: `recvmmsg` and `sendmmsg` (Linux), the only `unsafe` code in
-//! dotgate.
+//! Batched UDP system calls: `recvmmsg` and `sendmmsg` (Linux).
 //!
 //! Why hand-rolled: quinn-udp, the well-kept crate for this, receives with `recvmmsg` but sends
 //! one `sendmsg` per datagram, and its GSO path needs equal-sized datagrams to one destination,
@@ -9,8 +8,6 @@
 //! stays; what goes is a system call per packet.
 //!
 //! This module owns the message arrays and receive buffers; it never interprets a datagram.
-#![allow(unsafe_code)]
-
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
