@@ -8,7 +8,9 @@
 
 use std::cell::{Cell, RefCell};
 
-use tokio::sync::Notify;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 
 use super::framing::{append_framed, PREFIX_LEN};
 
@@ -33,8 +35,11 @@ pub struct AnswerQueue {
     draining: Cell<bool>,
     /// The idle timeout in 100 ms units, stated in edns-tcp-keepalive (RFC 7828).
     keepalive_100ms: Cell<u16>,
-    /// Wakes the connection task when an answer arrives, or drain begins.
-    pub ready: Notify,
+    /// Something arrived (an answer, or drain began) since the connection last looked.
+    woken: Cell<bool>,
+    /// The connection task's waker, kept between waits: a single-threaded stand-in for tokio's
+    /// `Notify`, without its mutex and without a waker clone per wait.
+    waker: Cell<Option<Waker>>,
 }
 
 impl AnswerQueue {
@@ -87,16 +92,32 @@ impl AnswerQueue {
     /// Shutdown: wakes the connection, which reads no more and closes once its answers are out.
     pub fn begin_drain(&self) {
         self.draining.set(true);
-        self.ready.notify_one();
+        self.wake();
     }
 
     pub fn is_draining(&self) -> bool {
         self.draining.get()
     }
 
+    /// Resolves once something arrived since the last time it resolved. Cancel-safe.
+    pub fn woken(&self) -> Woken<'_> {
+        Woken(self)
+    }
+
+    fn wake(&self) {
+        self.woken.set(true);
+        let waker = self.waker.take();
+        if let Some(waker) = &waker {
+            waker.wake_by_ref();
+        }
+        self.waker.set(waker);
+    }
+
     /// The connection is closing: later answers are dropped.
     pub fn close(&self) {
         self.closed.set(true);
+        // The relay may hold this queue until its queries time out; the task need not live on.
+        self.waker.take();
         let mut framed = self.framed.borrow_mut();
         framed.clear();
         framed.shrink_to_fit();
@@ -121,10 +142,30 @@ impl ReplyTo for AnswerQueue {
         }
         drop(framed);
         self.queued.set(self.queued.get() + 1);
-        self.ready.notify_one();
+        self.wake();
     }
 
     fn is_closed(&self) -> bool {
         self.closed.get()
+    }
+}
+
+/// The future of [`AnswerQueue::woken`].
+pub struct Woken<'a>(&'a AnswerQueue);
+
+impl Future for Woken<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let queue = self.0;
+        if queue.woken.replace(false) {
+            return Poll::Ready(());
+        }
+        let kept = queue.waker.take();
+        queue.waker.set(match kept {
+            Some(waker) if waker.will_wake(cx.waker()) => Some(waker),
+            _ => Some(cx.waker().clone()),
+        });
+        Poll::Pending
     }
 }

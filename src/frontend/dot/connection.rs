@@ -252,7 +252,7 @@ impl Connection {
                         Err(e) => Event::Read(Err(e)),
                     }
                 }
-                _ = self.answers.ready.notified() => Event::Answers,
+                _ = self.answers.woken() => Event::Answers,
                 _ = &mut deadline, if deadline_armed => Event::Deadline,
             };
             crate::runtime::pacing::note_event();
