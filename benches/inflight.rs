@@ -49,19 +49,7 @@ impl ReplyTo for NoReply {
 }
 
 fn entry(reply: &Rc<dyn ReplyTo>, query: Vec<u8>) -> Inflight {
-    Inflight {
-        reply: reply.clone(),
-        tag: 0,
-        client_id: dns::id(&query),
-        query,
-        question_end: QUESTION_END,
-        backend: 0,
-        route: Route::Udp { socket: 0 },
-        attempts: 0,
-        tcp_attempts: 0,
-        generation: 0,
-        probe: false,
-    }
+    Inflight::new(reply.clone(), 0, query, QUESTION_END)
 }
 
 /// The relay's ID pick (`InflightTable::pick_free_udp_id`, over all sockets).

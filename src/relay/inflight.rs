@@ -63,6 +63,24 @@ pub struct Inflight {
 }
 
 impl Inflight {
+    /// A client's query, before its first send: `query` is the buffer holding it (see
+    /// `InflightTable::buffer_from`).
+    pub fn new(reply: Rc<dyn ReplyTo>, tag: u8, query: Vec<u8>, question_end: usize) -> Inflight {
+        Inflight {
+            reply,
+            tag,
+            client_id: crate::dns::id(&query),
+            query,
+            question_end,
+            backend: 0,
+            route: Route::Udp { socket: 0 },
+            attempts: 0,
+            tcp_attempts: 0,
+            generation: 0,
+            probe: false,
+        }
+    }
+
     /// The question section, as sent.
     pub fn question(&self) -> &[u8] {
         &self.query[crate::dns::HEADER_LEN..self.question_end]

@@ -162,19 +162,7 @@ impl Relay {
     pub fn submit(self: &Rc<Self>, query: &[u8], question_end: usize, reply: Rc<dyn ReplyTo>, tag: u8) {
         let mut st = self.state.borrow_mut();
         let buf = st.table.buffer_from(query);
-        let key = st.table.insert(Inflight {
-            reply,
-            tag,
-            client_id: dns::id(query),
-            query: buf,
-            question_end,
-            backend: 0,
-            route: Route::Udp { socket: 0 },
-            attempts: 0,
-            tcp_attempts: 0,
-            generation: 0,
-            probe: false,
-        });
+        let key = st.table.insert(Inflight::new(reply, tag, buf, question_end));
         let backend = st.backends.pick(None);
         self.send_or_fail(st, key, backend);
     }
@@ -473,18 +461,13 @@ impl Relay {
         const PROBE_QUERY: [u8; 17] = [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1];
         let mut st = self.state.borrow_mut();
         let buf = st.table.buffer_from(&PROBE_QUERY);
+        // No retry elsewhere, no TCP fallback, no answer to anyone.
         let key = st.table.insert(Inflight {
-            reply: Rc::new(NoReply),
-            tag: 0,
-            client_id: 0,
-            query: buf,
-            question_end: PROBE_QUERY.len(),
             backend,
-            route: Route::Udp { socket: 0 },
             attempts: MAX_BACKEND_ATTEMPTS,
             tcp_attempts: MAX_TCP_ATTEMPTS,
-            generation: 0,
             probe: true,
+            ..Inflight::new(Rc::new(NoReply), 0, buf, PROBE_QUERY.len())
         });
         if !self.send_udp(&mut st, key, backend) {
             let entry = st.table.remove(key);

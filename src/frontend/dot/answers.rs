@@ -12,7 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use super::framing::{append_framed, PREFIX_LEN};
+use super::framing::{append_framed, append_framed_with};
 
 /// A queue buffer grown past this (by large answers) is given back once written.
 const KEEP_CAPACITY: usize = 16 * 1024;
@@ -55,12 +55,9 @@ impl AnswerQueue {
 
     /// Queues an answer made locally for `query` (it is never forwarded).
     pub fn push_local(&self, query: &[u8], rcode: u8) {
-        let mut framed = self.framed.borrow_mut();
-        let start = framed.len();
-        framed.extend_from_slice(&[0, 0]);
-        dns::write_local_answer(query, dns::id(query), rcode, &mut framed);
-        let len = (framed.len() - start - PREFIX_LEN) as u16;
-        framed[start..start + PREFIX_LEN].copy_from_slice(&len.to_be_bytes());
+        append_framed_with(&mut self.framed.borrow_mut(), |out| {
+            dns::write_local_answer(query, dns::id(query), rcode, out)
+        });
         self.queued.set(self.queued.get() + 1);
         self.outstanding.set(self.outstanding.get() + 1);
     }
@@ -134,11 +131,8 @@ impl ReplyTo for AnswerQueue {
             append_framed(&mut framed, answer);
         } else {
             // The query asked this hop for keepalive or padding (see `edns`).
-            let start = framed.len();
-            framed.extend_from_slice(&[0, 0]);
-            edns::append_answer(answer, HopOptions::from_tag(tag), self.keepalive_100ms.get(), &mut framed);
-            let len = (framed.len() - start - PREFIX_LEN) as u16;
-            framed[start..start + PREFIX_LEN].copy_from_slice(&len.to_be_bytes());
+            let hop = HopOptions::from_tag(tag);
+            append_framed_with(&mut framed, |out| edns::append_answer(answer, hop, self.keepalive_100ms.get(), out));
         }
         drop(framed);
         self.queued.set(self.queued.get() + 1);

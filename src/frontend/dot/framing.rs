@@ -34,6 +34,17 @@ pub fn append_framed(out: &mut Vec<u8>, message: &[u8]) {
     out.extend_from_slice(message);
 }
 
+/// Appends to `out` the message `write` appends, with its length prefix in front.
+#[inline]
+pub fn append_framed_with(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    out.extend_from_slice(&[0; PREFIX_LEN]);
+    write(out);
+    let len = out.len() - start - PREFIX_LEN;
+    debug_assert!(len <= u16::MAX as usize);
+    out[start..start + PREFIX_LEN].copy_from_slice(&(len as u16).to_be_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,12 +62,8 @@ pub struct Fed {
     /// Bytes from the front of the input that were whole records and are now used up; the
     /// rest is the start of a record to keep for the next read.
     pub consumed: usize,
-    /// The handshake is complete: answers may be encrypted.
-    pub established: bool,
     /// The client sent close_notify.
     pub peer_closed: bool,
-    /// The plaintext callback asked to stop.
-    pub stopped: bool,
 }
 
 /// Failure of the TLS layer. Any alert rustls queued for the client is already in the output.
@@ -118,7 +114,6 @@ impl TlsSession {
                     while let Some(record) = records.next_record() {
                         let record = record?;
                         if plaintext(record.payload).is_break() {
-                            fed.stopped = true;
                             done = true;
                             break;
                         }
@@ -143,7 +138,6 @@ impl TlsSession {
             }
             fed.consumed += discard;
             if done {
-                fed.established = self.is_established();
                 return Ok(fed);
             }
         }
