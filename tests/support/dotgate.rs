@@ -41,7 +41,7 @@ pub type DotgateProcess = TestProcess;
 
 impl Dotgate {
     /// Runs `dotgate --listen 127.0.0.1:PORT --backend B... EXTRA_ARGS...` on
-    /// a free PORT and waits until a TCP connect to it succeeds (10 s). Panics
+    /// a free PORT and waits until a TCP connect to it succeeds and "dotgate started" is logged (10 s). Panics
     /// with dotgate's stderr if it exits first or never listens. If dotgate
     /// exits complaining that the address is in use, retries on a new port
     /// (3 tries). With no `backends`, no `--backend` is passed (e.g. when
@@ -72,7 +72,11 @@ impl Dotgate {
                     }
                     panic!("dotgate {args:?} exited before listening on {addr}: {out}");
                 }
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                // The kernel completes a TCP connect as soon as the socket listens, before the
+                // workers run (TCP_DEFER_ACCEPT holds it there): ready means the start line too.
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+                    && proc.wait_for_stderr("dotgate started", deadline.saturating_duration_since(Instant::now()))
+                {
                     return Dotgate { addr, proc };
                 }
                 if Instant::now() >= deadline {
