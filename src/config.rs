@@ -110,6 +110,10 @@ pub struct Cli {
     /// carries the Padding option; the default), "always" or "never".
     #[arg(long, value_name = "POLICY")]
     pub padding: Option<Padding>,
+    /// Serve /metrics (Prometheus), /healthz and /readyz over plain HTTP on this address. Off by
+    /// default; give a loopback or internal address, never the DoT port.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub admin: Option<String>,
     /// TOML file with any of the settings above (keys are the long flag names).
     #[arg(long, value_name = "FILE.toml")]
     pub config: Option<PathBuf>,
@@ -166,6 +170,7 @@ pub struct FileConfig {
     pub log_queries: Option<bool>,
     pub tcp_fast_open: Option<bool>,
     pub padding: Option<Padding>,
+    pub admin: Option<String>,
 }
 
 /// Validated settings, as the rest of dotgate reads them.
@@ -205,6 +210,8 @@ pub struct Config {
     pub padding: Padding,
     /// TCP Fast Open on the listeners.
     pub tcp_fast_open: bool,
+    /// Where the admin endpoint (metrics, health) listens; `None`: nowhere.
+    pub admin: Option<SocketAddr>,
 }
 
 /// Which answers get EDNS padding to a multiple of 468 bytes (RFC 8467 §4.1).
@@ -297,6 +304,23 @@ impl Config {
             ]
         } else {
             listen_strings.iter().map(|s| parse_addr(s, DEFAULT_DOT_PORT, "listen")).collect::<Result<_, _>>()?
+        };
+
+        let admin = match cli.admin.or(file.admin) {
+            Some(s) => {
+                let addr =
+                    s.trim().parse::<SocketAddr>().map_err(|_| ConfigError::Address { what: "admin", value: s })?;
+                let clash = |dot: &SocketAddr| dot.port() == addr.port() && may_overlap(dot.ip(), addr.ip());
+                if addr.port() != 0 && listen.iter().any(clash) {
+                    return Err(ConfigError::Value {
+                        what: "admin",
+                        value: addr.to_string(),
+                        reason: "is a DoT listen address and port; the admin endpoint never serves on the DoT port",
+                    });
+                }
+                Some(addr)
+            }
+            None => None,
         };
 
         let backend_strings = if cli.backend.is_empty() { file.backend.unwrap_or_default() } else { cli.backend };
@@ -396,6 +420,7 @@ impl Config {
             log_queries: cli.log_queries || file.log_queries.unwrap_or(false),
             padding: cli.padding.or(file.padding).unwrap_or_default(),
             tcp_fast_open: cli.tcp_fast_open.or(file.tcp_fast_open).unwrap_or(true),
+            admin,
         })
     }
 }
@@ -410,6 +435,14 @@ impl FileConfig {
 }
 
 /// `IP:PORT`, `[IPv6]:PORT`, or a bare IP (which gets `default_port`).
+/// Whether sockets bound to `a` and `b` on one port could collide (the same address, or a
+/// wildcard that covers the other; IPv6's wildcard covers IPv4 too on a dual-stack host).
+fn may_overlap(a: IpAddr, b: IpAddr) -> bool {
+    a == b
+        || (a.is_unspecified() && (a.is_ipv6() || b.is_ipv4()))
+        || (b.is_unspecified() && (b.is_ipv6() || a.is_ipv4()))
+}
+
 fn parse_addr(s: &str, default_port: u16, what: &'static str) -> Result<SocketAddr, ConfigError> {
     let s = s.trim();
     if let Ok(addr) = s.parse::<SocketAddr>() {

@@ -32,6 +32,7 @@
 
 #![deny(unsafe_code)] // one exception: `sys`, the system calls std, tokio and socket2 lack
 
+pub mod admin;
 pub mod config;
 pub mod dns;
 pub mod edns;
@@ -47,6 +48,7 @@ use std::thread;
 
 use config::Config;
 use runtime::worker::{self, WorkerSpec};
+use stats::WorkerStats;
 use tls::TlsSetup;
 
 /// Why the server stopped with an error (after a successful start of the config).
@@ -56,6 +58,8 @@ pub enum RunError {
     Listen(#[from] frontend::dot::listen::ListenError),
     #[error("worker {worker} failed: {source}")]
     Worker { worker: usize, source: std::io::Error },
+    #[error("cannot listen on admin address {addr}: {source}")]
+    Admin { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("cannot set up signal handling: {0}")]
     Signals(std::io::Error),
 }
@@ -66,6 +70,12 @@ pub fn run(config: Config, tls: TlsSetup) -> Result<(), RunError> {
     let mut skipped = Vec::new();
     let (listeners, bound) =
         frontend::dot::listen::bind_all(&config.listen, config.workers, config.tcp_fast_open, &mut skipped)?;
+    let admin_listener = match config.admin {
+        Some(addr) => Some(admin::bind(addr).map_err(|source| RunError::Admin { addr, source })?),
+        None => None,
+    };
+    let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+
     for (addr, e) in skipped {
         tracing::warn!(%addr, error = %e, "not listening on this address (no IPv6 here?)");
     }
@@ -81,6 +91,9 @@ pub fn run(config: Config, tls: TlsSetup) -> Result<(), RunError> {
     let (exited_tx, mut exited_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, std::io::Result<()>)>();
 
     let limits = frontend::dot::limits::ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
+    let worker_stats: Vec<Arc<WorkerStats>> =
+        (0..listeners.len()).map(|_| Arc::new(WorkerStats::new(config.backends.len()))).collect();
+    let admin_state = Arc::new(admin::AdminState::new(worker_stats.clone(), config.backends.clone(), limits.clone()));
     let mut threads = Vec::new();
     for (index, listeners) in listeners.into_iter().enumerate() {
         let spec = WorkerSpec {
@@ -90,6 +103,7 @@ pub fn run(config: Config, tls: TlsSetup) -> Result<(), RunError> {
             listeners,
             shutdown: shutdown.clone(),
             limits: limits.clone(),
+            stats: worker_stats[index].clone(),
         };
         let exited_tx = exited_tx.clone();
         let handle = thread::Builder::new()
@@ -109,10 +123,11 @@ pub fn run(config: Config, tls: TlsSetup) -> Result<(), RunError> {
     let listen_list: Vec<String> = bound.iter().map(ToString::to_string).collect();
     let backend_list: Vec<String> = config.backends.iter().map(ToString::to_string).collect();
     tracing::info!(
-        "dotgate started: listen=[{}] backends=[{}] workers={} cert={} pin-sha256=\"{}\"",
+        "dotgate started: listen=[{}] backends=[{}] workers={} admin={} cert={} pin-sha256=\"{}\"",
         listen_list.join(","),
         backend_list.join(","),
         config.workers,
+        admin_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
         if tls.self_signed { "self-signed (ephemeral)" } else { "from file" },
         tls.spki_pin,
     );
@@ -123,11 +138,17 @@ pub fn run(config: Config, tls: TlsSetup) -> Result<(), RunError> {
         let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
         let hangup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
         tokio::spawn(runtime::reload::watch(tls::reload::Reloader::new(&tls), hangup, shutdown.clone()));
+        // The listeners are bound and listening: connections queue from here on.
+        admin_state.set_serving();
+        if let Some(listener) = admin_listener {
+            tokio::spawn(admin::serve(listener, admin_state.clone()));
+        }
         let failure = tokio::select! {
             _ = term.recv() => None,
             _ = int.recv() => None,
             exited = exited_rx.recv() => exited,
         };
+        admin_state.set_draining();
         if failure.is_none() {
             tracing::info!("shutting down: closing listeners, draining in-flight queries");
         }

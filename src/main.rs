@@ -45,7 +45,7 @@ fn main() -> ExitCode {
     match dotgate::run(config, tls) {
         Ok(()) => ExitCode::SUCCESS,
         // An address this host cannot listen on is a settings problem like any other.
-        Err(e @ dotgate::RunError::Listen(_)) => bad_config(&e),
+        Err(e @ (dotgate::RunError::Listen(_) | dotgate::RunError::Admin { .. })) => bad_config(&e),
         Err(e) => {
             eprintln!("dotgate: {e}");
             ExitCode::FAILURE

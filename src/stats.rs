@@ -1,97 +1,235 @@
-//! Per-worker event counters: what a worker saw, answered and dropped.
+//! Per-worker event counters and gauges: what a worker saw, answered and dropped, and the state
+//! it is in (queries in flight, backend health as it judges it).
 //!
-//! Counting is a plain add on a `Cell` the worker owns: no atomic, no lock, no allocation on
-//! the per-query path. The counters are logged when a worker stops; the Prometheus exporter
-//! reads the same struct. This module never decides anything; it only counts.
+//! Each worker owns one `WorkerStats` and is its only writer; the admin endpoint (`admin`) reads
+//! every worker's on each scrape and adds them up. A count is a relaxed load and store of a
+//! 64-bit word the worker owns: the same two plain moves a `Cell` compiles to, no locked
+//! read-modify-write, no lock, no allocation on the per-query path, and no cache line that
+//! another core writes. The counters are also logged when a worker stops. This module never
+//! decides anything; it only counts.
 
-use std::cell::Cell;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
-/// One worker's counters. Field names are the metric names without the `dotgate_` prefix.
+/// A count with a single writer (its worker) and any number of readers.
+#[derive(Default, Debug)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`. Only the owning worker calls this; a load and a store (not `fetch_add`) is
+    /// exact with one writer and costs no locked instruction. Wraps after 2^64.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// Adds one.
+#[inline]
+pub fn bump(counter: &Counter) {
+    counter.add(1);
+}
+
+/// What a worker sees of one backend, refreshed once a second (not per query).
+#[derive(Debug)]
+pub struct BackendGauges {
+    /// Not marked down by this worker.
+    pub up: AtomicBool,
+    /// Queries this worker has waiting on the backend.
+    pub outstanding: AtomicU64,
+}
+
+/// One worker's counters and gauges.
 #[derive(Default, Debug)]
 pub struct WorkerStats {
     /// Messages read from clients (every frame, well-formed or not).
-    pub queries: Cell<u64>,
-    /// Queries answered with the backend's answer.
-    pub answers_backend: Cell<u64>,
+    pub queries: Counter,
+    /// Queries answered with the backend's answer, by the answer's RCODE (the header's 4 bits).
+    pub answers_backend: [Counter; 16],
     /// Queries answered locally with FORMERR (bad question, QDCOUNT ≠ 1).
-    pub answers_formerr: Cell<u64>,
+    pub answers_formerr: Counter,
     /// Queries answered locally with NOTIMP (opcode other than QUERY).
-    pub answers_notimp: Cell<u64>,
+    pub answers_notimp: Counter,
     /// Queries answered locally with SERVFAIL (no backend answered in time).
-    pub answers_servfail: Cell<u64>,
+    pub answers_servfail: Counter,
     /// Queries sent to a backend (first tries, retries and TCP fallbacks).
-    pub upstream_sends: Cell<u64>,
+    pub upstream_sends: Counter,
     /// Upstream attempts that got no answer within the upstream timeout.
-    pub upstream_timeouts: Cell<u64>,
+    pub upstream_timeouts: Counter,
     /// Queries retried on another backend after a timeout.
-    pub upstream_retries: Cell<u64>,
+    pub upstream_retries: Counter,
     /// UDP answers with TC=1 asked again over TCP.
-    pub tc_fallbacks: Cell<u64>,
+    pub tc_fallbacks: Counter,
     /// Upstream TCP connections that failed or closed with queries waiting on them.
-    pub upstream_tcp_failures: Cell<u64>,
+    pub upstream_tcp_failures: Counter,
     /// Upstream UDP sends the kernel refused (the query then times out and is retried).
-    pub upstream_send_errors: Cell<u64>,
+    pub upstream_send_errors: Counter,
     /// Upstream answers dropped: no query in flight with that ID on that socket (a wrong ID,
     /// a duplicate, or an answer after its query timed out).
-    pub dropped_unknown_id: Cell<u64>,
+    pub dropped_unknown_id: Counter,
     /// Upstream answers dropped: from an address other than the backend asked.
-    pub dropped_wrong_source: Cell<u64>,
+    pub dropped_wrong_source: Counter,
     /// Upstream answers dropped: a different question than the one asked.
-    pub dropped_question_mismatch: Cell<u64>,
+    pub dropped_question_mismatch: Counter,
     /// Upstream datagrams dropped: not a DNS response at all.
-    pub dropped_garbage: Cell<u64>,
+    pub dropped_garbage: Counter,
     /// Client TCP connections accepted.
-    pub connections_accepted: Cell<u64>,
+    pub connections_accepted: Counter,
     /// TLS handshakes that failed or timed out.
-    pub handshake_failures: Cell<u64>,
+    pub handshake_failures: Counter,
     /// Connections closed for a framing error or a response sent by the client.
-    pub connections_closed_protocol: Cell<u64>,
+    pub connections_closed_protocol: Counter,
     /// Connections closed by the idle timeout.
-    pub connections_closed_idle: Cell<u64>,
+    pub connections_closed_idle: Counter,
     /// Connections closed at accept: `--max-connections` reached.
-    pub connections_refused_limit: Cell<u64>,
+    pub connections_refused_limit: Counter,
     /// Connections closed at accept: `--max-connections-per-ip` reached for their address.
-    pub connections_refused_per_ip: Cell<u64>,
+    pub connections_refused_per_ip: Counter,
+    /// Queries waiting on a backend (refreshed once a second).
+    pub in_flight: AtomicU64,
+    /// Per backend, in the configured order (refreshed once a second).
+    pub backends: Box<[BackendGauges]>,
 }
 
-/// Adds one. A wrapping add: a counter that wraps after 2^64 events is not worth a branch.
-#[inline]
-pub fn bump(counter: &Cell<u64>) {
-    counter.set(counter.get().wrapping_add(1));
+/// How a counter is exposed: metric name (after `dotgate_`) and its labels.
+pub struct Exposed {
+    /// The field's name, as the worker's stop line logs it.
+    pub field: &'static str,
+    pub metric: &'static str,
+    pub labels: &'static [(&'static str, &'static str)],
 }
+
+const fn exposed(
+    field: &'static str,
+    metric: &'static str,
+    labels: &'static [(&'static str, &'static str)],
+) -> Exposed {
+    Exposed { field, metric, labels }
+}
+
+/// The help text of each counter metric.
+pub const COUNTER_HELP: [(&str, &str); 13] = [
+    ("queries_received_total", "DNS messages read from clients, well-formed or not."),
+    ("answers_total", "Answers written to clients, by source (backend or local) and RCODE."),
+    ("upstream_queries_total", "Queries sent to backends: first tries, retries and TCP fallbacks."),
+    ("upstream_timeouts_total", "Upstream attempts unanswered within the upstream timeout."),
+    ("upstream_retries_total", "Queries retried on another backend after a timeout."),
+    ("upstream_tc_fallbacks_total", "Truncated UDP answers asked again over TCP."),
+    ("upstream_tcp_failures_total", "Upstream TCP connections that failed with queries waiting on them."),
+    ("upstream_send_errors_total", "Upstream UDP sends the kernel refused."),
+    ("upstream_answers_dropped_total", "Upstream datagrams dropped, by reason: never delivered to a client."),
+    ("connections_accepted_total", "Client TCP connections accepted."),
+    ("tls_handshake_failures_total", "TLS handshakes that failed or timed out."),
+    ("connections_closed_total", "Client connections closed by dotgate, by reason."),
+    ("connections_rejected_total", "Client connections closed at accept by a connection limit, by reason."),
+];
+
+/// Every counter, in `WorkerStats::counters` order.
+pub const COUNTERS: [Exposed; 20] = [
+    exposed("queries", "queries_received_total", &[]),
+    exposed("answers_formerr", "answers_total", &[("source", "local"), ("rcode", "FORMERR")]),
+    exposed("answers_notimp", "answers_total", &[("source", "local"), ("rcode", "NOTIMP")]),
+    exposed("answers_servfail", "answers_total", &[("source", "local"), ("rcode", "SERVFAIL")]),
+    exposed("upstream_sends", "upstream_queries_total", &[]),
+    exposed("upstream_timeouts", "upstream_timeouts_total", &[]),
+    exposed("upstream_retries", "upstream_retries_total", &[]),
+    exposed("tc_fallbacks", "upstream_tc_fallbacks_total", &[]),
+    exposed("upstream_tcp_failures", "upstream_tcp_failures_total", &[]),
+    exposed("upstream_send_errors", "upstream_send_errors_total", &[]),
+    exposed("dropped_unknown_id", "upstream_answers_dropped_total", &[("reason", "unknown_id")]),
+    exposed("dropped_wrong_source", "upstream_answers_dropped_total", &[("reason", "wrong_source")]),
+    exposed("dropped_question_mismatch", "upstream_answers_dropped_total", &[("reason", "question_mismatch")]),
+    exposed("dropped_garbage", "upstream_answers_dropped_total", &[("reason", "garbage")]),
+    exposed("connections_accepted", "connections_accepted_total", &[]),
+    exposed("handshake_failures", "tls_handshake_failures_total", &[]),
+    exposed("connections_closed_protocol", "connections_closed_total", &[("reason", "protocol")]),
+    exposed("connections_closed_idle", "connections_closed_total", &[("reason", "idle")]),
+    exposed("connections_refused_limit", "connections_rejected_total", &[("reason", "limit")]),
+    exposed("connections_refused_per_ip", "connections_rejected_total", &[("reason", "per_ip")]),
+];
+
+impl WorkerStats {
+    /// Counters and gauges for a worker relaying to `backends` backends.
+    pub fn new(backends: usize) -> WorkerStats {
+        // Up until marked down, as the relay judges (it starts with every backend up).
+        let gauges = || BackendGauges { up: AtomicBool::new(true), outstanding: AtomicU64::new(0) };
+        WorkerStats { backends: (0..backends).map(|_| gauges()).collect(), ..Default::default() }
+    }
+
+    /// Every counter, in `COUNTERS` order.
+    pub fn counters(&self) -> [&Counter; 20] {
+        [
+            &self.queries,
+            &self.answers_formerr,
+            &self.answers_notimp,
+            &self.answers_servfail,
+            &self.upstream_sends,
+            &self.upstream_timeouts,
+            &self.upstream_retries,
+            &self.tc_fallbacks,
+            &self.upstream_tcp_failures,
+            &self.upstream_send_errors,
+            &self.dropped_unknown_id,
+            &self.dropped_wrong_source,
+            &self.dropped_question_mismatch,
+            &self.dropped_garbage,
+            &self.connections_accepted,
+            &self.handshake_failures,
+            &self.connections_closed_protocol,
+            &self.connections_closed_idle,
+            &self.connections_refused_limit,
+            &self.connections_refused_per_ip,
+        ]
+    }
+}
+
+/// RCODE names (RFC 1035, RFC 2136, RFC 6895) for the 4-bit header field, as metric labels.
+pub const RCODE_NAMES: [&str; 16] = [
+    "NOERROR",
+    "FORMERR",
+    "SERVFAIL",
+    "NXDOMAIN",
+    "NOTIMP",
+    "REFUSED",
+    "YXDOMAIN",
+    "YXRRSET",
+    "NXRRSET",
+    "NOTAUTH",
+    "NOTZONE",
+    "DSOTYPENI",
+    "RCODE12",
+    "RCODE13",
+    "RCODE14",
+    "RCODE15",
+];
 
 impl fmt::Display for WorkerStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let fields: [(&str, &Cell<u64>); 21] = [
-            ("queries", &self.queries),
-            ("answers_backend", &self.answers_backend),
-            ("answers_formerr", &self.answers_formerr),
-            ("answers_notimp", &self.answers_notimp),
-            ("answers_servfail", &self.answers_servfail),
-            ("upstream_sends", &self.upstream_sends),
-            ("upstream_timeouts", &self.upstream_timeouts),
-            ("upstream_retries", &self.upstream_retries),
-            ("tc_fallbacks", &self.tc_fallbacks),
-            ("upstream_tcp_failures", &self.upstream_tcp_failures),
-            ("upstream_send_errors", &self.upstream_send_errors),
-            ("dropped_unknown_id", &self.dropped_unknown_id),
-            ("dropped_wrong_source", &self.dropped_wrong_source),
-            ("dropped_question_mismatch", &self.dropped_question_mismatch),
-            ("dropped_garbage", &self.dropped_garbage),
-            ("connections_accepted", &self.connections_accepted),
-            ("handshake_failures", &self.handshake_failures),
-            ("connections_closed_protocol", &self.connections_closed_protocol),
-            ("connections_closed_idle", &self.connections_closed_idle),
-            ("connections_refused_limit", &self.connections_refused_limit),
-            ("connections_refused_per_ip", &self.connections_refused_per_ip),
-        ];
-        for (i, (name, value)) in fields.iter().enumerate() {
-            if i > 0 {
-                f.write_str(" ")?;
-            }
-            write!(f, "{name}={}", value.get())?;
+        let backend: u64 = self.answers_backend.iter().map(Counter::get).sum();
+        write!(f, "answers_backend={backend}")?;
+        for (exposed, counter) in COUNTERS.iter().zip(self.counters()) {
+            write!(f, " {}={}", exposed.field, counter.get())?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_and_names_line_up() {
+        let stats = WorkerStats::new(1);
+        stats.upstream_retries.add(3);
+        bump(&stats.connections_refused_per_ip);
+        let line = stats.to_string();
+        assert!(line.contains("upstream_retries=3 "), "{line}");
+        assert!(line.ends_with("connections_refused_per_ip=1"), "{line}");
+        assert_eq!(line.split(' ').count(), COUNTERS.len() + 1);
     }
 }

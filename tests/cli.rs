@@ -197,3 +197,18 @@ fn tools_and_serving_flags_do_not_mix() {
     assert_config_error(&["--backend", "127.0.0.1:53", "ticket-keys", "new"], "ticket-keys");
     assert_config_error(&["ticket-keys"], "ticket-keys");
 }
+
+#[test]
+fn admin_address_is_checked() {
+    assert_config_error(&["--backend", "127.0.0.1:53", "--admin", "localhost"], "admin");
+    // Never on the DoT port, whichever way the addresses are spelled.
+    for (listen, admin) in
+        [("127.0.0.1:8853", "127.0.0.1:8853"), ("0.0.0.0:8853", "127.0.0.1:8853"), ("[::]:8853", "127.0.0.1:8853")]
+    {
+        assert_config_error(&["--backend", "127.0.0.1:53", "--listen", listen, "--admin", admin], "DoT port");
+    }
+    // An admin address already taken is a settings problem too.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    assert_config_error(&["--backend", "127.0.0.1:53", "--listen", "127.0.0.1:0", "--admin", &taken], &taken);
+}

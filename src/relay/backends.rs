@@ -50,6 +50,10 @@ impl Backends {
         }
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = &Backend> {
+        self.list.iter()
+    }
+
     pub fn addr(&self, index: usize) -> SocketAddr {
         self.list[index].addr
     }

@@ -20,6 +20,8 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -99,7 +101,7 @@ pub struct Relay {
     state: RefCell<RelayState>,
     sockets: udp::SocketGroups,
     settings: RelaySettings,
-    stats: Rc<WorkerStats>,
+    stats: Arc<WorkerStats>,
     /// Wakes the timer task when the first deadline goes into an empty queue.
     timer_wake: Notify,
     /// Wakes the sender task when the first send goes into an empty `pending_sends`.
@@ -114,7 +116,7 @@ pub struct Relay {
 
 impl Relay {
     /// Binds the upstream sockets. Call inside the worker's runtime.
-    pub fn new(settings: RelaySettings, stats: Rc<WorkerStats>) -> io::Result<Rc<Relay>> {
+    pub fn new(settings: RelaySettings, stats: Arc<WorkerStats>) -> io::Result<Rc<Relay>> {
         let sockets = udp::SocketGroups::bind(&settings.backends, settings.upstream_sockets)?;
         let state = RelayState {
             table: InflightTable::new(sockets.len()),
@@ -152,6 +154,17 @@ impl Relay {
     /// Queries in flight on this worker.
     pub fn in_flight(&self) -> usize {
         self.state.borrow().table.len()
+    }
+
+    /// Copies the in-flight count and this worker's view of each backend into its stats, for
+    /// the admin endpoint (called once a second, not per query).
+    pub fn publish_gauges(&self) {
+        let st = self.state.borrow();
+        self.stats.in_flight.store(st.table.len() as u64, Relaxed);
+        for (gauges, backend) in self.stats.backends.iter().zip(st.backends.iter()) {
+            gauges.up.store(!backend.down, Relaxed);
+            gauges.outstanding.store(u64::from(backend.outstanding), Relaxed);
+        }
     }
 
     /// Relays one checked query (see [`dns::check_query`]); the answer, or SERVFAIL, comes back
@@ -231,8 +244,8 @@ impl Relay {
                 .filter_map(|p| current(p).map(|entry| (st.backends.addr(entry.backend), entry.query.as_slice())));
             let socket = group[0].socket as usize;
             let outcome = self.sockets.send_batch(socket, &mut batch, live);
-            self.stats.upstream_sends.set(self.stats.upstream_sends.get() + outcome.sent as u64);
-            self.stats.upstream_send_errors.set(self.stats.upstream_send_errors.get() + outcome.refused as u64);
+            self.stats.upstream_sends.add(outcome.sent as u64);
+            self.stats.upstream_send_errors.add(outcome.refused as u64);
             if outcome.blocked {
                 // Rare (a full kernel buffer): keep the rest for when the socket drains.
                 let done = outcome.sent + outcome.refused;
@@ -335,7 +348,7 @@ impl Relay {
         drop(st);
         if !entry.probe {
             dns::set_id(answer, entry.client_id);
-            bump(&self.stats.answers_backend);
+            bump(&self.stats.answers_backend[usize::from(answer[3] & 0x0F)]);
             entry.reply.deliver(answer, entry.tag);
         }
         self.state.borrow_mut().table.recycle(entry.query);

@@ -30,6 +30,8 @@ pub struct WorkerSpec {
     pub shutdown: Shutdown,
     /// The connection limits, one for all workers.
     pub limits: Arc<ConnectionLimits>,
+    /// This worker's counters, which the admin endpoint reads.
+    pub stats: Arc<WorkerStats>,
 }
 
 /// Runs a worker to completion on the calling thread.
@@ -43,8 +45,7 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
 }
 
 async fn serve(spec: WorkerSpec) -> io::Result<()> {
-    let WorkerSpec { index, config, tls, listeners, mut shutdown, limits } = spec;
-    let stats = Rc::new(WorkerStats::default());
+    let WorkerSpec { index, config, tls, listeners, mut shutdown, limits, stats } = spec;
     let relay = Relay::new(
         RelaySettings {
             backends: config.backends.clone(),
@@ -55,6 +56,7 @@ async fn serve(spec: WorkerSpec) -> io::Result<()> {
         stats.clone(),
     )?;
     relay.start();
+    relay.publish_gauges();
     let ctx = Rc::new(DotContext {
         tls,
         relay: relay.clone(),
@@ -76,7 +78,7 @@ async fn serve(spec: WorkerSpec) -> io::Result<()> {
         let listener = TcpListener::from_std(listener)?;
         tokio::task::spawn_local(accept::accept_loop(listener, ctx.clone(), shutdown.clone()));
     }
-    tokio::task::spawn_local(refresh_idle_timeout(ctx.clone()));
+    tokio::task::spawn_local(every_second(ctx.clone()));
 
     shutdown.wait().await;
     ctx.connections.begin_drain();
@@ -91,12 +93,14 @@ async fn serve(spec: WorkerSpec) -> io::Result<()> {
     Ok(())
 }
 
-/// Keeps the worker's idle timeout in step with the connections open on all workers, for the
-/// connections that close elsewhere (accepts refresh it too).
-async fn refresh_idle_timeout(ctx: Rc<DotContext>) {
+/// Once a second: keeps the worker's idle timeout in step with the connections open on all
+/// workers, for the connections that close elsewhere (accepts refresh it too), and publishes
+/// the relay's gauges for the admin endpoint.
+async fn every_second(ctx: Rc<DotContext>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tick.tick().await;
         ctx.idle_timeout.set(ctx.limits.idle_timeout(ctx.settings.idle_timeout));
+        ctx.relay.publish_gauges();
     }
 }

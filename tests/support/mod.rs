@@ -6,6 +6,7 @@
 //! - [`unbound`] / [`bind`]: real Unbound / BIND servers in temp dirs.
 //! - [`dotgate`]: the dotgate binary under test, and test certificates.
 //! - [`openssl`]: `openssl s_client` handshakes that save and resume sessions.
+//! - [`http`]: GET on the admin endpoint, Prometheus samples.
 //! - [`process`]: child processes with collected output (used by the above).
 //!
 //! Each test file uses only part of this, hence `dead_code` and
@@ -16,6 +17,7 @@ pub mod bind;
 pub mod client;
 pub mod dotgate;
 pub mod fake_backend;
+pub mod http;
 pub mod openssl;
 pub mod ports;
 pub mod process;

@@ -43,7 +43,7 @@ pub struct DotSettings {
 pub struct DotContext {
     pub tls: TlsSetup,
     pub relay: Rc<Relay>,
-    pub stats: Rc<WorkerStats>,
+    pub stats: std::sync::Arc<WorkerStats>,
     pub settings: DotSettings,
     pub connections: Rc<OpenConnections>,
     /// The read and write buffers every connection of the worker uses in turn.

@@ -1,0 +1,109 @@
+//! The admin endpoint: `/metrics` counts what clients saw, `/healthz` answers while the process
+//! runs, `/readyz` says ready only while listening with a backend up and not draining.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use hickory_proto::rr::RecordType;
+use support::http::{get, sample};
+use support::ports::free_addr;
+use support::{parse, query, DotClient, Dotgate, FakeBackend};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn start(backend: SocketAddr, extra: &[&str]) -> (Dotgate, SocketAddr) {
+    let admin = free_addr();
+    let admin_arg = admin.to_string();
+    let mut args = vec!["--admin", admin_arg.as_str()];
+    args.extend_from_slice(extra);
+    (Dotgate::start(&[backend], &args), admin)
+}
+
+/// Polls `path` until `want(status, body)` holds (for `within`); returns the last response.
+fn poll(admin: SocketAddr, path: &str, within: Duration, want: impl Fn(u16, &str) -> bool) -> (u16, String) {
+    let deadline = Instant::now() + within;
+    loop {
+        let (status, body) = get(admin, path);
+        if want(status, &body) || Instant::now() >= deadline {
+            return (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_what_clients_saw() {
+    let backend = FakeBackend::start().await;
+    let (dotgate, admin) = start(backend.addr, &["--workers", "2"]);
+    let mut client = DotClient::connect(dotgate.addr).await.unwrap();
+    for id in 0..5u16 {
+        client.exchange(&query(&format!("m{id}.example."), RecordType::A, id)).await;
+    }
+    let answer = client.exchange(&query("servfail.example.", RecordType::A, 9)).await;
+    assert_eq!(parse(&answer).response_code(), hickory_proto::op::ResponseCode::ServFail);
+
+    let (status, page) = get(admin, "/metrics");
+    assert_eq!(status, 200);
+    let value = |series: &str| sample(&page, series).unwrap_or_else(|| panic!("no {series} in:\n{page}"));
+    assert_eq!(value("dotgate_queries_received_total"), 6.0);
+    assert_eq!(value(r#"dotgate_answers_total{source="backend",rcode="NOERROR"}"#), 5.0);
+    assert_eq!(value(r#"dotgate_answers_total{source="backend",rcode="SERVFAIL"}"#), 1.0);
+    assert_eq!(value(r#"dotgate_answers_total{source="local",rcode="SERVFAIL"}"#), 0.0);
+    assert_eq!(value("dotgate_upstream_queries_total"), 6.0);
+    assert_eq!(value("dotgate_connections_open"), 1.0, "the test client's connection");
+    assert!(value("dotgate_connections_accepted_total") >= 1.0);
+    assert_eq!(value(&format!(r#"dotgate_backend_up{{backend="{}"}}"#, backend.addr)), 1.0);
+    assert_eq!(value("dotgate_ready"), 1.0);
+    assert!(page.contains("# TYPE dotgate_queries_received_total counter"), "{page}");
+
+    drop(client);
+    let (_, page) = poll(admin, "/metrics", WAIT, |_, page| sample(page, "dotgate_connections_open") == Some(0.0));
+    assert_eq!(sample(&page, "dotgate_connections_open"), Some(0.0), "closed connections are not counted as open");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_endpoints_and_unknown_paths() {
+    let backend = FakeBackend::start().await;
+    let (_dotgate, admin) = start(backend.addr, &[]);
+    assert_eq!(get(admin, "/healthz"), (200, "ok\n".to_owned()));
+    assert_eq!(get(admin, "/readyz"), (200, "ready\n".to_owned()));
+    assert_eq!(get(admin, "/nope").0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_not_ready_while_every_backend_is_down() {
+    let backend = FakeBackend::start().await;
+    let (dotgate, admin) = start(backend.addr, &["--workers", "1", "--upstream-timeout", "0.2"]);
+    backend.set_down(true);
+    let mut client = DotClient::connect(dotgate.addr).await.unwrap();
+    for id in 0..4u16 {
+        client.send(&query(&format!("down{id}.example."), RecordType::A, id)).await.unwrap();
+    }
+    let (status, body) = poll(admin, "/readyz", WAIT, |status, _| status == 503);
+    assert_eq!((status, body.as_str()), (503, "not ready: no backend up\n"));
+    let (_, page) = get(admin, "/metrics");
+    assert_eq!(sample(&page, &format!(r#"dotgate_backend_up{{backend="{}"}}"#, backend.addr)), Some(0.0));
+
+    // The probes find it back.
+    backend.set_down(false);
+    let (status, _) = poll(admin, "/readyz", Duration::from_secs(8), |status, _| status == 200);
+    assert_eq!(status, 200, "ready again once the backend answers");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_flips_at_sigterm_while_the_drain_finishes() {
+    let backend = FakeBackend::start().await;
+    let (mut dotgate, admin) = start(backend.addr, &["--upstream-timeout", "5"]);
+    let mut client = DotClient::connect(dotgate.addr).await.unwrap();
+    client.send(&query("delay-1500.example.", RecordType::A, 7)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    dotgate.signal(libc::SIGTERM);
+    let (status, body) = poll(admin, "/readyz", Duration::from_secs(1), |status, _| status == 503);
+    assert_eq!((status, body.as_str()), (503, "not ready: draining\n"));
+    assert_eq!(get(admin, "/healthz").0, 200, "alive while draining");
+    let answer = client.recv_timeout(WAIT).await.expect("answer").expect("the in-flight answer");
+    assert_eq!(parse(&answer).id(), 7);
+    assert_eq!(dotgate.wait_exit(WAIT).and_then(|s| s.code()), Some(0), "{}", dotgate.stderr());
+}
