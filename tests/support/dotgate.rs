@@ -52,41 +52,57 @@ impl Dotgate {
     pub fn start(backends: &[SocketAddr], extra_args: &[&str]) -> Dotgate {
         for attempt in 1..=3 {
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
-            let mut args: Vec<String> = vec!["--listen".into(), addr.to_string()];
-            for b in backends {
-                args.push("--backend".into());
-                args.push(b.to_string());
-            }
-            args.extend(extra_args.iter().map(|s| s.to_string()));
-            let mut cmd = Command::new(DOTGATE_BIN);
-            cmd.args(&args);
-            let mut proc = TestProcess::spawn("dotgate", cmd);
-            let deadline = Instant::now() + START_TIMEOUT;
-            loop {
-                if proc.try_exit().is_some() {
-                    proc.wait_exit(Duration::from_secs(1)); // collect output
-                    let out = proc.describe();
+            match Dotgate::try_start_on(addr, backends, extra_args) {
+                Ok(dotgate) => return dotgate,
+                Err(out) => {
                     let lower = out.to_lowercase();
                     if attempt < 3 && (lower.contains("in use") || lower.contains("addrinuse")) {
-                        break;
+                        continue;
                     }
-                    panic!("dotgate {args:?} exited before listening on {addr}: {out}");
+                    panic!("dotgate exited before listening on {addr}: {out}");
                 }
-                // The kernel completes a TCP connect as soon as the socket listens, before the
-                // workers run (TCP_DEFER_ACCEPT holds it there): ready means the start line too.
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-                    && proc.wait_for_stderr("dotgate started", deadline.saturating_duration_since(Instant::now()))
-                {
-                    return Dotgate { addr, proc };
-                }
-                if Instant::now() >= deadline {
-                    proc.kill();
-                    panic!("dotgate {args:?} did not listen on {addr} within {START_TIMEOUT:?}: {}", proc.describe());
-                }
-                std::thread::sleep(Duration::from_millis(20));
             }
         }
         panic!("dotgate: address in use on 3 different ports");
+    }
+
+    /// Like [`Dotgate::start`], on exactly `addr` (another dotgate may listen there too:
+    /// SO_REUSEPORT).
+    pub fn start_on(addr: SocketAddr, backends: &[SocketAddr], extra_args: &[&str]) -> Dotgate {
+        Dotgate::try_start_on(addr, backends, extra_args)
+            .unwrap_or_else(|out| panic!("dotgate exited before listening on {addr}: {out}"))
+    }
+
+    /// Starts dotgate on `addr`; `Err` with its output if it exits first.
+    fn try_start_on(addr: SocketAddr, backends: &[SocketAddr], extra_args: &[&str]) -> Result<Dotgate, String> {
+        let mut args: Vec<String> = vec!["--listen".into(), addr.to_string()];
+        for b in backends {
+            args.push("--backend".into());
+            args.push(b.to_string());
+        }
+        args.extend(extra_args.iter().map(|s| s.to_string()));
+        let mut cmd = Command::new(DOTGATE_BIN);
+        cmd.args(&args);
+        let mut proc = TestProcess::spawn("dotgate", cmd);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if proc.try_exit().is_some() {
+                proc.wait_exit(Duration::from_secs(1)); // collect output
+                return Err(format!("{args:?}: {}", proc.describe()));
+            }
+            // The kernel completes a TCP connect as soon as the socket listens, before the
+            // workers run (TCP_DEFER_ACCEPT holds it there): ready means the start line too.
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+                && proc.wait_for_stderr("dotgate started", deadline.saturating_duration_since(Instant::now()))
+            {
+                return Ok(Dotgate { addr, proc });
+            }
+            if Instant::now() >= deadline {
+                proc.kill();
+                panic!("dotgate {args:?} did not listen on {addr} within {START_TIMEOUT:?}: {}", proc.describe());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Runs the binary with exactly `args`, without waiting for anything.

@@ -390,9 +390,34 @@ impl Connection {
                     Err(_) => return,
                 }
             }
+            let _ = SockRef::from(&self.socket).shutdown(std::net::Shutdown::Write);
+            // A socket closed with unread bytes sends RST, and a client that pipelined queries
+            // past our close_notify (drain, idle timeout) would see its connection reset instead
+            // of closed. Read and drop what it sends until its FIN, within the same time limit.
+            if self.client_open {
+                self.discard_until_eof().await;
+            }
         })
         .await;
-        let _ = SockRef::from(&self.socket).shutdown(std::net::Shutdown::Write);
+    }
+
+    /// Reads and drops everything until the client's EOF (or an error).
+    async fn discard_until_eof(&self) {
+        loop {
+            if self.socket.readable().await.is_err() {
+                return;
+            }
+            let read = self.socket.try_io(Interest::READABLE, || {
+                let mut buffers = self.ctx.buffers.borrow_mut();
+                (&*SockRef::from(&self.socket)).read(buffers.read_room(&[]))
+            });
+            match read {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if is_transient(&e) => {}
+                Err(_) => return,
+            }
+        }
     }
 }
 
