@@ -17,14 +17,15 @@ use std::sync::Arc;
 
 use super::{certified_key, pin_of_key, ticket_keys, Live, TlsSetup};
 use crate::config::ConfigError;
+use zeroize::Zeroizing;
 
 /// SHA-256 of the contents of a set of files.
 pub type Digest = [u8; 32];
 
 /// The contents of the files one piece of material comes from, read together, and their digest.
 pub struct Snapshot {
-    /// Each file's bytes, in the order asked for.
-    pub contents: Vec<Vec<u8>>,
+    /// Each file's bytes, in the order asked for; wiped when dropped (private keys, ticket keys).
+    pub contents: Vec<Zeroizing<Vec<u8>>>,
     pub digest: Digest,
 }
 
@@ -35,6 +36,7 @@ impl Snapshot {
         let mut contents = Vec::with_capacity(files.len());
         for (path, what) in files {
             let bytes = std::fs::read(path)
+                .map(Zeroizing::new)
                 .map_err(|e| ConfigError::Tls(format!("cannot read {what} {}: {e}", path.display())))?;
             // The length first, so that moving bytes from one file to the next changes the digest.
             hasher.update(&(bytes.len() as u64).to_be_bytes());

@@ -20,6 +20,7 @@ use std::fmt;
 use std::path::Path;
 
 use base64::Engine as _;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::config::ConfigError;
 
@@ -62,6 +63,14 @@ impl TicketKey {
     }
 }
 
+/// Key bytes do not outlive the key: wiped when it is dropped (after a rotation, a reload, or
+/// once the ticketer has derived its cipher contexts, which aws-lc wipes when freed).
+impl Drop for TicketKey {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
 impl fmt::Debug for TicketKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("TicketKey(..)")
@@ -71,6 +80,7 @@ impl fmt::Debug for TicketKey {
 /// Reads and checks a key file: at least one key, every key 80 bytes, no key name twice.
 pub fn read(path: &Path) -> Result<Vec<TicketKey>, ConfigError> {
     let bytes = std::fs::read(path)
+        .map(Zeroizing::new)
         .map_err(|e| ConfigError::Tls(format!("cannot read ticket key file {}: {e}", path.display())))?;
     from_bytes(path, &bytes)
 }
@@ -92,6 +102,7 @@ pub fn parse(text: &str) -> Result<Vec<TicketKey>, String> {
         }
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(line)
+            .map(Zeroizing::new)
             .map_err(|_| format!("line {line_no} is not base64 (one key per line, `#` for comments)"))?;
         let bytes: [u8; KEY_LEN] = bytes.as_slice().try_into().map_err(|_| {
             format!(

@@ -8,8 +8,6 @@
 
 use std::cell::{Cell, RefCell};
 
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use super::framing::{append_framed, append_framed_with};
@@ -96,9 +94,18 @@ impl AnswerQueue {
         self.draining.get()
     }
 
-    /// Resolves once something arrived since the last time it resolved. Cancel-safe.
-    pub fn woken(&self) -> Woken<'_> {
-        Woken(self)
+    /// Ready once something arrived since the last time it was ready; otherwise keeps the
+    /// task's waker (cloned only when the task changes) to be woken when something does.
+    pub fn poll_woken(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.woken.replace(false) {
+            return Poll::Ready(());
+        }
+        let kept = self.waker.take();
+        self.waker.set(match kept {
+            Some(waker) if waker.will_wake(cx.waker()) => Some(waker),
+            _ => Some(cx.waker().clone()),
+        });
+        Poll::Pending
     }
 
     fn wake(&self) {
@@ -141,25 +148,5 @@ impl ReplyTo for AnswerQueue {
 
     fn is_closed(&self) -> bool {
         self.closed.get()
-    }
-}
-
-/// The future of [`AnswerQueue::woken`].
-pub struct Woken<'a>(&'a AnswerQueue);
-
-impl Future for Woken<'_> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let queue = self.0;
-        if queue.woken.replace(false) {
-            return Poll::Ready(());
-        }
-        let kept = queue.waker.take();
-        queue.waker.set(match kept {
-            Some(waker) if waker.will_wake(cx.waker()) => Some(waker),
-            _ => Some(cx.waker().clone()),
-        });
-        Poll::Pending
     }
 }

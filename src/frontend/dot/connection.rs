@@ -16,9 +16,11 @@
 //! on drain; after the handshake dotgate sends close_notify whenever it closes.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io::{self, Read, Write};
 use std::ops::ControlFlow;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -90,7 +92,15 @@ enum Ending {
     Io,
 }
 
-/// What woke the connection.
+/// What ended a wait.
+enum Woke {
+    /// The socket is ready for this direction.
+    Socket(io::Result<Interest>),
+    Answers,
+    Deadline,
+}
+
+/// What woke the connection, and what came of it.
 enum Event {
     /// Bytes read (0: the client's EOF).
     Read(io::Result<usize>),
@@ -101,12 +111,16 @@ enum Event {
     Deadline,
 }
 
-/// Serves one accepted TCP connection to its end. `_admission` holds its place under the
+/// Serves one accepted TCP connection to its end. `admission` holds its place under the
 /// connection limits until then.
-pub async fn serve(tcp: TcpStream, ctx: Rc<DotContext>, _admission: Admission) {
+///
+/// Not an `async fn`: the connection is built before the future, and the future is a block
+/// that uses what it captured in place. (An `async fn` keeps its arguments beside the locals
+/// made from them, and every idle connection would carry both copies.)
+pub fn serve(tcp: TcpStream, ctx: Rc<DotContext>, admission: Admission) -> impl std::future::Future<Output = ()> {
     let answers = Rc::new(AnswerQueue::default());
     answers.set_idle_timeout(ctx.idle_timeout.get());
-    let _open = ctx.connections.enter(&answers);
+    let open = ctx.connections.enter(&answers);
     let mut conn = Connection {
         ctx,
         socket: tcp,
@@ -117,23 +131,28 @@ pub async fn serve(tcp: TcpStream, ctx: Rc<DotContext>, _admission: Admission) {
         answers,
         client_open: true,
     };
-    let ending = conn.run().await;
-    conn.answers.close();
-    let stats = &conn.ctx.stats;
-    match ending {
-        Ending::HandshakeFailed => {
-            bump(&stats.handshake_failures);
-            tracing::debug!("TLS handshake failed");
+    async move {
+        let ending = conn.run().await;
+        conn.answers.close();
+        let stats = &conn.ctx.stats;
+        match ending {
+            Ending::HandshakeFailed => {
+                bump(&stats.handshake_failures);
+                tracing::debug!("TLS handshake failed");
+            }
+            Ending::HandshakeTimeout => {
+                bump(&stats.handshake_failures);
+                tracing::debug!("TLS handshake timed out");
+            }
+            Ending::Idle => bump(&stats.connections_closed_idle),
+            Ending::Protocol => bump(&stats.connections_closed_protocol),
+            _ => {}
         }
-        Ending::HandshakeTimeout => {
-            bump(&stats.handshake_failures);
-            tracing::debug!("TLS handshake timed out");
-        }
-        Ending::Idle => bump(&stats.connections_closed_idle),
-        Ending::Protocol => bump(&stats.connections_closed_protocol),
-        _ => {}
+        conn.close(ending).await;
+        // Held to the end: the registration for drain and the place under the limits.
+        drop(open);
+        drop(admission);
     }
-    conn.close(ending).await;
 }
 
 struct Connection {
@@ -155,8 +174,9 @@ struct Connection {
 
 impl Connection {
     async fn run(&mut self) -> Ending {
-        let deadline = tokio::time::sleep(self.ctx.settings.handshake_timeout);
-        tokio::pin!(deadline);
+        // Boxed: tokio's timer entry is 96 bytes, and inline it would push every connection's
+        // task into the allocator's next size class (128-byte steps at this size).
+        let mut deadline = Box::pin(tokio::time::sleep(self.ctx.settings.handshake_timeout));
         // The ClientHello usually arrives with the connection: try it before any wait.
         let mut event = Event::Read(self.read_now());
         loop {
@@ -232,28 +252,35 @@ impl Connection {
             // or how long a client may leave its answers untaken.
             let deadline_armed = !established || outstanding == 0 || !self.unsent.is_empty();
             let want_write = !self.unsent.is_empty();
-            // One readiness future for both directions keeps the idle task small.
-            let interest = match (can_read, want_write) {
-                (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
-                (true, false) => Some(Interest::READABLE),
-                (false, true) => Some(Interest::WRITABLE),
-                (false, false) => None,
-            };
-            // Reads first: a stream of answers must not starve reading, and every step writes
-            // what is ready before the next wait, so answers cannot starve either.
-            event = tokio::select! {
-                biased;
-                ready = self.socket.ready(interest.unwrap_or(Interest::READABLE)), if interest.is_some() => {
-                    match ready {
-                        Ok(ready) if can_read && ready.is_readable() => {
-                            Event::Read(read_ready(&self.socket, &self.partial_record, &self.ctx.buffers))
-                        }
-                        Ok(_) => Event::Wrote(write_ready(&self.socket, &self.unsent)),
-                        Err(e) => Event::Read(Err(e)),
+            // One hand-written wait for the socket, the answer queue and the deadline, in that
+            // order: reads first, so a stream of answers cannot starve reading, and every step
+            // writes what is ready before the next wait, so answers cannot starve either. The
+            // wakers wait in the socket's own readiness slots and in the answer queue, not in
+            // futures of tokio's `ready()` and `select!`, which would add about 200 bytes to
+            // every idle connection's task.
+            let woke = std::future::poll_fn(|cx| {
+                if can_read || want_write {
+                    if let Poll::Ready(ready) = poll_ready(&self.socket, cx, can_read, want_write) {
+                        return Poll::Ready(Woke::Socket(ready));
                     }
                 }
-                _ = self.answers.woken() => Event::Answers,
-                _ = &mut deadline, if deadline_armed => Event::Deadline,
+                if self.answers.poll_woken(cx).is_ready() {
+                    return Poll::Ready(Woke::Answers);
+                }
+                if deadline_armed && deadline.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Woke::Deadline);
+                }
+                Poll::Pending
+            })
+            .await;
+            event = match woke {
+                Woke::Socket(Ok(Interest::READABLE)) => {
+                    Event::Read(read_ready(&self.socket, &self.partial_record, &self.ctx.buffers))
+                }
+                Woke::Socket(Ok(_)) => Event::Wrote(write_ready(&self.socket, &self.unsent)),
+                Woke::Socket(Err(e)) => Event::Read(Err(e)),
+                Woke::Answers => Event::Answers,
+                Woke::Deadline => Event::Deadline,
             };
             crate::runtime::pacing::note_event();
         }
@@ -382,9 +409,12 @@ impl Connection {
             }
             out.clear();
         }
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        // Boxed, like the deadline in `run`: it exists only while closing, so the idle task
+        // need not be sized for it.
+        let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, async {
             while !self.unsent.is_empty() {
-                match self.socket.writable().await.and_then(|()| write_ready(&self.socket, &self.unsent)) {
+                let writable = std::future::poll_fn(|cx| self.socket.poll_write_ready(cx)).await;
+                match writable.and_then(|()| write_ready(&self.socket, &self.unsent)) {
                     Ok(written) => self.unsent.advance(written),
                     Err(e) if is_transient(&e) => {}
                     Err(_) => return,
@@ -397,14 +427,14 @@ impl Connection {
             if self.client_open {
                 self.discard_until_eof().await;
             }
-        })
+        }))
         .await;
     }
 
     /// Reads and drops everything until the client's EOF (or an error).
     async fn discard_until_eof(&self) {
         loop {
-            if self.socket.readable().await.is_err() {
+            if std::future::poll_fn(|cx| self.socket.poll_read_ready(cx)).await.is_err() {
                 return;
             }
             let read = self.socket.try_io(Interest::READABLE, || {
@@ -442,6 +472,22 @@ fn read_ready(socket: &TcpStream, partial: &[u8], buffers: &RefCell<SharedBuffer
         (_, Some(read)) => Ok(read),
         (result, None) => result,
     }
+}
+
+/// Which wanted direction the socket is ready for, reads first; registers the task's waker for
+/// each wanted direction that is not.
+fn poll_ready(socket: &TcpStream, cx: &mut Context<'_>, read: bool, write: bool) -> Poll<io::Result<Interest>> {
+    if read {
+        if let Poll::Ready(ready) = socket.poll_read_ready(cx) {
+            return Poll::Ready(ready.map(|()| Interest::READABLE));
+        }
+    }
+    if write {
+        if let Poll::Ready(ready) = socket.poll_write_ready(cx) {
+            return Poll::Ready(ready.map(|()| Interest::WRITABLE));
+        }
+    }
+    Poll::Pending
 }
 
 /// Writes what is unsent after the socket reported writable.
