@@ -23,10 +23,11 @@ set -euo pipefail
 #   iproute2       ss (free ports, readiness), ip netns (test hosts)
 #   procps         ps, pgrep
 #   python3        helper scripts in tests
+#   prometheus     Prometheus and promtool: the dashboard, metrics and alert-rule tests
 #   (shellcheck)   lint for these scripts, run by scripts/test.sh
-PACKAGES=(unbound bind9 knot-dnsutils dnsperf openssl iproute2 procps python3 shellcheck "$@")
+PACKAGES=(unbound bind9 knot-dnsutils dnsperf openssl iproute2 procps python3 prometheus shellcheck "$@")
 # Daemons those packages ship; none of them may be left running by the install.
-DAEMONS=(unbound named dnsdist)
+DAEMONS=(unbound named dnsdist prometheus)
 
 # PIDs of running DAEMONS, from /proc (pgrep may not be installed yet).
 daemon_pids() {

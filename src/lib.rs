@@ -67,6 +67,9 @@ pub enum RunError {
 /// Binds, starts the workers, and serves until SIGTERM or SIGINT, then drains and returns.
 pub fn run(config: Config, tls: TlsSetup) -> Result<(), RunError> {
     let config = Arc::new(config);
+    // Raised before the listeners and connections need descriptors; said after the binds, so
+    // that a bad address stays the only line a failed start prints.
+    let open_files = sys::rlimit::raise_open_files();
     let mut skipped = Vec::new();
     let (listeners, bound) =
         frontend::dot::listen::bind_all(&config.listen, config.workers, config.tcp_fast_open, &mut skipped)?;
@@ -76,6 +79,15 @@ pub fn run(config: Config, tls: TlsSetup) -> Result<(), RunError> {
     };
     let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
 
+    match open_files {
+        Ok((_, open_files)) if (open_files as usize) < config.max_connections + 1024 => tracing::warn!(
+            open_files,
+            max_connections = config.max_connections,
+            "the open-file limit is below --max-connections: connections past it are refused at accept"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
     for (addr, e) in skipped {
         tracing::warn!(%addr, error = %e, "not listening on this address (no IPv6 here?)");
     }
@@ -93,7 +105,8 @@ pub fn run(config: Config, tls: TlsSetup) -> Result<(), RunError> {
     let limits = frontend::dot::limits::ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
     let worker_stats: Vec<Arc<WorkerStats>> =
         (0..listeners.len()).map(|_| Arc::new(WorkerStats::new(config.backends.len()))).collect();
-    let admin_state = Arc::new(admin::AdminState::new(worker_stats.clone(), config.backends.clone(), limits.clone()));
+    let admin_state =
+        Arc::new(admin::AdminState::new(worker_stats.clone(), config.backends.clone(), limits.clone(), tls.clone()));
     let mut threads = Vec::new();
     for (index, listeners) in listeners.into_iter().enumerate() {
         let spec = WorkerSpec {

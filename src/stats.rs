@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 /// A count with a single writer (its worker) and any number of readers.
 #[derive(Default, Debug)]
@@ -34,13 +35,53 @@ pub fn bump(counter: &Counter) {
     counter.add(1);
 }
 
-/// What a worker sees of one backend, refreshed once a second (not per query).
+/// Upper bounds of the latency histograms' buckets, in microseconds: 0.5 ms to 5 s, which
+/// covers a cache hit on loopback, a recursion and a retry after the upstream timeout.
+pub const LATENCY_BOUNDS_MICROS: [u64; 13] =
+    [500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000];
+
+/// A latency histogram with one writer: a count per bucket (not cumulative; the exposition
+/// adds them up) and the sum. Observing is a binary search over 13 bounds and two adds.
+#[derive(Default, Debug)]
+pub struct Histogram {
+    /// `buckets[i]` counts observations in (bound[i-1], bound[i]]; the last one, above all.
+    pub buckets: [Counter; LATENCY_BOUNDS_MICROS.len() + 1],
+    pub sum_micros: Counter,
+}
+
+impl Histogram {
+    #[inline]
+    pub fn observe(&self, elapsed: Duration) {
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.buckets[LATENCY_BOUNDS_MICROS.partition_point(|&bound| bound < micros)].add(1);
+        self.sum_micros.add(micros);
+    }
+}
+
+/// What a worker did with one backend, and how it judges it.
 #[derive(Debug)]
-pub struct BackendGauges {
-    /// Not marked down by this worker.
+pub struct BackendStats {
+    /// Queries sent over UDP (first tries and retries).
+    pub queries_udp: Counter,
+    /// Queries sent over TCP (after a truncated UDP answer).
+    pub queries_tcp: Counter,
+    /// Attempts unanswered within the upstream timeout.
+    pub timeouts: Counter,
+    /// From an attempt's send to its answer.
+    pub latency: Histogram,
+    /// Not marked down by this worker (refreshed once a second).
     pub up: AtomicBool,
-    /// Queries this worker has waiting on the backend.
+    /// Queries this worker has waiting on the backend (refreshed once a second).
     pub outstanding: AtomicU64,
+}
+
+/// TLS handshakes completed, by version and kind.
+#[derive(Default, Debug)]
+pub struct Handshakes {
+    pub tls12_full: Counter,
+    pub tls12_resumed: Counter,
+    pub tls13_full: Counter,
+    pub tls13_resumed: Counter,
 }
 
 /// One worker's counters and gauges.
@@ -56,10 +97,6 @@ pub struct WorkerStats {
     pub answers_notimp: Counter,
     /// Queries answered locally with SERVFAIL (no backend answered in time).
     pub answers_servfail: Counter,
-    /// Queries sent to a backend (first tries, retries and TCP fallbacks).
-    pub upstream_sends: Counter,
-    /// Upstream attempts that got no answer within the upstream timeout.
-    pub upstream_timeouts: Counter,
     /// Queries retried on another backend after a timeout.
     pub upstream_retries: Counter,
     /// UDP answers with TC=1 asked again over TCP.
@@ -79,20 +116,32 @@ pub struct WorkerStats {
     pub dropped_garbage: Counter,
     /// Client TCP connections accepted.
     pub connections_accepted: Counter,
-    /// TLS handshakes that failed or timed out.
+    /// TLS handshakes that failed (not TLS, refused, broken).
     pub handshake_failures: Counter,
+    /// TLS handshakes not finished within the handshake timeout.
+    pub handshake_timeouts: Counter,
+    /// TLS handshakes completed.
+    pub handshakes: Handshakes,
     /// Connections closed for a framing error or a response sent by the client.
     pub connections_closed_protocol: Counter,
     /// Connections closed by the idle timeout.
     pub connections_closed_idle: Counter,
+    /// Connections closed after the client's EOF or close_notify, every answer out.
+    pub connections_closed_client: Counter,
+    /// Connections closed on a socket error, or a client that stopped taking answers.
+    pub connections_closed_error: Counter,
+    /// Connections closed by drain, every answer out.
+    pub connections_closed_drain: Counter,
     /// Connections closed at accept: `--max-connections` reached.
     pub connections_refused_limit: Counter,
     /// Connections closed at accept: `--max-connections-per-ip` reached for their address.
     pub connections_refused_per_ip: Counter,
+    /// Relayed queries, from the query's arrival to its answer (the backend's or SERVFAIL).
+    pub query_latency: Histogram,
     /// Queries waiting on a backend (refreshed once a second).
     pub in_flight: AtomicU64,
-    /// Per backend, in the configured order (refreshed once a second).
-    pub backends: Box<[BackendGauges]>,
+    /// Per backend, in the configured order.
+    pub backends: Box<[BackendStats]>,
 }
 
 /// How a counter is exposed: metric name (after `dotgate_`) and its labels.
@@ -112,30 +161,27 @@ const fn exposed(
 }
 
 /// The help text of each counter metric.
-pub const COUNTER_HELP: [(&str, &str); 13] = [
+pub const COUNTER_HELP: [(&str, &str); 12] = [
     ("queries_received_total", "DNS messages read from clients, well-formed or not."),
     ("answers_total", "Answers written to clients, by source (backend or local) and RCODE."),
-    ("upstream_queries_total", "Queries sent to backends: first tries, retries and TCP fallbacks."),
-    ("upstream_timeouts_total", "Upstream attempts unanswered within the upstream timeout."),
     ("upstream_retries_total", "Queries retried on another backend after a timeout."),
     ("upstream_tc_fallbacks_total", "Truncated UDP answers asked again over TCP."),
     ("upstream_tcp_failures_total", "Upstream TCP connections that failed with queries waiting on them."),
     ("upstream_send_errors_total", "Upstream UDP sends the kernel refused."),
     ("upstream_answers_dropped_total", "Upstream datagrams dropped, by reason: never delivered to a client."),
     ("connections_accepted_total", "Client TCP connections accepted."),
-    ("tls_handshake_failures_total", "TLS handshakes that failed or timed out."),
-    ("connections_closed_total", "Client connections closed by dotgate, by reason."),
+    ("tls_handshake_failures_total", "TLS handshakes that failed (error) or did not finish in time (timeout)."),
+    ("tls_handshakes_total", "TLS handshakes completed, by version and kind (full or resumed)."),
+    ("connections_closed_total", "Client connections closed after their handshake, by reason."),
     ("connections_rejected_total", "Client connections closed at accept by a connection limit, by reason."),
 ];
 
 /// Every counter, in `WorkerStats::counters` order.
-pub const COUNTERS: [Exposed; 20] = [
+pub const COUNTERS: [Exposed; 26] = [
     exposed("queries", "queries_received_total", &[]),
     exposed("answers_formerr", "answers_total", &[("source", "local"), ("rcode", "FORMERR")]),
     exposed("answers_notimp", "answers_total", &[("source", "local"), ("rcode", "NOTIMP")]),
     exposed("answers_servfail", "answers_total", &[("source", "local"), ("rcode", "SERVFAIL")]),
-    exposed("upstream_sends", "upstream_queries_total", &[]),
-    exposed("upstream_timeouts", "upstream_timeouts_total", &[]),
     exposed("upstream_retries", "upstream_retries_total", &[]),
     exposed("tc_fallbacks", "upstream_tc_fallbacks_total", &[]),
     exposed("upstream_tcp_failures", "upstream_tcp_failures_total", &[]),
@@ -145,9 +191,17 @@ pub const COUNTERS: [Exposed; 20] = [
     exposed("dropped_question_mismatch", "upstream_answers_dropped_total", &[("reason", "question_mismatch")]),
     exposed("dropped_garbage", "upstream_answers_dropped_total", &[("reason", "garbage")]),
     exposed("connections_accepted", "connections_accepted_total", &[]),
-    exposed("handshake_failures", "tls_handshake_failures_total", &[]),
+    exposed("handshake_failures", "tls_handshake_failures_total", &[("reason", "error")]),
+    exposed("handshake_timeouts", "tls_handshake_failures_total", &[("reason", "timeout")]),
+    exposed("handshakes_tls12_full", "tls_handshakes_total", &[("version", "TLSv1.2"), ("kind", "full")]),
+    exposed("handshakes_tls12_resumed", "tls_handshakes_total", &[("version", "TLSv1.2"), ("kind", "resumed")]),
+    exposed("handshakes_tls13_full", "tls_handshakes_total", &[("version", "TLSv1.3"), ("kind", "full")]),
+    exposed("handshakes_tls13_resumed", "tls_handshakes_total", &[("version", "TLSv1.3"), ("kind", "resumed")]),
     exposed("connections_closed_protocol", "connections_closed_total", &[("reason", "protocol")]),
     exposed("connections_closed_idle", "connections_closed_total", &[("reason", "idle")]),
+    exposed("connections_closed_client", "connections_closed_total", &[("reason", "client")]),
+    exposed("connections_closed_error", "connections_closed_total", &[("reason", "error")]),
+    exposed("connections_closed_drain", "connections_closed_total", &[("reason", "drain")]),
     exposed("connections_refused_limit", "connections_rejected_total", &[("reason", "limit")]),
     exposed("connections_refused_per_ip", "connections_rejected_total", &[("reason", "per_ip")]),
 ];
@@ -155,20 +209,25 @@ pub const COUNTERS: [Exposed; 20] = [
 impl WorkerStats {
     /// Counters and gauges for a worker relaying to `backends` backends.
     pub fn new(backends: usize) -> WorkerStats {
-        // Up until marked down, as the relay judges (it starts with every backend up).
-        let gauges = || BackendGauges { up: AtomicBool::new(true), outstanding: AtomicU64::new(0) };
-        WorkerStats { backends: (0..backends).map(|_| gauges()).collect(), ..Default::default() }
+        let backend = || BackendStats {
+            queries_udp: Counter::default(),
+            queries_tcp: Counter::default(),
+            timeouts: Counter::default(),
+            latency: Histogram::default(),
+            // Up until marked down, as the relay judges (it starts with every backend up).
+            up: AtomicBool::new(true),
+            outstanding: AtomicU64::new(0),
+        };
+        WorkerStats { backends: (0..backends).map(|_| backend()).collect(), ..Default::default() }
     }
 
     /// Every counter, in `COUNTERS` order.
-    pub fn counters(&self) -> [&Counter; 20] {
+    pub fn counters(&self) -> [&Counter; 26] {
         [
             &self.queries,
             &self.answers_formerr,
             &self.answers_notimp,
             &self.answers_servfail,
-            &self.upstream_sends,
-            &self.upstream_timeouts,
             &self.upstream_retries,
             &self.tc_fallbacks,
             &self.upstream_tcp_failures,
@@ -179,8 +238,16 @@ impl WorkerStats {
             &self.dropped_garbage,
             &self.connections_accepted,
             &self.handshake_failures,
+            &self.handshake_timeouts,
+            &self.handshakes.tls12_full,
+            &self.handshakes.tls12_resumed,
+            &self.handshakes.tls13_full,
+            &self.handshakes.tls13_resumed,
             &self.connections_closed_protocol,
             &self.connections_closed_idle,
+            &self.connections_closed_client,
+            &self.connections_closed_error,
+            &self.connections_closed_drain,
             &self.connections_refused_limit,
             &self.connections_refused_per_ip,
         ]
@@ -210,7 +277,14 @@ pub const RCODE_NAMES: [&str; 16] = [
 impl fmt::Display for WorkerStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let backend: u64 = self.answers_backend.iter().map(Counter::get).sum();
-        write!(f, "answers_backend={backend}")?;
+        let sum = |pick: fn(&BackendStats) -> &Counter| -> u64 { self.backends.iter().map(|b| pick(b).get()).sum() };
+        write!(
+            f,
+            "answers_backend={backend} upstream_udp={} upstream_tcp={} upstream_timeouts={}",
+            sum(|b| &b.queries_udp),
+            sum(|b| &b.queries_tcp),
+            sum(|b| &b.timeouts)
+        )?;
         for (exposed, counter) in COUNTERS.iter().zip(self.counters()) {
             write!(f, " {}={}", exposed.field, counter.get())?;
         }
@@ -223,6 +297,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn histogram_buckets_by_upper_bound() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(500)); // on a bound: that bucket
+        h.observe(Duration::from_micros(501));
+        h.observe(Duration::from_millis(30));
+        h.observe(Duration::from_secs(60)); // above every bound
+        let counts: Vec<u64> = h.buckets.iter().map(Counter::get).collect();
+        assert_eq!(counts[0], 1);
+        assert_eq!(counts[1], 1);
+        assert_eq!(counts[6], 1, "30 ms is in (25, 50] ms");
+        assert_eq!(counts[LATENCY_BOUNDS_MICROS.len()], 1);
+        assert_eq!(h.sum_micros.get(), 500 + 501 + 30_000 + 60_000_000);
+    }
+
+    #[test]
     fn counters_and_names_line_up() {
         let stats = WorkerStats::new(1);
         stats.upstream_retries.add(3);
@@ -230,6 +319,6 @@ mod tests {
         let line = stats.to_string();
         assert!(line.contains("upstream_retries=3 "), "{line}");
         assert!(line.ends_with("connections_refused_per_ip=1"), "{line}");
-        assert_eq!(line.split(' ').count(), COUNTERS.len() + 1);
+        assert_eq!(line.split(' ').count(), COUNTERS.len() + 4);
     }
 }

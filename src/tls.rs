@@ -143,6 +143,15 @@ impl TlsSetup {
     pub fn reload_counts(&self) -> &ReloadCounts {
         &self.live.counts
     }
+
+    /// When the certificate in service expires (its notAfter), in seconds since the Unix
+    /// epoch; `None` if it cannot be parsed (rustls took it, so that should not happen).
+    pub fn certificate_not_after(&self) -> Option<i64> {
+        let certified = self.live.cert.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let der = certified.end_entity_cert().ok()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+        Some(cert.validity().not_after.timestamp())
+    }
 }
 
 /// The RFC 7858 / RFC 7469 pin of a public key: base64(SHA-256(SubjectPublicKeyInfo DER)).

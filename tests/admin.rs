@@ -51,7 +51,17 @@ async fn metrics_count_what_clients_saw() {
     assert_eq!(value(r#"dotgate_answers_total{source="backend",rcode="NOERROR"}"#), 5.0);
     assert_eq!(value(r#"dotgate_answers_total{source="backend",rcode="SERVFAIL"}"#), 1.0);
     assert_eq!(value(r#"dotgate_answers_total{source="local",rcode="SERVFAIL"}"#), 0.0);
-    assert_eq!(value("dotgate_upstream_queries_total"), 6.0);
+    let backend_label = format!(r#"backend="{}""#, backend.addr);
+    assert_eq!(value(&format!(r#"dotgate_upstream_queries_total{{{backend_label},transport="udp"}}"#)), 6.0);
+    assert_eq!(value(&format!(r#"dotgate_upstream_queries_total{{{backend_label},transport="tcp"}}"#)), 0.0);
+    assert_eq!(value(r#"dotgate_tls_handshakes_total{version="TLSv1.3",kind="full"}"#), 1.0);
+    // Both latency histograms saw the six relayed queries, all well under a second.
+    assert_eq!(value("dotgate_query_duration_seconds_count"), 6.0);
+    assert_eq!(value(r#"dotgate_query_duration_seconds_bucket{le="1"}"#), 6.0);
+    assert_eq!(value(&format!("dotgate_upstream_duration_seconds_count{{{backend_label}}}")), 6.0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!(value("dotgate_certificate_expiry_timestamp_seconds") > now, "the certificate expires in the future");
+    assert_eq!(value(r#"dotgate_tls_reloads_total{material="certificate",result="refused"}"#), 0.0);
     assert_eq!(value("dotgate_connections_open"), 1.0, "the test client's connection");
     assert!(value("dotgate_connections_accepted_total") >= 1.0);
     assert_eq!(value(&format!(r#"dotgate_backend_up{{backend="{}"}}"#, backend.addr)), 1.0);
@@ -61,6 +71,7 @@ async fn metrics_count_what_clients_saw() {
     drop(client);
     let (_, page) = poll(admin, "/metrics", WAIT, |_, page| sample(page, "dotgate_connections_open") == Some(0.0));
     assert_eq!(sample(&page, "dotgate_connections_open"), Some(0.0), "closed connections are not counted as open");
+    assert_eq!(sample(&page, r#"dotgate_connections_closed_total{reason="client"}"#), Some(1.0), "{page}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

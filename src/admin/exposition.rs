@@ -6,13 +6,15 @@
 //! the sums into a recorder of its own (not the process-global one) once per scrape. It never
 //! writes anything a worker reads.
 
+use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 
 use metrics::{Label, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 
 use super::{AdminState, Readiness};
-use crate::stats::{COUNTERS, COUNTER_HELP, RCODE_NAMES};
+use crate::stats::{Histogram, WorkerStats, COUNTERS, COUNTER_HELP, LATENCY_BOUNDS_MICROS, RCODE_NAMES};
+use crate::tls::reload::Material;
 
 /// Backend answer RCODEs always exposed, even at zero, so that dashboards and alerts find a
 /// series from the first scrape; the others appear once seen.
@@ -32,14 +34,80 @@ impl Exposition {
     /// The current figures in the Prometheus text format.
     pub fn render(&self, state: &AdminState) -> String {
         metrics::with_local_recorder(&self.recorder, || record(state));
-        self.recorder.handle().render()
+        let mut page = self.recorder.handle().render();
+        // The workers' histograms are bucketed already; the recorder only takes samples, so
+        // they are written here.
+        histogram(
+            &mut page,
+            "dotgate_query_duration_seconds",
+            "Relayed queries, from arrival to answer (the backend's or SERVFAIL).",
+            &[(None, state.workers.iter().map(|w| &w.query_latency).collect())],
+        );
+        let per_backend = state
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| {
+                let label = format!("backend=\"{addr}\"");
+                (Some(label), state.workers.iter().filter_map(|w| w.backends.get(i).map(|b| &b.latency)).collect())
+            })
+            .collect::<Vec<_>>();
+        histogram(
+            &mut page,
+            "dotgate_upstream_duration_seconds",
+            "Upstream attempts, from send to the backend's answer.",
+            &per_backend,
+        );
+        page
     }
+}
+
+/// Writes one histogram family: per series, the workers' histograms added up.
+fn histogram(page: &mut String, name: &str, help: &str, series: &[(Option<String>, Vec<&Histogram>)]) {
+    let _ = writeln!(page, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (label, parts) in series {
+        let (open, sep) = match label {
+            Some(label) => (format!("{{{label},"), format!("{{{label}}}")),
+            None => ("{".to_owned(), String::new()),
+        };
+        let mut cumulative = 0u64;
+        for (i, bound) in LATENCY_BOUNDS_MICROS.iter().enumerate() {
+            cumulative += parts.iter().map(|h| h.buckets[i].get()).sum::<u64>();
+            let _ = writeln!(page, "{name}_bucket{open}le=\"{}\"}} {cumulative}", *bound as f64 / 1e6);
+        }
+        cumulative += parts.iter().map(|h| h.buckets[LATENCY_BOUNDS_MICROS.len()].get()).sum::<u64>();
+        let sum_micros: u64 = parts.iter().map(|h| h.sum_micros.get()).sum();
+        let _ = writeln!(page, "{name}_bucket{open}le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(page, "{name}_sum{sep} {}", sum_micros as f64 / 1e6);
+        let _ = writeln!(page, "{name}_count{sep} {cumulative}");
+    }
+    page.push('\n');
 }
 
 fn describe() {
     for (metric, help) in COUNTER_HELP {
         metrics::describe_counter!(format!("dotgate_{metric}"), Unit::Count, help);
     }
+    metrics::describe_counter!(
+        "dotgate_upstream_queries_total",
+        Unit::Count,
+        "Queries sent to a backend, by transport: first tries and retries over UDP, truncated answers asked again over TCP."
+    );
+    metrics::describe_counter!(
+        "dotgate_upstream_timeouts_total",
+        Unit::Count,
+        "Upstream attempts unanswered within the upstream timeout."
+    );
+    metrics::describe_counter!(
+        "dotgate_tls_reloads_total",
+        Unit::Count,
+        "Certificate and ticket-key reloads: new material put in service (reloaded) or refused as broken (refused)."
+    );
+    metrics::describe_gauge!(
+        "dotgate_certificate_expiry_timestamp_seconds",
+        Unit::Seconds,
+        "When the certificate in service expires (notAfter), in seconds since the Unix epoch."
+    );
     metrics::describe_gauge!("dotgate_connections_open", "Client connections open, all workers together.");
     metrics::describe_gauge!("dotgate_queries_in_flight", "Queries waiting on a backend (refreshed each second).");
     metrics::describe_gauge!("dotgate_backend_up", "1 while the backend is not marked down by every worker.");
@@ -49,7 +117,7 @@ fn describe() {
 }
 
 fn record(state: &AdminState) {
-    let sum = |pick: &dyn Fn(&crate::stats::WorkerStats) -> u64| -> u64 { state.workers.iter().map(|w| pick(w)).sum() };
+    let sum = |pick: &dyn Fn(&WorkerStats) -> u64| -> u64 { state.workers.iter().map(|w| pick(w)).sum() };
 
     for (i, exposed) in COUNTERS.iter().enumerate() {
         let labels: Vec<Label> = exposed.labels.iter().map(|&(k, v)| Label::from_static_parts(k, v)).collect();
@@ -66,10 +134,26 @@ fn record(state: &AdminState) {
     metrics::gauge!("dotgate_queries_in_flight").set(sum(&|w| w.in_flight.load(Relaxed)) as f64);
     for (i, backend) in state.backends.iter().enumerate() {
         let name = backend.to_string();
+        let of_backend = |pick: fn(&crate::stats::BackendStats) -> u64| sum(&|w| w.backends.get(i).map_or(0, pick));
+        metrics::counter!("dotgate_upstream_queries_total", "backend" => name.clone(), "transport" => "udp")
+            .absolute(of_backend(|b| b.queries_udp.get()));
+        metrics::counter!("dotgate_upstream_queries_total", "backend" => name.clone(), "transport" => "tcp")
+            .absolute(of_backend(|b| b.queries_tcp.get()));
+        metrics::counter!("dotgate_upstream_timeouts_total", "backend" => name.clone())
+            .absolute(of_backend(|b| b.timeouts.get()));
         let up = if state.backend_up(i) { 1.0 } else { 0.0 };
         metrics::gauge!("dotgate_backend_up", "backend" => name.clone()).set(up);
         let outstanding = sum(&|w| w.backends.get(i).map_or(0, |b| b.outstanding.load(Relaxed)));
         metrics::gauge!("dotgate_backend_outstanding", "backend" => name).set(outstanding as f64);
+    }
+    let counts = state.tls.reload_counts();
+    for (material, label) in [(Material::Certificate, "certificate"), (Material::TicketKeys, "ticket_keys")] {
+        let (reloaded, refused) = counts.of(material);
+        metrics::counter!("dotgate_tls_reloads_total", "material" => label, "result" => "reloaded").absolute(reloaded);
+        metrics::counter!("dotgate_tls_reloads_total", "material" => label, "result" => "refused").absolute(refused);
+    }
+    if let Some(not_after) = state.tls.certificate_not_after() {
+        metrics::gauge!("dotgate_certificate_expiry_timestamp_seconds").set(not_after as f64);
     }
     let ready = if state.readiness() == Readiness::Ready { 1.0 } else { 0.0 };
     metrics::gauge!("dotgate_ready").set(ready);

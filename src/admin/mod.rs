@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 
 use crate::frontend::dot::limits::ConnectionLimits;
 use crate::stats::WorkerStats;
+use crate::tls::TlsSetup;
 
 /// Admin connections served at once; more are closed at accept (scrapers and probes need few).
 const MAX_CONNECTIONS: usize = 64;
@@ -40,6 +41,8 @@ pub struct AdminState {
     pub workers: Vec<Arc<WorkerStats>>,
     pub backends: Vec<SocketAddr>,
     pub limits: Arc<ConnectionLimits>,
+    /// For the reload counts and the certificate's expiry.
+    pub tls: TlsSetup,
     /// The workers are running with their listeners open.
     serving: AtomicBool,
     /// Shutdown began: no new clients.
@@ -57,11 +60,17 @@ pub enum Readiness {
 }
 
 impl AdminState {
-    pub fn new(workers: Vec<Arc<WorkerStats>>, backends: Vec<SocketAddr>, limits: Arc<ConnectionLimits>) -> AdminState {
+    pub fn new(
+        workers: Vec<Arc<WorkerStats>>,
+        backends: Vec<SocketAddr>,
+        limits: Arc<ConnectionLimits>,
+        tls: TlsSetup,
+    ) -> AdminState {
         AdminState {
             workers,
             backends,
             limits,
+            tls,
             serving: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             exposition: exposition::Exposition::new(),

@@ -8,6 +8,7 @@
 
 use std::ops::Range;
 use std::rc::Rc;
+use std::time::Instant;
 
 use rand::Rng;
 
@@ -60,6 +61,10 @@ pub struct Inflight {
     pub generation: u32,
     /// A health probe: never retried elsewhere, never answered to anyone.
     pub probe: bool,
+    /// When the first attempt went out (about when the client's query arrived).
+    pub submitted: Option<Instant>,
+    /// When the current attempt went out.
+    pub sent: Option<Instant>,
 }
 
 impl Inflight {
@@ -78,6 +83,8 @@ impl Inflight {
             tcp_attempts: 0,
             generation: 0,
             probe: false,
+            submitted: None,
+            sent: None,
         }
     }
 

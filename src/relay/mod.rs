@@ -211,6 +211,7 @@ impl Relay {
         }
         st.pending_sends.push(PendingSend { socket: socket as u16, key, generation });
         st.backends.add_outstanding(backend);
+        bump(&self.stats.backends[backend].queries_udp);
         self.arm_deadline(st, key, generation);
         true
     }
@@ -244,7 +245,6 @@ impl Relay {
                 .filter_map(|p| current(p).map(|entry| (st.backends.addr(entry.backend), entry.query.as_slice())));
             let socket = group[0].socket as usize;
             let outcome = self.sockets.send_batch(socket, &mut batch, live);
-            self.stats.upstream_sends.add(outcome.sent as u64);
             self.stats.upstream_send_errors.add(outcome.refused as u64);
             if outcome.blocked {
                 // Rare (a full kernel buffer): keep the rest for when the socket drains.
@@ -265,9 +265,16 @@ impl Relay {
         blocked
     }
 
+    /// Starts the upstream timeout of the attempt just queued, and notes when it (and, for the
+    /// first attempt, the query) went out.
     fn arm_deadline(&self, st: &mut RelayState, key: Key, generation: u32) {
+        let now = Instant::now();
+        if let Some(entry) = st.table.get_mut(key) {
+            entry.sent = Some(now);
+            entry.submitted.get_or_insert(now);
+        }
         let was_empty = st.deadlines.is_empty();
-        st.deadlines.push_back(Deadline { key, generation, at: Instant::now() + self.settings.upstream_timeout });
+        st.deadlines.push_back(Deadline { key, generation, at: now + self.settings.upstream_timeout });
         if was_empty {
             self.timer_wake.notify_one();
         }
@@ -300,7 +307,8 @@ impl Relay {
             return;
         }
         let backend = entry.backend;
-        if let HealthChange::CameBack = st.backends.answered(backend, Instant::now()) {
+        let now = Instant::now();
+        if let HealthChange::CameBack = st.backends.answered(backend, now) {
             info!(worker = self.settings.worker, backend = %st.backends.addr(backend), "backend answers again: marked up");
         }
         st.table.release_route(key);
@@ -309,7 +317,7 @@ impl Relay {
             self.send_tcp(&mut st, key);
             return;
         }
-        self.finish(st, key, answer);
+        self.finish(st, key, answer, now);
     }
 
     /// A datagram whose source is not an IP address (cannot happen on an IP socket; counted
@@ -336,17 +344,24 @@ impl Relay {
             return;
         }
         let backend = entry.backend;
-        st.backends.answered(backend, Instant::now());
+        let now = Instant::now();
+        st.backends.answered(backend, now);
         st.table.release_route(key);
-        self.finish(st, key, answer);
+        self.finish(st, key, answer, now);
     }
 
-    /// Hands a matched answer to its requester and frees the entry.
-    fn finish(&self, mut st: std::cell::RefMut<'_, RelayState>, key: Key, answer: &mut [u8]) {
+    /// Hands a matched answer (arrived at `now`) to its requester and frees the entry.
+    fn finish(&self, mut st: std::cell::RefMut<'_, RelayState>, key: Key, answer: &mut [u8], now: Instant) {
         let entry = st.table.remove(key);
         st.backends.sub_outstanding(entry.backend);
         drop(st);
+        if let Some(sent) = entry.sent {
+            self.stats.backends[entry.backend].latency.observe(now.saturating_duration_since(sent));
+        }
         if !entry.probe {
+            if let Some(submitted) = entry.submitted {
+                self.stats.query_latency.observe(now.saturating_duration_since(submitted));
+            }
             dns::set_id(answer, entry.client_id);
             bump(&self.stats.answers_backend[usize::from(answer[3] & 0x0F)]);
             entry.reply.deliver(answer, entry.tag);
@@ -381,7 +396,7 @@ impl Relay {
         entry.tcp_attempts += 1;
         entry.generation = generation;
         conn.send(id, key, &entry.query);
-        bump(&self.stats.upstream_sends);
+        bump(&self.stats.backends[backend].queries_tcp);
         self.arm_deadline(st, key, generation);
     }
 
@@ -432,7 +447,7 @@ impl Relay {
             }
             let (backend, attempts, probe, closed) =
                 (entry.backend, entry.attempts, entry.probe, entry.reply.is_closed());
-            bump(&self.stats.upstream_timeouts);
+            bump(&self.stats.backends[backend].timeouts);
             st.table.release_route(key);
             st.backends.sub_outstanding(backend);
             if st.backends.timed_out(backend) == HealthChange::WentDown {
@@ -463,6 +478,9 @@ impl Relay {
             scratch.clear();
             dns::write_local_answer(&entry.query, entry.client_id, dns::rcode::SERVFAIL, &mut scratch);
             bump(&self.stats.answers_servfail);
+            if let Some(submitted) = entry.submitted {
+                self.stats.query_latency.observe(submitted.elapsed());
+            }
             entry.reply.deliver(&scratch, entry.tag);
         }
         self.state.borrow_mut().table.recycle(entry.query);

@@ -49,22 +49,37 @@ impl Snapshot {
     }
 }
 
-/// Reloads so far, for logs now and metrics later.
+/// Which material a reload was about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Material {
+    Certificate = 0,
+    TicketKeys = 1,
+}
+
+/// Reloads so far, for the logs and the metrics.
 #[derive(Debug, Default)]
 pub struct ReloadCounts {
-    reloaded: AtomicU64,
-    refused: AtomicU64,
+    /// New material put in service, per `Material`.
+    reloaded: [AtomicU64; 2],
+    /// New material found broken and refused (the old stayed in service), per `Material`.
+    refused: [AtomicU64; 2],
 }
 
 impl ReloadCounts {
-    /// New material put in service.
+    /// New material put in service, of either kind.
     pub fn reloaded(&self) -> u64 {
-        self.reloaded.load(Ordering::Relaxed)
+        self.reloaded.iter().map(|n| n.load(Ordering::Relaxed)).sum()
     }
 
-    /// New material found broken and refused (the old stayed in service).
+    /// New material refused, of either kind.
     pub fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
+        self.refused.iter().map(|n| n.load(Ordering::Relaxed)).sum()
+    }
+
+    /// (put in service, refused) for `material`.
+    pub fn of(&self, material: Material) -> (u64, u64) {
+        let i = material as usize;
+        (self.reloaded[i].load(Ordering::Relaxed), self.refused[i].load(Ordering::Relaxed))
     }
 }
 
@@ -133,7 +148,7 @@ impl Reloader {
             Ok(format!("pin-sha256=\"{pin}\""))
         });
         let what = format!("certificate {} and key {}", cert_path.display(), key_path.display());
-        self.report(&what, outcome);
+        self.report(Material::Certificate, &what, outcome);
     }
 
     fn reload_ticket_keys(&mut self, forced: bool) {
@@ -149,19 +164,20 @@ impl Reloader {
                 n => format!("{n} keys"),
             })
         });
-        self.report(&format!("ticket keys {}", path.display()), outcome);
+        self.report(Material::TicketKeys, &format!("ticket keys {}", path.display()), outcome);
     }
 
     /// Counts and logs one reload: `Ok(details)` for material put in service.
-    fn report(&self, what: &str, outcome: Result<String, ConfigError>) {
+    fn report(&self, material: Material, what: &str, outcome: Result<String, ConfigError>) {
         let counts = &self.live.counts;
         match outcome {
             Ok(details) => {
-                let n = counts.reloaded.fetch_add(1, Ordering::Relaxed) + 1;
+                counts.reloaded[material as usize].fetch_add(1, Ordering::Relaxed);
+                let n = counts.reloaded();
                 tracing::info!("reloaded {what}: {details} (reload {n}); new handshakes use it");
             }
             Err(e) => {
-                counts.refused.fetch_add(1, Ordering::Relaxed);
+                counts.refused[material as usize].fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("refusing the new {what} (the ones in service stay): {e}");
             }
         }

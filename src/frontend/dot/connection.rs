@@ -141,12 +141,14 @@ pub fn serve(tcp: TcpStream, ctx: Rc<DotContext>, admission: Admission) -> impl 
                 tracing::debug!("TLS handshake failed");
             }
             Ending::HandshakeTimeout => {
-                bump(&stats.handshake_failures);
+                bump(&stats.handshake_timeouts);
                 tracing::debug!("TLS handshake timed out");
             }
             Ending::Idle => bump(&stats.connections_closed_idle),
             Ending::Protocol => bump(&stats.connections_closed_protocol),
-            _ => {}
+            Ending::ClientDone => bump(&stats.connections_closed_client),
+            Ending::Io => bump(&stats.connections_closed_error),
+            Ending::Drained => bump(&stats.connections_closed_drain),
         }
         conn.close(ending).await;
         // Held to the end: the registration for drain and the place under the limits.
@@ -364,6 +366,9 @@ impl Connection {
             }
         };
         refused?;
+        if !was_established && session.is_established() {
+            count_handshake(&self.ctx, session);
+        }
         if fed.peer_closed {
             self.client_open = false;
         }
@@ -449,6 +454,18 @@ impl Connection {
             }
         }
     }
+}
+
+/// Counts a completed handshake by version and kind.
+fn count_handshake(ctx: &DotContext, session: &TlsSession) {
+    let handshakes = &ctx.stats.handshakes;
+    let counter = match session.version_and_resumption() {
+        (Some(rustls::ProtocolVersion::TLSv1_2), false) => &handshakes.tls12_full,
+        (Some(rustls::ProtocolVersion::TLSv1_2), true) => &handshakes.tls12_resumed,
+        (_, false) => &handshakes.tls13_full,
+        (_, true) => &handshakes.tls13_resumed,
+    };
+    bump(counter);
 }
 
 /// Reads once after the socket reported readable. A read that does not fill the room drained

@@ -89,6 +89,11 @@ impl TlsSession {
         self.established && !self.conn.is_handshaking()
     }
 
+    /// The negotiated TLS version, and whether the session was resumed (ticket or cache).
+    pub fn version_and_resumption(&self) -> (Option<rustls::ProtocolVersion>, bool) {
+        (self.conn.protocol_version(), self.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed))
+    }
+
     /// Processes the whole records at the front of `incoming`: handshake messages are answered
     /// into `out`, and the plaintext of each application-data record goes to `plaintext` (which
     /// returns `Break` to stop: the rest of the input is then left unconsumed).
