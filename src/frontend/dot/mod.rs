@@ -81,6 +81,7 @@ impl OpenConnections {
             answers.begin_drain();
         }
         let key = self.live.borrow_mut().insert(Rc::downgrade(answers));
+        crate::runtime::pacing::connection_opened();
         OpenConnection { connections: self.clone(), key }
     }
 
@@ -110,6 +111,7 @@ impl Drop for OpenConnection {
     fn drop(&mut self) {
         let mut live = self.connections.live.borrow_mut();
         live.remove(self.key);
+        crate::runtime::pacing::connection_closed();
         if live.is_empty() {
             self.connections.all_closed.notify_waiters();
         }
