@@ -259,6 +259,8 @@ pub enum ConfigError {
     HalfCertificate,
     #[error("invalid {what} {value}: {reason}")]
     Value { what: &'static str, value: String, reason: &'static str },
+    #[error("cannot resolve backend {name}: {reason}")]
+    Resolve { name: String, reason: String },
     #[error("{0}")]
     Tls(String),
 }
@@ -285,12 +287,21 @@ impl Config {
             None => {}
         }
         let check_only = cli.check_config;
-        let config = Config::from_cli(cli)?;
+        // --check-config validates backend names without looking them up: it runs where the
+        // names may not resolve (CI, a build host).
+        let config = Config::from_cli_resolving(cli, !check_only)?;
         Ok(if check_only { Invocation::Check(config) } else { Invocation::Run(config) })
     }
 
-    /// Merges the flags over the file over the defaults, then validates.
+    /// Merges the flags over the file over the defaults, then validates; backend names are
+    /// looked up.
     pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
+        Config::from_cli_resolving(cli, true)
+    }
+
+    /// [`Config::from_cli`]; with `resolve` false, backend names are checked but not looked up
+    /// (and left out of `backends`).
+    pub fn from_cli_resolving(cli: Cli, resolve: bool) -> Result<Config, ConfigError> {
         let file = match &cli.config {
             Some(path) => FileConfig::load(path)?,
             None => FileConfig::default(),
@@ -327,10 +338,23 @@ impl Config {
         if backend_strings.is_empty() {
             return Err(ConfigError::NoBackend);
         }
-        let backends = backend_strings
-            .iter()
-            .map(|s| parse_addr(s, DEFAULT_BACKEND_PORT, "backend"))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut backends = Vec::with_capacity(backend_strings.len());
+        for s in &backend_strings {
+            if let Ok(addr) = parse_addr(s, DEFAULT_BACKEND_PORT, "backend") {
+                backends.push(addr);
+                continue;
+            }
+            let Some((host, port)) = parse_host_port(s.trim(), DEFAULT_BACKEND_PORT) else {
+                return Err(ConfigError::Value {
+                    what: "backend",
+                    value: format!("{s:?}"),
+                    reason: "expected IP:PORT, [IPv6]:PORT or HOSTNAME:PORT",
+                });
+            };
+            if resolve {
+                backends.push(resolve_backend(host, port)?);
+            }
+        }
         for b in &backends {
             if b.ip().is_unspecified() || b.port() == 0 {
                 return Err(ConfigError::Value {
@@ -435,6 +459,36 @@ impl FileConfig {
 }
 
 /// `IP:PORT`, `[IPv6]:PORT`, or a bare IP (which gets `default_port`).
+/// `HOSTNAME[:PORT]` (default port `default_port`) when the name is a syntactically valid host
+/// name whose last label has a letter (so that "1.2.3" is not taken for one).
+fn parse_host_port(s: &str, default_port: u16) -> Option<(&str, u16)> {
+    let (host, port) = match s.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse::<u16>().ok()?),
+        None => (s, default_port),
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(label_ok)
+        && host.rsplit('.').next().is_some_and(|last| last.bytes().any(|b| b.is_ascii_alphabetic()));
+    valid.then_some((host, port))
+}
+
+/// Looks a backend's name up once, at start, with the system's resolver (`/etc/hosts`,
+/// `/etc/resolv.conf`): the first address it returns.
+fn resolve_backend(host: &str, port: u16) -> Result<SocketAddr, ConfigError> {
+    use std::net::ToSocketAddrs;
+    let failed = |reason: String| ConfigError::Resolve { name: format!("{host}:{port}"), reason };
+    let mut addrs = (host, port).to_socket_addrs().map_err(|e| failed(e.to_string()))?;
+    addrs.next().ok_or_else(|| failed("no address".to_owned()))
+}
+
 /// Whether sockets bound to `a` and `b` on one port could collide (the same address, or a
 /// wildcard that covers the other; IPv6's wildcard covers IPv4 too on a dual-stack host).
 fn may_overlap(a: IpAddr, b: IpAddr) -> bool {
@@ -505,6 +559,19 @@ mod tests {
     }
 
     #[test]
+    fn backend_names_are_looked_up_at_start_and_only_checked_by_check_config() {
+        // "localhost" comes from /etc/hosts: no network needed.
+        let c = parse(&["--backend", "localhost:5353", "--backend", "127.0.0.2"]).unwrap();
+        assert!(c.backends[0].ip().is_loopback() && c.backends[0].port() == 5353, "{:?}", c.backends);
+        assert_eq!(c.backends[1], "127.0.0.2:53".parse().unwrap());
+        let checked = parse(&["--backend", "unbound.dotgate.svc.cluster.local:53", "--check-config"]).unwrap();
+        assert!(checked.backends.is_empty(), "not looked up: {:?}", checked.backends);
+        for bad in ["-bad.example:53", "a..b:53", "1.2.3", "host:99999", "under score!:53"] {
+            assert!(parse(&["--backend", bad, "--check-config"]).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
     fn bare_backend_ip_gets_port_53() {
         let c = parse(&["--backend", "::1", "--backend", "127.0.0.2"]).unwrap();
         assert_eq!(c.backends, vec!["[::1]:53".parse().unwrap(), "127.0.0.2:53".parse().unwrap()]);
@@ -513,7 +580,7 @@ mod tests {
     #[test]
     fn errors_are_one_line() {
         for args in [
-            vec!["--backend", "nonsense"],
+            vec!["--backend", "non sense"],
             vec!["--backend", "127.0.0.1:53", "--bogus"],
             vec!["--backend", "127.0.0.1:53", "--cert", "a.pem"],
             vec!["--backend", "127.0.0.1:53", "--workers", "0"],

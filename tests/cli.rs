@@ -29,7 +29,7 @@ fn unknown_flag_is_one_line_and_exit_2() {
 
 #[test]
 fn bad_addresses_are_one_line_and_exit_2() {
-    assert_config_error(&["--backend", "not-an-address"], "not-an-address");
+    assert_config_error(&["--backend", "not an address"], "not an address");
     assert_config_error(&["--backend", "127.0.0.1:53", "--listen", "127.0.0.1:99999"], "127.0.0.1:99999");
     assert_config_error(&["--backend", "0.0.0.0:53"], "backend");
 }
