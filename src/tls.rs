@@ -8,8 +8,8 @@
 //!
 //! Tickets: with `--ticket-keys` they are sealed with the operator's keys ([`ticketer`], file
 //! format in [`ticket_keys`]), so every dotgate with the same file resumes the others' sessions.
-//! Without it, rustls's own ticketer: random keys per process, a new one every 6 h, tickets valid
-//! 12 h (the previous key still opens them).
+//! Without it, the same ticketer with a random key of the process's own, replaced every 12 h
+//! ([`OWN_KEY_ROTATION`], driven by `runtime::reload`), the previous key still opening tickets.
 //!
 //! The certificate and the shared ticket keys can be swapped while serving ([`reload`]): the
 //! configurations, the session cache and the ticketer stay the same objects, and each handshake
@@ -18,6 +18,10 @@
 pub mod reload;
 pub mod ticket_keys;
 pub mod ticketer;
+
+/// How often a dotgate without `--ticket-keys` replaces its own ticket key (the previous one
+/// still opens tickets for as long again).
+pub const OWN_KEY_ROTATION: std::time::Duration = std::time::Duration::from_secs(12 * 60 * 60);
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -62,6 +66,9 @@ struct Live {
     cert_files: Option<(PathBuf, PathBuf, Digest)>,
     /// The shared ticketer, its key file, and the digest of the contents loaded at start.
     ticket_keys: Option<(Arc<SharedTicketer>, PathBuf, Digest)>,
+    /// Without a key file: the ticketer and its keys (newest first), rotated every
+    /// [`OWN_KEY_ROTATION`].
+    own_keys: Option<(Arc<SharedTicketer>, std::sync::Mutex<Vec<ticket_keys::TicketKey>>)>,
     counts: Arc<ReloadCounts>,
 }
 
@@ -83,18 +90,19 @@ impl TlsSetup {
 
         // One ticketer for both configurations and every worker: a ticket made on any of them
         // opens on all of them.
-        let (ticketer, ticket_keys): (Arc<dyn rustls::server::ProducesTickets>, _) = match ticket_keys {
+        let (ticketer, ticket_keys, own_keys) = match ticket_keys {
             Some(path) => {
                 let file = Snapshot::read(&[(path, "ticket key file")])?;
                 let shared = SharedTicketer::new(&ticket_keys::from_bytes(path, &file.contents[0])?)?;
-                (shared.clone(), Some((shared, path.to_owned(), file.digest)))
+                (shared.clone(), Some((shared, path.to_owned(), file.digest)), None)
             }
             None => {
-                let own = rustls::crypto::aws_lc_rs::Ticketer::new()
-                    .map_err(|e| ConfigError::Tls(format!("cannot set up session tickets: {e}")))?;
-                (own, None)
+                let key = ticket_keys::TicketKey::generate()?;
+                let own = SharedTicketer::new(std::slice::from_ref(&key))?;
+                (own.clone(), None, Some((own, std::sync::Mutex::new(vec![key]))))
             }
         };
+        let ticketer: Arc<dyn rustls::server::ProducesTickets> = ticketer;
         let session_cache = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
 
         let build = |alpn: Vec<Vec<u8>>| -> Result<Arc<ServerConfig>, ConfigError> {
@@ -124,6 +132,7 @@ impl TlsSetup {
                 cert: resolver,
                 cert_files,
                 ticket_keys,
+                own_keys,
                 counts: Arc::new(ReloadCounts::default()),
             }),
         })

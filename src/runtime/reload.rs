@@ -1,5 +1,6 @@
 //! When the TLS material is read again: every [`POLL_INTERVAL`] (only files whose contents
-//! changed are loaded) and on SIGHUP (all of it). One task on the main thread's runtime, which
+//! changed are loaded) and on SIGHUP (all of it); and, without a ticket key file, when the
+//! process's own ticket key is replaced (every `tls::OWN_KEY_ROTATION`). One task on the main thread's runtime, which
 //! otherwise only waits for signals; the reading, checking and swapping is `tls::reload`'s.
 //!
 //! It never touches a worker or a connection, and it stops when shutdown begins.
@@ -20,10 +21,14 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 pub async fn watch(mut reloader: Reloader, mut hangup: Signal, mut shutdown: Shutdown) {
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let first_rotation = tokio::time::Instant::now() + crate::tls::OWN_KEY_ROTATION;
+    let mut rotate = tokio::time::interval_at(first_rotation, crate::tls::OWN_KEY_ROTATION);
+    rotate.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,
             _ = tick.tick() => reloader.poll(),
+            _ = rotate.tick() => reloader.rotate_own_ticket_key(),
             Some(()) = hangup.recv() => {
                 if reloader.has_files() {
                     tracing::info!("SIGHUP: reloading the certificate, key and ticket keys from their files");

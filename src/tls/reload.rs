@@ -129,6 +129,28 @@ impl Reloader {
         self.reload_ticket_keys(false);
     }
 
+    /// Without `--ticket-keys`: puts a fresh random ticket key first and keeps the previous one
+    /// for opening older tickets (every `OWN_KEY_ROTATION`).
+    pub fn rotate_own_ticket_key(&self) {
+        let Some((ticketer, keys)) = &self.live.own_keys else { return };
+        let fresh = match ticket_keys::TicketKey::generate() {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                tracing::warn!("keeping the session-ticket key: {e}");
+                return;
+            }
+        };
+        let mut keys = keys.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        keys.insert(0, fresh);
+        keys.truncate(2);
+        match ticketer.replace(&keys) {
+            Ok(()) => {
+                tracing::info!("rotated the process's own session-ticket key (the previous one still opens tickets)")
+            }
+            Err(e) => tracing::warn!("keeping the session-ticket key: {e}"),
+        }
+    }
+
     /// Reloads everything from the files, changed or not (SIGHUP).
     pub fn reload_all(&mut self) {
         self.reload_cert(true);
@@ -196,6 +218,21 @@ fn changed(seen: &mut Option<Seen>, snapshot: &Result<Snapshot, ConfigError>, fo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_ticket_key_rotates_and_the_previous_one_still_opens() {
+        let tls = TlsSetup::load(None, None).unwrap();
+        let reloader = Reloader::new(&tls);
+        let ticketer = tls.with_alpn.ticketer.clone();
+        let first = ticketer.encrypt(b"session one").unwrap();
+        reloader.rotate_own_ticket_key();
+        assert_eq!(ticketer.decrypt(&first).as_deref(), Some(&b"session one"[..]), "the previous key still opens");
+        let second = ticketer.encrypt(b"session two").unwrap();
+        reloader.rotate_own_ticket_key();
+        assert!(ticketer.decrypt(&first).is_none(), "two rotations on, the first key is gone");
+        assert_eq!(ticketer.decrypt(&second).as_deref(), Some(&b"session two"[..]));
+        assert_eq!(ticketer.lifetime(), 12 * 60 * 60, "tickets outlive no key");
+    }
 
     fn write_pair(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
         let pair = rcgen::generate_simple_self_signed(vec![name.into()]).unwrap();
