@@ -7,6 +7,10 @@
 #     the probes on the admin port, the drain inside the grace period, the security context);
 #   - the ConfigMap's dotgate.toml passes `dotgate --check-config` (with test files where it
 #     expects the certificate, key and ticket keys);
+#   - deploy/Dockerfile passes deploy/check/dockerfile.py (multi-stage, non-root minimal runtime,
+#     exec-form entrypoint, COPY sources present), and exactly what its build stage copies
+#     builds with the lock file (`cargo check --locked --offline`): the build-check possible
+#     without the base images;
 #   - the systemd unit passes `systemd-analyze verify` where systemd-analyze exists.
 #
 #   scripts/check-deploy.sh [DOTGATE_BINARY]     (default: target/debug/dotgate, built if missing)
@@ -50,8 +54,9 @@ venv=$cache/venv
 if [ ! -x "$venv/bin/kubernetes-validate" ]; then
   say "installing kubernetes-validate and PyYAML (PyPI) into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet kubernetes-validate PyYAML
+  "$venv/bin/pip" install --quiet kubernetes-validate PyYAML dockerfile-parse
 fi
+"$venv/bin/python" -c 'import dockerfile_parse' 2>/dev/null || "$venv/bin/pip" install --quiet dockerfile-parse
 
 say "rendering deploy/kubernetes"
 "$kustomize" build deploy/kubernetes >"$work/rendered.yaml"
@@ -73,6 +78,14 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -su
 # The same settings, with the mounted files' directory moved to the test files.
 sed "s#/etc/dotgate/#$work/etc/#g" "$work/dotgate.toml" >"$work/dotgate-here.toml"
 "$dotgate" --config "$work/dotgate-here.toml" --check-config
+
+say "deploy/Dockerfile: lint, and a locked build of what it copies"
+mapfile -t sources < <("$venv/bin/python" deploy/check/dockerfile.py .)
+mkdir -p "$work/context"
+cp -r "${sources[@]}" "$work/context/"
+# The repository's target directory: the dependencies checked for the tests are reused.
+CARGO_TARGET_DIR=$PWD/target cargo check --quiet --locked --offline \
+  --manifest-path "$work/context/Cargo.toml" --bin dotgate
 
 if command -v systemd-analyze >/dev/null; then
   say "systemd-analyze verify deploy/systemd/dotgate.service"
