@@ -87,7 +87,7 @@ fn query_life(table: &mut InflightTable, reply: &Rc<dyn ReplyTo>, rng: &mut StdR
     // The answer comes back.
     let owner = table.udp_owner(socket, black_box(id)).unwrap();
     let question_len = table.get(owner).unwrap().question().len();
-    table.release_route(owner);
+    table.release_route(owner, true);
     let done = table.remove(owner);
     table.recycle(done.query);
     question_len

@@ -106,8 +106,10 @@ pub struct WorkerStats {
     /// Upstream UDP sends the kernel refused (the query then times out and is retried).
     pub upstream_send_errors: Counter,
     /// Upstream answers dropped: no query in flight with that ID on that socket (a wrong ID,
-    /// a duplicate, or an answer after its query timed out).
+    /// or an answer after its query timed out).
     pub dropped_unknown_id: Counter,
+    /// Upstream answers dropped: a second copy of an answer already delivered.
+    pub dropped_duplicate: Counter,
     /// Upstream answers dropped: from an address other than the backend asked.
     pub dropped_wrong_source: Counter,
     /// Upstream answers dropped: a different question than the one asked.
@@ -177,7 +179,7 @@ pub const COUNTER_HELP: [(&str, &str); 12] = [
 ];
 
 /// Every counter, in `WorkerStats::counters` order.
-pub const COUNTERS: [Exposed; 26] = [
+pub const COUNTERS: [Exposed; 27] = [
     exposed("queries", "queries_received_total", &[]),
     exposed("answers_formerr", "answers_total", &[("source", "local"), ("rcode", "FORMERR")]),
     exposed("answers_notimp", "answers_total", &[("source", "local"), ("rcode", "NOTIMP")]),
@@ -187,6 +189,7 @@ pub const COUNTERS: [Exposed; 26] = [
     exposed("upstream_tcp_failures", "upstream_tcp_failures_total", &[]),
     exposed("upstream_send_errors", "upstream_send_errors_total", &[]),
     exposed("dropped_unknown_id", "upstream_answers_dropped_total", &[("reason", "unknown_id")]),
+    exposed("dropped_duplicate", "upstream_answers_dropped_total", &[("reason", "duplicate")]),
     exposed("dropped_wrong_source", "upstream_answers_dropped_total", &[("reason", "wrong_source")]),
     exposed("dropped_question_mismatch", "upstream_answers_dropped_total", &[("reason", "question_mismatch")]),
     exposed("dropped_garbage", "upstream_answers_dropped_total", &[("reason", "garbage")]),
@@ -222,7 +225,7 @@ impl WorkerStats {
     }
 
     /// Every counter, in `COUNTERS` order.
-    pub fn counters(&self) -> [&Counter; 26] {
+    pub fn counters(&self) -> [&Counter; 27] {
         [
             &self.queries,
             &self.answers_formerr,
@@ -233,6 +236,7 @@ impl WorkerStats {
             &self.upstream_tcp_failures,
             &self.upstream_send_errors,
             &self.dropped_unknown_id,
+            &self.dropped_duplicate,
             &self.dropped_wrong_source,
             &self.dropped_question_mismatch,
             &self.dropped_garbage,

@@ -43,22 +43,27 @@ async fn metrics_count_what_clients_saw() {
     }
     let answer = client.exchange(&query("servfail.example.", RecordType::A, 9)).await;
     assert_eq!(parse(&answer).response_code(), hickory_proto::op::ResponseCode::ServFail);
+    // The backend answers this one twice: the second copy is dropped, counted as a duplicate.
+    client.exchange(&query("twice.example.", RecordType::A, 10)).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
 
     let (status, page) = get(admin, "/metrics");
     assert_eq!(status, 200);
     let value = |series: &str| sample(&page, series).unwrap_or_else(|| panic!("no {series} in:\n{page}"));
-    assert_eq!(value("dotgate_queries_received_total"), 6.0);
-    assert_eq!(value(r#"dotgate_answers_total{source="backend",rcode="NOERROR"}"#), 5.0);
+    assert_eq!(value("dotgate_queries_received_total"), 7.0);
+    assert_eq!(value(r#"dotgate_answers_total{source="backend",rcode="NOERROR"}"#), 6.0);
+    assert_eq!(value(r#"dotgate_upstream_answers_dropped_total{reason="duplicate"}"#), 1.0);
+    assert_eq!(value(r#"dotgate_upstream_answers_dropped_total{reason="unknown_id"}"#), 0.0);
     assert_eq!(value(r#"dotgate_answers_total{source="backend",rcode="SERVFAIL"}"#), 1.0);
     assert_eq!(value(r#"dotgate_answers_total{source="local",rcode="SERVFAIL"}"#), 0.0);
     let backend_label = format!(r#"backend="{}""#, backend.addr);
-    assert_eq!(value(&format!(r#"dotgate_upstream_queries_total{{{backend_label},transport="udp"}}"#)), 6.0);
+    assert_eq!(value(&format!(r#"dotgate_upstream_queries_total{{{backend_label},transport="udp"}}"#)), 7.0);
     assert_eq!(value(&format!(r#"dotgate_upstream_queries_total{{{backend_label},transport="tcp"}}"#)), 0.0);
     assert_eq!(value(r#"dotgate_tls_handshakes_total{version="TLSv1.3",kind="full"}"#), 1.0);
-    // Both latency histograms saw the six relayed queries, all well under a second.
-    assert_eq!(value("dotgate_query_duration_seconds_count"), 6.0);
-    assert_eq!(value(r#"dotgate_query_duration_seconds_bucket{le="1"}"#), 6.0);
-    assert_eq!(value(&format!("dotgate_upstream_duration_seconds_count{{{backend_label}}}")), 6.0);
+    // Both latency histograms saw the seven relayed queries, all well under a second.
+    assert_eq!(value("dotgate_query_duration_seconds_count"), 7.0);
+    assert_eq!(value(r#"dotgate_query_duration_seconds_bucket{le="1"}"#), 7.0);
+    assert_eq!(value(&format!("dotgate_upstream_duration_seconds_count{{{backend_label}}}")), 7.0);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     assert!(value("dotgate_certificate_expiry_timestamp_seconds") > now, "the certificate expires in the future");
     assert_eq!(value(r#"dotgate_tls_reloads_total{material="certificate",result="refused"}"#), 0.0);

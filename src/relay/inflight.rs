@@ -22,6 +22,9 @@ pub type Key = u32;
 
 /// Marks a free slot in a UDP ID map (keys are stored +1).
 const FREE: u32 = 0;
+/// Free, and last held by a query that was answered: a datagram with this ID now is a second
+/// copy of that answer (counted as a duplicate), unless the ID has been taken again since.
+const ANSWERED: u32 = u32::MAX;
 
 /// Random (socket, ID) picks before giving up on a free ID; at sane loads the first one hits.
 const ID_PICK_TRIES: usize = 16;
@@ -157,15 +160,20 @@ impl InflightTable {
     #[inline]
     pub fn udp_owner(&self, socket: usize, id: u16) -> Option<Key> {
         match self.udp_ids[socket][id as usize] {
-            FREE => None,
+            FREE | ANSWERED => None,
             stored => Some(stored - 1),
         }
+    }
+
+    /// Whether `id` on `socket` was last freed by an answer (see `ANSWERED`).
+    pub fn udp_id_answered(&self, socket: usize, id: u16) -> bool {
+        self.udp_ids[socket][id as usize] == ANSWERED
     }
 
     /// Whether `id` is free on `socket`.
     #[inline]
     pub fn udp_id_free(&self, socket: usize, id: u16) -> bool {
-        self.udp_ids[socket][id as usize] == FREE
+        matches!(self.udp_ids[socket][id as usize], FREE | ANSWERED)
     }
 
     /// A random (socket, ID) pair free in `sockets`: unpredictable to an off-path spoofer
@@ -185,15 +193,16 @@ impl InflightTable {
         self.udp_ids[socket][id as usize] = key + 1;
     }
 
-    /// Detaches an entry from whatever ID map its current attempt sits in.
-    pub fn release_route(&mut self, key: Key) {
+    /// Detaches an entry from whatever ID map its current attempt sits in; `answered` when an
+    /// answer came (so that a second copy can be told from a stray).
+    pub fn release_route(&mut self, key: Key, answered: bool) {
         let Some(entry) = self.entries.get(key as usize) else { return };
         let id = crate::dns::id(&entry.query);
         match &entry.route {
             Route::Udp { socket } => {
                 let slot = &mut self.udp_ids[*socket as usize][id as usize];
                 if *slot == key + 1 {
-                    *slot = FREE;
+                    *slot = if answered { ANSWERED } else { FREE };
                 }
             }
             Route::Tcp { conn } => conn.forget(id, key),

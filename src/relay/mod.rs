@@ -290,7 +290,8 @@ impl Relay {
         }
         let mut st = self.state.borrow_mut();
         let Some(key) = st.table.udp_owner(socket, dns::id(answer)) else {
-            bump(&self.stats.dropped_unknown_id);
+            let duplicate = st.table.udp_id_answered(socket, dns::id(answer));
+            bump(if duplicate { &self.stats.dropped_duplicate } else { &self.stats.dropped_unknown_id });
             return;
         };
         let entry = st.table.get(key).expect("ID map points at a live entry");
@@ -311,7 +312,7 @@ impl Relay {
         if let HealthChange::CameBack = st.backends.answered(backend, now) {
             info!(worker = self.settings.worker, backend = %st.backends.addr(backend), "backend answers again: marked up");
         }
-        st.table.release_route(key);
+        st.table.release_route(key, true);
         if dns::is_truncated(answer) {
             bump(&self.stats.tc_fallbacks);
             self.send_tcp(&mut st, key);
@@ -346,7 +347,7 @@ impl Relay {
         let backend = entry.backend;
         let now = Instant::now();
         st.backends.answered(backend, now);
-        st.table.release_route(key);
+        st.table.release_route(key, true);
         self.finish(st, key, answer, now);
     }
 
@@ -448,7 +449,7 @@ impl Relay {
             let (backend, attempts, probe, closed) =
                 (entry.backend, entry.attempts, entry.probe, entry.reply.is_closed());
             bump(&self.stats.backends[backend].timeouts);
-            st.table.release_route(key);
+            st.table.release_route(key, false);
             st.backends.sub_outstanding(backend);
             if st.backends.timed_out(backend) == HealthChange::WentDown {
                 warn!(worker = self.settings.worker, backend = %st.backends.addr(backend), "backend keeps timing out: marked down");
