@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use support::http::{get, sample};
+use support::http::{get, sample, try_get};
 use support::ports::{free_addr, free_port};
 use support::{a_records, parse, query, DotClient, Dotgate, FakeBackend};
 
@@ -124,8 +124,17 @@ fn start(addr: SocketAddr, backend: SocketAddr) -> (Dotgate, SocketAddr) {
 fn stop(mut dotgate: Dotgate, admin: SocketAddr) {
     dotgate.signal(libc::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(1);
-    while get(admin, "/readyz").0 != 503 {
-        assert!(Instant::now() < deadline, "/readyz still ready after SIGTERM");
+    loop {
+        match try_get(admin, "/readyz") {
+            Ok((503, _)) => break,
+            Ok(_) => assert!(Instant::now() < deadline, "/readyz still ready after SIGTERM"),
+            // The admin endpoint is gone: a drain faster than this poll, and the process
+            // exited (its status is checked below).
+            Err(_) => {
+                assert!(dotgate.wait_exit(Duration::from_secs(1)).is_some(), "/readyz unreachable while running");
+                break;
+            }
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
     let status = dotgate.wait_exit(Duration::from_secs(8));
