@@ -178,37 +178,6 @@ pub const COUNTER_HELP: [(&str, &str); 12] = [
     ("connections_rejected_total", "Client connections closed at accept by a connection limit, by reason."),
 ];
 
-/// Every counter, in `WorkerStats::counters` order.
-pub const COUNTERS: [Exposed; 27] = [
-    exposed("queries", "queries_received_total", &[]),
-    exposed("answers_formerr", "answers_total", &[("source", "local"), ("rcode", "FORMERR")]),
-    exposed("answers_notimp", "answers_total", &[("source", "local"), ("rcode", "NOTIMP")]),
-    exposed("answers_servfail", "answers_total", &[("source", "local"), ("rcode", "SERVFAIL")]),
-    exposed("upstream_retries", "upstream_retries_total", &[]),
-    exposed("tc_fallbacks", "upstream_tc_fallbacks_total", &[]),
-    exposed("upstream_tcp_failures", "upstream_tcp_failures_total", &[]),
-    exposed("upstream_send_errors", "upstream_send_errors_total", &[]),
-    exposed("dropped_unknown_id", "upstream_answers_dropped_total", &[("reason", "unknown_id")]),
-    exposed("dropped_duplicate", "upstream_answers_dropped_total", &[("reason", "duplicate")]),
-    exposed("dropped_wrong_source", "upstream_answers_dropped_total", &[("reason", "wrong_source")]),
-    exposed("dropped_question_mismatch", "upstream_answers_dropped_total", &[("reason", "question_mismatch")]),
-    exposed("dropped_garbage", "upstream_answers_dropped_total", &[("reason", "garbage")]),
-    exposed("connections_accepted", "connections_accepted_total", &[]),
-    exposed("handshake_failures", "tls_handshake_failures_total", &[("reason", "error")]),
-    exposed("handshake_timeouts", "tls_handshake_failures_total", &[("reason", "timeout")]),
-    exposed("handshakes_tls12_full", "tls_handshakes_total", &[("version", "TLSv1.2"), ("kind", "full")]),
-    exposed("handshakes_tls12_resumed", "tls_handshakes_total", &[("version", "TLSv1.2"), ("kind", "resumed")]),
-    exposed("handshakes_tls13_full", "tls_handshakes_total", &[("version", "TLSv1.3"), ("kind", "full")]),
-    exposed("handshakes_tls13_resumed", "tls_handshakes_total", &[("version", "TLSv1.3"), ("kind", "resumed")]),
-    exposed("connections_closed_protocol", "connections_closed_total", &[("reason", "protocol")]),
-    exposed("connections_closed_idle", "connections_closed_total", &[("reason", "idle")]),
-    exposed("connections_closed_client", "connections_closed_total", &[("reason", "client")]),
-    exposed("connections_closed_error", "connections_closed_total", &[("reason", "error")]),
-    exposed("connections_closed_drain", "connections_closed_total", &[("reason", "drain")]),
-    exposed("connections_refused_limit", "connections_rejected_total", &[("reason", "limit")]),
-    exposed("connections_refused_per_ip", "connections_rejected_total", &[("reason", "per_ip")]),
-];
-
 impl WorkerStats {
     /// Counters and gauges for a worker relaying to `backends` backends.
     pub fn new(backends: usize) -> WorkerStats {
@@ -224,36 +193,111 @@ impl WorkerStats {
         WorkerStats { backends: (0..backends).map(|_| backend()).collect(), ..Default::default() }
     }
 
-    /// Every counter, in `COUNTERS` order.
-    pub fn counters(&self) -> [&Counter; 27] {
+    /// Every counter with how it is exposed: the one list of them.
+    pub fn counters(&self) -> [(Exposed, &Counter); 27] {
         [
-            &self.queries,
-            &self.answers_formerr,
-            &self.answers_notimp,
-            &self.answers_servfail,
-            &self.upstream_retries,
-            &self.tc_fallbacks,
-            &self.upstream_tcp_failures,
-            &self.upstream_send_errors,
-            &self.dropped_unknown_id,
-            &self.dropped_duplicate,
-            &self.dropped_wrong_source,
-            &self.dropped_question_mismatch,
-            &self.dropped_garbage,
-            &self.connections_accepted,
-            &self.handshake_failures,
-            &self.handshake_timeouts,
-            &self.handshakes.tls12_full,
-            &self.handshakes.tls12_resumed,
-            &self.handshakes.tls13_full,
-            &self.handshakes.tls13_resumed,
-            &self.connections_closed_protocol,
-            &self.connections_closed_idle,
-            &self.connections_closed_client,
-            &self.connections_closed_error,
-            &self.connections_closed_drain,
-            &self.connections_refused_limit,
-            &self.connections_refused_per_ip,
+            (exposed("queries", "queries_received_total", &[]), &self.queries),
+            (
+                exposed("answers_formerr", "answers_total", &[("source", "local"), ("rcode", "FORMERR")]),
+                &self.answers_formerr,
+            ),
+            (
+                exposed("answers_notimp", "answers_total", &[("source", "local"), ("rcode", "NOTIMP")]),
+                &self.answers_notimp,
+            ),
+            (
+                exposed("answers_servfail", "answers_total", &[("source", "local"), ("rcode", "SERVFAIL")]),
+                &self.answers_servfail,
+            ),
+            (exposed("upstream_retries", "upstream_retries_total", &[]), &self.upstream_retries),
+            (exposed("tc_fallbacks", "upstream_tc_fallbacks_total", &[]), &self.tc_fallbacks),
+            (exposed("upstream_tcp_failures", "upstream_tcp_failures_total", &[]), &self.upstream_tcp_failures),
+            (exposed("upstream_send_errors", "upstream_send_errors_total", &[]), &self.upstream_send_errors),
+            (
+                exposed("dropped_unknown_id", "upstream_answers_dropped_total", &[("reason", "unknown_id")]),
+                &self.dropped_unknown_id,
+            ),
+            (
+                exposed("dropped_duplicate", "upstream_answers_dropped_total", &[("reason", "duplicate")]),
+                &self.dropped_duplicate,
+            ),
+            (
+                exposed("dropped_wrong_source", "upstream_answers_dropped_total", &[("reason", "wrong_source")]),
+                &self.dropped_wrong_source,
+            ),
+            (
+                exposed(
+                    "dropped_question_mismatch",
+                    "upstream_answers_dropped_total",
+                    &[("reason", "question_mismatch")],
+                ),
+                &self.dropped_question_mismatch,
+            ),
+            (
+                exposed("dropped_garbage", "upstream_answers_dropped_total", &[("reason", "garbage")]),
+                &self.dropped_garbage,
+            ),
+            (exposed("connections_accepted", "connections_accepted_total", &[]), &self.connections_accepted),
+            (
+                exposed("handshake_failures", "tls_handshake_failures_total", &[("reason", "error")]),
+                &self.handshake_failures,
+            ),
+            (
+                exposed("handshake_timeouts", "tls_handshake_failures_total", &[("reason", "timeout")]),
+                &self.handshake_timeouts,
+            ),
+            (
+                exposed("handshakes_tls12_full", "tls_handshakes_total", &[("version", "TLSv1.2"), ("kind", "full")]),
+                &self.handshakes.tls12_full,
+            ),
+            (
+                exposed(
+                    "handshakes_tls12_resumed",
+                    "tls_handshakes_total",
+                    &[("version", "TLSv1.2"), ("kind", "resumed")],
+                ),
+                &self.handshakes.tls12_resumed,
+            ),
+            (
+                exposed("handshakes_tls13_full", "tls_handshakes_total", &[("version", "TLSv1.3"), ("kind", "full")]),
+                &self.handshakes.tls13_full,
+            ),
+            (
+                exposed(
+                    "handshakes_tls13_resumed",
+                    "tls_handshakes_total",
+                    &[("version", "TLSv1.3"), ("kind", "resumed")],
+                ),
+                &self.handshakes.tls13_resumed,
+            ),
+            (
+                exposed("connections_closed_protocol", "connections_closed_total", &[("reason", "protocol")]),
+                &self.connections_closed_protocol,
+            ),
+            (
+                exposed("connections_closed_idle", "connections_closed_total", &[("reason", "idle")]),
+                &self.connections_closed_idle,
+            ),
+            (
+                exposed("connections_closed_client", "connections_closed_total", &[("reason", "client")]),
+                &self.connections_closed_client,
+            ),
+            (
+                exposed("connections_closed_error", "connections_closed_total", &[("reason", "error")]),
+                &self.connections_closed_error,
+            ),
+            (
+                exposed("connections_closed_drain", "connections_closed_total", &[("reason", "drain")]),
+                &self.connections_closed_drain,
+            ),
+            (
+                exposed("connections_refused_limit", "connections_rejected_total", &[("reason", "limit")]),
+                &self.connections_refused_limit,
+            ),
+            (
+                exposed("connections_refused_per_ip", "connections_rejected_total", &[("reason", "per_ip")]),
+                &self.connections_refused_per_ip,
+            ),
         ]
     }
 }
@@ -289,7 +333,7 @@ impl fmt::Display for WorkerStats {
             sum(|b| &b.queries_tcp),
             sum(|b| &b.timeouts)
         )?;
-        for (exposed, counter) in COUNTERS.iter().zip(self.counters()) {
+        for (exposed, counter) in self.counters() {
             write!(f, " {}={}", exposed.field, counter.get())?;
         }
         Ok(())
@@ -323,6 +367,6 @@ mod tests {
         let line = stats.to_string();
         assert!(line.contains("upstream_retries=3 "), "{line}");
         assert!(line.ends_with("connections_refused_per_ip=1"), "{line}");
-        assert_eq!(line.split(' ').count(), COUNTERS.len() + 4);
+        assert_eq!(line.split(' ').count(), stats.counters().len() + 4);
     }
 }

@@ -148,6 +148,18 @@ fn stop(mut dotgate: Dotgate, admin: SocketAddr) {
     }
 }
 
+/// As an orchestrator rolls: a new process on the same port first, then [`stop`] the old one.
+async fn replace(old: Dotgate, old_admin: SocketAddr, backend: SocketAddr) -> (Dotgate, SocketAddr) {
+    let addr = old.addr;
+    tokio::task::spawn_blocking(move || {
+        let new = start(addr, backend);
+        stop(old, old_admin);
+        new
+    })
+    .await
+    .unwrap()
+}
+
 fn queries_received(admin: SocketAddr) -> f64 {
     sample(&get(admin, "/metrics").1, "dotgate_queries_received_total").unwrap_or(0.0)
 }
@@ -164,23 +176,9 @@ async fn rolling_restart_of_two_processes_on_one_port_loses_no_query() {
 
     let phase = Duration::from_millis(800);
     tokio::time::sleep(phase).await;
-    // As an orchestrator rolls: the new process first, then SIGTERM to the old one.
-    let backend_addr = backend.addr;
-    let (replaced, replaced_admin) = tokio::task::spawn_blocking(move || {
-        let new = start(addr, backend_addr);
-        stop(first, first_admin);
-        new
-    })
-    .await
-    .unwrap();
+    let (replaced, replaced_admin) = replace(first, first_admin, backend.addr).await;
     tokio::time::sleep(phase).await;
-    let (third, third_admin) = tokio::task::spawn_blocking(move || {
-        let new = start(addr, backend_addr);
-        stop(second, second_admin);
-        new
-    })
-    .await
-    .unwrap();
+    let (third, third_admin) = replace(second, second_admin, backend.addr).await;
     tokio::time::sleep(phase).await;
     stop_load.store(true, Ordering::Relaxed);
 

@@ -171,18 +171,13 @@ async fn a_scrape_passes_promtool_check_metrics() {
 #[test]
 fn alert_rules_pass_promtool_check_and_their_unit_tests() {
     let dir = Path::new(REPO).join("deploy/prometheus");
-    let check = tool("promtool").args(["check", "rules", "alerts.yaml"]).current_dir(&dir).output().unwrap();
-    assert!(
-        check.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
-    let test = tool("promtool").args(["test", "rules", "alerts_test.yaml"]).current_dir(&dir).output().unwrap();
-    assert!(
-        test.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&test.stdout),
-        String::from_utf8_lossy(&test.stderr)
-    );
+    for args in [["check", "rules", "alerts.yaml"], ["test", "rules", "alerts_test.yaml"]] {
+        let out = tool("promtool").args(args).current_dir(&dir).output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

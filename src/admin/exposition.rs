@@ -13,7 +13,7 @@ use metrics::{Label, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 
 use super::{AdminState, Readiness};
-use crate::stats::{Histogram, WorkerStats, COUNTERS, COUNTER_HELP, LATENCY_BOUNDS_MICROS, RCODE_NAMES};
+use crate::stats::{Histogram, WorkerStats, COUNTER_HELP, LATENCY_BOUNDS_MICROS, RCODE_NAMES};
 use crate::tls::reload::Material;
 
 /// Backend answer RCODEs always exposed, even at zero, so that dashboards and alerts find a
@@ -119,9 +119,12 @@ fn describe() {
 fn record(state: &AdminState) {
     let sum = |pick: &dyn Fn(&WorkerStats) -> u64| -> u64 { state.workers.iter().map(|w| pick(w)).sum() };
 
-    for (i, exposed) in COUNTERS.iter().enumerate() {
-        let labels: Vec<Label> = exposed.labels.iter().map(|&(k, v)| Label::from_static_parts(k, v)).collect();
-        metrics::counter!(format!("dotgate_{}", exposed.metric), labels).absolute(sum(&|w| w.counters()[i].get()));
+    if let Some(first) = state.workers.first() {
+        for (i, (exposed, _)) in first.counters().into_iter().enumerate() {
+            let labels: Vec<Label> = exposed.labels.iter().map(|&(k, v)| Label::from_static_parts(k, v)).collect();
+            let total = sum(&|w| w.counters()[i].1.get());
+            metrics::counter!(format!("dotgate_{}", exposed.metric), labels).absolute(total);
+        }
     }
     for (rcode, name) in RCODE_NAMES.iter().enumerate() {
         let answers = sum(&|w| w.answers_backend[rcode].get());

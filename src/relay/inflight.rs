@@ -91,6 +91,13 @@ impl Inflight {
         }
     }
 
+    /// An attempt went out at `now` (the first one also dates the query).
+    #[inline]
+    pub fn note_sent(&mut self, now: Instant) {
+        self.sent = Some(now);
+        self.submitted.get_or_insert(now);
+    }
+
     /// The question section, as sent.
     pub fn question(&self) -> &[u8] {
         &self.query[crate::dns::HEADER_LEN..self.question_end]

@@ -200,7 +200,9 @@ impl Relay {
         let Some((socket, id)) = table.pick_free_udp_id(rng, sockets) else { return false };
         st.table.claim_udp_id(socket, id, key);
         let generation = next_generation(st);
+        let now = Instant::now();
         let entry = st.table.get_mut(key).expect("entry being sent exists");
+        entry.note_sent(now);
         dns::set_id(&mut entry.query, id);
         entry.backend = backend;
         entry.route = Route::Udp { socket: socket as u16 };
@@ -212,7 +214,7 @@ impl Relay {
         st.pending_sends.push(PendingSend { socket: socket as u16, key, generation });
         st.backends.add_outstanding(backend);
         bump(&self.stats.backends[backend].queries_udp);
-        self.arm_deadline(st, key, generation);
+        self.arm_deadline(st, key, generation, now);
         true
     }
 
@@ -265,14 +267,8 @@ impl Relay {
         blocked
     }
 
-    /// Starts the upstream timeout of the attempt just queued, and notes when it (and, for the
-    /// first attempt, the query) went out.
-    fn arm_deadline(&self, st: &mut RelayState, key: Key, generation: u32) {
-        let now = Instant::now();
-        if let Some(entry) = st.table.get_mut(key) {
-            entry.sent = Some(now);
-            entry.submitted.get_or_insert(now);
-        }
+    /// Starts the upstream timeout of the attempt sent at `now`.
+    fn arm_deadline(&self, st: &mut RelayState, key: Key, generation: u32, now: Instant) {
         let was_empty = st.deadlines.is_empty();
         st.deadlines.push_back(Deadline { key, generation, at: now + self.settings.upstream_timeout });
         if was_empty {
@@ -391,14 +387,16 @@ impl Relay {
         let preferred = dns::id(&entry.query);
         let id = conn.free_id(preferred, &mut st.rng);
         let generation = next_generation(st);
+        let now = Instant::now();
         let entry = st.table.get_mut(key).expect("entry exists");
+        entry.note_sent(now);
         dns::set_id(&mut entry.query, id);
         entry.route = Route::Tcp { conn: conn.clone() };
         entry.tcp_attempts += 1;
         entry.generation = generation;
         conn.send(id, key, &entry.query);
         bump(&self.stats.backends[backend].queries_tcp);
-        self.arm_deadline(st, key, generation);
+        self.arm_deadline(st, key, generation, now);
     }
 
     /// Answers SERVFAIL for an entry from a context that holds the state borrow: the entry is
