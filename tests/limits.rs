@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use hickory_proto::rr::RecordType;
 use support::fake_backend::find_opt;
+use support::http::{get, sample};
+use support::ports::free_addr;
 use support::{query, query_edns, DotClient, Dotgate, FakeBackend};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -35,7 +37,9 @@ async fn settle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_global_limit_closes_extra_connections_before_tls_across_workers() {
     let backend = FakeBackend::start().await;
-    let dotgate = Dotgate::start(&[backend.addr], &["--workers", "2", "--max-connections", "3"]);
+    let admin = free_addr();
+    let admin_arg = admin.to_string();
+    let dotgate = Dotgate::start(&[backend.addr], &["--workers", "2", "--max-connections", "3", "--admin", &admin_arg]);
     settle().await;
     let mut held = Vec::new();
     for i in 0..3 {
@@ -45,6 +49,8 @@ async fn the_global_limit_closes_extra_connections_before_tls_across_workers() {
     }
     assert!(refused_at_accept(dotgate.addr, Ipv4Addr::LOCALHOST).await, "a 4th connection must be closed at once");
     assert!(DotClient::connect(dotgate.addr).await.is_err(), "no TLS for a connection over the limit");
+    let rejected = sample(&get(admin, "/metrics").1, r#"dotgate_connections_rejected_total{reason="limit"}"#);
+    assert_eq!(rejected, Some(2.0), "both refusals are counted");
     // The held connections are unharmed.
     for (i, client) in held.iter_mut().enumerate() {
         client.exchange(&query("still.example.", RecordType::A, 10 + i as u16)).await;
@@ -59,7 +65,10 @@ async fn the_global_limit_closes_extra_connections_before_tls_across_workers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_per_ip_limit_counts_each_address_apart() {
     let backend = FakeBackend::start().await;
-    let dotgate = Dotgate::start(&[backend.addr], &["--workers", "2", "--max-connections-per-ip", "2"]);
+    let admin = free_addr();
+    let admin_arg = admin.to_string();
+    let dotgate =
+        Dotgate::start(&[backend.addr], &["--workers", "2", "--max-connections-per-ip", "2", "--admin", &admin_arg]);
     settle().await;
     let mut held = Vec::new();
     for _ in 0..2 {
@@ -70,6 +79,8 @@ async fn the_per_ip_limit_counts_each_address_apart() {
         !refused_at_accept(dotgate.addr, Ipv4Addr::new(127, 0, 0, 2)).await,
         "another address has its own allowance"
     );
+    let rejected = sample(&get(admin, "/metrics").1, r#"dotgate_connections_rejected_total{reason="per_ip"}"#);
+    assert_eq!(rejected, Some(1.0), "the refusal is counted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
