@@ -68,8 +68,8 @@ require_cargo
 
 step scripts "$LINT_TIMEOUT" bash -c lint_scripts
 step fmt "$FMT_TIMEOUT" cargo fmt --all -- --check
-step clippy "$CLIPPY_TIMEOUT" cargo clippy --all-targets -- -D warnings
-step test "$TEST_TIMEOUT" cargo test --all-targets --no-fail-fast
+step clippy "$CLIPPY_TIMEOUT" cargo clippy --workspace --all-targets -- -D warnings
+step test "$TEST_TIMEOUT" cargo test --workspace --all-targets --no-fail-fast
 step deploy "$DEPLOY_TIMEOUT" bash scripts/check-deploy.sh
 
 # cargo prints one "test result:" line per test binary; add them up.

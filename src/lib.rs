@@ -30,7 +30,8 @@
 //! the main thread by `runtime::reload`). `config` turns flags and the TOML file into `Config`;
 //! `stats` counts per worker.
 
-#![deny(unsafe_code)] // one exception: `sys`, the system calls std, tokio and socket2 lack
+// The system calls std, tokio and socket2 lack are in the `dotgate-sys` crate (crates/dotgate-sys).
+#![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod config;
@@ -40,7 +41,6 @@ pub mod frontend;
 pub mod relay;
 pub mod runtime;
 pub mod stats;
-mod sys;
 pub mod tls;
 
 use std::sync::Arc;
@@ -69,7 +69,7 @@ pub fn run(config: Config, tls: TlsSetup) -> Result<(), RunError> {
     let config = Arc::new(config);
     // Raised before the listeners and connections need descriptors; said after the binds, so
     // that a bad address stays the only line a failed start prints.
-    let open_files = sys::rlimit::raise_open_files();
+    let open_files = dotgate_sys::rlimit::raise_open_files();
     let mut skipped = Vec::new();
     let (listeners, bound) =
         frontend::dot::listen::bind_all(&config.listen, config.workers, config.tcp_fast_open, &mut skipped)?;

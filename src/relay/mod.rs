@@ -109,7 +109,7 @@ pub struct Relay {
     /// Scratch for answers made here (SERVFAIL), so making one allocates nothing.
     scratch: RefCell<Vec<u8>>,
     /// The `sendmmsg` arrays, reused by every flush.
-    send_batch: RefCell<crate::sys::mmsg::SendBatch>,
+    send_batch: RefCell<dotgate_sys::mmsg::SendBatch>,
     /// The pending sends being flushed, swapped with `RelayState::pending_sends`.
     flushing: RefCell<Vec<PendingSend>>,
 }
@@ -135,7 +135,7 @@ impl Relay {
             timer_wake: Notify::new(),
             send_wake: Notify::new(),
             scratch: RefCell::new(Vec::with_capacity(512)),
-            send_batch: RefCell::new(crate::sys::mmsg::SendBatch::default()),
+            send_batch: RefCell::new(dotgate_sys::mmsg::SendBatch::default()),
             flushing: RefCell::new(Vec::with_capacity(256)),
         }))
     }

@@ -3,7 +3,7 @@
 //!
 //! Owns the sockets and the receive buffers. It never matches answers itself (`Relay` does)
 //! and never blocks: a loop drains what the kernel has, then yields. Sends go out in batches
-//! (`send_batch`), receives come in batches (`receive_loop`), through `sys::mmsg`.
+//! (`send_batch`), receives come in batches (`receive_loop`), through `dotgate_sys::mmsg`.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -17,7 +17,7 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 use super::Relay;
-use crate::sys::mmsg::{RecvBatch, SendBatch, SendOutcome, RECV_SLOTS};
+use dotgate_sys::mmsg::{RecvBatch, SendBatch, SendOutcome, RECV_SLOTS};
 
 /// Kernel receive buffer asked for each upstream socket: a burst of answers to many clients
 /// must not overflow while the worker is busy writing to connections. (The kernel caps it at

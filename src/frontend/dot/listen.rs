@@ -69,11 +69,11 @@ fn bind_one(addr: SocketAddr, fast_open: bool) -> io::Result<std::net::TcpListen
     socket.bind(&addr.into())?;
     // Wake for a connection only when its ClientHello is there: one wake-up and no failed read
     // per handshake. Best effort: a kernel without it still serves.
-    let _ = crate::sys::sockopt::set_defer_accept(&socket, DEFER_ACCEPT_SECS);
+    let _ = dotgate_sys::sockopt::set_defer_accept(&socket, DEFER_ACCEPT_SECS);
     if fast_open {
         // The ClientHello may ride in the SYN (RFC 7858 §3.4 recommends TFO), where the kernel
         // allows it (net.ipv4.tcp_fastopen with the server bit, 2).
-        let _ = crate::sys::sockopt::set_fast_open(&socket, FAST_OPEN_QUEUE);
+        let _ = dotgate_sys::sockopt::set_fast_open(&socket, FAST_OPEN_QUEUE);
     }
     socket.listen(LISTEN_BACKLOG)?;
     Ok(socket.into())
