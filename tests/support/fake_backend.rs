@@ -14,6 +14,7 @@
 //! | `delay-<ms>`     | the normal answer after `<ms>` ms (other queries are not blocked) |
 //! | `drop`           | never answered |
 //! | `tc-<n>`         | UDP: TC=1, no records. TCP: a full answer of EXACTLY `<n>` bytes (`<n>` <= 65,535) made of TXT records |
+//! | `tccut-<n>`      | UDP: TC=1, no records. TCP: the 2-byte length of an `<n>`-byte answer and its first half, then the backend closes the connection (FIN) |
 //! | `big-<n>`        | UDP and TCP: an answer of EXACTLY `<n>` bytes (no TC), TXT records (UDP can carry at most 65,507) |
 //! | `wrongid`        | bad answer (ID+1, `A 6.6.6.6`), 50 ms later the normal answer |
 //! | `otherq`         | bad answer (question `other.example.`, `A 6.6.6.6`), then normal |
@@ -178,6 +179,7 @@ enum Mode {
     Delay(u64),
     Drop,
     Tc(usize),
+    TcCut(usize),
     Big(usize),
     WrongId,
     OtherQ,
@@ -194,6 +196,9 @@ impl Mode {
         let num = |p: &str| label.strip_prefix(p).and_then(|n| n.parse::<u64>().ok());
         if let Some(ms) = num("delay-") {
             return Mode::Delay(ms);
+        }
+        if let Some(n) = num("tccut-") {
+            return Mode::TcCut(n as usize);
         }
         if let Some(n) = num("tc-") {
             return Mode::Tc(n as usize);
@@ -221,7 +226,15 @@ impl Mode {
 
 enum Sink {
     Udp { sock: Arc<UdpSocket>, peer: SocketAddr },
-    Tcp(mpsc::UnboundedSender<Vec<u8>>),
+    Tcp(mpsc::UnboundedSender<TcpOut>),
+}
+
+/// What a TCP connection's writer does next.
+enum TcpOut {
+    /// Write the message with its 2-byte length.
+    Frame(Vec<u8>),
+    /// Write these bytes as they are, then close the connection.
+    CutAfter(Vec<u8>),
 }
 
 impl Sink {
@@ -233,7 +246,7 @@ impl Sink {
                 }
             }
             Sink::Tcp(tx) => {
-                let _ = tx.send(msg);
+                let _ = tx.send(TcpOut::Frame(msg));
             }
         }
     }
@@ -284,11 +297,19 @@ async fn tcp_accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 async fn tcp_conn(stream: TcpStream, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<TcpOut>();
     // Writer: one task owns the write half, so frames never interleave. It
     // ends when every sender (reader + in-progress handlers) is gone.
     let writer = tokio::spawn(async move {
-        while let Some(msg) = rx.recv().await {
+        while let Some(out) = rx.recv().await {
+            let msg = match out {
+                TcpOut::Frame(msg) => msg,
+                TcpOut::CutAfter(bytes) => {
+                    let _ = wr.write_all(&bytes).await;
+                    let _ = wr.shutdown().await;
+                    break;
+                }
+            };
             let mut frame = Vec::with_capacity(msg.len() + 2);
             frame.extend_from_slice(&(msg.len() as u16).to_be_bytes());
             frame.extend_from_slice(&msg);
@@ -351,6 +372,15 @@ async fn answer(shared: &Shared, q: &ParsedQuery, mode: Mode, sink: Sink) {
                 sink.send(sized_answer(q, n)).await
             }
         }
+        Mode::TcCut(n) => match &sink {
+            Sink::Udp { .. } => sink.send(build(q, &q.question, 0, true, &[], q.flags, q.id)).await,
+            Sink::Tcp(tx) => {
+                let answer = sized_answer(q, n);
+                let mut cut = (answer.len() as u16).to_be_bytes().to_vec();
+                cut.extend_from_slice(&answer[..answer.len() / 2]);
+                let _ = tx.send(TcpOut::CutAfter(cut));
+            }
+        },
         Mode::Big(n) => sink.send(sized_answer(q, n)).await,
         Mode::WrongId => {
             let bad = build(q, &q.question, 0, false, &[a_rr(SPOOF_A)], q.flags, q.id.wrapping_add(1));

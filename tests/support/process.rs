@@ -232,23 +232,34 @@ pub fn start_dns_server(
     command: impl Fn(&std::path::Path, u16) -> Command,
 ) -> (std::net::SocketAddr, TestProcess, tempfile::TempDir) {
     for attempt in 1..=3 {
-        let dir = tempfile::tempdir().expect("tempdir");
         let port = super::ports::free_port();
-        let mut cmd = command(dir.path(), port);
-        cmd.current_dir(dir.path());
-        let mut proc = TestProcess::spawn(name, cmd);
-        let addr = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
-        match wait_dns_ready(&mut proc, addr, probe_name, Duration::from_secs(10)) {
-            Ok(()) => return (addr, proc, dir),
-            Err(why) => {
-                proc.kill();
-                let out = proc.describe();
-                if attempt < 3 && out.contains("ddress already in use") {
-                    continue;
-                }
-                panic!("{name} did not start on {addr}: {why}\n{out}");
-            }
+        match start_dns_server_on(name, probe_name, port, &command) {
+            Ok(started) => return started,
+            Err(out) if attempt < 3 && out.contains("ddress already in use") => continue,
+            Err(out) => panic!("{out}"),
         }
     }
     unreachable!()
+}
+
+/// [`start_dns_server`] on the given loopback `port`, once: `Err` with the reason and the
+/// server's output if it does not come up (e.g. the port is taken).
+pub fn start_dns_server_on(
+    name: &str,
+    probe_name: &str,
+    port: u16,
+    command: impl Fn(&std::path::Path, u16) -> Command,
+) -> Result<(std::net::SocketAddr, TestProcess, tempfile::TempDir), String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = command(dir.path(), port);
+    cmd.current_dir(dir.path());
+    let mut proc = TestProcess::spawn(name, cmd);
+    let addr = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+    match wait_dns_ready(&mut proc, addr, probe_name, Duration::from_secs(10)) {
+        Ok(()) => Ok((addr, proc, dir)),
+        Err(why) => {
+            proc.kill();
+            Err(format!("{name} did not start on {addr}: {why}\n{}", proc.describe()))
+        }
+    }
 }

@@ -22,7 +22,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use super::process::{start_dns_server, TestProcess};
+use super::process::{start_dns_server, start_dns_server_on, TestProcess};
 
 pub const WWW_A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 pub const WWW_AAAA: &str = "2001:db8::10";
@@ -93,17 +93,32 @@ fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
     path
 }
 
+/// Unbound in the foreground with the config written for `port` in `dir`.
+fn command(dir: &Path, port: u16) -> Command {
+    let conf = write_config(dir, port);
+    let mut cmd = Command::new("unbound");
+    cmd.arg("-d").arg("-c").arg(conf);
+    cmd
+}
+
 impl Unbound {
     /// Starts Unbound and waits (10 s max) until it answers over UDP and TCP.
     /// Retries with a new port (3 tries) if the port was taken meanwhile.
     pub fn start() -> Unbound {
-        let (addr, proc, dir) = start_dns_server("unbound", "www.example.test.", |dir, port| {
-            let conf = write_config(dir, port);
-            let mut cmd = Command::new("unbound");
-            cmd.arg("-d").arg("-c").arg(conf);
-            cmd
-        });
+        let (addr, proc, dir) = start_dns_server("unbound", "www.example.test.", command);
         Unbound { addr, proc, dir }
+    }
+
+    /// Starts Unbound on 127.0.0.1:`port` (one try; e.g. to bring a backend back where
+    /// dotgate expects it) and waits until it answers.
+    pub fn start_on(port: u16) -> Result<Unbound, String> {
+        let (addr, proc, dir) = start_dns_server_on("unbound", "www.example.test.", port, command)?;
+        Ok(Unbound { addr, proc, dir })
+    }
+
+    /// SIGKILLs Unbound (a backend dying without warning) and reaps it.
+    pub fn kill(&mut self) {
+        self.proc.kill();
     }
 
     pub fn stderr(&self) -> String {
