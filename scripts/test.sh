@@ -4,9 +4,10 @@
 #   scripts/test.sh
 #
 # Steps: install the system packages the tests use, lint the shell scripts, cargo fmt --check,
-# cargo clippy (-D warnings), cargo test, the deployment files (scripts/check-deploy.sh). Every
-# step runs even when an earlier one failed, so a
-# single run shows everything; the exit status is non-zero when any step failed.
+# cargo clippy (-D warnings), cargo test, the deployment files (scripts/check-deploy.sh), the
+# supply chain (scripts/check-supply-chain.sh: cargo deny, no unsafe outside dotgate-sys). Every
+# step runs even when an earlier one failed, so a single run shows everything; the exit status
+# is non-zero when any step failed.
 # Each step has a time limit in seconds (override with the variables below) so that a hung
 # test cannot eat CI's budget.
 set -euo pipefail
@@ -19,6 +20,7 @@ FMT_TIMEOUT=${FMT_TIMEOUT:-120}
 CLIPPY_TIMEOUT=${CLIPPY_TIMEOUT:-900}
 TEST_TIMEOUT=${TEST_TIMEOUT:-1200}
 DEPLOY_TIMEOUT=${DEPLOY_TIMEOUT:-600}
+SUPPLY_TIMEOUT=${SUPPLY_TIMEOUT:-1200}
 
 logs=$(mktemp -d /tmp/dotgate-test.XXXXXX)
 trap 'rm -rf "$logs"' EXIT
@@ -71,6 +73,7 @@ step fmt "$FMT_TIMEOUT" cargo fmt --all -- --check
 step clippy "$CLIPPY_TIMEOUT" cargo clippy --workspace --all-targets -- -D warnings
 step test "$TEST_TIMEOUT" cargo test --workspace --all-targets --no-fail-fast
 step deploy "$DEPLOY_TIMEOUT" bash scripts/check-deploy.sh
+step supply "$SUPPLY_TIMEOUT" bash scripts/check-supply-chain.sh
 
 # cargo prints one "test result:" line per test binary; add them up.
 counts=$(awk '/^test result:/ {

@@ -3,6 +3,8 @@
 //! file, a listen address that cannot be bound included (one line on stderr), 1 for a failure
 //! while running.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use dotgate::config::{Config, Invocation};

@@ -187,8 +187,8 @@ impl InflightTable {
     /// (RFC 5452). `None` only when a table is so full that `ID_PICK_TRIES` random picks miss.
     pub fn pick_free_udp_id(&self, rng: &mut impl Rng, sockets: Range<usize>) -> Option<(usize, u16)> {
         (0..ID_PICK_TRIES).find_map(|_| {
-            let socket = sockets.start + rng.gen_range(0..sockets.len());
-            let id: u16 = rng.gen();
+            let socket = sockets.start + rng.random_range(0..sockets.len());
+            let id: u16 = rng.random();
             self.udp_id_free(socket, id).then_some((socket, id))
         })
     }

@@ -123,7 +123,7 @@ impl Relay {
             backends: Backends::new(&settings.backends),
             tcp: vec![None; settings.backends.len()],
             deadlines: VecDeque::with_capacity(1024),
-            rng: StdRng::from_entropy(),
+            rng: StdRng::from_os_rng(),
             next_generation: 0,
             pending_sends: Vec::with_capacity(256),
         };

@@ -75,7 +75,7 @@ impl TcpConn {
         let ids = self.ids.borrow();
         let mut id = preferred;
         while ids.contains_key(&id) {
-            id = rng.gen();
+            id = rng.random();
         }
         id
     }
