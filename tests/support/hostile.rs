@@ -7,9 +7,10 @@
 //! write records rustls would never write (a fatal alert mid-stream, garbage that fails to
 //! decrypt), and a TLS stream on a socket whose buffers were shrunk before it connected.
 //!
-//! Every attack reports how long the server took to close it, measured from the moment the
-//! client went quiet (its last byte) or, for handshake stalls, from its connect: the server's
-//! timeouts run from there. "Closed" is EOF, a reset, or a clean close_notify; the attacks never
+//! Every attack reports how long the server took to close it, measured from just before the
+//! client wrote its last bytes or, for handshake stalls, from just before its connect: the
+//! server's timeouts start a little after those points, so a close is never early by this
+//! clock. "Closed" is EOF, a reset, or a clean close_notify; the attacks never
 //! close first.
 
 use std::io::{self, Read as _};
@@ -304,6 +305,9 @@ pub async fn one(addr: SocketAddr, attack: Attack, give_up: Duration) -> io::Res
         Attack::LengthThenStall | Attack::PartialQueryThenStall | Attack::PartialRecordThenStall => {
             let mut client = DotClient::connect(addr).await?;
             let framed = framed(&query("stall.example.test.", RecordType::A, 1));
+            // Taken before the write: dotgate's idle clock restarts when it reads these bytes,
+            // which is after this; taken after, a busy runtime could date it late.
+            let quiet = Instant::now();
             match attack {
                 Attack::LengthThenStall => client.send_raw(&framed[..2]).await?,
                 Attack::PartialQueryThenStall => client.send_raw(&framed[..9]).await?,
@@ -314,7 +318,6 @@ pub async fn one(addr: SocketAddr, attack: Attack, give_up: Duration) -> io::Res
                     client.get_mut().get_mut().0.write_all(&partial).await?;
                 }
             }
-            let quiet = Instant::now();
             let clean = match client.recv_timeout(give_up).await {
                 Ok(None) => true,
                 Ok(Some(_)) => return Err(io::Error::other("an answer to a query never completed")),

@@ -51,6 +51,9 @@ impl Latencies {
     }
 
     pub fn summary(&self) -> String {
+        if self.samples.is_empty() {
+            return format!("no answer timed, {} errors", self.errors.len());
+        }
         format!(
             "{} queries: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} errors",
             self.samples.len(),
@@ -91,7 +94,14 @@ async fn measure_here(addr: SocketAddr, samples: usize, gap: Duration) -> Latenc
     let mut id: u16 = 0x4000;
     let mut taken = 0;
     let mut warm = false;
+    // A dotgate that starves the probe must fail the test, not hang it: past this, the
+    // measurement ends with an error.
+    let deadline = Instant::now() + (gap + Duration::from_millis(50)) * samples as u32 + Duration::from_secs(10);
     while taken < samples {
+        if Instant::now() > deadline {
+            out.errors.push(format!("ran out of time after {taken} of {samples} queries"));
+            break;
+        }
         if client.is_none() {
             match DotClient::connect(addr).await {
                 Ok(c) => {
@@ -111,7 +121,7 @@ async fn measure_here(addr: SocketAddr, samples: usize, gap: Duration) -> Latenc
         let sent = Instant::now();
         let result = async {
             c.send(&query("www.example.test.", RecordType::A, id)).await.map_err(|e| format!("send: {e}"))?;
-            match c.recv_timeout(Duration::from_secs(5)).await {
+            match c.recv_timeout(Duration::from_secs(3)).await {
                 Ok(Some(answer)) => Ok(answer),
                 Ok(None) => Err("the connection closed instead of answering".to_string()),
                 Err(e) => Err(format!("recv: {e}")),
