@@ -1,6 +1,7 @@
 //! The TLS face of dotgate: versions (1.2 and 1.3 only), ALPN "dot" accepted but not required,
-//! session resumption, the handshake timeout, plain DNS refused, close_notify on close, and the
-//! certificate: from files, or self-signed with its pin printed.
+//! session resumption, the handshake timeout, plain DNS refused, close_notify on close, how a
+//! stream broken right after its handshake is counted, and the certificate: from files, or
+//! self-signed with its pin printed.
 
 mod support;
 
@@ -192,4 +193,47 @@ async fn the_pin_tool_prints_the_pin_clients_can_use() {
     assert_eq!(kdig_pinned(dotgate.addr, &pin).await, normal, "kdig with the printed pin gets the answer");
     let wrong = support::gen_cert().pin;
     assert_eq!(kdig_pinned(dotgate.addr, &wrong).await, "", "kdig with another key's pin must refuse the server");
+}
+
+/// A client's Finished and a record that breaks the stream, in one write, so that dotgate reads
+/// them together: the handshake completes, then the stream breaks. That is a handshake and a
+/// protocol close, not a failed handshake. (It was counted as a failed handshake and no
+/// handshake at all: feed stopped at the bad record before it reached the state that counts
+/// as established, and an operator's "handshakes failing" alert would count such clients.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_broken_in_the_read_that_finishes_the_handshake_counts_as_a_handshake() {
+    use support::hostile::{framed, RawTls};
+    use support::http::{get, sample};
+    let backend = FakeBackend::start().await;
+    let admin = support::ports::free_addr();
+    let dotgate = Dotgate::start(&[backend.addr], &["--admin", &admin.to_string()]);
+    let counter = |series: &str| sample(&get(admin, "/metrics").1, series).unwrap_or(0.0);
+    let errors = r#"dotgate_tls_handshake_failures_total{reason="error"}"#;
+    let handshakes = r#"dotgate_tls_handshakes_total{version="TLSv1.3",kind="full"}"#;
+    let protocol = r#"dotgate_connections_closed_total{reason="protocol"}"#;
+    // The harness's readiness check (a connect closed at once) is a failed handshake once
+    // dotgate takes it: let that happen first.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while counter("dotgate_connections_accepted_total") < 1.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let errors_before = counter(errors);
+    for (round, alert) in [true, false].into_iter().enumerate() {
+        let mut raw = RawTls::connect_holding_finished(dotgate.addr).await.unwrap();
+        let mut burst = std::mem::take(&mut raw.finished);
+        assert!(!burst.is_empty(), "the client's Finished was held back");
+        burst.extend(raw.seal(23, &framed(&query("broken.example.", RecordType::A, 1))));
+        if alert {
+            burst.extend(raw.seal(21, &[2, 80])); // a fatal internal_error alert
+        } else {
+            burst.extend_from_slice(&[23, 3, 3, 0, 20]); // a record that cannot decrypt
+            burst.extend_from_slice(&[0x5a; 20]);
+        }
+        raw.tcp.write_all(&burst).await.unwrap();
+        let closed = support::client::is_closed_within(&mut raw.tcp, Duration::from_secs(2)).await;
+        assert!(closed, "round {round}: the connection stays open after its stream broke");
+    }
+    assert_eq!(counter(errors) - errors_before, 0.0, "counted as failed handshakes");
+    assert_eq!(counter(handshakes), 2.0, "both handshakes completed");
+    assert_eq!(counter(protocol), 2.0, "both streams broke after their handshake");
 }

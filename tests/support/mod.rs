@@ -7,6 +7,9 @@
 //! - [`dotgate`]: the dotgate binary under test, and test certificates.
 //! - [`openssl`]: `openssl s_client` handshakes that save and resume sessions.
 //! - [`http`]: GET on the admin endpoint, Prometheus samples.
+//! - [`hostile`]: misbehaving clients (slowloris, stalls, garbage, alerts, never-reading
+//!   pipeliners), crowds of idle clients, RSS and descriptor counts of a process.
+//! - [`probe`]: a well-behaved client that measures its query latency, and the bound.
 //! - [`process`]: child processes with collected output (used by the above).
 //!
 //! Each test file uses only part of this, hence `dead_code` and
@@ -17,9 +20,11 @@ pub mod bind;
 pub mod client;
 pub mod dotgate;
 pub mod fake_backend;
+pub mod hostile;
 pub mod http;
 pub mod openssl;
 pub mod ports;
+pub mod probe;
 pub mod process;
 pub mod unbound;
 

@@ -46,7 +46,7 @@ pub fn txt_text(kind: char, i: usize) -> String {
     format!("{i:03}{}", kind.to_string().repeat(TXT_LEN - 3))
 }
 
-fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
+fn write_config(dir: &Path, port: u16, extra: &[&str]) -> std::path::PathBuf {
     let mut c = String::new();
     let d = dir.display();
     writeln!(
@@ -87,15 +87,18 @@ fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
         let t = txt_text('h', i);
         writeln!(c, "    local-data: 'huge.example.test. 300 IN TXT \"{t}\"'").unwrap();
     }
+    for line in extra {
+        writeln!(c, "    {line}").unwrap();
+    }
     c.push_str("remote-control:\n    control-enable: no\n");
     let path = dir.join("unbound.conf");
     std::fs::write(&path, c).expect("write unbound.conf");
     path
 }
 
-/// Unbound in the foreground with the config written for `port` in `dir`.
-fn command(dir: &Path, port: u16) -> Command {
-    let conf = write_config(dir, port);
+/// Unbound in the foreground with the config written for `port` in `dir`, `extra` lines added.
+fn command(dir: &Path, port: u16, extra: &[&str]) -> Command {
+    let conf = write_config(dir, port, extra);
     let mut cmd = Command::new("unbound");
     cmd.arg("-d").arg("-c").arg(conf);
     cmd
@@ -105,14 +108,21 @@ impl Unbound {
     /// Starts Unbound and waits (10 s max) until it answers over UDP and TCP.
     /// Retries with a new port (3 tries) if the port was taken meanwhile.
     pub fn start() -> Unbound {
-        let (addr, proc, dir) = start_dns_server("unbound", "www.example.test.", command);
+        Unbound::start_with(&[])
+    }
+
+    /// [`Unbound::start`] with `extra` lines added to the `server:` clause (e.g.
+    /// `"so-rcvbuf: 4m"`).
+    pub fn start_with(extra: &[&str]) -> Unbound {
+        let (addr, proc, dir) = start_dns_server("unbound", "www.example.test.", |dir, port| command(dir, port, extra));
         Unbound { addr, proc, dir }
     }
 
     /// Starts Unbound on 127.0.0.1:`port` (one try; e.g. to bring a backend back where
     /// dotgate expects it) and waits until it answers.
     pub fn start_on(port: u16) -> Result<Unbound, String> {
-        let (addr, proc, dir) = start_dns_server_on("unbound", "www.example.test.", port, command)?;
+        let (addr, proc, dir) =
+            start_dns_server_on("unbound", "www.example.test.", port, |dir, port| command(dir, port, &[]))?;
         Ok(Unbound { addr, proc, dir })
     }
 

@@ -358,14 +358,32 @@ impl Connection {
                 ControlFlow::Break(())
             }
         });
-        let fed = match fed {
-            Ok(fed) => fed,
-            Err(e) => {
-                tracing::debug!(error = %e, "closing connection");
-                return Err(if was_established { Ending::Protocol } else { Ending::HandshakeFailed });
+        // The handshake can finish in the very read that brings the records which then break
+        // the stream: a client's Finished and its first records travel together, and feed
+        // stops at the bad record before it reaches "established". Such a stream broke after
+        // its handshake: it counts as a handshake and a protocol close, not a failed handshake
+        // (which would inflate the handshake failures an operator alerts on).
+        let completed_now = !was_established && session.handshake_done();
+        let fed = match (fed, refused) {
+            (Ok(fed), Ok(())) => fed,
+            (fed, refused) => {
+                let ending = match fed {
+                    Err(e) => {
+                        tracing::debug!(error = %e, "closing connection");
+                        if was_established || completed_now {
+                            Ending::Protocol
+                        } else {
+                            Ending::HandshakeFailed
+                        }
+                    }
+                    Ok(_) => refused.err().unwrap_or(Ending::Protocol),
+                };
+                if completed_now {
+                    count_handshake(&self.ctx, session);
+                }
+                return Err(ending);
             }
         };
-        refused?;
         if !was_established && session.is_established() {
             count_handshake(&self.ctx, session);
         }

@@ -89,6 +89,12 @@ impl TlsSession {
         self.established && !self.conn.is_handshaking()
     }
 
+    /// Both sides' Finished are done, though feed may not have reached the state where
+    /// application data is written yet (`is_established`); stays true after a later error.
+    pub fn handshake_done(&self) -> bool {
+        !self.conn.is_handshaking()
+    }
+
     /// The negotiated TLS version, and whether the session was resumed (ticket or cache).
     pub fn version_and_resumption(&self) -> (Option<rustls::ProtocolVersion>, bool) {
         (self.conn.protocol_version(), self.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed))
