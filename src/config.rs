@@ -306,7 +306,13 @@ impl Config {
             Some(path) => FileConfig::load(path)?,
             None => FileConfig::default(),
         };
+        Config::merge(cli, file, resolve)
+    }
 
+    /// Merges the flags in `cli` over `file` (the config file as read) over the defaults, then
+    /// validates. `cli.config` is not read again. With `resolve` false, backend names are
+    /// checked but not looked up (and left out of `backends`).
+    pub fn merge(cli: Cli, file: FileConfig, resolve: bool) -> Result<Config, ConfigError> {
         let listen_strings = if cli.listen.is_empty() { file.listen.unwrap_or_default() } else { cli.listen };
         let listen = if listen_strings.is_empty() {
             vec![
@@ -453,7 +459,12 @@ impl FileConfig {
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile { path: path.to_owned(), source })?;
-        toml::from_str(&text)
+        FileConfig::parse(&text, path)
+    }
+
+    /// Parses the text of the config file at `path` (named in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+        toml::from_str(text)
             .map_err(|e| ConfigError::ParseFile { path: path.to_owned(), message: one_line(&e.to_string()) })
     }
 }
