@@ -37,6 +37,8 @@ pub mod config;
 pub mod dns;
 pub mod edns;
 pub mod frontend;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod relay;
 pub mod runtime;
 pub mod stats;

@@ -13,6 +13,8 @@
 pub mod backends;
 pub mod inflight;
 pub mod matching;
+#[cfg(feature = "fuzzing")]
+pub mod model_check;
 mod tcp;
 mod udp;
 
