@@ -8,7 +8,8 @@
 //! record; the stripped query is the query with keepalive (11) and padding (12) taken out of
 //! that record and its RDLENGTH fixed, every other byte the same; the answer has the backend's
 //! keepalive and padding replaced by this hop's, an OPT record added (and counted) when it
-//! had none, its length a multiple of 468 when padded, and every other byte the same); the
+//! had none, its length a multiple of 468 when padded, and every other byte the same; a
+//! message with records after its OPT record is left whole, since they would move); the
 //! edited answer parses again, and hickory-proto (a second, independent parser) reads the
 //! same header, question and records in it as in the original, with only the hop options
 //! changed.
@@ -52,7 +53,7 @@ fn check_query(msg: &[u8]) {
     let Some(question_end) = crate::dns::question_end(msg) else { return };
     let mut stripped = b"junk from the last query".to_vec();
     let (hop, did_strip) = edns::take_query_options(msg, question_end, &mut stripped);
-    assert_eq!(did_strip, hop.any());
+    assert!(hop.any() || !did_strip, "stripped a query without hop options");
     if did_strip {
         assert!(stripped.len() <= msg.len(), "stripping grew the query");
         let mut again = Vec::new();
@@ -66,6 +67,8 @@ fn check_query(msg: &[u8]) {
     };
     let has = |code| options.iter().any(|(c, _)| *c == code);
     assert_eq!(hop, HopOptions { keepalive: has(KEEPALIVE), padding: has(PADDING) });
+    // Stripped exactly when there is something to strip and nothing after the OPT record to move.
+    assert_eq!(did_strip, hop.any() && record.rdata.end == msg.len());
     if !did_strip {
         return;
     }
@@ -127,11 +130,19 @@ fn check_answer(msg: &[u8], hop: HopOptions, idle: u16) {
     } else {
         assert_eq!(count(PADDING), 0);
     }
-    compare_with_hickory(msg, out, hop);
+    // When an OPT record was added, ARCOUNT changed: a compression pointer into the header
+    // (nonsense, but hickory-proto follows it) would read another name there.
+    if parsed.opt().is_some() {
+        compare_with_hickory(msg, out, hop);
+    }
 }
 
 /// The answer as RFC 7828 and RFC 7830/8467 ask, built without `edns`.
 fn expected_answer(msg: &[u8], parsed: &wire::Message, opt: Option<&Opt>, hop: HopOptions, idle: u16) -> Vec<u8> {
+    // Records after the OPT record would move (breaking pointers into them): left alone.
+    if opt.is_some_and(|(record, _)| record.rdata.end != msg.len()) {
+        return msg.to_vec();
+    }
     let mut rdata: Vec<u8> = match opt {
         Some((_, options)) => options
             .iter()
