@@ -50,6 +50,18 @@ fn every_corpus_file_passes_its_target() {
     }
 }
 
+/// The oracle itself: the strict walker reads every real message of the corpus (were it
+/// stricter than real servers, the exact checks of `edns` would silently skip them).
+#[test]
+fn the_strict_walker_reads_every_real_message() {
+    for (file, data) in corpus("edns").into_iter().filter(|(f, _)| f.starts_with("seed-")) {
+        let msg = &data[3..];
+        let parsed = fuzzing::wire::parse(msg).unwrap_or_else(|| panic!("{file} does not parse"));
+        assert_eq!(parsed.trailing, 0, "{file}");
+        assert!(fuzzing::wire::first_question_end(msg).is_some(), "{file}");
+    }
+}
+
 // ---- Mutated seeds ------------------------------------------------------------------------
 
 #[derive(Debug, Clone)]

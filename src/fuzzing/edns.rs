@@ -131,8 +131,10 @@ fn check_answer(msg: &[u8], hop: HopOptions, idle: u16) {
         assert_eq!(count(PADDING), 0);
     }
     // When an OPT record was added, ARCOUNT changed: a compression pointer into the header
-    // (nonsense, but hickory-proto follows it) would read another name there.
-    if parsed.opt().is_some() {
+    // (nonsense, but hickory-proto follows it) would read another name there. The same goes for
+    // names in RDATA the strict walker does not read: those messages are not compared.
+    let unchecked = parsed.records.iter().any(|r| wire::UNCHECKED_NAMES_IN_RDATA.contains(&r.rtype));
+    if parsed.opt().is_some() && !unchecked {
         compare_with_hickory(msg, out, hop);
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! Written apart from `dns` and `edns` on purpose (an oracle sharing the code under test would
 //! share its bugs), and stricter than they are: names at most 255 octets (RFC 1035 §3.1),
-//! labels at most 63, compression pointers only backwards into the message, every count
-//! honoured, every RDATA inside the message, OPT options filling their RDATA exactly. It never
-//! panics on any input and is never used by dotgate itself.
+//! labels at most 63, compression pointers only to a prior name (before the one that points),
+//! every count honoured, every RDATA inside the message, the names in the RDATA of the classic
+//! types (NS, CNAME, SOA, MX, SRV, ...) well-formed inside it, OPT options filling their RDATA
+//! exactly. It never panics on any input and is never used by dotgate itself.
 
 use std::ops::Range;
 
@@ -89,7 +90,7 @@ pub fn parse(msg: &[u8]) -> Option<Message> {
             let rtype = be16(msg, end)?;
             let rdlen = usize::from(be16(msg, end + 8)?);
             let rdata = end + 10..end + 10 + rdlen;
-            if rdata.end > msg.len() {
+            if rdata.end > msg.len() || !rdata_names_ok(msg, rtype, &rdata) {
                 return None;
             }
             pos = rdata.end;
@@ -99,18 +100,28 @@ pub fn parse(msg: &[u8]) -> Option<Message> {
     Some(Message { id: be16(msg, 0)?, flags: be16(msg, 2)?, questions, records, trailing: msg.len() - pos })
 }
 
-/// Reads the name at `pos`: its labels (lower-cased) and the offset just past it where it
-/// starts. Pointers must point strictly backwards (so they cannot loop), past the header.
+/// Reads the name at `start`: its labels (lower-cased) and the offset just past it where it
+/// starts. A pointer must point past the header and before the run of labels that contains it,
+/// and the name it leads to must end there too: a prior occurrence of a name, never bytes that
+/// come later (so pointers cannot loop, and editing later bytes never changes an earlier name).
 pub fn read_name(msg: &[u8], start: usize) -> Option<(Vec<Vec<u8>>, usize)> {
+    read_name_within(msg, start, msg.len())
+}
+
+/// [`read_name`], with the name's own bytes (up to its first pointer) inside `..limit`.
+fn read_name_within(msg: &[u8], start: usize, mut limit: usize) -> Option<(Vec<Vec<u8>>, usize)> {
     let mut labels = Vec::new();
     let mut octets = 0;
     let mut pos = start;
     // Where the name continues in the message, once the first pointer was followed.
     let mut end = None;
-    // A pointer must point before the part of the name that contains it.
-    let mut limit = start;
+    // Where the current run of labels began: a pointer in it must point before.
+    let mut run = start;
     loop {
-        let len = *msg.get(pos)? as usize;
+        if pos >= limit {
+            return None;
+        }
+        let len = usize::from(msg[pos]);
         match len & 0xc0 {
             0 => {
                 octets += 1 + len;
@@ -120,21 +131,56 @@ pub fn read_name(msg: &[u8], start: usize) -> Option<(Vec<Vec<u8>>, usize)> {
                 if len == 0 {
                     return Some((labels, end.unwrap_or(pos + 1)));
                 }
-                labels.push(msg.get(pos + 1..pos + 1 + len)?.to_ascii_lowercase());
+                if pos + 1 + len > limit {
+                    return None;
+                }
+                labels.push(msg[pos + 1..pos + 1 + len].to_ascii_lowercase());
                 pos += 1 + len;
             }
             0xc0 => {
-                let target = (usize::from(be16(msg, pos)?)) & 0x3fff;
-                if target < HEADER_LEN || target >= limit {
+                if pos + 2 > limit {
+                    return None;
+                }
+                let target = usize::from(be16(msg, pos)?) & 0x3fff;
+                if target < HEADER_LEN || target >= run {
                     return None;
                 }
                 end.get_or_insert(pos + 2);
-                limit = target;
+                limit = run;
+                run = target;
                 pos = target;
             }
             _ => return None,
         }
     }
+}
+
+/// Record types whose RDATA holds names that this walker does not read (hickory-proto does):
+/// SIG, NAPTR, IPSECKEY, RRSIG, NSEC, HIP, SVCB, HTTPS, TKEY, TSIG, AMTRELAY.
+pub const UNCHECKED_NAMES_IN_RDATA: [u16; 11] = [24, 35, 45, 46, 47, 55, 64, 65, 249, 250, 260];
+
+/// Checks the names in the RDATA of the types whose layout is a few fixed bytes and names
+/// (RFC 1035 and the types after it that allow compression): each inside the RDATA, by the
+/// rules of [`read_name`]. Other types' RDATA is opaque here.
+fn rdata_names_ok(msg: &[u8], rtype: u16, rdata: &Range<usize>) -> bool {
+    // (fixed bytes before the names, number of names, fixed bytes after them).
+    let layout = match rtype {
+        2..=5 | 7..=9 | 12 | 39 => (0, 1, 0), // NS, MD, MF, CNAME, MB, MG, MR, PTR, DNAME
+        15 | 18 | 21 | 36 => (2, 1, 0),       // MX, AFSDB, RT, KX
+        6 => (0, 2, 20),                      // SOA
+        14 | 17 => (0, 2, 0),                 // MINFO, RP
+        33 => (6, 1, 0),                      // SRV
+        _ => return true,
+    };
+    let (before, names, after) = layout;
+    let mut pos = rdata.start + before;
+    for _ in 0..names {
+        match read_name_within(msg, pos, rdata.end) {
+            Some((_, end)) if end <= rdata.end => pos = end,
+            _ => return false,
+        }
+    }
+    pos + after == rdata.end
 }
 
 /// The options in `rdata` as (code, whole option's range); `None` unless they fill it exactly.

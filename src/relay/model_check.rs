@@ -144,8 +144,9 @@ struct Query {
     tag: u8,
     /// In flight, and where; `None` once answered, failed or dropped.
     attempt: Option<Attempt>,
-    /// The attempt before the current one (an ID freed by a timeout and retried elsewhere).
+    /// Backends tried so far (1, or 2 after a retry).
     attempts: u8,
+    /// Answers (or SERVFAILs) delivered to its connection so far.
     delivered: usize,
 }
 
