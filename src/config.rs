@@ -306,7 +306,13 @@ impl Config {
             Some(path) => FileConfig::load(path)?,
             None => FileConfig::default(),
         };
+        Config::merge(cli, file, resolve)
+    }
 
+    /// Merges the flags in `cli` over `file` (the config file as read) over the defaults, then
+    /// validates. `cli.config` is not read again. With `resolve` false, backend names are
+    /// checked but not looked up (and left out of `backends`).
+    pub fn merge(cli: Cli, file: FileConfig, resolve: bool) -> Result<Config, ConfigError> {
         let listen_strings = if cli.listen.is_empty() { file.listen.unwrap_or_default() } else { cli.listen };
         let listen = if listen_strings.is_empty() {
             vec![
@@ -453,7 +459,12 @@ impl FileConfig {
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile { path: path.to_owned(), source })?;
-        toml::from_str(&text)
+        FileConfig::parse(&text, path)
+    }
+
+    /// Parses the text of the config file at `path` (named in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+        toml::from_str(text)
             .map_err(|e| ConfigError::ParseFile { path: path.to_owned(), message: one_line(&e.to_string()) })
     }
 }
@@ -518,9 +529,25 @@ fn seconds(what: &'static str, value: Option<f64>, default: Duration) -> Result<
     }
 }
 
-/// TOML and clap errors span several lines (a caret diagram, usage); operators get one.
+/// TOML and clap errors span several lines (a caret diagram, usage); operators get one. A TOML
+/// error quotes the file's line, which may hold a bare carriage return or other control
+/// characters (a terminal would act on them): those are shown escaped.
 fn one_line(text: &str) -> String {
-    text.split('\n').map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('|')).collect::<Vec<_>>().join(" ")
+    let joined = text
+        .split(['\n', '\r'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('|'))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut out = String::with_capacity(joined.len());
+    for c in joined.chars() {
+        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Clap's first line, with the indented list that follows it when it ends in a colon ("the
@@ -589,6 +616,18 @@ mod tests {
         ] {
             let e = parse(&args).unwrap_err().to_string();
             assert!(!e.contains('\n') && !e.is_empty(), "{args:?}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn file_errors_are_one_line_whatever_the_file_holds() {
+        // Found by the `config` fuzz target: TOML quotes the offending line, and a bare CR (a
+        // file saved with old Mac line ends) or a control character went into the message as
+        // it was, so that a terminal showed the start of the line overwritten.
+        for text in ["cert = true\rkey = 1\n", "admin = \"127.0.0.1\u{1b}[2J:853\"\n", "a\u{0}b = 1\n"] {
+            let e = FileConfig::parse(text, Path::new("d.toml")).unwrap_err().to_string();
+            assert!(!e.chars().any(char::is_control), "{text:?}: {e:?}");
+            assert!(e.starts_with("config file d.toml: "), "{e:?}");
         }
     }
 

@@ -77,7 +77,8 @@ pub fn question_end(msg: &[u8]) -> Option<usize> {
             return None;
         }
         pos += 1 + label_len;
-        if pos - HEADER_LEN > MAX_NAME_LEN {
+        // The root label's octet still follows: it counts towards the 255 too.
+        if pos - HEADER_LEN + 1 > MAX_NAME_LEN {
             return None;
         }
     }
@@ -231,6 +232,26 @@ mod tests {
         }
         name.push(0);
         assert_eq!(check_query(&query(&name, 1)), QueryVerdict::Answer(rcode::FORMERR));
+    }
+
+    #[test]
+    fn names_of_255_octets_pass_and_of_256_are_formerr() {
+        // Three 63-octet labels and one of `last`, with the root: 193 + 1 + last + 1 octets.
+        let name = |last: usize| {
+            let mut name = Vec::new();
+            for len in [63, 63, 63, last] {
+                name.push(len as u8);
+                name.extend(std::iter::repeat_n(b'a', len));
+            }
+            name.push(0);
+            name
+        };
+        let longest = query(&name(61), 1);
+        assert_eq!(longest.len() - HEADER_LEN - 4, 255);
+        assert_eq!(check_query(&longest), QueryVerdict::Relay { question_end: longest.len() });
+        // Found by the `query` fuzz target: 256 octets were relayed (Unbound answers FORMERR).
+        let too_long = query(&name(62), 1);
+        assert_eq!(check_query(&too_long), QueryVerdict::Answer(rcode::FORMERR));
     }
 
     #[test]

@@ -56,7 +56,8 @@ struct OptRecord {
 
 /// Reads the hop options of `query` (a checked query whose question ends at `question_end`).
 /// When it carries any, writes to `stripped` the query without them (the OPT record stays, its
-/// length fixed) and returns true: that is what goes to the backend.
+/// length fixed) and returns true: that is what goes to the backend. A query with anything
+/// after its OPT record is never rewritten (false).
 pub fn take_query_options(query: &[u8], question_end: usize, stripped: &mut Vec<u8>) -> (HopOptions, bool) {
     let mut hop = HopOptions::default();
     let Ok(Some(opt)) = find_opt(query, question_end) else { return (hop, false) };
@@ -67,7 +68,10 @@ pub fn take_query_options(query: &[u8], question_end: usize, stripped: &mut Vec<
             _ => {}
         }
     }
-    if !hop.any() {
+    // Records after the OPT record (a TSIG, say) would move if it shrank, and a signature over
+    // them or a compression pointer into them would break: such a query goes as it is. (The
+    // hop options still apply to the answer.)
+    if !hop.any() || opt.rdata.1 != query.len() {
         return (hop, false);
     }
     stripped.clear();
@@ -86,8 +90,8 @@ pub fn take_query_options(query: &[u8], question_end: usize, stripped: &mut Vec<
 /// Appends `answer` to `out` as this hop sends it: any keepalive or padding option the backend
 /// put in is dropped; edns-tcp-keepalive with `idle_timeout_100ms` is added when `hop.keepalive`;
 /// padding to a multiple of `PADDING_BLOCK` (counting the whole message) when `hop.padding`. An
-/// answer without an OPT record gets one. An answer that does not parse, or would grow past
-/// 65,535 bytes, is appended as it is.
+/// answer without an OPT record gets one. An answer that does not parse, has anything after its
+/// OPT record, or would grow past 65,535 bytes, is appended as it is.
 pub fn append_answer(answer: &[u8], hop: HopOptions, idle_timeout_100ms: u16, out: &mut Vec<u8>) {
     let start = out.len();
     let question_end = match crate::dns::question_end(answer) {
@@ -99,6 +103,11 @@ pub fn append_answer(answer: &[u8], hop: HopOptions, idle_timeout_100ms: u16, ou
     };
     let (rdlen_at, rest) = match find_opt(answer, question_end) {
         Err(Malformed) => {
+            out.extend_from_slice(answer);
+            return;
+        }
+        // As for queries: what follows the OPT record must not move (see `take_query_options`).
+        Ok(Some(opt)) if opt.rdata.1 != answer.len() => {
             out.extend_from_slice(answer);
             return;
         }
@@ -291,6 +300,39 @@ mod tests {
         let mut out = vec![9];
         append_answer(&answer, HopOptions::default(), 30, &mut out);
         assert_eq!(&out[1..], &answer[..]);
+    }
+
+    /// Glue after the OPT record whose second name points at the first: resizing the OPT record
+    /// would leave that pointer aiming into other bytes (and a TSIG after it would no longer
+    /// verify). Found by reasoning over a finding of the `edns` fuzz target.
+    fn answer_with_glue_after_opt() -> Vec<u8> {
+        let mut m = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 3];
+        m.extend_from_slice(b"\x01a\x07example\x00\x00\x01\x00\x01");
+        m.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 8, 0, 11, 0, 0, 0, 12, 0, 0]);
+        let glue = m.len();
+        m.extend_from_slice(b"\x02ns\x07example\x00\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04\xc0\x00\x02\x01");
+        m.extend_from_slice(&[0xc0 | (glue >> 8) as u8, glue as u8, 0, 28, 0, 1, 0, 0, 0, 60, 0, 16]);
+        m.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        m
+    }
+
+    #[test]
+    fn nothing_after_the_opt_record_is_ever_moved() {
+        let answer = answer_with_glue_after_opt();
+        for bits in 1..4 {
+            let mut out = Vec::new();
+            append_answer(&answer, HopOptions::from_tag(bits), 100, &mut out);
+            assert_eq!(out, answer, "hop {bits}: the records after the OPT record moved");
+        }
+        let mut query = answer.clone();
+        query[2] = 0x01;
+        let mut stripped = Vec::new();
+        let end = crate::dns::question_end(&query).unwrap();
+        assert_eq!(
+            take_query_options(&query, end, &mut stripped),
+            (HopOptions { keepalive: true, padding: true }, false),
+            "the hop options are still read, and the query goes as it is"
+        );
     }
 
     #[test]

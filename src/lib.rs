@@ -13,7 +13,7 @@
 //!                  ④ query check (FORMERR/NOTIMP) .. dns::check_query
 //!                  ⑤ in-flight table, random ID .... relay (inflight, backends)
 //!                  ⑥ upstream send (UDP; TCP on TC)  relay::{udp, tcp}
-//!  backend ──UDP─► ⑦ match source + ID + question .. relay::Relay::on_udp_datagram
+//!  backend ──UDP─► ⑦ match source + ID + question .. relay::matching (Relay::on_udp_datagram)
 //!                  ⑧ restore ID, queue the answer .. frontend::dot::answers (a relay::ReplyTo)
 //!                  ⑨ coalesced TLS write ........... frontend::dot::connection
 //! ```
@@ -38,6 +38,8 @@ pub mod config;
 pub mod dns;
 pub mod edns;
 pub mod frontend;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod relay;
 pub mod runtime;
 pub mod stats;

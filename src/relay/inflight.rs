@@ -163,6 +163,28 @@ impl InflightTable {
         self.entries.is_empty()
     }
 
+    /// Every entry, for the relay's model check (`relay::model_check`); never on the served path.
+    #[cfg(feature = "fuzzing")]
+    pub fn iter(&self) -> impl Iterator<Item = (Key, &Inflight)> {
+        self.entries.iter().map(|(key, entry)| (key as Key, entry))
+    }
+
+    /// Slots of the UDP ID maps that are held, and that are marked answered, over all sockets:
+    /// for the model check to compare with its own count without 65,536 lookups per socket.
+    #[cfg(feature = "fuzzing")]
+    pub fn udp_slot_counts(&self) -> (usize, usize) {
+        let all = self.udp_ids.iter().flat_map(|slots| slots.iter());
+        let (mut held, mut answered) = (0, 0);
+        for &slot in all {
+            match slot {
+                FREE => {}
+                ANSWERED => answered += 1,
+                _ => held += 1,
+            }
+        }
+        (held, answered)
+    }
+
     /// The entry waiting on UDP socket `socket` for an answer with `id`.
     #[inline]
     pub fn udp_owner(&self, socket: usize, id: u16) -> Option<Key> {

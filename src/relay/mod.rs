@@ -12,6 +12,9 @@
 
 pub mod backends;
 pub mod inflight;
+pub mod matching;
+#[cfg(feature = "fuzzing")]
+pub mod model_check;
 mod tcp;
 mod udp;
 
@@ -33,6 +36,7 @@ use crate::dns;
 use crate::stats::{bump, WorkerStats};
 use backends::{Backends, HealthChange};
 use inflight::{Inflight, InflightTable, Key, Route};
+use matching::{DropReason, UdpMatch};
 pub use tcp::TcpConn;
 
 /// How a frontend gets its answers back. Implemented once per frontend (a DoT connection's
@@ -278,32 +282,24 @@ impl Relay {
 
     /// A datagram arrived on upstream socket `socket`. Accepts it only if it answers the query
     /// in flight under its ID on that socket, from that query's backend, with QR=1 and the same
-    /// question; everything else is dropped and counted, and no client is touched.
+    /// question (`matching::match_udp_datagram` decides); everything else is dropped and
+    /// counted, and no client is touched.
     pub(crate) fn on_udp_datagram(self: &Rc<Self>, socket: usize, answer: &mut [u8], src: SocketAddr) {
-        if answer.len() < dns::HEADER_LEN {
-            bump(&self.stats.dropped_garbage);
-            return;
-        }
         let mut st = self.state.borrow_mut();
-        let Some(key) = st.table.udp_owner(socket, dns::id(answer)) else {
-            let duplicate = st.table.udp_id_answered(socket, dns::id(answer));
-            bump(if duplicate { &self.stats.dropped_duplicate } else { &self.stats.dropped_unknown_id });
-            return;
+        let key = match matching::match_udp_datagram(&st.table, &st.backends, socket, answer, src) {
+            UdpMatch::Deliver(key) => key,
+            UdpMatch::Drop(reason) => {
+                bump(match reason {
+                    DropReason::Garbage => &self.stats.dropped_garbage,
+                    DropReason::UnknownId => &self.stats.dropped_unknown_id,
+                    DropReason::Duplicate => &self.stats.dropped_duplicate,
+                    DropReason::WrongSource => &self.stats.dropped_wrong_source,
+                    DropReason::QuestionMismatch => &self.stats.dropped_question_mismatch,
+                });
+                return;
+            }
         };
-        let entry = st.table.get(key).expect("ID map points at a live entry");
-        if src != st.backends.addr(entry.backend) {
-            bump(&self.stats.dropped_wrong_source);
-            return;
-        }
-        if !dns::is_response(answer) {
-            bump(&self.stats.dropped_garbage);
-            return;
-        }
-        if !dns::answers_question(answer, entry.question()) {
-            bump(&self.stats.dropped_question_mismatch);
-            return;
-        }
-        let backend = entry.backend;
+        let backend = st.table.get(key).expect("ID map points at a live entry").backend;
         let now = Instant::now();
         if let HealthChange::CameBack = st.backends.answered(backend, now) {
             info!(worker = self.settings.worker, backend = %st.backends.addr(backend), "backend answers again: marked up");

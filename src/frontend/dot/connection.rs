@@ -30,7 +30,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::answers::AnswerQueue;
-use super::framing::{complete_message_len, PREFIX_LEN};
+use super::framing::{self, FrameTooShort};
 use super::hello::{self, HelloPeek};
 use super::limits::Admission;
 use super::session::{Output, TlsSession};
@@ -553,64 +553,57 @@ fn take_plaintext(
     pending: &mut BytesMut,
     plaintext: &[u8],
 ) -> Result<(), Ending> {
-    if pending.is_empty() {
-        let used = take_queries(ctx, answers, plaintext)?;
-        pending.extend_from_slice(&plaintext[used..]);
-    } else {
-        pending.extend_from_slice(plaintext);
-        let used = take_queries(ctx, answers, pending)?;
-        pending.advance(used);
-        if pending.is_empty() {
-            *pending = BytesMut::new();
-        }
+    framing::take_stream(pending, plaintext, |stream| take_queries(ctx, answers, stream))
+}
+
+impl From<FrameTooShort> for Ending {
+    fn from(_: FrameTooShort) -> Ending {
+        Ending::Protocol
     }
-    Ok(())
 }
 
 /// Handles the whole messages at the front of `stream` while the in-flight cap allows; returns
 /// the bytes used.
 fn take_queries(ctx: &DotContext, answers: &Rc<AnswerQueue>, stream: &[u8]) -> Result<usize, Ending> {
     let cap = ctx.settings.max_in_flight;
-    let mut used = 0;
-    while answers.outstanding() < cap {
-        let rest = &stream[used..];
-        let len = match complete_message_len(rest) {
-            Ok(Some(len)) => len,
-            Ok(None) => break,
-            Err(_) => return Err(Ending::Protocol),
-        };
-        let message = &rest[PREFIX_LEN..PREFIX_LEN + len];
-        bump(&ctx.stats.queries);
-        match dns::check_query(message) {
-            QueryVerdict::Relay { question_end } => {
-                if ctx.settings.log_queries {
-                    log_query(message, question_end);
+    framing::take_messages(
+        stream,
+        || answers.outstanding() < cap,
+        |message| {
+            bump(&ctx.stats.queries);
+            match dns::check_query(message) {
+                QueryVerdict::Relay { question_end } => {
+                    if ctx.settings.log_queries {
+                        log_query(message, question_end);
+                    }
+                    answers.relayed();
+                    let reply: Rc<dyn ReplyTo> = answers.clone();
+                    // Keepalive and padding are this hop's business: taken off the query, put back
+                    // on the answer (see `edns`).
+                    let mut edited = ctx.query_edit.borrow_mut();
+                    let (mut hop, stripped) = edns::take_query_options(message, question_end, &mut edited);
+                    hop.padding = match ctx.settings.padding {
+                        Padding::Requested => hop.padding,
+                        Padding::Always => true,
+                        Padding::Never => false,
+                    };
+                    let relayed = if stripped { &edited[..] } else { message };
+                    ctx.relay.submit(relayed, question_end, reply, hop.to_tag());
                 }
-                answers.relayed();
-                let reply: Rc<dyn ReplyTo> = answers.clone();
-                // Keepalive and padding are this hop's business: taken off the query, put back
-                // on the answer (see `edns`).
-                let mut edited = ctx.query_edit.borrow_mut();
-                let (mut hop, stripped) = edns::take_query_options(message, question_end, &mut edited);
-                hop.padding = match ctx.settings.padding {
-                    Padding::Requested => hop.padding,
-                    Padding::Always => true,
-                    Padding::Never => false,
-                };
-                let relayed = if stripped { &edited[..] } else { message };
-                ctx.relay.submit(relayed, question_end, reply, hop.to_tag());
+                QueryVerdict::Answer(rcode) => {
+                    let counter = if rcode == dns::rcode::NOTIMP {
+                        &ctx.stats.answers_notimp
+                    } else {
+                        &ctx.stats.answers_formerr
+                    };
+                    bump(counter);
+                    answers.push_local(message, rcode);
+                }
+                QueryVerdict::Close => return Err(Ending::Protocol),
             }
-            QueryVerdict::Answer(rcode) => {
-                let counter =
-                    if rcode == dns::rcode::NOTIMP { &ctx.stats.answers_notimp } else { &ctx.stats.answers_formerr };
-                bump(counter);
-                answers.push_local(message, rcode);
-            }
-            QueryVerdict::Close => return Err(Ending::Protocol),
-        }
-        used += PREFIX_LEN + len;
-    }
-    Ok(used)
+            Ok(())
+        },
+    )
 }
 
 /// Logs a query's name and type (only with `--log-queries`).

@@ -1,6 +1,13 @@
 //! DoT framing (RFC 7858 §3.3, RFC 1035 §4.2.2): every message is preceded by its length as two
 //! bytes, big-endian. Check, then parse: the length is checked before the message is touched,
 //! and "not all here yet" is `Ok(None)`, never an error or a copy.
+//!
+//! Also the frame reader's two pure steps, which the connection drives: [`take_messages`]
+//! walks the whole messages at the front of a stream, and [`take_stream`] keeps the part of a
+//! decrypted record that is not a whole message for the next one. They never touch a socket
+//! or TLS, so the fuzz targets and property tests (`crate::fuzzing`) run this very code.
+
+use bytes::{Buf, BytesMut};
 
 use crate::dns::HEADER_LEN;
 
@@ -43,6 +50,49 @@ pub fn append_framed_with(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
     let len = out.len() - start - PREFIX_LEN;
     debug_assert!(len <= u16::MAX as usize);
     out[start..start + PREFIX_LEN].copy_from_slice(&(len as u16).to_be_bytes());
+}
+
+/// Hands each whole message at the front of `stream` (without its prefix) to `take`, as long as
+/// `more()` allows another one; returns the bytes used. A length prefix too short for DNS stops
+/// the walk with `FrameTooShort` (converted to the caller's error), as does an error of `take`.
+#[inline]
+pub fn take_messages<E: From<FrameTooShort>>(
+    stream: &[u8],
+    mut more: impl FnMut() -> bool,
+    mut take: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<usize, E> {
+    let mut used = 0;
+    while more() {
+        let rest = &stream[used..];
+        let Some(len) = complete_message_len(rest)? else { break };
+        take(&rest[PREFIX_LEN..PREFIX_LEN + len])?;
+        used += PREFIX_LEN + len;
+    }
+    Ok(used)
+}
+
+/// Takes the next decrypted `plaintext` of a stream whose unused start waits in `pending`:
+/// `take` is given the stream as far as it is known and returns the bytes it used; the rest
+/// waits in `pending`. The common case (nothing pending) hands `plaintext` over without a copy.
+/// An emptied `pending` holds no allocation.
+#[inline]
+pub fn take_stream<E>(
+    pending: &mut BytesMut,
+    plaintext: &[u8],
+    take: impl FnOnce(&[u8]) -> Result<usize, E>,
+) -> Result<(), E> {
+    if pending.is_empty() {
+        let used = take(plaintext)?;
+        pending.extend_from_slice(&plaintext[used..]);
+    } else {
+        pending.extend_from_slice(plaintext);
+        let used = take(pending)?;
+        pending.advance(used);
+        if pending.is_empty() {
+            *pending = BytesMut::new();
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

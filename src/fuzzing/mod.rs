@@ -1,0 +1,86 @@
+//! The bodies of the fuzz targets, shared by `fuzz/fuzz_targets/*.rs` (cargo-fuzz, libFuzzer)
+//! and `tests/properties.rs` (proptest on stable, in every `cargo test`): both run this very
+//! code, so what CI checks on every run is what the fuzzer searched.
+//!
+//! Each target is a function from arbitrary bytes that runs dotgate's own code on them and
+//! asserts its invariants: a panic is a finding. The oracles it compares against (`wire`, and
+//! hickory-proto where it parses the input) are written apart from the code under test.
+//!
+//! | target          | code under test                                                     |
+//! |-----------------|---------------------------------------------------------------------|
+//! | `frames`        | the frame reader: `framing::take_stream`, `take_messages`           |
+//! | `query`         | `dns::check_query`, `question_end`, `id`/`set_id`, local answers   |
+//! | `upstream_match`| `relay::matching::match_udp_datagram` over a real `InflightTable`   |
+//! | `edns`          | `edns::take_query_options`, `edns::append_answer`                   |
+//! | `config`        | the TOML file: `FileConfig::parse`, `Config::merge`                 |
+//! | `inflight`      | the real `Relay` under insert, answer, timeout and close            |
+//!
+//! Built only with the `fuzzing` feature (tests and fuzz/ turn it on). Nothing here is on the
+//! served path, and nothing here may change what dotgate does: it only calls and checks.
+
+pub mod config;
+pub mod edns;
+pub mod frames;
+pub mod query;
+pub mod upstream_match;
+pub mod wire;
+
+pub use crate::relay::model_check as inflight;
+
+/// Longest DNS message: a 16-bit length (TCP and DoT framing) or a UDP payload.
+pub const MAX_MESSAGE: usize = u16::MAX as usize;
+
+/// A target's body: panics on a finding.
+pub type Target = fn(&[u8]);
+
+/// The targets by name, as `fuzz/fuzz_targets/` and `fuzz/corpus/` name them.
+pub const TARGETS: [(&str, Target); 6] = [
+    ("frames", frames::run),
+    ("query", query::run),
+    ("upstream_match", upstream_match::run),
+    ("edns", edns::run),
+    ("config", config::run),
+    ("inflight", inflight::run_bytes),
+];
+
+/// Reads control values off the front of a fuzz input; past its end every value is 0, so any
+/// input is valid and a short one means "the defaults".
+pub struct Cursor<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    pub fn new(bytes: &'a [u8]) -> Cursor<'a> {
+        Cursor { bytes }
+    }
+
+    pub fn u8(&mut self) -> u8 {
+        match self.bytes.split_first() {
+            Some((&b, rest)) => {
+                self.bytes = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+
+    pub fn u16(&mut self) -> u16 {
+        u16::from_be_bytes([self.u8(), self.u8()])
+    }
+
+    /// `n` bytes (fewer at the end).
+    pub fn take(&mut self, n: usize) -> &'a [u8] {
+        let (head, rest) = self.bytes.split_at(n.min(self.bytes.len()));
+        self.bytes = rest;
+        head
+    }
+
+    /// Everything not read yet.
+    pub fn rest(self) -> &'a [u8] {
+        self.bytes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
