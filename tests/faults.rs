@@ -345,16 +345,24 @@ fn cpu_seconds(pid: u32) -> f64 {
 #[test]
 fn a_backend_on_an_unreachable_network_gets_servfail_without_harm() {
     in_own_network_namespace(|| {
-        // No route to 10.0.0.0/8 in this namespace: every send fails with ENETUNREACH.
+        // No route to 10.0.0.0/8 in this namespace: every send fails with ENETUNREACH, and the
+        // query is answered SERVFAIL at once (there is no other backend to retry on).
         let unreachable = SocketAddr::from((Ipv4Addr::new(10, 255, 255, 1), 53));
-        let watched = Watched::start(&[unreachable], &["--workers", "1", "--upstream-timeout", "0.3"]);
+        // A long upstream timeout: a send the kernel refuses must not wait for it.
+        let watched = Watched::start(&[unreachable], &["--workers", "1", "--upstream-timeout", "5"]);
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
             let mut client = DotClient::connect(watched.dotgate.addr).await.unwrap();
             for id in 1..=3u16 {
+                let sent = Instant::now();
                 client.send(&query("www.example.test.", RecordType::A, id)).await.unwrap();
                 let answer = answer_within(&mut client, ANSWER_WAIT).await;
                 assert_eq!((answer.id(), answer.response_code()), (id, ResponseCode::ServFail));
+                let waited = sent.elapsed();
+                assert!(
+                    waited < Duration::from_secs(1),
+                    "SERVFAIL took {waited:?}: the refused send waited for the timeout"
+                );
             }
         });
         assert!(watched.metric("dotgate_upstream_send_errors_total") >= 3.0, "the failed sends are counted");

@@ -238,6 +238,7 @@ impl Relay {
         let mut batch = self.send_batch.borrow_mut();
         let mut blocked = None;
         let mut still_pending = Vec::new();
+        let mut refused = Vec::new();
         for group in flushing.chunk_by(|a, b| a.socket == b.socket) {
             // Entries answered, timed out or re-sent since they were queued are skipped.
             let current = |p: &PendingSend| {
@@ -252,6 +253,13 @@ impl Relay {
             let socket = group[0].socket as usize;
             let outcome = self.sockets.send_batch(socket, &mut batch, live);
             self.stats.upstream_send_errors.add(outcome.refused as u64);
+            // A refused datagram (no route, network down) will never be answered: its attempt
+            // ends now rather than at the upstream timeout. Rare, so the keys are found again.
+            for &position in batch.refused() {
+                if let Some(p) = group.iter().filter(|p| current(p).is_some()).nth(position) {
+                    refused.push(p.key);
+                }
+            }
             if outcome.blocked {
                 // Rare (a full kernel buffer): keep the rest for when the socket drains.
                 let done = outcome.sent + outcome.refused;
@@ -265,8 +273,12 @@ impl Relay {
         }
         drop(st);
         flushing.clear();
+        let mut st = self.state.borrow_mut();
         if !still_pending.is_empty() {
-            self.state.borrow_mut().pending_sends.extend(still_pending);
+            st.pending_sends.extend(still_pending);
+        }
+        for key in refused {
+            self.expire_now(&mut st, key);
         }
         blocked
     }
@@ -398,10 +410,19 @@ impl Relay {
     /// Answers SERVFAIL for an entry from a context that holds the state borrow: the entry is
     /// given a deadline of now, so the timer does it.
     fn fail_later(&self, st: &mut RelayState, key: Key) {
+        if let Some(entry) = st.table.get_mut(key) {
+            entry.attempts = MAX_BACKEND_ATTEMPTS;
+        }
+        self.expire_now(st, key);
+    }
+
+    /// Ends an entry's current attempt now, from a context that holds the state borrow: the
+    /// timer handles it as a timeout (retry on another backend while attempts are left, else
+    /// SERVFAIL).
+    fn expire_now(&self, st: &mut RelayState, key: Key) {
         let generation = next_generation(st);
         if let Some(entry) = st.table.get_mut(key) {
             entry.generation = generation;
-            entry.attempts = MAX_BACKEND_ATTEMPTS;
         }
         st.deadlines.push_front(Deadline { key, generation, at: Instant::now() });
         self.timer_wake.notify_one();

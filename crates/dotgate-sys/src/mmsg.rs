@@ -132,6 +132,8 @@ pub struct SendBatch {
     addrs: Vec<SockAddr>,
     iovecs: Vec<libc::iovec>,
     headers: Vec<libc::mmsghdr>,
+    /// Positions (in the order given to the last `send`) of the datagrams the kernel refused.
+    refused: Vec<usize>,
 }
 
 impl SendBatch {
@@ -143,6 +145,7 @@ impl SendBatch {
         self.addrs.clear();
         self.iovecs.clear();
         self.headers.clear();
+        self.refused.clear();
         for (addr, payload) in datagrams {
             self.addrs.push(SockAddr::from(addr));
             self.iovecs.push(libc::iovec { iov_base: payload.as_ptr() as *mut _, iov_len: payload.len() });
@@ -186,9 +189,19 @@ impl SendBatch {
                     return outcome;
                 }
                 io::ErrorKind::Interrupted => {}
-                _ => outcome.refused += 1,
+                _ => {
+                    self.refused.push(done);
+                    outcome.refused += 1;
+                }
             }
         }
+    }
+}
+
+impl SendBatch {
+    /// Which datagrams of the last `send` the kernel refused, by position in its input.
+    pub fn refused(&self) -> &[usize] {
+        &self.refused
     }
 }
 
@@ -252,6 +265,7 @@ mod tests {
         let mut send = SendBatch::default();
         let outcome = send.send(sender.as_raw_fd(), payloads.iter().map(|p| (to, *p)));
         assert_eq!(outcome, SendOutcome { sent: 2, refused: 1, blocked: false });
+        assert_eq!(send.refused(), &[1], "the refused datagram is named by its position");
         let mut buf = [0u8; 64];
         receiver.set_read_timeout(Some(std::time::Duration::from_secs(1))).unwrap();
         let n = receiver.recv(&mut buf).unwrap();
