@@ -59,6 +59,45 @@ async fn truncated_unbound_answer_is_completed_over_tcp() {
     assert_eq!(txt_records(&parse(&huge)).len(), support::unbound::HUGE_TXT_RECORDS);
 }
 
+/// Unbound writes its TCP answers with Nagle's algorithm on: an answer waits while the one
+/// before is unacknowledged. Were dotgate to delay its ACKs (as Linux does on a connection of
+/// requests and responses), the second of two truncated answers asked together would wait for
+/// the delayed-ACK timer (40 ms) or the next query, and under load every TC fallback would
+/// wait as long as the gap between fallbacks. dotgate acknowledges at once: both answers of
+/// each pair come back in a few milliseconds, round after round on the one reused connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_tc_fallbacks_are_not_held_by_delayed_acks() {
+    let unbound = unbound().await;
+    let dotgate = Dotgate::start(&[unbound.addr], &["--workers", "1"]);
+    let mut client = DotClient::connect(dotgate.addr).await.unwrap();
+    let mut rounds = Vec::new();
+    for round in 0..30u16 {
+        let started = std::time::Instant::now();
+        // Both queries in one record: dotgate sends both on its upstream TCP connection at once.
+        let mut pair = Vec::new();
+        for id in [2 * round + 1, 2 * round + 2] {
+            let q = query("big.example.test.", RecordType::TXT, id);
+            pair.extend_from_slice(&(q.len() as u16).to_be_bytes());
+            pair.extend_from_slice(&q);
+        }
+        client.send_raw(&pair).await.unwrap();
+        for _ in 0..2 {
+            let answer = parse(&client.recv_timeout(std::time::Duration::from_secs(5)).await.unwrap().unwrap());
+            assert_eq!(txt_records(&answer).len(), support::unbound::BIG_TXT_RECORDS);
+        }
+        rounds.push(started.elapsed());
+        tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+    }
+    rounds.sort();
+    let median = rounds[rounds.len() / 2];
+    assert!(
+        median < std::time::Duration::from_millis(15),
+        "two truncated answers took {median:?} (median of {} rounds; slowest {:?}): held by delayed ACKs",
+        rounds.len(),
+        rounds.last().unwrap()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bind_backend_smoke() {
     let bind = tokio::task::spawn_blocking(Bind::start).await.unwrap();
