@@ -25,6 +25,8 @@ use super::Relay;
 /// Close an upstream TCP connection with nothing waiting on it after this long; backends close
 /// idle ones themselves too (Unbound after 30 s, BIND after 30 s).
 const IDLE_CLOSE: Duration = Duration::from_secs(10);
+/// Spare room in the receive buffer before each read of answers.
+const READ_ROOM: usize = 4096;
 
 pub struct TcpConn {
     backend: usize,
@@ -107,7 +109,7 @@ async fn drive(relay: &Relay, conn: &TcpConn, addr: SocketAddr, connect_timeout:
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
     stream.set_nodelay(true)?;
     let (mut reader, mut writer) = stream.into_split();
-    let mut inbound = BytesMut::with_capacity(4096);
+    let mut inbound = BytesMut::with_capacity(READ_ROOM);
     let mut pending = Vec::new();
     loop {
         std::mem::swap(&mut pending, &mut *conn.outgoing.borrow_mut());
@@ -116,6 +118,10 @@ async fn drive(relay: &Relay, conn: &TcpConn, addr: SocketAddr, connect_timeout:
             pending.clear();
         }
         let idle = conn.ids.borrow().is_empty();
+        // Room for a whole answer of a few kB behind what is kept: once the frames split off
+        // its front are dropped this reuses the allocation. Without it the spare capacity
+        // shrank with every answer taken and half the answers came in two reads.
+        inbound.reserve(READ_ROOM);
         tokio::select! {
             biased;
             _ = conn.wake.notified() => {}
