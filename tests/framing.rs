@@ -8,15 +8,9 @@ use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use support::{a_records, parse, query, DotClient, Dotgate, FakeBackend};
+use support::{a_records, framed, parse, query, DotClient, Dotgate, FakeBackend};
 
 const WAIT: Duration = Duration::from_secs(5);
-
-fn framed(msg: &[u8]) -> Vec<u8> {
-    let mut out = (msg.len() as u16).to_be_bytes().to_vec();
-    out.extend_from_slice(msg);
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_messages_in_one_tls_record_are_all_answered() {

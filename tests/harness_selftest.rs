@@ -504,8 +504,7 @@ async fn dot_client_talks_to_rustls_echo_server() {
 
     // a frame split over two records, and two frames in one record
     let q = query_edns("split.example.", RecordType::TXT, 9, true, false, vec![]);
-    let mut frame = (q.len() as u16).to_be_bytes().to_vec();
-    frame.extend_from_slice(&q);
+    let frame = client::framed(&q);
     c.send_raw(&frame[..1]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
     c.send_raw(&frame[1..]).await.unwrap();

@@ -5,10 +5,11 @@
 mod support;
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
-use support::{a_records, parse, query, query_edns, txt_records, Bind, DotClient, Dotgate, Unbound};
+use support::{a_records, framed, parse, query, query_edns, txt_records, Bind, DotClient, Dotgate, Unbound};
 
 async fn unbound() -> Unbound {
     tokio::task::spawn_blocking(Unbound::start).await.unwrap()
@@ -72,26 +73,22 @@ async fn pipelined_tc_fallbacks_are_not_held_by_delayed_acks() {
     let mut client = DotClient::connect(dotgate.addr).await.unwrap();
     let mut rounds = Vec::new();
     for round in 0..30u16 {
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         // Both queries in one record: dotgate sends both on its upstream TCP connection at once.
-        let mut pair = Vec::new();
-        for id in [2 * round + 1, 2 * round + 2] {
-            let q = query("big.example.test.", RecordType::TXT, id);
-            pair.extend_from_slice(&(q.len() as u16).to_be_bytes());
-            pair.extend_from_slice(&q);
-        }
+        let mut pair = framed(&query("big.example.test.", RecordType::TXT, 2 * round + 1));
+        pair.extend(framed(&query("big.example.test.", RecordType::TXT, 2 * round + 2)));
         client.send_raw(&pair).await.unwrap();
         for _ in 0..2 {
-            let answer = parse(&client.recv_timeout(std::time::Duration::from_secs(5)).await.unwrap().unwrap());
+            let answer = parse(&client.recv_timeout(Duration::from_secs(5)).await.unwrap().unwrap());
             assert_eq!(txt_records(&answer).len(), support::unbound::BIG_TXT_RECORDS);
         }
         rounds.push(started.elapsed());
-        tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+        tokio::time::sleep(Duration::from_millis(15)).await;
     }
     rounds.sort();
     let median = rounds[rounds.len() / 2];
     assert!(
-        median < std::time::Duration::from_millis(15),
+        median < Duration::from_millis(15),
         "two truncated answers took {median:?} (median of {} rounds; slowest {:?}): held by delayed ACKs",
         rounds.len(),
         rounds.last().unwrap()

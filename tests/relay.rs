@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use support::{a_records, parse, query, query_edns, DotClient, Dotgate, FakeBackend};
+use support::{a_records, framed, parse, query, query_edns, DotClient, Dotgate, FakeBackend};
 
 const GOOD: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const WAIT: Duration = Duration::from_secs(5);
@@ -135,9 +135,7 @@ async fn pipelined_queries_beyond_the_in_flight_cap_are_all_answered() {
     // 300 queries in one burst, three times the default cap of 100.
     let mut burst = Vec::new();
     for i in 0..300u16 {
-        let q = query(&format!("p{i}.example."), RecordType::A, i);
-        burst.extend_from_slice(&(q.len() as u16).to_be_bytes());
-        burst.extend_from_slice(&q);
+        burst.extend_from_slice(&framed(&query(&format!("p{i}.example."), RecordType::A, i)));
     }
     client.send_raw(&burst).await.unwrap();
     let mut ids = HashSet::new();
@@ -383,9 +381,7 @@ async fn a_large_query_is_read_whole_and_forwarded_intact() {
     let mut client = DotClient::connect(dotgate.addr).await.unwrap();
     let q = query_edns("large.example.", RecordType::A, 0x7777, false, false, vec![(65001, vec![0x55; 20_000])]);
     // In pieces, as a client with small TLS records would send it.
-    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
-    framed.extend_from_slice(&q);
-    for piece in framed.chunks(3000) {
+    for piece in framed(&q).chunks(3000) {
         client.send_raw(piece).await.unwrap();
     }
     let answer = parse(&recv(&mut client).await);

@@ -202,7 +202,8 @@ async fn the_pin_tool_prints_the_pin_clients_can_use() {
 /// as established, and an operator's "handshakes failing" alert would count such clients.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_broken_in_the_read_that_finishes_the_handshake_counts_as_a_handshake() {
-    use support::hostile::{framed, RawTls};
+    use support::framed;
+    use support::hostile::RawTls;
     use support::http::{get, sample};
     let backend = FakeBackend::start().await;
     let admin = support::ports::free_addr();

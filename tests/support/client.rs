@@ -375,11 +375,7 @@ impl DotClient {
 
     /// Sends one DNS message: 2-byte length + `msg` in one write, flushed.
     pub async fn send(&mut self, msg: &[u8]) -> io::Result<()> {
-        assert!(msg.len() <= 65535, "DNS message too long to frame");
-        let mut frame = Vec::with_capacity(msg.len() + 2);
-        frame.extend_from_slice(&(msg.len() as u16).to_be_bytes());
-        frame.extend_from_slice(msg);
-        self.send_raw(&frame).await
+        self.send_raw(&framed(msg)).await
     }
 
     /// Sends `bytes` exactly as given in one write (one TLS record when at
@@ -547,12 +543,18 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Vec<u8>> 
     Ok(msg)
 }
 
-/// Writes one 2-byte-length-framed message (one write call).
-pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, msg: &[u8]) -> io::Result<()> {
+/// `msg` behind its 2-byte length, as DoT and DNS over TCP frame it.
+pub fn framed(msg: &[u8]) -> Vec<u8> {
+    assert!(msg.len() <= 65535, "DNS message too long to frame");
     let mut frame = Vec::with_capacity(msg.len() + 2);
     frame.extend_from_slice(&(msg.len() as u16).to_be_bytes());
     frame.extend_from_slice(msg);
-    w.write_all(&frame).await?;
+    frame
+}
+
+/// Writes one 2-byte-length-framed message (one write call).
+pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, msg: &[u8]) -> io::Result<()> {
+    w.write_all(&framed(msg)).await?;
     w.flush().await
 }
 
@@ -585,9 +587,7 @@ pub fn tcp_exchange_blocking(addr: SocketAddr, msg: &[u8], timeout: Duration) ->
     let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    let mut frame = (msg.len() as u16).to_be_bytes().to_vec();
-    frame.extend_from_slice(msg);
-    s.write_all(&frame)?;
+    s.write_all(&framed(msg))?;
     let mut len = [0u8; 2];
     s.read_exact(&mut len)?;
     let mut out = vec![0u8; u16::from_be_bytes(len) as usize];

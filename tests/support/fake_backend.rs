@@ -310,10 +310,7 @@ async fn tcp_conn(stream: TcpStream, shared: Arc<Shared>) {
                     break;
                 }
             };
-            let mut frame = Vec::with_capacity(msg.len() + 2);
-            frame.extend_from_slice(&(msg.len() as u16).to_be_bytes());
-            frame.extend_from_slice(&msg);
-            if wr.write_all(&frame).await.is_err() {
+            if wr.write_all(&super::client::framed(&msg)).await.is_err() {
                 break;
             }
         }

@@ -31,7 +31,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::client::{query, query_edns, ClientOptions, DotClient};
+use super::client::{framed, query, query_edns, ClientOptions, DotClient};
 
 /// One kind of misbehaving client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -395,13 +395,6 @@ pub async fn one(addr: SocketAddr, attack: Attack, give_up: Duration) -> io::Res
 
 fn closed_at(since: Instant) -> Closed {
     Closed { after: since.elapsed(), ..Default::default() }
-}
-
-/// Length-prefixed.
-pub fn framed(msg: &[u8]) -> Vec<u8> {
-    let mut out = (msg.len() as u16).to_be_bytes().to_vec();
-    out.extend_from_slice(msg);
-    out
 }
 
 async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {

@@ -29,7 +29,9 @@ pub mod process;
 pub mod unbound;
 
 pub use bind::Bind;
-pub use client::{a_records, parse, query, query_edns, query_edns_sized, txt_records, ClientOptions, DotClient};
+pub use client::{
+    a_records, framed, parse, query, query_edns, query_edns_sized, txt_records, ClientOptions, DotClient,
+};
 pub use dotgate::{gen_cert, make_cert, Dotgate, TestCert};
 pub use fake_backend::FakeBackend;
 pub use ports::free_port;
