@@ -11,7 +11,8 @@
 #     exec-form entrypoint, COPY sources present), and exactly what its build stage copies
 #     builds with the lock file (`cargo check --locked --offline`): the build-check possible
 #     without the base images;
-#   - the systemd unit passes `systemd-analyze verify` where systemd-analyze exists.
+#   - the systemd unit runs as a non-root user with CAP_NET_BIND_SERVICE only
+#     (deploy/check/systemd_unit.py) and passes `systemd-analyze verify` where it exists.
 #
 #   scripts/check-deploy.sh [DOTGATE_BINARY]     (default: target/debug/dotgate, built if missing)
 set -euo pipefail
@@ -86,6 +87,9 @@ cp -r "${sources[@]}" "$work/context/"
 # The repository's target directory: the dependencies checked for the tests are reused.
 CARGO_TARGET_DIR=$PWD/target cargo check --quiet --locked --offline \
   --manifest-path "$work/context/Cargo.toml" --bin dotgate
+
+say "deploy/systemd/dotgate.service: non-root, CAP_NET_BIND_SERVICE only"
+python3 deploy/check/systemd_unit.py deploy/systemd/dotgate.service
 
 if command -v systemd-analyze >/dev/null; then
   say "systemd-analyze verify deploy/systemd/dotgate.service"

@@ -114,3 +114,27 @@ async fn near_the_limit_the_idle_timeout_shrinks_and_keepalive_says_so() {
     assert_eq!(keepalive_of(&first.exchange(&ask(3)).await), 100, "restored once connections left");
     assert!(dotgate.wait_for_stderr("back under 80%", Duration::from_secs(2)));
 }
+
+/// The open-file limits of process `pid` (soft, hard), from /proc/PID/limits.
+fn open_file_limits(pid: u32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).expect("no open-file line");
+    let numbers: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    (numbers[0], numbers[1])
+}
+
+/// Started under a soft open-file limit of 256 (a shell's default is often 1,024), dotgate
+/// raises its own soft limit to the hard limit, so that the connection limit and not the
+/// descriptor table decides how many clients it holds.
+#[test]
+fn dotgate_raises_its_open_file_soft_limit_to_the_hard_limit() {
+    let (_, hard) = open_file_limits(std::process::id());
+    assert!(hard > 256, "this test needs a hard open-file limit above 256, not {hard}");
+    let addr = free_addr();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", r#"ulimit -S -n 256 && exec "$0" "$@""#, support::dotgate::DOTGATE_BIN]);
+    cmd.args(["--listen", &addr.to_string(), "--backend", "127.0.0.1:9"]);
+    let dotgate = support::process::TestProcess::spawn("dotgate", cmd);
+    assert!(dotgate.wait_for_stderr("dotgate started", Duration::from_secs(10)), "{}", dotgate.stderr());
+    assert_eq!(open_file_limits(dotgate.pid()), (hard, hard), "dotgate kept the soft limit it was started with");
+}
