@@ -52,6 +52,15 @@ lint_scripts() {
   while IFS= read -r f; do files+=("$f"); done < <(git ls-files -- '*.sh' .ci/run)
   [ ${#files[@]} -gt 0 ] || return 0
   for f in "${files[@]}"; do bash -n "$f" || rc=1; done
+  # A script with a shebang is run as a command (the README shows 'scripts/demo.sh', not
+  # 'bash scripts/demo.sh'), so git must record it executable or a fresh clone says
+  # "Permission denied". lib.sh has no shebang: it is only sourced.
+  while read -r mode f; do
+    if [ "$mode" != 100755 ] && head -n1 "$f" | grep -q '^#!'; then
+      echo "$f: has a shebang but git records mode $mode; run: git update-index --chmod=+x $f"
+      rc=1
+    fi
+  done < <(git ls-files -s -- '*.sh' .ci/run | awk '{ print $1, $4 }')
   if command -v shellcheck >/dev/null; then
     shellcheck -x "${files[@]}" && echo "shellcheck: ${#files[@]} files clean" || rc=1
   else
