@@ -215,6 +215,11 @@ impl InflightTable {
         })
     }
 
+    /// A random ID free on `socket`, for a query that joins a batch already going out there.
+    pub fn pick_free_udp_id_on(&self, rng: &mut impl Rng, socket: usize) -> Option<u16> {
+        (0..ID_PICK_TRIES).map(|_| rng.random()).find(|&id| self.udp_id_free(socket, id))
+    }
+
     /// Claims `id` on `socket` for `key`. The caller checked `udp_id_free`.
     #[inline]
     pub fn claim_udp_id(&mut self, socket: usize, id: u16, key: Key) {

@@ -200,8 +200,18 @@ impl Relay {
     /// arms its deadline. False when no ID is free (the table is absurdly full).
     fn send_udp(&self, st: &mut RelayState, key: Key, backend: usize) -> bool {
         let sockets = self.sockets.for_family(st.backends.addr(backend));
-        let RelayState { table, rng, .. } = st;
-        let Some((socket, id)) = table.pick_free_udp_id(rng, sockets) else { return false };
+        let RelayState { table, rng, pending_sends, .. } = st;
+        // The queries of one round share the socket the round's first query drew at random, so
+        // that the round leaves in one `sendmmsg` and its answers come back in one `recvmmsg`
+        // (one socket per query meant a call for each socket a round touched). The socket is
+        // still unpredictable to an off-path spoofer: it is drawn afresh every round, and the
+        // ID is random on it (RFC 5452).
+        let joined = pending_sends
+            .last()
+            .map(|p| usize::from(p.socket))
+            .filter(|socket| sockets.contains(socket))
+            .and_then(|socket| Some((socket, table.pick_free_udp_id_on(rng, socket)?)));
+        let Some((socket, id)) = joined.or_else(|| table.pick_free_udp_id(rng, sockets)) else { return false };
         st.table.claim_udp_id(socket, id, key);
         let generation = next_generation(st);
         let now = Instant::now();

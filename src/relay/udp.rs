@@ -122,21 +122,30 @@ pub async fn receive_loop(relay: Rc<Relay>, index: usize) {
         let mut rounds = 0;
         loop {
             let fd = socket.as_raw_fd();
-            match socket.try_io(Interest::READABLE, || batch.recv(fd)) {
-                Ok(n) => {
-                    for i in 0..n {
-                        match batch.datagram(i) {
-                            Some((datagram, src)) => relay.on_udp_datagram(index, datagram, normalize(src)),
-                            None => relay.count_garbage(),
-                        }
-                    }
-                    if n < RECV_SLOTS {
-                        break; // drained: the next read would only say WouldBlock
-                    }
+            // A batch that did not fill every slot drained the socket: tell tokio so (a
+            // WouldBlock from the closure clears the readiness it saw), or the next wait would
+            // return at once for a `recvmmsg` that only says EAGAIN (half of all of them at
+            // 20k qps before). A datagram that arrived after the call raises a new edge, and
+            // tokio keeps the readiness when it saw that edge meanwhile, so none is missed.
+            let mut received = 0;
+            let outcome = socket.try_io(Interest::READABLE, || {
+                received = batch.recv(fd)?;
+                if received < RECV_SLOTS {
+                    Err(io::ErrorKind::WouldBlock.into())
+                } else {
+                    Ok(())
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                // ICMP errors surface here on some kernels; the query's deadline handles it.
-                Err(_) => break,
+            });
+            for i in 0..received {
+                match batch.datagram(i) {
+                    Some((datagram, src)) => relay.on_udp_datagram(index, datagram, normalize(src)),
+                    None => relay.count_garbage(),
+                }
+            }
+            // Drained (or an error: ICMP errors surface here on some kernels, and the query's
+            // deadline handles them).
+            if outcome.is_err() {
+                break;
             }
             rounds += 1;
             if rounds == MAX_ROUNDS_BEFORE_YIELD {
