@@ -103,6 +103,10 @@ pub struct WorkerStats {
     pub tc_fallbacks: Counter,
     /// Upstream TCP connections that failed or closed with queries waiting on them.
     pub upstream_tcp_failures: Counter,
+    /// Times the worker thread woke from sleep (see `runtime::pacing`).
+    pub wakeups: Counter,
+    /// Times the worker lingered before sleeping, to handle the next events in one round.
+    pub lingers: Counter,
     /// Upstream UDP sends the kernel refused (the query then times out and is retried).
     pub upstream_send_errors: Counter,
     /// Upstream answers dropped: no query in flight with that ID on that socket (a wrong ID,
@@ -163,7 +167,7 @@ const fn exposed(
 }
 
 /// The help text of each counter metric.
-pub const COUNTER_HELP: [(&str, &str); 12] = [
+pub const COUNTER_HELP: [(&str, &str); 14] = [
     ("queries_received_total", "DNS messages read from clients, well-formed or not."),
     ("answers_total", "Answers written to clients, by source (backend or local) and RCODE."),
     ("upstream_retries_total", "Queries retried on another backend after a timeout."),
@@ -176,6 +180,8 @@ pub const COUNTER_HELP: [(&str, &str); 12] = [
     ("tls_handshakes_total", "TLS handshakes completed, by version and kind (full or resumed)."),
     ("connections_closed_total", "Client connections closed after their handshake, by reason."),
     ("connections_rejected_total", "Client connections closed at accept by a connection limit, by reason."),
+    ("worker_wakeups_total", "Times a worker thread woke from sleep to handle events."),
+    ("worker_lingers_total", "Times a worker lingered before sleeping so that the next events share one wake-up."),
 ];
 
 impl WorkerStats {
@@ -194,7 +200,7 @@ impl WorkerStats {
     }
 
     /// Every counter with how it is exposed: the one list of them.
-    pub fn counters(&self) -> [(Exposed, &Counter); 27] {
+    pub fn counters(&self) -> [(Exposed, &Counter); 29] {
         [
             (exposed("queries", "queries_received_total", &[]), &self.queries),
             (
@@ -298,6 +304,8 @@ impl WorkerStats {
                 exposed("connections_refused_per_ip", "connections_rejected_total", &[("reason", "per_ip")]),
                 &self.connections_refused_per_ip,
             ),
+            (exposed("wakeups", "worker_wakeups_total", &[]), &self.wakeups),
+            (exposed("lingers", "worker_lingers_total", &[]), &self.lingers),
         ]
     }
 }

@@ -38,7 +38,7 @@ pub struct WorkerSpec {
 pub fn run(spec: WorkerSpec) -> io::Result<()> {
     let mut builder = tokio::runtime::Builder::new_current_thread();
     builder.enable_all();
-    crate::runtime::pacing::install(&mut builder, spec.config.coalesce_window);
+    crate::runtime::pacing::install(&mut builder, spec.config.coalesce_window, spec.stats.clone());
     let runtime = builder.build()?;
     let local = LocalSet::new();
     local.block_on(&runtime, serve(spec))
