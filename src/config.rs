@@ -108,7 +108,7 @@ pub struct Cli {
     pub coalesce_window: Option<f64>,
     /// Questions per worker remembered as truncated over UDP, sent straight over TCP when asked
     /// again (0: off).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub tcp_memory_entries: Option<usize>,
     /// Longest a question stays remembered as truncated, in seconds (shorter when its answer's
     /// TTL is).
