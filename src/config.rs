@@ -40,6 +40,13 @@ pub const DEFAULT_COALESCE_WINDOW: Duration = Duration::from_micros(500);
 /// Upstream UDP sockets per worker, each with its own OS-chosen random port: widens the space
 /// an off-path spoofer must guess (RFC 5452) beyond 16 bits of ID.
 pub const DEFAULT_UPSTREAM_SOCKETS: usize = 4;
+/// Questions each worker remembers as truncated over UDP (sent straight over TCP when asked
+/// again): 4,096 × 40 bytes, plus a 32 KiB index, per worker.
+pub const DEFAULT_TCP_MEMORY_ENTRIES: usize = 4096;
+/// Most questions per worker the TCP memory may hold (about 48 MB per worker).
+pub const MAX_TCP_MEMORY_ENTRIES: usize = 1_000_000;
+/// Longest a question stays in the TCP memory; its answer's smallest TTL when shorter.
+pub const DEFAULT_TCP_MEMORY_TTL: Duration = Duration::from_secs(60);
 
 /// The command line. Every field is optional so that the file and the defaults can fill in.
 /// Without a subcommand dotgate serves; the subcommands are tools that print and exit.
@@ -99,6 +106,14 @@ pub struct Cli {
     /// Longest a busy worker lingers to gather events into one wake-up, in seconds (0: off).
     #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub coalesce_window: Option<f64>,
+    /// Questions per worker remembered as truncated over UDP, sent straight over TCP when asked
+    /// again (0: off).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub tcp_memory_entries: Option<usize>,
+    /// Longest a question stays remembered as truncated, in seconds (shorter when its answer's
+    /// TTL is).
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
+    pub tcp_memory_ttl: Option<f64>,
     /// Log every query's name and type (off by default: privacy is the point).
     #[arg(long)]
     pub log_queries: bool,
@@ -167,6 +182,8 @@ pub struct FileConfig {
     pub max_connections_per_ip: Option<usize>,
     pub upstream_sockets: Option<usize>,
     pub coalesce_window: Option<f64>,
+    pub tcp_memory_entries: Option<usize>,
+    pub tcp_memory_ttl: Option<f64>,
     pub log_queries: Option<bool>,
     pub tcp_fast_open: Option<bool>,
     pub padding: Option<Padding>,
@@ -204,6 +221,10 @@ pub struct Config {
     pub upstream_sockets: usize,
     /// Longest a busy worker lingers before sleeping (zero: never).
     pub coalesce_window: Duration,
+    /// Questions per worker the TCP memory holds (zero: off).
+    pub tcp_memory_entries: usize,
+    /// Longest a question stays in the TCP memory.
+    pub tcp_memory_ttl: Duration,
     /// Log query names (privacy: off unless asked for).
     pub log_queries: bool,
     /// Which answers are padded.
@@ -412,6 +433,15 @@ impl Config {
                 reason: "must be 1 to 64",
             });
         }
+        let tcp_memory_entries =
+            cli.tcp_memory_entries.or(file.tcp_memory_entries).unwrap_or(DEFAULT_TCP_MEMORY_ENTRIES);
+        if tcp_memory_entries > MAX_TCP_MEMORY_ENTRIES {
+            return Err(ConfigError::Value {
+                what: "tcp-memory-entries",
+                value: tcp_memory_entries.to_string(),
+                reason: "must be 0 (off) to 1000000",
+            });
+        }
 
         Ok(Config {
             listen,
@@ -447,6 +477,12 @@ impl Config {
                     })
                 }
             },
+            tcp_memory_entries,
+            tcp_memory_ttl: seconds(
+                "tcp-memory-ttl",
+                cli.tcp_memory_ttl.or(file.tcp_memory_ttl),
+                DEFAULT_TCP_MEMORY_TTL,
+            )?,
             log_queries: cli.log_queries || file.log_queries.unwrap_or(false),
             padding: cli.padding.or(file.padding).unwrap_or_default(),
             tcp_fast_open: cli.tcp_fast_open.or(file.tcp_fast_open).unwrap_or(true),
@@ -664,6 +700,20 @@ mod tests {
         assert!(invocation(&["--backend", "127.0.0.1:53", "pin", "--cert", "c.pem"]).is_err());
         assert!(invocation(&["pin"]).is_err(), "pin needs --cert");
         assert!(invocation(&["--backend", "127.0.0.1:53", "ticket-keys", "new"]).is_err());
+    }
+
+    #[test]
+    fn tcp_memory_settings() {
+        let c = parse(&["--backend", "127.0.0.1:53"]).unwrap();
+        assert_eq!((c.tcp_memory_entries, c.tcp_memory_ttl), (DEFAULT_TCP_MEMORY_ENTRIES, DEFAULT_TCP_MEMORY_TTL));
+        let c = parse(&["--backend", "127.0.0.1:53", "--tcp-memory-entries", "0", "--tcp-memory-ttl", "0.5"]).unwrap();
+        assert_eq!((c.tcp_memory_entries, c.tcp_memory_ttl), (0, Duration::from_millis(500)));
+        for (flag, bad) in
+            [("--tcp-memory-entries", "1000001"), ("--tcp-memory-ttl", "0"), ("--tcp-memory-ttl", "86401")]
+        {
+            let e = parse(&["--backend", "127.0.0.1:53", flag, bad]).unwrap_err().to_string();
+            assert!(e.contains(&flag[2..]) && !e.contains('\n'), "{flag} {bad}: {e}");
+        }
     }
 
     #[test]

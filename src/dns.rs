@@ -3,8 +3,9 @@
 //!
 //! Hand-rolled on purpose (as in encrypted-dns-server's `dns.rs`): the hot path only ever needs
 //! the 12-byte header and the question, and a full DNS library would parse and allocate for
-//! every record. This module never parses resource records and never allocates; tests and tools
-//! use hickory-proto instead.
+//! every record. This module never allocates, and reads resource records in one place only,
+//! off the per-query path: the TTL walk of an answer fetched over TCP (`answer_min_ttl`, for
+//! the relay's TCP memory). Tests and tools use hickory-proto instead.
 
 /// Length of the fixed DNS header (RFC 1035 §4.1.1); shorter messages are not DNS.
 pub const HEADER_LEN: usize = 12;
@@ -105,6 +106,66 @@ pub fn answers_question(answer: &[u8], asked: &[u8]) -> bool {
     answer.len() >= HEADER_LEN
         && qdcount(answer) == 1
         && question_end(answer).is_some_and(|end| same_question(&answer[HEADER_LEN..end], asked))
+}
+
+/// Offset just past the (possibly compressed) name at `pos`, or `None` when it runs off the
+/// message or uses a reserved label type.
+pub fn skip_name(msg: &[u8], mut pos: usize) -> Option<usize> {
+    loop {
+        let len = *msg.get(pos)? as usize;
+        match len & 0xc0 {
+            0 if len == 0 => return Some(pos + 1),
+            0 => pos += 1 + len,
+            0xc0 => return msg.get(pos + 1).map(|_| pos + 2),
+            _ => return None,
+        }
+    }
+}
+
+const TYPE_SOA: u16 = 6;
+const TYPE_OPT: u16 = 41;
+const RCODE_NXDOMAIN: u8 = 3;
+
+/// How long `answer` may be reused, in seconds: the smallest TTL among its answer, authority
+/// and additional records (the OPT pseudo-record left out, its "TTL" holds flags). In a
+/// negative answer (NXDOMAIN, or no answer records) an SOA counts with the smaller of its TTL
+/// and its MINIMUM field, as a negative answer is cached (RFC 2308 §5). A TTL with the top bit
+/// set counts as 0 (RFC 2181 §8).
+///
+/// `None` when the answer has no such record or does not parse to its last record: the caller
+/// keeps its own cap. Never panics, whatever the bytes.
+pub fn answer_min_ttl(answer: &[u8]) -> Option<u32> {
+    let count = |at: usize| u16::from_be_bytes([answer[at], answer[at + 1]]) as usize;
+    if answer.len() < HEADER_LEN {
+        return None;
+    }
+    let (questions, answers, authority, additional) = (count(4), count(6), count(8), count(10));
+    let negative = answers == 0 || rcode(answer) == RCODE_NXDOMAIN;
+    let mut pos = HEADER_LEN;
+    for _ in 0..questions {
+        pos = skip_name(answer, pos)?.checked_add(4)?;
+    }
+    let mut smallest: Option<u32> = None;
+    for _ in 0..answers + authority + additional {
+        pos = skip_name(answer, pos)?;
+        let fixed = answer.get(pos..pos + 10)?;
+        let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+        let ttl = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
+        let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
+        let rdata = answer.get(pos + 10..pos + 10 + rdlen)?;
+        pos += 10 + rdlen;
+        if rtype == TYPE_OPT {
+            continue;
+        }
+        let mut ttl = if ttl > i32::MAX as u32 { 0 } else { ttl };
+        // MINIMUM is the last of the SOA's five 32-bit fields, after two names of 1+ octets.
+        if rtype == TYPE_SOA && negative && rdata.len() >= 22 {
+            let minimum = &rdata[rdata.len() - 4..];
+            ttl = ttl.min(u32::from_be_bytes([minimum[0], minimum[1], minimum[2], minimum[3]]));
+        }
+        smallest = Some(smallest.map_or(ttl, |s| s.min(ttl)));
+    }
+    smallest
 }
 
 /// What the frontend does with a message a client sent.
@@ -277,6 +338,85 @@ mod tests {
         assert_eq!(out[3] & 0x10, 0x00, "CD not invented");
         assert_eq!(qdcount(&out), 1);
         assert_eq!(&out[12..], &q[12..]);
+    }
+
+    /// An answer to `q` (QR set, `rcode`) with `records` (owner a pointer to the question)
+    /// of (type, TTL, RDATA), and the counts of answer/authority/additional given.
+    fn answer_with(q: &[u8], rcode: u8, counts: [u16; 3], records: &[(u16, u32, &[u8])]) -> Vec<u8> {
+        let mut m = q.to_vec();
+        m[2] |= 0x80;
+        m[3] = rcode;
+        for (i, n) in counts.iter().enumerate() {
+            m[6 + 2 * i..8 + 2 * i].copy_from_slice(&n.to_be_bytes());
+        }
+        for (rtype, ttl, rdata) in records {
+            m.extend_from_slice(&[0xc0, 0x0c]);
+            m.extend_from_slice(&rtype.to_be_bytes());
+            m.extend_from_slice(&[0, 1]);
+            m.extend_from_slice(&ttl.to_be_bytes());
+            m.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+            m.extend_from_slice(rdata);
+        }
+        m
+    }
+
+    /// SOA RDATA with root MNAME and RNAME (pointers would do as well) and `minimum`.
+    fn soa(minimum: u32) -> Vec<u8> {
+        let mut rdata = vec![0, 0];
+        for field in [1u32, 2, 3, 4, minimum] {
+            rdata.extend_from_slice(&field.to_be_bytes());
+        }
+        rdata
+    }
+
+    #[test]
+    fn min_ttl_is_the_smallest_record_ttl_without_opt() {
+        let q = query(b"\x03big\x00", 16);
+        let opt_ttl = 0x0000_8000; // DO set: would read as 32768 s
+        let a = answer_with(&q, 0, [2, 0, 1], &[(16, 300, b"\x01x"), (16, 120, b"\x01y"), (41, opt_ttl, b"")]);
+        assert_eq!(answer_min_ttl(&a), Some(120));
+        let with_glue = answer_with(&q, 0, [1, 1, 1], &[(16, 300, b"\x01x"), (2, 600, b"\xc0\x0c"), (1, 5, &[1; 4])]);
+        assert_eq!(answer_min_ttl(&with_glue), Some(5), "authority and additional count too");
+        let huge = answer_with(&q, 0, [1, 0, 0], &[(16, 0x8000_0000, b"\x01x")]);
+        assert_eq!(answer_min_ttl(&huge), Some(0), "RFC 2181: the top bit set means 0");
+        assert_eq!(answer_min_ttl(&answer_with(&q, 0, [0, 0, 1], &[(41, 0, b"")])), None, "only an OPT record");
+    }
+
+    #[test]
+    fn min_ttl_of_a_negative_answer_takes_the_soa_minimum() {
+        let q = query(b"\x04nope\x00", 1);
+        let nxdomain = answer_with(&q, 3, [0, 1, 0], &[(6, 3600, &soa(30))]);
+        assert_eq!(answer_min_ttl(&nxdomain), Some(30));
+        let nodata = answer_with(&q, 0, [0, 1, 0], &[(6, 20, &soa(900))]);
+        assert_eq!(answer_min_ttl(&nodata), Some(20), "the SOA's own TTL when smaller");
+        // In a positive answer an SOA is just a record: its MINIMUM says nothing.
+        let positive = answer_with(&q, 0, [1, 1, 0], &[(1, 300, &[1; 4]), (6, 3600, &soa(30))]);
+        assert_eq!(answer_min_ttl(&positive), Some(300));
+    }
+
+    #[test]
+    fn min_ttl_never_panics_on_garbage() {
+        let q = query(b"\x03big\x00", 16);
+        let a = answer_with(&q, 3, [1, 1, 1], &[(16, 300, b"\x01x"), (6, 60, &soa(5)), (41, 0, b"\x00\x0c\x00\x00")]);
+        assert_eq!(answer_min_ttl(&a), Some(5));
+        for cut in 0..a.len() {
+            assert_eq!(answer_min_ttl(&a[..cut]), None, "cut at {cut}");
+        }
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            let mut m = a.clone();
+            for _ in 0..3 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let at = (seed % m.len() as u64) as usize;
+                m[at] = (seed >> 32) as u8;
+            }
+            let _ = answer_min_ttl(&m);
+        }
+        let mut counts = vec![0u8; 12];
+        counts[4..12].fill(0xff);
+        assert_eq!(answer_min_ttl(&counts), None);
     }
 
     #[test]

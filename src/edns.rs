@@ -155,6 +155,36 @@ pub fn append_answer(answer: &[u8], hop: HopOptions, idle_timeout_100ms: u16, ou
     out.extend_from_slice(rest);
 }
 
+/// What a query's OPT record says about the answer it wants: the UDP payload size it can take
+/// and whether it asked for DNSSEC records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryEdns {
+    /// The advertised UDP payload size, never below 512 (RFC 6891 §6.2.5; 512 without EDNS).
+    pub udp_payload: u16,
+    /// The DO bit (RFC 3225).
+    pub dnssec_ok: bool,
+}
+
+/// The size of a UDP answer without EDNS (RFC 1035 §2.3.4).
+pub const PLAIN_UDP_PAYLOAD: u16 = 512;
+
+/// Reads [`QueryEdns`] of `query` (a checked query whose question ends at `question_end`). A
+/// query without an OPT record, or whose records do not parse, asks for 512 bytes, no DNSSEC.
+/// On the per-query path when the TCP memory holds anything: walks to the OPT record, no more.
+pub fn query_edns(query: &[u8], question_end: usize) -> QueryEdns {
+    match find_opt(query, question_end) {
+        Ok(Some(opt)) => {
+            // CLASS (payload size) and the TTL field's flags sit before RDLENGTH.
+            let at = opt.rdlen_at;
+            QueryEdns {
+                udp_payload: u16::from_be_bytes([query[at - 6], query[at - 5]]).max(PLAIN_UDP_PAYLOAD),
+                dnssec_ok: query[at - 2] & 0x80 != 0,
+            }
+        }
+        _ => QueryEdns { udp_payload: PLAIN_UDP_PAYLOAD, dnssec_ok: false },
+    }
+}
+
 /// A record that does not parse.
 #[derive(Debug)]
 struct Malformed;
@@ -172,7 +202,7 @@ fn find_opt(msg: &[u8], question_end: usize) -> Result<Option<OptRecord>, Malfor
     }
     let mut pos = question_end;
     for index in 0..answers + authority + additional {
-        pos = skip_name(msg, pos).ok_or(Malformed)?;
+        pos = crate::dns::skip_name(msg, pos).ok_or(Malformed)?;
         let fixed = msg.get(pos..pos + 10).ok_or(Malformed)?;
         let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
         let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
@@ -186,19 +216,6 @@ fn find_opt(msg: &[u8], question_end: usize) -> Result<Option<OptRecord>, Malfor
         pos = rdata.1;
     }
     Ok(None)
-}
-
-/// Offset just past the (possibly compressed) name at `pos`.
-fn skip_name(msg: &[u8], mut pos: usize) -> Option<usize> {
-    loop {
-        let len = *msg.get(pos)? as usize;
-        match len & 0xc0 {
-            0 if len == 0 => return Some(pos + 1),
-            0 => pos += 1 + len,
-            0xc0 => return msg.get(pos + 1).map(|_| pos + 2),
-            _ => return None,
-        }
-    }
 }
 
 /// The options in an OPT record's RDATA, as (code, whole option's byte range). Stops at the
@@ -333,6 +350,24 @@ mod tests {
             (HopOptions { keepalive: true, padding: true }, false),
             "the hop options are still read, and the query goes as it is"
         );
+    }
+
+    #[test]
+    fn query_edns_reads_payload_size_and_do() {
+        let q = query_with(&[(10, &[1; 8])]);
+        let end = crate::dns::question_end(&q).unwrap();
+        assert_eq!(query_edns(&q, end), QueryEdns { udp_payload: 4096, dnssec_ok: true });
+        let mut small = q.clone();
+        small[end + 3..end + 5].copy_from_slice(&100u16.to_be_bytes());
+        small[end + 7] = 0;
+        assert_eq!(query_edns(&small, end), QueryEdns { udp_payload: 512, dnssec_ok: false }, "never below 512");
+        let plain = &q[..end];
+        let mut plain = plain.to_vec();
+        plain[11] = 0;
+        assert_eq!(query_edns(&plain, end), QueryEdns { udp_payload: 512, dnssec_ok: false });
+        for cut in end..q.len() {
+            assert_eq!(query_edns(&q[..cut], end).udp_payload, 512, "a cut OPT record is no OPT record");
+        }
     }
 
     #[test]

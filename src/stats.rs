@@ -101,6 +101,9 @@ pub struct WorkerStats {
     pub upstream_retries: Counter,
     /// UDP answers with TC=1 asked again over TCP.
     pub tc_fallbacks: Counter,
+    /// Queries sent straight over TCP, skipping UDP: their question came back truncated before
+    /// (the TCP memory).
+    pub tcp_direct: Counter,
     /// Upstream TCP connections that failed or closed with queries waiting on them.
     pub upstream_tcp_failures: Counter,
     /// Times the worker thread woke from sleep (see `runtime::pacing`).
@@ -146,6 +149,8 @@ pub struct WorkerStats {
     pub query_latency: Histogram,
     /// Queries waiting on a backend (refreshed once a second).
     pub in_flight: AtomicU64,
+    /// Questions held in the worker's TCP memory (refreshed once a second).
+    pub tcp_memory_entries: AtomicU64,
     /// Per backend, in the configured order.
     pub backends: Box<[BackendStats]>,
 }
@@ -167,11 +172,15 @@ const fn exposed(
 }
 
 /// The help text of each counter metric.
-pub const COUNTER_HELP: [(&str, &str); 14] = [
+pub const COUNTER_HELP: [(&str, &str); 15] = [
     ("queries_received_total", "DNS messages read from clients, well-formed or not."),
     ("answers_total", "Answers written to clients, by source (backend or local) and RCODE."),
     ("upstream_retries_total", "Queries retried on another backend after a timeout."),
     ("upstream_tc_fallbacks_total", "Truncated UDP answers asked again over TCP."),
+    (
+        "upstream_tcp_direct_total",
+        "Queries sent straight to a backend over TCP, skipping UDP: their question came back truncated before.",
+    ),
     ("upstream_tcp_failures_total", "Upstream TCP connections that failed with queries waiting on them."),
     ("upstream_send_errors_total", "Upstream UDP sends the kernel refused."),
     ("upstream_answers_dropped_total", "Upstream datagrams dropped, by reason: never delivered to a client."),
@@ -200,7 +209,7 @@ impl WorkerStats {
     }
 
     /// Every counter with how it is exposed: the one list of them.
-    pub fn counters(&self) -> [(Exposed, &Counter); 29] {
+    pub fn counters(&self) -> [(Exposed, &Counter); 30] {
         [
             (exposed("queries", "queries_received_total", &[]), &self.queries),
             (
@@ -217,6 +226,7 @@ impl WorkerStats {
             ),
             (exposed("upstream_retries", "upstream_retries_total", &[]), &self.upstream_retries),
             (exposed("tc_fallbacks", "upstream_tc_fallbacks_total", &[]), &self.tc_fallbacks),
+            (exposed("tcp_direct", "upstream_tcp_direct_total", &[]), &self.tcp_direct),
             (exposed("upstream_tcp_failures", "upstream_tcp_failures_total", &[]), &self.upstream_tcp_failures),
             (exposed("upstream_send_errors", "upstream_send_errors_total", &[]), &self.upstream_send_errors),
             (

@@ -45,6 +45,30 @@ fn bad_numbers_are_one_line_and_exit_2() {
     assert_config_error(&["--backend", "127.0.0.1:53", "--idle-timeout", "-3"], "idle-timeout");
     assert_config_error(&["--backend", "127.0.0.1:53", "--max-in-flight", "0"], "max-in-flight");
     assert_config_error(&["--backend", "127.0.0.1:53", "--coalesce-window", "0.5"], "coalesce-window");
+    assert_config_error(&["--backend", "127.0.0.1:53", "--tcp-memory-entries", "1000001"], "tcp-memory-entries");
+    assert_config_error(&["--backend", "127.0.0.1:53", "--tcp-memory-entries", "-1"], "tcp-memory-entries");
+    assert_config_error(&["--backend", "127.0.0.1:53", "--tcp-memory-ttl", "0"], "tcp-memory-ttl");
+    assert_config_error(&["--backend", "127.0.0.1:53", "--tcp-memory-ttl", "86400.5"], "tcp-memory-ttl");
+    assert_config_error(&["--backend", "127.0.0.1:53", "--tcp-memory-ttl", "soon"], "tcp-memory-ttl");
+}
+
+#[test]
+fn bad_tcp_memory_settings_in_the_config_file_are_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, needle) in [
+        ("tcp-memory-entries = 2000000", "tcp-memory-entries"),
+        ("tcp-memory-entries = -5", "tcp-memory-entries"),
+        ("tcp-memory-ttl = -1", "tcp-memory-ttl"),
+        ("tcp-memory-ttl = 90000", "tcp-memory-ttl"),
+        ("tcp-memory-ttl = \"60s\"", "tcp-memory-ttl"),
+    ] {
+        let file = write(dir.path(), "dotgate.toml", &format!("backend = [\"127.0.0.1:53\"]\n{text}\n"));
+        assert_config_error(&["--config", &file, "--check-config"], needle);
+    }
+    let good =
+        write(dir.path(), "good.toml", "backend = [\"127.0.0.1:53\"]\ntcp-memory-entries = 0\ntcp-memory-ttl = 2.5\n");
+    let out = dotgate(&["--config", &good, "--check-config"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -84,7 +108,8 @@ fn check_config_accepts_a_good_config_and_exits_0() {
         &format!(
             "listen = [\"127.0.0.1:8853\"]\nbackend = [\"127.0.0.1:53\", \"[::1]:53\"]\ncert = {cert:?}\nkey = {key:?}\n\
              workers = 2\nidle-timeout = 10\nhandshake-timeout = 5\nupstream-timeout = 1.5\ndrain-timeout = 10\n\
-             max-in-flight = 100\nupstream-sockets = 4\ncoalesce-window = 0.0005\nlog-queries = false\n"
+             max-in-flight = 100\nupstream-sockets = 4\ncoalesce-window = 0.0005\ntcp-memory-entries = 4096\n\
+             tcp-memory-ttl = 60\nlog-queries = false\n"
         ),
     );
     let out = dotgate(&["--config", &file, "--check-config"]);

@@ -95,6 +95,46 @@ async fn pipelined_tc_fallbacks_are_not_held_by_delayed_acks() {
     );
 }
 
+/// The TCP memory with a real resolver: a question Unbound truncates over UDP goes through one
+/// TC fallback, then straight to TCP when asked again (in another case too: names compare
+/// case-insensitively), with the whole answer; the same question with the DO bit is another
+/// question and falls back once on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_question_unbound_truncated_goes_straight_to_tcp_when_asked_again() {
+    let unbound = unbound().await;
+    let admin = support::ports::free_addr();
+    let dotgate = Dotgate::start(&[unbound.addr], &["--workers", "1", "--admin", &admin.to_string()]);
+    let mut client = DotClient::connect(dotgate.addr).await.unwrap();
+    let counts = || {
+        let metric = |series| support::http::metric(admin, series);
+        (metric("dotgate_upstream_tc_fallbacks_total"), metric("dotgate_upstream_tcp_direct_total"))
+    };
+    let cases = [
+        // (name, DO bit, (TC fallbacks, straight to TCP) it adds)
+        ("big.example.test.", false, (1.0, 0.0)),
+        ("BiG.eXaMpLe.TeSt.", false, (0.0, 1.0)),
+        ("big.example.test.", true, (1.0, 0.0)),
+        ("bIg.ExAmPlE.tEsT.", true, (0.0, 1.0)),
+        ("big.example.test.", false, (0.0, 1.0)),
+    ];
+    for (id, (name, do_bit, expect)) in (1u16..).zip(cases) {
+        let before = counts();
+        // Without EDNS Unbound can send 512 bytes over UDP; with it (1232 bytes advertised),
+        // 1232: the ~3,190-byte answer is truncated either way.
+        let q = if do_bit {
+            query_edns(name, RecordType::TXT, id, true, false, vec![])
+        } else {
+            query(name, RecordType::TXT, id)
+        };
+        let answer = parse(&client.exchange(&q).await);
+        assert!(!answer.truncated(), "{name}");
+        assert_eq!(answer.id(), id);
+        assert_eq!(txt_records(&answer).len(), support::unbound::BIG_TXT_RECORDS, "{name} DO={do_bit}");
+        let after = counts();
+        assert_eq!((after.0 - before.0, after.1 - before.1), expect, "{name} DO={do_bit}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bind_backend_smoke() {
     let bind = tokio::task::spawn_blocking(Bind::start).await.unwrap();

@@ -91,7 +91,7 @@ fn describe() {
     metrics::describe_counter!(
         "dotgate_upstream_queries_total",
         Unit::Count,
-        "Queries sent to a backend, by transport: first tries and retries over UDP, truncated answers asked again over TCP."
+        "Queries sent to a backend, by transport: first tries and retries over UDP; over TCP, truncated answers asked again and questions the TCP memory sends straight there."
     );
     metrics::describe_counter!(
         "dotgate_upstream_timeouts_total",
@@ -110,6 +110,10 @@ fn describe() {
     );
     metrics::describe_gauge!("dotgate_connections_open", "Client connections open, all workers together.");
     metrics::describe_gauge!("dotgate_queries_in_flight", "Queries waiting on a backend (refreshed each second).");
+    metrics::describe_gauge!(
+        "dotgate_upstream_tcp_memory_entries",
+        "Questions remembered as truncated over UDP, sent straight over TCP when asked again (refreshed each second)."
+    );
     metrics::describe_gauge!("dotgate_backend_up", "1 while the backend is not marked down by every worker.");
     metrics::describe_gauge!("dotgate_backend_outstanding", "Queries waiting on the backend (refreshed each second).");
     metrics::describe_gauge!("dotgate_ready", "1 while /readyz answers ready.");
@@ -135,6 +139,7 @@ fn record(state: &AdminState) {
 
     metrics::gauge!("dotgate_connections_open").set(state.limits.open() as f64);
     metrics::gauge!("dotgate_queries_in_flight").set(sum(&|w| w.in_flight.load(Relaxed)) as f64);
+    metrics::gauge!("dotgate_upstream_tcp_memory_entries").set(sum(&|w| w.tcp_memory_entries.load(Relaxed)) as f64);
     for (i, backend) in state.backends.iter().enumerate() {
         let name = backend.to_string();
         let of_backend = |pick: fn(&crate::stats::BackendStats) -> u64| sum(&|w| w.backends.get(i).map_or(0, pick));

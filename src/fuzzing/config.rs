@@ -27,10 +27,15 @@ pub fn run(data: &[u8]) {
             assert!(!config.listen.is_empty());
             assert!((1..=1024).contains(&config.workers));
             assert!((1..=64).contains(&config.upstream_sockets));
+            assert!(config.tcp_memory_entries <= crate::config::MAX_TCP_MEMORY_ENTRIES);
             assert!((1..=65_535).contains(&config.max_in_flight));
-            for timeout in
-                [config.idle_timeout, config.handshake_timeout, config.upstream_timeout, config.drain_timeout]
-            {
+            for timeout in [
+                config.idle_timeout,
+                config.handshake_timeout,
+                config.upstream_timeout,
+                config.drain_timeout,
+                config.tcp_memory_ttl,
+            ] {
                 assert!(!timeout.is_zero());
             }
             assert!(config.backends.iter().all(|b| !b.ip().is_unspecified() && b.port() != 0));

@@ -13,7 +13,14 @@
 //! edited answer parses again, and hickory-proto (a second, independent parser) reads the
 //! same header, question and records in it as in the original, with only the hop options
 //! changed.
+//!
+//! The TCP memory's readers too: `edns::query_edns` (a query's UDP payload size and DO bit) and
+//! `dns::answer_min_ttl` never panic; on a message the strict walker parses whole, they read
+//! what it reads (the first OPT record's size, at least 512, and DO bit; the smallest TTL of
+//! the records other than OPT, a TTL with the top bit set as 0, an SOA in a negative answer at
+//! most its MINIMUM).
 
+use super::wire::{Section, TYPE_OPT};
 use super::{wire, Cursor, MAX_MESSAGE};
 use crate::edns::{self, HopOptions, KEEPALIVE, PADDING, PADDING_BLOCK};
 
@@ -27,10 +34,43 @@ pub fn run(data: &[u8]) {
     let msg = &msg[..msg.len().min(MAX_MESSAGE)];
 
     check_query(msg);
+    check_tcp_memory_readers(msg);
     let hops: Vec<u8> = if hop_bits & 4 != 0 { vec![0, 1, 2, 3] } else { vec![hop_bits & 3] };
     for bits in hops {
         check_answer(msg, HopOptions::from_tag(bits), idle);
     }
+}
+
+fn check_tcp_memory_readers(msg: &[u8]) {
+    let ttl = crate::dns::answer_min_ttl(msg);
+    let asked = crate::dns::question_end(msg).map(|end| edns::query_edns(msg, end));
+    let Some(parsed) = wire::parse(msg).filter(|m| m.trailing == 0) else { return };
+    let be32 = |at: usize| u32::from_be_bytes([msg[at], msg[at + 1], msg[at + 2], msg[at + 3]]);
+    let negative = parsed.count(Section::Answer) == 0 || parsed.flags & 0x0f == 3;
+    let expected = parsed
+        .records
+        .iter()
+        .filter(|r| r.rtype != TYPE_OPT)
+        .map(|r| {
+            let ttl = be32(r.rdlen_at - 4);
+            let ttl = if ttl > i32::MAX as u32 { 0 } else { ttl };
+            if r.rtype == 6 && negative && r.rdata.len() >= 22 {
+                ttl.min(be32(r.rdata.end - 4))
+            } else {
+                ttl
+            }
+        })
+        .min();
+    assert_eq!(ttl, expected, "smallest TTL");
+    let (Some(asked), 1) = (asked, parsed.questions.len()) else { return };
+    let (udp_payload, dnssec_ok) = match parsed.opt() {
+        Some(opt) => {
+            let size = u16::from_be_bytes([msg[opt.rdlen_at - 6], msg[opt.rdlen_at - 5]]);
+            (size.max(512), msg[opt.rdlen_at - 2] & 0x80 != 0)
+        }
+        None => (512, false),
+    };
+    assert_eq!(asked, edns::QueryEdns { udp_payload, dnssec_ok }, "query EDNS");
 }
 
 /// An OPT record and its options, as (code, whole option's range).

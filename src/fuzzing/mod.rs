@@ -11,7 +11,8 @@
 //! | `frames`        | the frame reader: `framing::take_stream`, `take_messages`           |
 //! | `query`         | `dns::check_query`, `question_end`, `id`/`set_id`, local answers   |
 //! | `upstream_match`| `relay::matching::match_udp_datagram` over a real `InflightTable`   |
-//! | `edns`          | `edns::take_query_options`, `edns::append_answer`                   |
+//! | `edns`          | `edns::take_query_options`, `edns::append_answer`; the TCP memory's |
+//! |                 | readers `edns::query_edns`, `dns::answer_min_ttl`                   |
 //! | `config`        | the TOML file: `FileConfig::parse`, `Config::merge`                 |
 //! | `inflight`      | the real `Relay` under insert, answer, timeout and close            |
 //!

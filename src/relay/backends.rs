@@ -82,6 +82,11 @@ impl Backends {
         (0..n).max_by_key(|&i| (self.list[i].last_answer, std::cmp::Reverse(i)))
     }
 
+    /// Marked down by this worker.
+    pub fn is_down(&self, index: usize) -> bool {
+        self.list[index].down
+    }
+
     pub fn add_outstanding(&mut self, index: usize) {
         self.list[index].outstanding += 1;
     }

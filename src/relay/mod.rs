@@ -1,7 +1,8 @@
 //! The relay core (steps ⑤–⑧ of the data path): takes a checked query from any frontend, sends
 //! it to a backend with a fresh random ID, matches the answer, restores the client's ID and
 //! hands it back through the frontend's [`ReplyTo`]. Deadlines, one retry on another backend,
-//! SERVFAIL, the TCP fallback after TC=1, and backend health live here.
+//! SERVFAIL, the TCP fallback after TC=1 (and, through the TCP memory, straight to TCP for
+//! questions that came back truncated before), and backend health live here.
 //!
 //! One `Relay` per worker, used from that worker's thread only (`Rc`/`RefCell`, no locks).
 //! It must never know which frontend a query came from (DoT today, DNSCrypt-style UDP and the
@@ -16,6 +17,7 @@ pub mod matching;
 #[cfg(feature = "fuzzing")]
 pub mod model_check;
 mod tcp;
+pub mod tcp_memory;
 mod udp;
 
 use std::cell::RefCell;
@@ -28,16 +30,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::dns;
+use crate::edns;
 use crate::stats::{bump, WorkerStats};
 use backends::{Backends, HealthChange};
 use inflight::{Inflight, InflightTable, Key, Route};
 use matching::{DropReason, UdpMatch};
 pub use tcp::TcpConn;
+use tcp_memory::TcpMemory;
 
 /// How a frontend gets its answers back. Implemented once per frontend (a DoT connection's
 /// answer queue; later a DNSCrypt UDP responder).
@@ -68,6 +72,10 @@ pub struct RelaySettings {
     pub upstream_timeout: Duration,
     pub upstream_sockets: usize,
     pub worker: usize,
+    /// Questions the TCP memory holds (0: off, every query tries UDP first).
+    pub tcp_memory_entries: usize,
+    /// Longest a question stays in the TCP memory (shorter when its answer's TTL is).
+    pub tcp_memory_ttl: Duration,
 }
 
 /// An expiry record; stale once the entry's generation has moved on.
@@ -90,6 +98,8 @@ struct RelayState {
     next_generation: u32,
     /// UDP sends queued since the last `flush`, sent together (one `sendmmsg` per socket).
     pending_sends: Vec<PendingSend>,
+    /// Questions that came back truncated: asked again, they go straight to TCP.
+    tcp_memory: TcpMemory,
 }
 
 /// A query waiting in `pending_sends`; stale if the entry has been sent again or is gone.
@@ -130,6 +140,7 @@ impl Relay {
             rng: StdRng::from_os_rng(),
             next_generation: 0,
             pending_sends: Vec::with_capacity(256),
+            tcp_memory: TcpMemory::new(settings.tcp_memory_entries),
         };
         Ok(Rc::new(Relay {
             state: RefCell::new(state),
@@ -165,6 +176,7 @@ impl Relay {
     pub fn publish_gauges(&self) {
         let st = self.state.borrow();
         self.stats.in_flight.store(st.table.len() as u64, Relaxed);
+        self.stats.tcp_memory_entries.store(st.tcp_memory.len() as u64, Relaxed);
         for (gauges, backend) in self.stats.backends.iter().zip(st.backends.iter()) {
             gauges.up.store(!backend.down, Relaxed);
             gauges.outstanding.store(u64::from(backend.outstanding), Relaxed);
@@ -175,13 +187,32 @@ impl Relay {
     /// through `reply`. `query` is copied; the caller may reuse its buffer at once. The query
     /// leaves when the worker's sender task runs, after every task that was ready with it:
     /// all the queries of one round of the event loop go out together. `tag` comes back with
-    /// the answer.
+    /// the answer. A question the TCP memory holds goes straight to its backend over TCP.
     pub fn submit(self: &Rc<Self>, query: &[u8], question_end: usize, reply: Rc<dyn ReplyTo>, tag: u8) {
         let mut st = self.state.borrow_mut();
         let buf = st.table.buffer_from(query);
         let key = st.table.insert(Inflight::new(reply, tag, buf, question_end));
+        if let Some(backend) = remembered_tcp_backend(&mut st, query, question_end) {
+            self.send_tcp_direct(&mut st, key, backend);
+            return;
+        }
         let backend = st.backends.pick(None);
         self.send_or_fail(st, key, backend);
+    }
+
+    /// Sends a new query whose question came back truncated from `backend` before straight to
+    /// that backend's TCP connection, under a fresh random ID: one round trip instead of two.
+    /// From here on it is a TC fallback like any other (the resend on a new connection, the
+    /// deadline, the retry elsewhere over UDP, SERVFAIL).
+    fn send_tcp_direct(self: &Rc<Self>, st: &mut RelayState, key: Key, backend: usize) {
+        let id: u16 = st.rng.random();
+        let entry = st.table.get_mut(key).expect("entry being sent exists");
+        dns::set_id(&mut entry.query, id);
+        entry.backend = backend;
+        entry.attempts += 1;
+        st.backends.add_outstanding(backend);
+        bump(&self.stats.tcp_direct);
+        self.send_tcp(st, key);
     }
 
     /// Sends `key` to `backend`, or answers SERVFAIL when there is none or no free ID.
@@ -329,6 +360,7 @@ impl Relay {
         st.table.release_route(key, true);
         if dns::is_truncated(answer) {
             bump(&self.stats.tc_fallbacks);
+            self.remember_truncated(&mut st, key, now);
             self.send_tcp(&mut st, key);
             return;
         }
@@ -362,7 +394,44 @@ impl Relay {
         let now = Instant::now();
         st.backends.answered(backend, now);
         st.table.release_route(key, true);
+        self.learn_from_tcp_answer(&mut st, key, answer, now);
         self.finish(st, key, answer, now);
+    }
+
+    /// A UDP answer to `key` came back truncated: its question goes into the TCP memory, with
+    /// the backend that truncated it, for the cap (the truncated answer rarely has records to
+    /// take a TTL from; the TCP answer sets the real expiry).
+    fn remember_truncated(&self, st: &mut RelayState, key: Key, now: Instant) {
+        if st.tcp_memory.capacity() == 0 {
+            return;
+        }
+        let entry = st.table.get(key).expect("entry exists");
+        if entry.probe {
+            return;
+        }
+        let dnssec_ok = edns::query_edns(&entry.query, entry.question_end).dnssec_ok;
+        let question = st.tcp_memory.key(&entry.query, entry.question_end, dnssec_ok);
+        let backend = entry.backend;
+        st.tcp_memory.insert(question, backend, now + self.settings.tcp_memory_ttl);
+    }
+
+    /// The TCP answer to `key` arrived: if its question is in the TCP memory, it stays there
+    /// for the answer's smallest TTL (at most the cap), or leaves at once when the answer
+    /// would have fit the UDP size the query advertised (it no longer needs TCP).
+    fn learn_from_tcp_answer(&self, st: &mut RelayState, key: Key, answer: &[u8], now: Instant) {
+        if st.tcp_memory.is_empty() {
+            return;
+        }
+        let entry = st.table.get(key).expect("entry exists");
+        let asked = edns::query_edns(&entry.query, entry.question_end);
+        let question = st.tcp_memory.key(&entry.query, entry.question_end, asked.dnssec_ok);
+        if answer.len() <= usize::from(asked.udp_payload) {
+            st.tcp_memory.remove(question);
+            return;
+        }
+        let cap = self.settings.tcp_memory_ttl;
+        let ttl = dns::answer_min_ttl(answer).map_or(cap, |ttl| cap.min(Duration::from_secs(u64::from(ttl))));
+        st.tcp_memory.set_expiry(question, now + ttl);
     }
 
     /// Hands a matched answer (arrived at `now`) to its requester and frees the entry.
@@ -531,6 +600,20 @@ impl Relay {
             st.table.recycle(entry.query);
         }
     }
+}
+
+/// The backend a query goes straight to over TCP: the one the TCP memory holds for its question,
+/// unless the entry expired or that backend is marked down. The lookup runs on every query
+/// while the memory holds anything: a walk to the OPT record, one SipHash of the question and
+/// an index probe; no allocation.
+fn remembered_tcp_backend(st: &mut RelayState, query: &[u8], question_end: usize) -> Option<usize> {
+    if st.tcp_memory.is_empty() {
+        return None;
+    }
+    let dnssec_ok = edns::query_edns(query, question_end).dnssec_ok;
+    let question = st.tcp_memory.key(query, question_end, dnssec_ok);
+    let backend = st.tcp_memory.get(question, Instant::now())?;
+    (!st.backends.is_down(backend)).then_some(backend)
 }
 
 fn next_generation(st: &mut RelayState) -> u32 {

@@ -215,6 +215,9 @@ pub fn run(ops: &[Op]) {
             upstream_timeout: UPSTREAM_TIMEOUT,
             upstream_sockets: SOCKETS,
             worker: 0,
+            // On, as served; never filled here (no answer sets TC), so every lookup misses.
+            tcp_memory_entries: crate::config::DEFAULT_TCP_MEMORY_ENTRIES,
+            tcp_memory_ttl: crate::config::DEFAULT_TCP_MEMORY_TTL,
         };
         let relay = Relay::new(settings, stats.clone()).expect("upstream sockets on loopback");
         let mut model = Model {

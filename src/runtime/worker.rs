@@ -52,6 +52,8 @@ async fn serve(spec: WorkerSpec) -> io::Result<()> {
             upstream_timeout: config.upstream_timeout,
             upstream_sockets: config.upstream_sockets,
             worker: index,
+            tcp_memory_entries: config.tcp_memory_entries,
+            tcp_memory_ttl: config.tcp_memory_ttl,
         },
         stats.clone(),
     )?;

@@ -14,6 +14,7 @@
 //! | `delay-<ms>`     | the normal answer after `<ms>` ms (other queries are not blocked) |
 //! | `drop`           | never answered |
 //! | `tc-<n>`         | UDP: TC=1, no records. TCP: a full answer of EXACTLY `<n>` bytes (`<n>` <= 65,535) made of TXT records |
+//! | `tcttl-<s>`      | UDP: TC=1, no records. TCP: a full answer of 2,000 bytes of TXT records whose TTL is `<s>` seconds |
 //! | `tccut-<n>`      | UDP: TC=1, no records. TCP: the 2-byte length of an `<n>`-byte answer and its first half, then the backend closes the connection (FIN) |
 //! | `big-<n>`        | UDP and TCP: an answer of EXACTLY `<n>` bytes (no TC), TXT records (UDP can carry at most 65,507) |
 //! | `wrongid`        | bad answer (ID+1, `A 6.6.6.6`), 50 ms later the normal answer |
@@ -179,6 +180,7 @@ enum Mode {
     Delay(u64),
     Drop,
     Tc(usize),
+    TcTtl(u32),
     TcCut(usize),
     Big(usize),
     WrongId,
@@ -196,6 +198,9 @@ impl Mode {
         let num = |p: &str| label.strip_prefix(p).and_then(|n| n.parse::<u64>().ok());
         if let Some(ms) = num("delay-") {
             return Mode::Delay(ms);
+        }
+        if let Some(ttl) = num("tcttl-") {
+            return Mode::TcTtl(ttl as u32);
         }
         if let Some(n) = num("tccut-") {
             return Mode::TcCut(n as usize);
@@ -367,6 +372,13 @@ async fn answer(shared: &Shared, q: &ParsedQuery, mode: Mode, sink: Sink) {
                 sink.send(build(q, &q.question, 0, true, &[], q.flags, q.id)).await
             } else {
                 sink.send(sized_answer(q, n)).await
+            }
+        }
+        Mode::TcTtl(ttl) => {
+            if sink.is_udp() {
+                sink.send(build(q, &q.question, 0, true, &[], q.flags, q.id)).await
+            } else {
+                sink.send(sized_answer_ttl(q, 2000, ttl)).await
             }
         }
         Mode::TcCut(n) => match &sink {
@@ -596,12 +608,20 @@ pub fn encode_name(name: &str) -> Vec<u8> {
     out
 }
 
+/// TTL of every record the fake makes, except in `tcttl-<s>` answers.
+const TTL: u32 = 300;
+
 /// An RR whose owner is a pointer to the question name (offset 12).
 fn rr(rtype: u16, rdata: &[u8]) -> Vec<u8> {
+    rr_ttl(rtype, TTL, rdata)
+}
+
+/// [`rr`] with the given TTL.
+fn rr_ttl(rtype: u16, ttl: u32, rdata: &[u8]) -> Vec<u8> {
     let mut out = vec![0xC0, 0x0C];
     out.extend_from_slice(&rtype.to_be_bytes());
     out.extend_from_slice(&1u16.to_be_bytes()); // IN
-    out.extend_from_slice(&300u32.to_be_bytes());
+    out.extend_from_slice(&ttl.to_be_bytes());
     out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
     out.extend_from_slice(rdata);
     out
@@ -612,10 +632,14 @@ fn a_rr(ip: Ipv4Addr) -> Vec<u8> {
 }
 
 fn txt_rr(text: &[u8]) -> Vec<u8> {
+    txt_rr_ttl(text, TTL)
+}
+
+fn txt_rr_ttl(text: &[u8], ttl: u32) -> Vec<u8> {
     assert!(text.len() <= 255);
     let mut rdata = vec![text.len() as u8];
     rdata.extend_from_slice(text);
-    rr(TYPE_TXT, &rdata)
+    rr_ttl(TYPE_TXT, ttl, &rdata)
 }
 
 fn opt_echo(opt: &OptInfo) -> Vec<u8> {
@@ -670,6 +694,11 @@ fn normal_answer(q: &ParsedQuery) -> Vec<u8> {
 /// An answer of exactly `total` bytes (when possible; at most 65,535, the
 /// largest DNS message), made of TXT records.
 fn sized_answer(q: &ParsedQuery, total: usize) -> Vec<u8> {
+    sized_answer_ttl(q, total, TTL)
+}
+
+/// [`sized_answer`] with records of TTL `ttl`.
+fn sized_answer_ttl(q: &ParsedQuery, total: usize, ttl: u32) -> Vec<u8> {
     let total = total.min(65535);
     const RR_MIN: usize = 13; // ptr(2) + fixed(10) + empty string(1)
     const RR_MAX: usize = RR_MIN + 255;
@@ -686,7 +715,7 @@ fn sized_answer(q: &ParsedQuery, total: usize) -> Vec<u8> {
             rest - RR_MIN
         };
         let fill = b'a' + (i % 26) as u8;
-        records.push(txt_rr(&vec![fill; take - RR_MIN]));
+        records.push(txt_rr_ttl(&vec![fill; take - RR_MIN], ttl));
         rest -= take;
         i += 1;
     }

@@ -33,3 +33,9 @@ pub fn sample(page: &str, series: &str) -> Option<f64> {
         (name == series).then(|| value.parse().ok())?
     })
 }
+
+/// The value of `series` (as for [`sample`]) on the `/metrics` page of the admin endpoint at
+/// `admin`. Panics when the page does not have it.
+pub fn metric(admin: SocketAddr, series: &str) -> f64 {
+    sample(&get(admin, "/metrics").1, series).unwrap_or_else(|| panic!("no {series} in /metrics"))
+}
