@@ -69,7 +69,9 @@ async fn truncated_unbound_answer_is_completed_over_tcp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_tc_fallbacks_are_not_held_by_delayed_acks() {
     let unbound = unbound().await;
-    let dotgate = Dotgate::start(&[unbound.addr], &["--workers", "1"]);
+    // Without the TCP memory, so that every pair is a pair of fallbacks (with it, the pairs after
+    // the first go straight to TCP: the same pipelined connection, the same ACK question).
+    let dotgate = Dotgate::start(&[unbound.addr], &["--workers", "1", "--tcp-memory-entries", "0"]);
     let mut client = DotClient::connect(dotgate.addr).await.unwrap();
     let mut rounds = Vec::new();
     for round in 0..30u16 {
