@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Side-by-side DNS-over-TLS load test: dotgate, dnsdist (three settings), nginx and HAProxy, in
-# the same run, each in turn in front of the same Unbound, driven by the same clients.
+# Side-by-side DNS-over-TLS load test: dotgate (two settings), dnsdist (three settings), nginx and
+# HAProxy, in the same run, each in turn in front of the same Unbound, driven by the same clients.
 #
 #   loadtest/compare.sh [--quick] [--duration N] [--servers LIST] [--scenarios LIST] [--keep]
 #
 #   --quick            short runs: 5-second dnsperf runs, 1-second handshake runs, idle
 #                      connection counts 1000,5000 (default: 10 s, 2 s, 5000,20000)
 #   --duration N       N-second dnsperf runs
-#   --servers LIST     comma-separated, from: dotgate, dnsdist, dnsdist-mif100, dnsdist-tuned,
-#                      nginx, haproxy (default: all six)
+#   --servers LIST     comma-separated, from: dotgate, dotgate-w0, dnsdist, dnsdist-mif100,
+#                      dnsdist-tuned, nginx, haproxy (default: all seven)
 #   --scenarios LIST   comma-separated, from (default: all):
 #                        throughput  dnsperf, 100 connections, at each of --rates, all pinned
 #                        unpinned    the same at each of --unpinned-rates, nothing pinned
@@ -18,6 +18,7 @@
 #                        idle        server RSS per idle TLS connection at each of --idle-conns
 #                        scaling     dotgate with 2 workers (unpinned), and CPU per query at 100
 #                                    vs --scale-clients connections for dotgate and the best peer
+#                                    (dotgate with its default pacing only, not dotgate-w0)
 #                                    (dotclient.py load: dnsperf cannot drive that many)
 #   --rates LIST       throughput rates; "max" = no rate limit, a number = dnsperf -Q
 #                      (default: max,5000,20000)
@@ -31,7 +32,8 @@
 #   --scale-clients N  connections for the scaling scenario (default 5000)
 #   --scale-rate N     queries/s in all for the 100-vs-many comparison (default 10000)
 #   --peer NAME        peer for the scaling scenario (default: the peer with the least CPU per
-#                      query at "max" in this run's throughput scenario, else dnsdist-tuned)
+#                      query at "max" in this run's throughput scenario, else dnsdist-tuned;
+#                      dotgate and dotgate-w0 are ours, never a peer)
 #   --names N          names in the zone (default 30000)
 #   --server-cpu N     core for the server under test (default 0)
 #   --client-cpu N     core for the clients (default 1)
@@ -45,7 +47,10 @@
 #              CARGO_TARGET_DIR  where cargo builds (the binary is looked for there too)
 #
 # The servers under test (one at a time; all pinned to --server-cpu unless a scenario says not):
-#   dotgate          dotgate --workers 1; UDP to Unbound (TCP only for truncated answers)
+#   dotgate          dotgate --workers 1 with its default pacing (a busy worker may linger, up
+#                    to --coalesce-window, to gather events into one wake-up); UDP to Unbound
+#                    (TCP only for truncated answers)
+#   dotgate-w0       the same with --coalesce-window 0: it answers at once, never lingers
 #   dnsdist          dnsdist's defaults: addTLSLocal + newServer, nothing else tuned
 #   dnsdist-mif100   as above with addTLSLocal{maxInFlight=100} (out-of-order answers)
 #   dnsdist-tuned    maxInFlight=100 on addTLSLocal and on newServer (so that it pipelines
@@ -56,14 +61,23 @@
 #                    worker process (what operators build by hand)
 #   haproxy          HAProxy mode tcp, bind ssl crt, server = Unbound's TCP port, nbthread 1
 # All use the same ECDSA P-256 certificate. No packet cache anywhere. dnsdist, nginx and HAProxy
-# relay to the backend over TCP, dotgate over UDP. In the idle scenario every server gets long
+# relay to the backend over TCP, dotgate (both settings) over UDP. dotgate also gets
+# --admin 127.0.0.1:<a free port>, for its counters. In the idle scenario every server gets long
 # idle timeouts (dotgate --idle-timeout 300, dnsdist setTCPRecvTimeout(300), nginx proxy_timeout
 # 300s, HAProxy timeout client/server 300s, Unbound tcp-idle-timeout 300 s).
 #
 # Measured: queries per second, lost queries, latency (average, and p50/p99/p99.9 from
 # dnsperf -v's per-query lines), the CPU time the server spent (utime+stime of all its
-# processes and threads, /proc/PID/stat) per answered query, per connection and per handshake,
-# and its resident memory (VmRSS, /proc/PID/status) per idle connection. A server that cannot
+# processes and threads, /proc/PID/stat) per answered query (and Unbound's CPU per answered
+# query), per connection and per handshake, and its resident memory (VmRSS, /proc/PID/status) per idle connection. For dotgate (both
+# settings), also its own counters (its admin endpoint's /metrics, read just before and just after
+# each dnsperf run, each series summed over its label sets), per answered query: worker wake-ups
+# (dotgate_worker_wakeups_total), lingers (dotgate_worker_lingers_total), the share of queries
+# asked again over TCP after a truncated UDP answer (dotgate_upstream_tc_fallbacks_total) and the
+# share sent straight over TCP (dotgate_upstream_tcp_direct_total; empty when the binary has no
+# such series). These columns are empty for the peers, and for the dotclient.py runs of the
+# scaling scenario (their CPU and answers are counted over a window after the connections are
+# open, which a scrape from here cannot match). A server that cannot
 # be built or does not start is skipped with a message; the others still run.
 #
 # Output: progress on stderr; in loadtest/results/: <timestamp>-queries.csv,
@@ -76,7 +90,7 @@ root=$(repo_root)
 cd "$root"
 here=$root/loadtest
 
-all_servers=dotgate,dnsdist,dnsdist-mif100,dnsdist-tuned,nginx,haproxy
+all_servers=dotgate,dotgate-w0,dnsdist,dnsdist-mif100,dnsdist-tuned,nginx,haproxy
 all_scenarios=throughput,unpinned,short,handshake,idle,scaling
 duration=10
 servers=$all_servers
@@ -161,7 +175,9 @@ for r in "${rate_list[@]}" "${unpinned_list[@]}"; do
   [[ $r == max || $r =~ ^[1-9][0-9]*$ ]] || die "bad rate: $r (want max or a number)"
 done
 for c in "${idle_list[@]}"; do is_count "$c" || die "bad idle connection count: $c"; done
-[ -z "$peer" ] || [[ ,$all_servers, == *,"$peer",* && $peer != dotgate ]] || die "bad --peer: $peer"
+# Ours (every dotgate setting), as opposed to the peers.
+is_dotgate() { [ "$1" = dotgate ] || [ "$1" = dotgate-w0 ]; }
+[ -z "$peer" ] || { [[ ,$all_servers, == *,"$peer",* ]] && ! is_dotgate "$peer"; } || die "bad --peer: $peer (want a peer, not dotgate)"
 want() { [[ ,$scenarios, == *,"$1",* ]]; }
 ncpu=$(nproc)
 for c in "$server_cpu" "$client_cpu" "$backend_cpu"; do
@@ -291,7 +307,8 @@ done
 
 dotgate_bin=${DOTGATE_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/dotgate}
 dotgate_skip=""
-if [[ ",$servers," == *,dotgate,* ]]; then
+# The scaling scenario runs dotgate whatever --servers says.
+if [[ ",$servers," == *,dotgate,* || ",$servers," == *,dotgate-w0,* ]] || want scaling; then
   if [ "$build" = 1 ] && [ -z "${DOTGATE_BIN:-}" ]; then
     say "building dotgate (cargo build --release)"
     if ! find_cargo; then
@@ -411,6 +428,7 @@ haproxy_version() { haproxy -v 2>/dev/null | awk 'NR == 1 { sub(/-.*/, "", $3); 
 describe() {
   case $1 in
     dotgate) echo "dotgate --workers ${2:-1}" ;;
+    dotgate-w0) echo "dotgate --workers ${2:-1}, --coalesce-window 0" ;;
     dnsdist) echo "dnsdist $(dnsdist_version) defaults" ;;
     dnsdist-mif100) echo "dnsdist $(dnsdist_version) maxInFlight=100" ;;
     dnsdist-tuned) echo "dnsdist $(dnsdist_version) tuned: maxInFlight=100 both ends, $dnsdist_tcp_threads TCP thread(s), no session cache" ;;
@@ -420,7 +438,7 @@ describe() {
 }
 # How the server reaches Unbound: over TCP (all but dotgate), and with a TCP connection of its
 # own for every client connection (nginx, HAProxy: byte pipes).
-relays_tcp() { [ "$1" != dotgate ]; }
+relays_tcp() { ! is_dotgate "$1"; }
 backend_conn_each() { [ "$1" = nginx ] || [ "$1" = haproxy ]; }
 
 # dnsdist_conf VARIANT PORT MODE: the generated configuration.
@@ -510,15 +528,16 @@ EOF
 start_server() {
   local name=$1 port=$2 mode=$3 workers=$4
   shift 4
-  local idle=()
+  local idle=() pacing=()
   case $name in
-    dotgate)
+    dotgate | dotgate-w0)
       [ "$mode" != idle ] || idle=(--idle-timeout 300)
+      [ "$name" != dotgate-w0 ] || pacing=(--coalesce-window 0)
       # Every client here comes from 127.0.0.1: lift the per-address limit (default 1,000),
-      # as the peers have none.
+      # as the peers have none. --admin: its counters (dotgate_counters).
       "$@" "$dotgate_bin" --listen "127.0.0.1:$port" --backend "127.0.0.1:$uport" \
         --cert "$work/cert.pem" --key "$work/key.pem" --workers "$workers" "${idle[@]}" \
-        --max-connections-per-ip 1000000 \
+        "${pacing[@]}" --max-connections-per-ip 1000000 --admin "127.0.0.1:$admin_port" \
         >"$work/$name-$mode.log" 2>&1 &
       ;;
     dnsdist*)
@@ -557,14 +576,21 @@ answers_big() {
 }
 
 # bring_up NAME MODE WORKERS PIN...: start NAME on a fresh port and wait until it answers.
-# Sets server_pid and port; on failure prints why and sets up_error.
+# Sets server_pid and port (and admin_port for dotgate, empty for the peers); on failure prints
+# why and sets up_error.
 port_base=8853
+admin_port=""
 bring_up() {
   local name=$1 mode=$2 workers=$3 st
   shift 3
   up_error=""
+  admin_port=""
   port=$(free_port_from "$port_base") || { up_error="no free port"; return 1; }
   port_base=$((port + 1))
+  if is_dotgate "$name"; then
+    admin_port=$(free_port_from "$port_base") || { up_error="no free port for --admin"; return 1; }
+    port_base=$((admin_port + 1))
+  fi
   server_pid=""
   if ! start_server "$name" "$port" "$mode" "$workers" "$@"; then
     up_error="invalid configuration (see below)"
@@ -593,10 +619,11 @@ take_down() {
   local name=$1 src=0 grace=5
   # dotgate's drain on SIGTERM is part of what is tested; the peers' is not (dnsdist can take
   # longer than 15 s to stop: no point waiting for it).
-  [ "$name" != dotgate ] || grace=15
+  ! is_dotgate "$name" || grace=15
   say "stopping $name (SIGTERM)"
   stop_tree "$server_pid" "$grace" || src=$?
   server_pid=""
+  admin_port=""
   [ "$src" -eq 0 ] || say "$name exited with status $src after SIGTERM"
 }
 
@@ -613,7 +640,7 @@ step=0
 progress() { step=$((step + 1)); say "[$step/$total_steps, $(elapsed)] $*"; }
 elapsed() { printf '%dm%02ds' $((SECONDS / 60)) $((SECONDS % 60)); }
 
-echo "scenario,server,variant,workers,pinning,rate,duration_s,clients,outstanding,queries_per_conn,queries_sent,queries_completed,queries_lost,lost_pct,qps,avg_latency_ms,p50_ms,p99_ms,p999_ms,connections,conns_per_s,server_cpu_s,server_cpu_pct,cpu_us_per_query,cpu_us_per_conn,backend_cpu_us_per_query,backend_tcp_peak,rcodes,status" >"$qcsv"
+echo "scenario,server,variant,workers,pinning,rate,duration_s,clients,outstanding,queries_per_conn,queries_sent,queries_completed,queries_lost,lost_pct,qps,avg_latency_ms,p50_ms,p99_ms,p999_ms,connections,conns_per_s,server_cpu_s,server_cpu_pct,cpu_us_per_query,cpu_us_per_conn,backend_cpu_us_per_query,backend_tcp_peak,wakeups_per_query,lingers_per_query,tc_fallback_share,tcp_direct_share,rcodes,status" >"$qcsv"
 echo "server,variant,mode,tool,seconds,handshakes,resumed,per_s,server_cpu_s,cpu_us_per_handshake,status" >"$hcsv"
 echo "server,variant,target,held,server_established,rss_before_kib,rss_after_kib,bytes_per_conn,status" >"$icsv"
 
@@ -633,15 +660,68 @@ watch_client() {
   relays_tcp "$2" || tcp_peak=""
 }
 
+# dotgate_counters: dotgate's own counters, read from its admin endpoint (admin_port): one
+# line "WAKEUPS LINGERS TC_FALLBACKS TCP_DIRECT", each series summed over its label sets, "-"
+# for one the page does not have (an older binary); nothing when there is no admin port (a
+# peer) or the page cannot be read. python3's urllib, as install-deps.sh does not install curl.
+dotgate_counters() {
+  [ -n "$admin_port" ] || return 0
+  python3 - "http://127.0.0.1:$admin_port/metrics" <<'EOF' 2>/dev/null || true
+import sys
+import urllib.request
+
+NAMES = ["dotgate_worker_wakeups_total", "dotgate_worker_lingers_total",
+         "dotgate_upstream_tc_fallbacks_total", "dotgate_upstream_tcp_direct_total"]
+with urllib.request.urlopen(sys.argv[1], timeout=5) as r:
+    page = r.read().decode("utf-8", "replace")
+sums = {}
+for line in page.splitlines():
+    line = line.strip()
+    if not line or line.startswith("#"):
+        continue
+    # name{labels} value [timestamp], or name value [timestamp]
+    brace = line.find("{")
+    space = line.find(" ")
+    if brace != -1 and (space == -1 or brace < space):
+        name, rest = line[:brace], line[line.rfind("}") + 1:]
+    else:
+        name, rest = line[:space], line[space:]
+    if name in NAMES and rest.split():
+        sums[name] = sums.get(name, 0.0) + float(rest.split()[0])
+print(" ".join("%.0f" % sums[n] if n in sums else "-" for n in NAMES))
+EOF
+}
+# per_answer BEFORE AFTER ANSWERS: dotgate_counters' two readings to "WAKEUPS LINGERS TC DIRECT"
+# per answered query ("-" where there is nothing to say: no reading, no answers, or a series in
+# neither reading; a series in one reading only counts as 0 in the other).
+per_answer() {
+  awk -v a="$1" -v b="$2" -v n="${3:-0}" 'BEGIN {
+    if (split(a, x) != 4 || split(b, y) != 4 || n + 0 <= 0) { print "- - - -"; exit }
+    split("%.3f %.3f %.4f %.4f", f, " ")
+    for (i = 1; i <= 4; i++) {
+      if (x[i] == "-" && y[i] == "-") v = "-"
+      else v = sprintf(f[i], ((y[i] == "-" ? 0 : y[i]) - (x[i] == "-" ? 0 : x[i])) / n)
+      printf "%s%s", v, (i < 4 ? " " : "\n")
+    }
+  }'
+}
+
 # report_run ...: print one measurement and append it to the queries CSV (arguments in the
 # order of the CSV's columns).
 report_run() {
   local lost=${13} lost_pct=${14} qps=${15} lat=${16} p50=${17} p99=${18} p999=${19}
-  local cps=${21} cpu_s=${22} cpu_pct=${23} cpu_us=${24} cpu_conn=${25} bcpu=${26} peak=${27} status=${29}
-  printf '    %s qps, lost %s (%s%%), latency avg %s / p50 %s / p99 %s / p99.9 %s ms, server CPU %s s (%s%%) = %s us/query%s, backend %s us/query%s%s\n' \
+  local cps=${21} cpu_s=${22} cpu_pct=${23} cpu_us=${24} cpu_conn=${25} bcpu=${26} peak=${27}
+  local wake=${28} linger=${29} tc=${30} direct=${31} status=${33} own=""
+  if [ -n "$wake$linger$tc$direct" ]; then
+    own=$(awk -v w="$wake" -v l="$linger" -v t="$tc" -v d="$direct" 'BEGIN {
+      printf ", per query: %s wake-ups, %s lingers; TC fallback %s, direct TCP %s",
+        (w == "" ? "?" : w), (l == "" ? "?" : l), (t == "" ? "?" : sprintf("%.2f%%", 100 * t)),
+        (d == "" ? "-" : sprintf("%.2f%%", 100 * d)) }')
+  fi
+  printf '    %s qps, lost %s (%s%%), latency avg %s / p50 %s / p99 %s / p99.9 %s ms, server CPU %s s (%s%%) = %s us/query%s, backend %s us/query%s%s%s\n' \
     "${qps:-?}" "${lost:-?}" "$lost_pct" "$lat" "$p50" "$p99" "$p999" "$cpu_s" "$cpu_pct" "$cpu_us" \
     "${cpu_conn:+, $cps connections/s = $cpu_conn us/connection}" "$bcpu" \
-    "${peak:+, backend TCP connections peak $peak}" "$([ "$status" = ok ] || echo " [$status]")" >&2
+    "${peak:+, backend TCP connections peak $peak}" "$own" "$([ "$status" = ok ] || echo " [$status]")" >&2
   csv_line "$@" >>"$qcsv"
 }
 
@@ -652,12 +732,13 @@ report_run() {
 run_dnsperf() {
   local scenario=$1 name=$2 desc=$3 workers=$4 pinning=$5 rate=$6 nclients=$7 qpc=$8
   local out=$work/$scenario-$name-w$workers-$pinning-$rate-c$nclients.dnsperf
-  local pin=("${client_pin[@]}") qflag=() oflag=() threads q=$outstanding status=ok s0 b0 s1 b1 t0 t1
+  local pin=("${client_pin[@]}") qflag=() oflag=() threads q=$outstanding status=ok s0 b0 s1 b1 t0 t1 m0 m1
   [ "$pinning" = pinned ] || pin=("${free_pin[@]}")
   [ "$rate" = max ] || qflag=(-Q "$rate")
   [ "$qpc" = 0 ] || { oflag=(-O "num-queries-per-conn=$qpc"); q=$((nclients * qpc)); }
   # dnsperf serves at most 256 connections per thread.
   threads=$(((nclients + 255) / 256))
+  m0=$(dotgate_counters)
   s0=$(tree_ticks "$server_pid")
   b0=$(cpu_ticks "$unbound_pid")
   t0=$(now_s)
@@ -673,6 +754,7 @@ run_dnsperf() {
   t1=$(now_s)
   s1=$(tree_ticks "$server_pid") || status="server died"
   b1=$(cpu_ticks "$unbound_pid") || b1=$b0
+  m1=$(dotgate_counters)
 
   local sent done_q lost qps lat rcodes reconn p50 p99 p999
   sent=$(dnsperf_field "Queries sent:" "$out")
@@ -709,9 +791,20 @@ run_dnsperf() {
   [ "$cpu_conn" != - ] || cpu_conn=""
   [ "$cps" != - ] || cps=""
   [ "$qpc" != 0 ] || conns=$nclients
+  # dotgate's own counters per answer (empty for the peers, which have no admin port).
+  local wake="" linger="" tc="" direct="" v
+  if [ -n "$admin_port" ]; then
+    if [ -z "$m0" ] || [ -z "$m1" ]; then
+      warn "$name: could not read http://127.0.0.1:$admin_port/metrics: no counters for this run"
+    else
+      read -r wake linger tc direct < <(per_answer "$m0" "$m1" "$done_q")
+      for v in wake linger tc direct; do [ "${!v}" != - ] || printf -v "$v" '%s' ""; done
+    fi
+  fi
   report_run "$scenario" "$name" "$desc" "$workers" "$pinning" "$rate" "$window" "$nclients" "$q" "$qpc" \
     "$sent" "$done_q" "$lost" "$lost_pct" "$qps" "$lat_ms" "$p50" "$p99" "$p999" "$conns" "$cps" \
-    "$cpu_s" "$cpu_pct" "$cpu_us" "$cpu_conn" "$bcpu_us" "$tcp_peak" "$rcodes" "$status"
+    "$cpu_s" "$cpu_pct" "$cpu_us" "$cpu_conn" "$bcpu_us" "$tcp_peak" "$wake" "$linger" "$tc" "$direct" \
+    "$rcodes" "$status"
   rm -f "$out" "$out.err" # up to a million lines each; the CSV has what matters
   sleep 1 # let the connections close before the next run
 }
@@ -719,7 +812,9 @@ run_dnsperf() {
 # run_load NAME DESC CONNS: dotclient.py load against the server on $port, pinned: CONNS
 # connections, $scale_rate queries per second in all, round-robin, for --duration seconds
 # after all connections are up (dnsperf polls each of its sockets in turn, which makes it the
-# bottleneck long before 5,000 connections).
+# bottleneck long before 5,000 connections). No dotgate counters here: dotclient.py counts CPU
+# and answers over its window only, after the connections are open, and a scrape from here
+# would also count the handshakes and the first query on each connection.
 run_load() {
   local name=$1 desc=$2 conns=$3 out=$work/load-$1-$3.json status=ok pids line
   pids=$(tree_pids "$server_pid" | tr '\n' ' ')
@@ -758,7 +853,7 @@ print(g("connections"), g("sent"), g("answered"), g("lost"), "%.2f" % (100.0 * g
   [ -z "$held" ] || [ "$held" -ge "$conns" ] || [ "$status" != ok ] || status="only $held of $conns connections opened"
   report_run scaling-conns "$name" "$desc" 1 pinned "$scale_rate" "${window:-}" "$conns" "" 0 \
     "${sent:-}" "${answered:-}" "${lost:-}" "${lost_pct:-}" "${qps:-}" "${avg:-}" "${p50:-}" "${p99:-}" "${p999:-}" \
-    "${held:-}" "" "${cpu_s:-}" "${cpu_pct:-}" "${cpu_us:-}" "" "${bcpu_us:-}" "$tcp_peak" "" "$status"
+    "${held:-}" "" "${cpu_s:-}" "${cpu_pct:-}" "${cpu_us:-}" "" "${bcpu_us:-}" "$tcp_peak" "" "" "" "" "" "$status"
   sleep 1
 }
 
@@ -902,7 +997,7 @@ measure_idle() {
 # for a run that did not happen (counts as a step).
 skip_query_row() {
   step=$((step + 1))
-  csv_line "$1" "$2" "$3" "$4" "$5" "$6" "$duration" "$7" "" "$8" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "$9" >>"$qcsv"
+  csv_line "$1" "$2" "$3" "$4" "$5" "$6" "$duration" "$7" "" "$8" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "$9" >>"$qcsv"
 }
 # skip_rows NAME DESC REASON WHICH: "skipped" lines for every measurement of WHICH (normal|idle).
 skip_rows() {
@@ -965,7 +1060,7 @@ say "$total_steps measurements; dnsperf runs of ${duration}s, handshake runs of 
 for name in "${server_list[@]}"; do
   desc=$(describe "$name")
   skip=""
-  [ "$name" != dotgate ] || skip=$dotgate_skip
+  ! is_dotgate "$name" || skip=$dotgate_skip
 
   # -- queries, short connections, handshakes: one server process, default settings
   if want throughput || want short || want unpinned || want handshake; then
@@ -1009,7 +1104,7 @@ for name in "${server_list[@]}"; do
   # -- idle connections: a fresh process with long idle timeouts
   if want idle; then
     skip=""
-    [ "$name" != dotgate ] || skip=$dotgate_skip
+    ! is_dotgate "$name" || skip=$dotgate_skip
     if [ -z "$skip" ]; then
       say "starting $desc with long idle timeouts (core $server_cpu)"
       bring_up "$name" idle 1 "${server_pin[@]}" || skip=$up_error
@@ -1030,12 +1125,13 @@ if want scaling; then
   if [ -n "$peer" ]; then
     chosen_peer=$peer
   else
-    # The peer that spent the least CPU per query at "max" in this run (pinned).
+    # The peer that spent the least CPU per query at "max" in this run (pinned); every
+    # dotgate setting (dotgate, dotgate-w0) is ours, not a peer.
     chosen_peer=$(python3 - "$qcsv" <<'EOF'
 import csv, sys
 best = None
 for r in csv.DictReader(open(sys.argv[1])):
-    if r["scenario"] == "throughput" and r["rate"] == "max" and r["server"] != "dotgate" \
+    if r["scenario"] == "throughput" and r["rate"] == "max" and not r["server"].startswith("dotgate") \
             and r["status"] == "ok" and r["cpu_us_per_query"]:
         v = float(r["cpu_us_per_query"])
         if best is None or v < best[0]:
@@ -1050,7 +1146,7 @@ EOF
   for name in dotgate "$chosen_peer"; do
     desc=$(describe "$name")
     skip=""
-    [ "$name" != dotgate ] || skip=$dotgate_skip
+    ! is_dotgate "$name" || skip=$dotgate_skip
     if [ -z "$skip" ]; then
       say "starting $desc (core $server_cpu)"
       bring_up "$name" normal 1 "${server_pin[@]}" || skip=$up_error

@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
 """Medians over several runs of loadtest/compare.sh, and dotgate's ratio to the best peer.
 
-  loadtest/median.py STAMP [STAMP ...]      (e.g. 20261123T132745Z; run from the repo root)
+  loadtest/median.py RUN [RUN ...]
 
-Reads loadtest/results/STAMP-{queries,handshakes,idle}.csv and prints markdown: for every
-measure the issue sets a floor on, each server's value per run and the median, the best peer
-(the lowest CPU, latency or memory; the highest qps among the non-dotgate servers, by median),
-and dotgate's median divided by the best peer's. A run that lacks a row (a scenario not run, a
-server that failed) is left out of that median.
+RUN is a run's stamp (e.g. 20261123T132745Z) or any of its result files (STAMP.json,
+STAMP-queries.csv, ...; the stamp is taken from the name). Reads
+loadtest/results/STAMP-{queries,handshakes,idle}.csv and prints markdown: for every measure the
+issue sets a floor on, each server's value per run and the median, the best peer (the lowest
+CPU, latency or memory; the highest qps among the peers, by median; every dotgate setting,
+dotgate and dotgate-w0, is ours, never a peer), and each dotgate setting's median divided by
+the best peer's. Then dotgate's own counters per answered query (wake-ups, lingers, TC-fallback
+and direct-TCP shares), for the dotgate settings only, without a ratio. A run that lacks a row
+or a column (a scenario not run, a server that failed, a run older than the column) is left
+out of that median.
 """
 import csv
 import os
@@ -15,6 +20,20 @@ import statistics
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def stamp_of(arg):
+    """A run's stamp from its stamp or the name of one of its result files."""
+    name = os.path.basename(arg)
+    for suffix in (".json", "-queries.csv", "-handshakes.csv", "-idle.csv"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def ours(variant):
+    """dotgate in any of its settings ("dotgate --workers 1", "... --coalesce-window 0")."""
+    return variant.startswith("dotgate")
 
 
 def rows(stamp, kind):
@@ -34,38 +53,44 @@ def number(text):
         return None
 
 
-def collect(stamps, kind, match, field):
-    """{variant: [value per run]} for the rows `match` accepts."""
+def collect(stamps, kind, match, field, scale=1.0):
+    """{variant: [value per run]} for the rows `match` accepts (times `scale`)."""
     out = {}
     for stamp in stamps:
         for r in rows(stamp, kind):
             if match(r):
                 value = number(r.get(field))
                 if value is not None:
-                    out.setdefault(r["variant"], []).append(value)
+                    out.setdefault(r["variant"], []).append(value * scale)
     return out
 
 
-def line(title, values, lower_is_better, unit):
-    """Markdown rows for one measure and dotgate's ratio to the best peer."""
+def line(title, values, lower_is_better, unit, ratio=True):
+    """Markdown rows for one measure and, with `ratio`, each dotgate setting's ratio to the best
+    peer."""
+    if not values:
+        return [f"**{title}** ({unit}): not in these runs", ""]
     medians = {v: statistics.median(x) for v, x in values.items() if x}
-    peers = {v: m for v, m in medians.items() if not v.startswith("dotgate")}
-    ours = next((m for v, m in medians.items() if v.startswith("dotgate")), None)
+    peers = {v: m for v, m in medians.items() if not ours(v)}
     best = None
     if peers:
         best = (min if lower_is_better else max)(peers.items(), key=lambda kv: kv[1])
     out = [f"**{title}** ({unit})", "", "| server | runs | median |", "| --- | --- | ---: |"]
     for v, x in values.items():
         out.append(f"| {v} | {' / '.join(f'{y:g}' for y in x)} | {medians[v]:g} |")
-    if ours is not None and best is not None and best[1]:
-        out.append("")
-        out.append(f"dotgate / best peer ({best[0]}): **{ours / best[1]:.2f}**")
+    if ratio and best is not None and best[1]:
+        mine = [(v, m) for v, m in medians.items() if ours(v)]
+        if mine:
+            out.append("")
+        for v, m in mine:
+            # One line each (a trailing double space is a markdown line break).
+            out.append(f"{v} / best peer ({best[0]}): **{m / best[1]:.2f}**  ")
     out.append("")
     return out
 
 
 def main():
-    stamps = sys.argv[1:]
+    stamps = [stamp_of(a) for a in sys.argv[1:]]
     if not stamps:
         print(__doc__, file=sys.stderr)
         return 2
@@ -77,10 +102,10 @@ def main():
     for rate, label in (("20000", "20,000 qps"), ("5000", "5,000 qps")):
         out += line(f"CPU per query at {label}", collect(stamps, "queries", pinned(rate), "cpu_us_per_query"),
                     True, "µs")
-    out += line("p99 latency at 20,000 qps (steady state)",
-                collect(stamps, "queries", pinned("20000"), "p99_ms"), True, "ms")
-    out += line("p50 latency at 20,000 qps (steady state)",
-                collect(stamps, "queries", pinned("20000"), "p50_ms"), True, "ms")
+    for rate, label in (("20000", "20,000 qps"), ("5000", "5,000 qps")):
+        for field, name in (("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9")):
+            out += line(f"{name} latency at {label} (steady state)",
+                        collect(stamps, "queries", pinned(rate), field), True, "ms")
     out += line("max qps, pinned", collect(stamps, "queries", pinned("max"), "qps"), False, "queries/s")
     out += line("CPU per query at max qps, pinned", collect(stamps, "queries", pinned("max"), "cpu_us_per_query"),
                 True, "µs")
@@ -98,6 +123,20 @@ def main():
                     collect(stamps, "idle", lambda r, t=target: r["target"] == t, "bytes_per_conn"), True, "bytes")
     out += line("short connections: CPU per connection",
                 collect(stamps, "queries", lambda r: r["scenario"] == "short", "cpu_us_per_conn"), True, "µs")
+
+    # dotgate's own counters (its admin endpoint), per answered query: ours only, no ratio.
+    def ours_at(rate):
+        return lambda r: pinned(rate)(r) and ours(r["variant"])
+
+    for rate, label in (("20000", "20,000 qps"), ("5000", "5,000 qps"), ("max", "max qps")):
+        out += line(f"dotgate: worker wake-ups per query at {label}",
+                    collect(stamps, "queries", ours_at(rate), "wakeups_per_query"), True, "per answer", False)
+        out += line(f"dotgate: lingers per query at {label}",
+                    collect(stamps, "queries", ours_at(rate), "lingers_per_query"), True, "per answer", False)
+        out += line(f"dotgate: TC fallbacks at {label}",
+                    collect(stamps, "queries", ours_at(rate), "tc_fallback_share", 100), True, "% of answers", False)
+        out += line(f"dotgate: queries sent straight over TCP at {label}",
+                    collect(stamps, "queries", ours_at(rate), "tcp_direct_share", 100), True, "% of answers", False)
     print("\n".join(out))
     return 0
 

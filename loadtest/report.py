@@ -77,14 +77,40 @@ def lat_cell(r):
     return " / ".join(p or "–" for p in parts)
 
 
+def ours(server):
+    """dotgate in any of its settings (dotgate, dotgate-w0): never a peer."""
+    return (server or "").startswith("dotgate")
+
+
+def counters_cell(r):
+    """dotgate's wake-ups / lingers per answered query (its own counters; empty for the peers
+    and for runs older than these columns)."""
+    w, l = r.get("wakeups_per_query") or "", r.get("lingers_per_query") or ""
+    if not w and not l:
+        return ""
+    return f"{fmt(w, '{:.3f}') or '–'} / {fmt(l, '{:.3f}') or '–'}"
+
+
+def tcp_share_cell(r):
+    """dotgate's share of queries asked again over TCP after a truncated UDP answer, and of
+    queries sent straight over TCP, in % ("–" when its binary has no such counter)."""
+    tc, direct = r.get("tc_fallback_share") or "", r.get("tcp_direct_share") or ""
+    if not tc and not direct:
+        return ""
+    pct = lambda v: fmt(float(v) * 100, "{:.2f}") if v else "–"
+    return f"{pct(tc)} / {pct(direct)}"
+
+
 def queries_table(rows, out):
     out.append("| server | offered qps | answered qps | lost | latency ms: avg / p50 / p99 / p99.9 "
-               "| server CPU s (% of a core) | CPU µs/query | backend µs/query | backend TCP conns | status |")
-    out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+               "| server CPU s (% of a core) | CPU µs/query | backend µs/query | backend TCP conns "
+               "| wake-ups / lingers per query | TC fallback / direct TCP share % | status |")
+    out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in rows:
         out.append(f"| {r['variant']} | {r['rate']} | {fmt(r['qps'])} | {lost_cell(r)} | {lat_cell(r)} | "
                    f"{cpu_cell(r)} | {r['cpu_us_per_query']} | {r['backend_cpu_us_per_query']} | "
-                   f"{r['backend_tcp_peak'] or ('UDP' if r['server'] == 'dotgate' and r['qps'] else '')} | {r['status']} |")
+                   f"{r['backend_tcp_peak'] or ('UDP' if ours(r['server']) and r['qps'] else '')} | "
+                   f"{counters_cell(r)} | {tcp_share_cell(r)} | {r['status']} |")
 
 
 def main():
@@ -150,7 +176,12 @@ def main():
             f"during the run (dotgate relays over UDP). The latency percentiles leave out the first second's "
             f"answers, while dnsperf is still opening its TLS connections and queries queue up behind the "
             f"handshakes on every server (that cost is measured under handshakes and short connections); "
-            f"the average is dnsperf's, over all answers.",
+            f"the average is dnsperf's, over all answers. dotgate has its default pacing (a busy worker may "
+            f"linger, up to --coalesce-window, so that the next events share one wake-up); dotgate-w0 is the "
+            f"same with --coalesce-window 0 (it answers at once, never lingers). dotgate's own counters (admin endpoint, "
+            f"/metrics, read before and after each run), per answered query: worker wake-ups and lingers, and "
+            f"the share of queries asked again over TCP after a truncated UDP answer (TC fallback) or sent "
+            f"straight over TCP (direct; \"–\" when the binary has no such counter); empty for the peers.",
             [r for r in q if r["scenario"] == "throughput"], queries_table)
     section("Queries: nothing pinned",
             "The same, with the server, Unbound and dnsperf free to run on any core (what a default "
@@ -219,12 +250,13 @@ def main():
 
     def workers_table(rows, out):
         out.append("| dotgate | pinning | offered qps | answered qps | server CPU s (% of a core) | CPU µs/query "
-                   "| latency ms: avg / p50 / p99 / p99.9 | status |")
-        out.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
+                   "| latency ms: avg / p50 / p99 / p99.9 | wake-ups / lingers per query | status |")
+        out.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
         for r in rows:
             out.append(f"| --workers {r['workers']} | {r['pinning']} | {r['rate']} | {fmt(r['qps'])} | {cpu_cell(r)} | "
-                       f"{r['cpu_us_per_query']} | {lat_cell(r)} | {r['status']} |")
+                       f"{r['cpu_us_per_query']} | {lat_cell(r)} | {counters_cell(r)} | {r['status']} |")
 
+    # dotgate with its default pacing only: the scaling scenario does not run dotgate-w0.
     wrows = [r for r in q if r["server"] == "dotgate" and r["scenario"] in ("throughput", "unpinned", "scaling-workers")
              and r["rate"] in {x["rate"] for x in q if x["scenario"] == "scaling-workers"}]
     if any(r["scenario"] == "scaling-workers" for r in q):
@@ -251,7 +283,7 @@ def main():
             f"whole core at 5,000 qps.) Latency includes the Python client's own delays.",
             [r for r in q if r["scenario"] == "scaling-conns"], conns_table)
 
-    out.append("Notes: dnsdist, nginx and HAProxy relay to Unbound over TCP, dotgate over UDP (asking "
+    out.append("Notes: dnsdist, nginx and HAProxy relay to Unbound over TCP, dotgate (both settings) over UDP (asking "
                "again over TCP when an answer comes back truncated, as the 1% of large TXT answers do). "
                "Numbers on a shared 2-core VM are noisy (±30% between runs); compare servers within a run.")
     with open(a.md, "w") as f:
