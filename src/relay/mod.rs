@@ -652,10 +652,9 @@ async fn timer_loop(relay: Rc<Relay>) {
 async fn send_loop(relay: Rc<Relay>) {
     loop {
         relay.send_wake.notified().await;
-        while let Some(full_socket) = relay.flush() {
-            if relay.sockets.get(full_socket).writable().await.is_err() {
-                break;
-            }
+        // A socket whose buffer was full keeps its queries queued (see `udp::SEND_RETRY`).
+        while relay.flush().is_some() {
+            tokio::time::sleep(udp::SEND_RETRY).await;
         }
     }
 }
