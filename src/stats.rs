@@ -384,7 +384,9 @@ mod tests {
         bump(&stats.connections_refused_per_ip);
         let line = stats.to_string();
         assert!(line.contains("upstream_retries=3 "), "{line}");
-        assert!(line.ends_with("connections_refused_per_ip=1"), "{line}");
+        assert!(line.contains(" connections_refused_per_ip=1 "), "{line}");
+        bump(&stats.lingers);
+        assert!(stats.to_string().ends_with(" lingers=1"), "{line}");
         assert_eq!(line.split(' ').count(), stats.counters().len() + 4);
     }
 }
