@@ -110,10 +110,14 @@ impl Pacer {
         if connections < MIN_CONNECTIONS || self.rate <= 0.0 {
             return Duration::ZERO;
         }
-        let linger = Duration::from_secs_f64(GATHER_TARGET / self.rate);
-        if linger > self.window {
+        // Compared as seconds before it becomes a Duration: at a rate near zero the quotient is
+        // far beyond what a Duration holds (and the rate is positive and finite here, so the
+        // quotient is a number).
+        let linger = GATHER_TARGET / self.rate;
+        if linger > self.window.as_secs_f64() {
             return Duration::ZERO; // too few events: the CPU a linger would save is idle anyway
         }
+        let linger = Duration::from_secs_f64(linger);
         if self.gathered < GATHERED_ENOUGH {
             self.since_probe += 1;
             if self.since_probe < PROBE_EVERY {
@@ -251,6 +255,22 @@ mod tests {
         // 10,000 events/s: the target would take 400 µs, more than the 250 µs window.
         let lingers = open_loop(&mut pacer, &mut now, 4000, 10_000.0);
         assert!(lingers.iter().skip(100).all(|l| l.is_zero()), "lingered at a low rate");
+    }
+
+    #[test]
+    fn a_rate_that_decays_towards_zero_does_not_linger_or_panic() {
+        let mut pacer = Pacer::new(WINDOW);
+        let mut now = Instant::now();
+        open_loop(&mut pacer, &mut now, 1000, 40_000.0);
+        // Then only rounds with no connection event (timers, accepts): the running rate decays
+        // geometrically towards zero without reaching it, and its reciprocal overflows a
+        // Duration long before.
+        for round in 0..5000 {
+            pacer.woke(now);
+            let linger = pacer.before_sleep(now + Duration::from_micros(5), 0, 100);
+            assert!(round < 50 || linger.is_zero(), "lingered {linger:?} after {round} silent rounds");
+            now += Duration::from_millis(3);
+        }
     }
 
     #[test]
