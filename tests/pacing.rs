@@ -82,7 +82,7 @@ async fn many_clients_at_a_high_rate_share_wake_ups() {
     let admin = free_addr();
     let dotgate = Dotgate::start(&[unbound.addr], &["--workers", "1", "--admin", &admin.to_string()]);
     let before = counter(admin, "dotgate_worker_lingers_total");
-    let clients = 32;
+    let clients = 48;
     let per_client = 2500u16;
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
@@ -90,7 +90,7 @@ async fn many_clients_at_a_high_rate_share_wake_ups() {
             let addr = dotgate.addr;
             tokio::spawn(async move {
                 let mut client = DotClient::connect(addr).await.unwrap();
-                // Paced, not closed-loop: one query every 2 ms from each client, about 16,000 a
+                // Paced, not closed-loop: one query every 2 ms from each client, about 24,000 a
                 // second in all, as many independent stubs behind one resolver look.
                 let mut tick = tokio::time::interval(Duration::from_millis(2));
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -109,7 +109,7 @@ async fn many_clients_at_a_high_rate_share_wake_ups() {
     let lingers = counter(admin, "dotgate_worker_lingers_total") - before;
     let queries = f64::from(clients) * f64::from(per_client);
     assert!(elapsed < Duration::from_secs(30), "the load took {elapsed:?}");
-    // About 16,000 queries a second over 32 connections: the default window lets the worker
+    // About 24,000 queries a second over 48 connections: the default window lets the worker
     // gather its events.
     assert!(lingers > queries / 100.0, "lingered {lingers} times for {queries} queries in {elapsed:?}");
     drop(dotgate);

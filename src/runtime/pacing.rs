@@ -14,8 +14,13 @@
 //! the time in which `GATHER_TARGET` of them are expected, `GATHER_TARGET / rate`, but never
 //! longer than `--coalesce-window`. A rate too low for that to fit in the window means the CPU
 //! a linger would save is idle anyway: the worker does not linger at all and answers at once.
-//! As the load rises the linger shortens (at 20,000 queries/s, 40,000 events/s, it is 100 µs),
+//! As the load rises the linger shortens (at 20,000 queries/s, 40,000 events/s, it is 150 µs),
 //! so the latency it adds falls while what it gathers per wake-up stays the same.
+//!
+//! Why 6: at 20,000 queries/s on the lab (dnsperf, 100 connections, one worker), sized to
+//! gather 2, 4, 6, 8 and 12 events, CPU per query was 21.5, 17.9, 15.2, 13.2 and 12.5 µs and
+//! p50 0.30, 0.38, 0.46, 0.54 and 0.70 ms (window 0: 19.5 µs, 0.19 ms). Gathering 2 costs more
+//! than it saves; 6 is the most CPU saved while p50 stays under half a millisecond.
 //!
 //! Lingering only pays when other clients' events arrive meanwhile. A ping-pong exchange (one
 //! client's handshake, a client that sends its next query only after the last answer) gathers
@@ -34,7 +39,7 @@ use std::time::{Duration, Instant};
 use crate::stats::{bump, WorkerStats};
 
 /// Events a linger is sized to gather.
-const GATHER_TARGET: f64 = 4.0;
+const GATHER_TARGET: f64 = 6.0;
 /// Events a round after a linger must handle on average for lingering to go on.
 const GATHERED_ENOUGH: f64 = 2.0;
 /// While lingering does not pay, try it once in this many rounds.
@@ -244,15 +249,15 @@ mod tests {
         // 40,000 events/s.
         let lingers = open_loop(&mut pacer, &mut now, 4000, 40_000.0);
         let last = *lingers.last().unwrap();
-        // 4 events at 40,000/s is 100 µs, of which the round's own 10 µs are already spent.
-        assert!(last >= Duration::from_micros(60) && last <= Duration::from_micros(110), "linger {last:?}");
+        // 6 events at 40,000/s is 150 µs, of which the round's own 10 µs are already spent.
+        assert!(last >= Duration::from_micros(110) && last <= Duration::from_micros(160), "linger {last:?}");
     }
 
     #[test]
     fn does_not_linger_when_events_are_too_sparse_for_the_window() {
         let mut pacer = Pacer::new(WINDOW);
         let mut now = Instant::now();
-        // 10,000 events/s: the target would take 400 µs, more than the 250 µs window.
+        // 10,000 events/s: the target would take 600 µs, more than the 250 µs window.
         let lingers = open_loop(&mut pacer, &mut now, 4000, 10_000.0);
         assert!(lingers.iter().skip(100).all(|l| l.is_zero()), "lingered at a low rate");
     }
@@ -277,7 +282,7 @@ mod tests {
     fn never_lingers_past_the_window_or_with_a_zero_window() {
         let mut pacer = Pacer::new(WINDOW);
         let mut now = Instant::now();
-        let lingers = open_loop(&mut pacer, &mut now, 4000, 17_000.0);
+        let lingers = open_loop(&mut pacer, &mut now, 4000, 30_000.0);
         assert!(lingers.iter().any(|l| !l.is_zero()));
         assert!(lingers.iter().all(|l| *l <= WINDOW));
         let mut off = Pacer::new(Duration::ZERO);
