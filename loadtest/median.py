@@ -8,7 +8,7 @@ STAMP-queries.csv, ...; the stamp is taken from the name). Reads
 loadtest/results/STAMP-{queries,handshakes,idle}.csv and prints markdown: for every measure the
 issue sets a floor on, each server's value per run and the median, the best peer (the lowest
 CPU, latency or memory; the highest qps among the peers, by median; every dotgate setting,
-dotgate and dotgate-w0, is ours, never a peer), and each dotgate setting's median divided by
+dotgate and dotgate-linger, is ours, never a peer), and each dotgate setting's median divided by
 the best peer's. Then dotgate's own counters per answered query (wake-ups, lingers, TC-fallback
 and direct-TCP shares), for the dotgate settings only, without a ratio. A run that lacks a row
 or a column (a scenario not run, a server that failed, a run older than the column) is left
@@ -32,7 +32,7 @@ def stamp_of(arg):
 
 
 def ours(variant):
-    """dotgate in any of its settings ("dotgate --workers 1", "... --coalesce-window 0")."""
+    """dotgate in any of its settings ("dotgate --workers 1", "... --coalesce-window 0.0002")."""
     return variant.startswith("dotgate")
 
 

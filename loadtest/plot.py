@@ -15,7 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-ORDER = ["dotgate", "dotgate-w0", "dnsdist", "dnsdist-mif100", "dnsdist-tuned", "nginx", "haproxy"]
+ORDER = ["dotgate", "dotgate-linger", "dnsdist", "dnsdist-mif100", "dnsdist-tuned", "nginx", "haproxy"]
 
 
 def servers_in(rows):

@@ -78,7 +78,7 @@ def lat_cell(r):
 
 
 def ours(server):
-    """dotgate in any of its settings (dotgate, dotgate-w0): never a peer."""
+    """dotgate in any of its settings (dotgate, dotgate-linger): never a peer."""
     return (server or "").startswith("dotgate")
 
 
@@ -176,9 +176,9 @@ def main():
             f"during the run (dotgate relays over UDP). The latency percentiles leave out the first second's "
             f"answers, while dnsperf is still opening its TLS connections and queries queue up behind the "
             f"handshakes on every server (that cost is measured under handshakes and short connections); "
-            f"the average is dnsperf's, over all answers. dotgate has its default pacing (a busy worker may "
-            f"linger, up to --coalesce-window, so that the next events share one wake-up); dotgate-w0 is the "
-            f"same with --coalesce-window 0 (it answers at once, never lingers). dotgate's own counters (admin endpoint, "
+            f"the average is dnsperf's, over all answers. dotgate runs with its defaults (it answers at once, "
+            f"never lingers); dotgate-linger is the same with --coalesce-window 0.0002 (a busy worker lingers "
+            f"up to 200 µs so that the next events share one wake-up). dotgate's own counters (admin endpoint, "
             f"/metrics, read before and after each run), per answered query: worker wake-ups and lingers, and "
             f"the share of queries asked again over TCP after a truncated UDP answer (TC fallback) or sent "
             f"straight over TCP (direct; \"–\" when the binary has no such counter); empty for the peers.",
@@ -256,7 +256,7 @@ def main():
             out.append(f"| --workers {r['workers']} | {r['pinning']} | {r['rate']} | {fmt(r['qps'])} | {cpu_cell(r)} | "
                        f"{r['cpu_us_per_query']} | {lat_cell(r)} | {counters_cell(r)} | {r['status']} |")
 
-    # dotgate with its default pacing only: the scaling scenario does not run dotgate-w0.
+    # dotgate with its default pacing only: the scaling scenario does not run dotgate-linger.
     wrows = [r for r in q if r["server"] == "dotgate" and r["scenario"] in ("throughput", "unpinned", "scaling-workers")
              and r["rate"] in {x["rate"] for x in q if x["scenario"] == "scaling-workers"}]
     if any(r["scenario"] == "scaling-workers" for r in q):
