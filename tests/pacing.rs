@@ -4,22 +4,15 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
-use support::http::{get, sample};
+use support::http::metric;
 use support::ports::free_addr;
 use support::{a_records, parse, query, DotClient, Dotgate, Unbound};
 
 async fn unbound() -> Unbound {
     tokio::task::spawn_blocking(Unbound::start).await.unwrap()
-}
-
-fn counter(admin: SocketAddr, name: &str) -> f64 {
-    let (status, page) = get(admin, "/metrics");
-    assert_eq!(status, 200);
-    sample(&page, name).unwrap_or_else(|| panic!("{name} missing from /metrics"))
 }
 
 /// Median of one client's round trips, asking `n` questions one after another.
@@ -53,10 +46,10 @@ async fn a_client_asking_one_question_at_a_time_is_not_made_to_wait() {
     let mut client = DotClient::connect(dotgate.addr).await.unwrap();
     ping_pong(&mut client, 200).await; // warm-up: Unbound's cache, the pacer's estimates
     let (wakeups, lingers) =
-        (counter(admin, "dotgate_worker_wakeups_total"), counter(admin, "dotgate_worker_lingers_total"));
+        (metric(admin, "dotgate_worker_wakeups_total"), metric(admin, "dotgate_worker_lingers_total"));
     let median = ping_pong(&mut client, 2000).await;
-    let wakeups = counter(admin, "dotgate_worker_wakeups_total") - wakeups;
-    let lingers = counter(admin, "dotgate_worker_lingers_total") - lingers;
+    let wakeups = metric(admin, "dotgate_worker_wakeups_total") - wakeups;
+    let lingers = metric(admin, "dotgate_worker_lingers_total") - lingers;
 
     // Without pacing, on the same machine, for the yardstick.
     let plain = Dotgate::start(&[unbound.addr], &["--workers", "1", "--coalesce-window", "0"]);
@@ -85,7 +78,7 @@ async fn many_clients_at_a_high_rate_share_wake_ups() {
         &[unbound.addr],
         &["--workers", "1", "--coalesce-window", "0.0005", "--admin", &admin.to_string()],
     );
-    let before = counter(admin, "dotgate_worker_lingers_total");
+    let before = metric(admin, "dotgate_worker_lingers_total");
     let clients = 48;
     let per_client = 2500u16;
     let started = Instant::now();
@@ -110,7 +103,7 @@ async fn many_clients_at_a_high_rate_share_wake_ups() {
         task.await.unwrap();
     }
     let elapsed = started.elapsed();
-    let lingers = counter(admin, "dotgate_worker_lingers_total") - before;
+    let lingers = metric(admin, "dotgate_worker_lingers_total") - before;
     let queries = f64::from(clients) * f64::from(per_client);
     assert!(elapsed < Duration::from_secs(30), "the load took {elapsed:?}");
     // About 24,000 queries a second over 48 connections: the worker gathers its events.
@@ -132,9 +125,9 @@ async fn a_worker_sleeps_once_its_traffic_stops() {
         client.exchange(&query("www.example.test.", RecordType::A, id)).await;
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let before = counter(admin, "dotgate_worker_wakeups_total");
+    let before = metric(admin, "dotgate_worker_wakeups_total");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let woke = counter(admin, "dotgate_worker_wakeups_total") - before;
+    let woke = metric(admin, "dotgate_worker_wakeups_total") - before;
     // The stale deadlines are dropped in batches (about 21 a second at the default upstream
     // timeout), not one timer tick after another (which woke the worker about 1,000 times a
     // second here); the rest is the once-a-second housekeeping and the metrics scrapes.

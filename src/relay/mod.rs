@@ -35,7 +35,6 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::dns;
-use crate::edns;
 use crate::stats::{bump, WorkerStats};
 use backends::{Backends, HealthChange};
 use inflight::{Inflight, InflightTable, Key, Route};
@@ -267,19 +266,19 @@ impl Relay {
 
     /// Sends every queued UDP query: one `sendmmsg` per upstream socket that has any. A send the
     /// kernel refuses is not fatal: the query's deadline retries it elsewhere or answers
-    /// SERVFAIL. When a socket's send buffer is full, its unsent queries stay queued and the
-    /// socket is returned, for the caller to wait until it is writable.
-    fn flush(&self) -> Option<usize> {
+    /// SERVFAIL. When a socket's send buffer is full, its unsent queries stay queued and it
+    /// returns true, for the caller to try again after `udp::SEND_RETRY`.
+    fn flush(&self) -> bool {
         let mut flushing = self.flushing.borrow_mut();
         if self.state.borrow().pending_sends.is_empty() {
-            return None;
+            return false;
         }
         std::mem::swap(&mut *flushing, &mut self.state.borrow_mut().pending_sends);
         // Group by socket; a stable sort keeps each client's queries in the order they came.
         flushing.sort_by_key(|p| p.socket);
         let st = self.state.borrow();
         let mut batch = self.send_batch.borrow_mut();
-        let mut blocked = None;
+        let mut blocked = false;
         let mut still_pending = Vec::new();
         let mut refused = Vec::new();
         for group in flushing.chunk_by(|a, b| a.socket == b.socket) {
@@ -307,7 +306,7 @@ impl Relay {
                 // Rare (a full kernel buffer): keep the rest for when the socket drains.
                 let done = outcome.sent + outcome.refused;
                 still_pending.extend(group.iter().filter(|p| current(p).is_some()).skip(done).copied());
-                blocked = Some(socket);
+                blocked = true;
             }
             debug_assert!(
                 outcome.blocked
@@ -411,8 +410,7 @@ impl Relay {
         if entry.probe {
             return;
         }
-        let dnssec_ok = edns::query_edns(&entry.query, entry.question_end).dnssec_ok;
-        let question = st.tcp_memory.key(&entry.query, entry.question_end, dnssec_ok);
+        let (question, _) = st.tcp_memory.key_of_query(&entry.query, entry.question_end);
         let backend = entry.backend;
         st.tcp_memory.insert(question, backend, now + self.settings.tcp_memory_ttl);
     }
@@ -425,8 +423,7 @@ impl Relay {
             return;
         }
         let entry = st.table.get(key).expect("entry exists");
-        let asked = edns::query_edns(&entry.query, entry.question_end);
-        let question = st.tcp_memory.key(&entry.query, entry.question_end, asked.dnssec_ok);
+        let (question, asked) = st.tcp_memory.key_of_query(&entry.query, entry.question_end);
         if answer.len() <= usize::from(asked.udp_payload) {
             st.tcp_memory.remove(question);
             return;
@@ -612,8 +609,7 @@ fn remembered_tcp_backend(st: &mut RelayState, query: &[u8], question_end: usize
     if st.tcp_memory.is_empty() {
         return None;
     }
-    let dnssec_ok = edns::query_edns(query, question_end).dnssec_ok;
-    let question = st.tcp_memory.key(query, question_end, dnssec_ok);
+    let (question, _) = st.tcp_memory.key_of_query(query, question_end);
     let backend = st.tcp_memory.get(question, Instant::now())?;
     (!st.backends.is_down(backend)).then_some(backend)
 }
@@ -665,7 +661,7 @@ async fn send_loop(relay: Rc<Relay>) {
     loop {
         relay.send_wake.notified().await;
         // A socket whose buffer was full keeps its queries queued (see `udp::SEND_RETRY`).
-        while relay.flush().is_some() {
+        while relay.flush() {
             tokio::time::sleep(udp::SEND_RETRY).await;
         }
     }

@@ -28,6 +28,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::Instant;
 
 use crate::dns::HEADER_LEN;
+use crate::edns::{self, QueryEdns};
 
 /// No slot: the end of the recency list, or an empty index position.
 const NIL: u32 = u32::MAX;
@@ -122,6 +123,13 @@ impl TcpMemory {
         hasher.write(&question[name_len..]);
         hasher.write_u8(u8::from(dnssec_ok));
         hasher.finish()
+    }
+
+    /// The key of a query's question as asked (its DO bit read from its OPT record), and what
+    /// that OPT record asks for: the one way the relay keys a query.
+    pub fn key_of_query(&self, query: &[u8], question_end: usize) -> (u64, QueryEdns) {
+        let asked = edns::query_edns(query, question_end);
+        (self.key(query, question_end, asked.dnssec_ok), asked)
     }
 
     /// The backend remembered for `key`, if the entry has not expired at `now`; a hit becomes

@@ -172,8 +172,13 @@ pub fn note_event() {
 }
 
 /// Installs the pacing hooks on a worker's runtime builder; they count wake-ups and lingers in
-/// `stats`. A zero window disables lingering (wake-ups are still counted).
+/// `stats`. A zero window (the default) installs only the wake-up count: no pacer, no clock
+/// read per wake-up.
 pub fn install(builder: &mut tokio::runtime::Builder, window: Duration, stats: Arc<WorkerStats>) {
+    if window.is_zero() {
+        builder.on_thread_unpark(move || bump(&stats.wakeups));
+        return;
+    }
     let lingers = stats.clone();
     builder.on_thread_unpark(move || {
         bump(&stats.wakeups);
@@ -188,9 +193,6 @@ pub fn install(builder: &mut tokio::runtime::Builder, window: Duration, stats: A
         let linger = PACER.with(|p| {
             let mut pacer = p.borrow_mut();
             let pacer = pacer.get_or_insert_with(|| Pacer::new(window));
-            if window.is_zero() {
-                return Duration::ZERO;
-            }
             pacer.before_sleep(Instant::now(), events, CONNECTIONS.with(Cell::get))
         });
         if !linger.is_zero() {
