@@ -12,6 +12,11 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use serde::Deserialize;
 
+use crate::access::acl::Cidr;
+use crate::access::prefix::ClientPrefix;
+use crate::access::rate::DEFAULT_TRACKED_CLIENTS;
+use crate::relay::ecs::EcsPrefix;
+
 /// Port of DNS over TLS (RFC 7858 §3.1).
 pub const DEFAULT_DOT_PORT: u16 = 853;
 /// Port a backend listens on when an address gives none.
@@ -65,8 +70,10 @@ pub struct Cli {
     /// Address to accept DoT on (repeatable). Default: 0.0.0.0:853 and [::]:853.
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Vec<String>,
-    /// Plain-DNS backend to relay to (repeatable).
-    #[arg(long, value_name = "ADDR:PORT")]
+    /// Plain-DNS backend to relay to (repeatable), with options after commas: `proxy-protocol`
+    /// (a PROXY v2 header with the client's address on every query) or `ecs=V4:V6` (an EDNS
+    /// Client Subnet option with the client's address cut to those prefix lengths).
+    #[arg(long, value_name = "ADDR:PORT[,OPTION]")]
     pub backend: Vec<String>,
     /// PEM certificate chain. Without --cert/--key an ephemeral self-signed one is made.
     #[arg(long, value_name = "PEM")]
@@ -116,6 +123,28 @@ pub struct Cli {
     /// TTL is).
     #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub tcp_memory_ttl: Option<f64>,
+    /// Clients allowed to connect (repeatable): the longest matching --allow/--deny prefix
+    /// decides. Without any --allow, every address not denied is allowed.
+    #[arg(long, value_name = "CIDR")]
+    pub allow: Vec<String>,
+    /// Clients refused at accept, before TLS (repeatable).
+    #[arg(long, value_name = "CIDR")]
+    pub deny: Vec<String>,
+    /// Queries per second one client may send (a burst of N allowed); more get REFUSED with an
+    /// Extended DNS Error. Off by default.
+    #[arg(long, value_name = "N")]
+    pub max_qps_per_client: Option<u32>,
+    /// New connections per second one client may open (a burst of N allowed); more are closed at
+    /// accept, before TLS. Off by default.
+    #[arg(long, value_name = "N")]
+    pub max_new_connections_per_client: Option<u32>,
+    /// How addresses group into one client for the rate limits: IPv4 and IPv6 prefix lengths.
+    /// Default 32:64.
+    #[arg(long, value_name = "V4:V6")]
+    pub client_prefix: Option<String>,
+    /// Clients the rate limits track at once (least recently seen evicted).
+    #[arg(long, value_name = "N")]
+    pub max_tracked_clients: Option<usize>,
     /// Log every query's name and type (off by default: privacy is the point).
     #[arg(long)]
     pub log_queries: bool,
@@ -170,7 +199,7 @@ pub enum TicketKeysTool {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct FileConfig {
     pub listen: Option<Vec<String>>,
-    pub backend: Option<Vec<String>>,
+    pub backend: Option<Vec<BackendEntry>>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub ticket_keys: Option<PathBuf>,
@@ -186,10 +215,72 @@ pub struct FileConfig {
     pub coalesce_window: Option<f64>,
     pub tcp_memory_entries: Option<usize>,
     pub tcp_memory_ttl: Option<f64>,
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+    pub max_qps_per_client: Option<u32>,
+    pub max_new_connections_per_client: Option<u32>,
+    pub client_prefix: Option<String>,
+    pub max_tracked_clients: Option<usize>,
     pub log_queries: Option<bool>,
     pub tcp_fast_open: Option<bool>,
     pub padding: Option<Padding>,
     pub admin: Option<String>,
+}
+
+/// A backend in the config file: `"ADDR:PORT[,OPTION...]"` as on the command line, or a table
+/// `{ address = "ADDR:PORT", proxy-protocol = true, ecs = "24:56" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum BackendEntry {
+    Line(String),
+    Table(BackendTable),
+}
+
+/// The table form of a backend in the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BackendTable {
+    pub address: String,
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    pub ecs: Option<String>,
+}
+
+/// How a backend learns the client's own address (it sees dotgate's otherwise).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BackendOptions {
+    /// Every query starts with a PROXY protocol v2 header (UDP: each datagram; TCP: each
+    /// connection, which then serves one client address only).
+    pub proxy_protocol: bool,
+    /// Queries carry an EDNS Client Subnet option with the client's address cut to this.
+    pub ecs: Option<EcsPrefix>,
+}
+
+impl BackendOptions {
+    /// Whether the relay needs each query's client address for this backend.
+    pub fn needs_client(&self) -> bool {
+        self.proxy_protocol || self.ecs.is_some()
+    }
+}
+
+/// Who may connect and how fast, as configured (see `access`).
+#[derive(Debug, Clone)]
+pub struct AccessConfig {
+    pub allow: Vec<Cidr>,
+    pub deny: Vec<Cidr>,
+    /// The lists came from the config file (not the command line), so a reload reads them again.
+    pub lists_from_file: bool,
+    pub max_qps_per_client: Option<u32>,
+    pub max_new_connections_per_client: Option<u32>,
+    pub client_prefix: ClientPrefix,
+    pub max_tracked_clients: usize,
+}
+
+impl AccessConfig {
+    /// Whether any per-client rate limit is on.
+    pub fn rate_limited(&self) -> bool {
+        self.max_qps_per_client.is_some() || self.max_new_connections_per_client.is_some()
+    }
 }
 
 /// Validated settings, as the rest of dotgate reads them.
@@ -199,6 +290,12 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// Plain-DNS backends, in the order given.
     pub backends: Vec<SocketAddr>,
+    /// Each backend's options, in the same order as `backends`.
+    pub backend_options: Vec<BackendOptions>,
+    /// ACLs and per-client rate limits.
+    pub access: AccessConfig,
+    /// The config file, for reloads of what it holds (the ACLs).
+    pub config_file: Option<PathBuf>,
     /// PEM certificate chain and key; `None` means make an ephemeral self-signed pair.
     pub cert_and_key: Option<(PathBuf, PathBuf)>,
     /// Session-ticket key file; `None` means random keys per process.
@@ -286,6 +383,8 @@ pub enum ConfigError {
     Resolve { name: String, reason: String },
     #[error("{0}")]
     Tls(String),
+    #[error("invalid --{what} entry: {reason}")]
+    Acl { what: &'static str, reason: String },
 }
 
 impl Config {
@@ -336,6 +435,7 @@ impl Config {
     /// validates. `cli.config` is not read again. With `resolve` false, backend names are
     /// checked but not looked up (and left out of `backends`).
     pub fn merge(cli: Cli, file: FileConfig, resolve: bool) -> Result<Config, ConfigError> {
+        let access = access_config(&cli, &file)?;
         let listen_strings = if cli.listen.is_empty() { file.listen.unwrap_or_default() } else { cli.listen };
         let listen = if listen_strings.is_empty() {
             vec![
@@ -363,25 +463,33 @@ impl Config {
             None => None,
         };
 
-        let backend_strings = if cli.backend.is_empty() { file.backend.unwrap_or_default() } else { cli.backend };
-        if backend_strings.is_empty() {
+        let backend_entries: Vec<BackendEntry> = if cli.backend.is_empty() {
+            file.backend.unwrap_or_default()
+        } else {
+            cli.backend.into_iter().map(BackendEntry::Line).collect()
+        };
+        if backend_entries.is_empty() {
             return Err(ConfigError::NoBackend);
         }
-        let mut backends = Vec::with_capacity(backend_strings.len());
-        for s in &backend_strings {
-            if let Ok(addr) = parse_addr(s, DEFAULT_BACKEND_PORT, "backend") {
+        let mut backends = Vec::with_capacity(backend_entries.len());
+        let mut backend_options = Vec::with_capacity(backend_entries.len());
+        for entry in &backend_entries {
+            let (address, options) = parse_backend_entry(entry)?;
+            if let Ok(addr) = parse_addr(address, DEFAULT_BACKEND_PORT, "backend") {
                 backends.push(addr);
+                backend_options.push(options);
                 continue;
             }
-            let Some((host, port)) = parse_host_port(s.trim(), DEFAULT_BACKEND_PORT) else {
+            let Some((host, port)) = parse_host_port(address.trim(), DEFAULT_BACKEND_PORT) else {
                 return Err(ConfigError::Value {
                     what: "backend",
-                    value: format!("{s:?}"),
+                    value: format!("{address:?}"),
                     reason: "expected IP:PORT, [IPv6]:PORT or HOSTNAME:PORT",
                 });
             };
             if resolve {
                 backends.push(resolve_backend(host, port)?);
+                backend_options.push(options);
             }
         }
         for b in &backends {
@@ -448,6 +556,9 @@ impl Config {
         Ok(Config {
             listen,
             backends,
+            backend_options,
+            access,
+            config_file: cli.config.clone(),
             cert_and_key,
             ticket_keys: cli.ticket_keys.or(file.ticket_keys),
             workers,
@@ -491,6 +602,98 @@ impl Config {
             admin,
         })
     }
+}
+
+/// A backend entry's address text and options.
+fn parse_backend_entry(entry: &BackendEntry) -> Result<(&str, BackendOptions), ConfigError> {
+    let bad = |value: &str, reason: &'static str| ConfigError::Value { what: "backend", value: format!("{value:?}"), reason };
+    let mut options = BackendOptions::default();
+    let address = match entry {
+        BackendEntry::Line(line) => {
+            let mut parts = line.split(',');
+            let address = parts.next().unwrap_or_default();
+            for option in parts.map(str::trim) {
+                match option.split_once('=') {
+                    None if option == "proxy-protocol" => options.proxy_protocol = true,
+                    Some(("ecs", prefix)) => {
+                        options.ecs = Some(EcsPrefix::parse(prefix).map_err(|reason| ConfigError::Value {
+                            what: "backend ecs prefix",
+                            value: format!("{prefix:?}"),
+                            reason,
+                        })?)
+                    }
+                    _ => return Err(bad(line, "unknown option: expected proxy-protocol or ecs=V4:V6 after the address")),
+                }
+            }
+            address
+        }
+        BackendEntry::Table(table) => {
+            options.proxy_protocol = table.proxy_protocol;
+            if let Some(prefix) = &table.ecs {
+                options.ecs = Some(EcsPrefix::parse(prefix).map_err(|reason| ConfigError::Value {
+                    what: "backend ecs prefix",
+                    value: format!("{prefix:?}"),
+                    reason,
+                })?);
+            }
+            &table.address
+        }
+    };
+    Ok((address, options))
+}
+
+/// The ACL lists (flags over the file, as a whole: `--allow`/`--deny` on the command line replace
+/// both lists of the file) and the per-client rate limits.
+fn access_config(cli: &Cli, file: &FileConfig) -> Result<AccessConfig, ConfigError> {
+    let (cli_allow, cli_deny) = (&cli.allow, &cli.deny);
+    let lists_from_file = cli_allow.is_empty() && cli_deny.is_empty();
+    let (allow, deny) = if lists_from_file {
+        (file.allow.clone().unwrap_or_default(), file.deny.clone().unwrap_or_default())
+    } else {
+        (cli_allow.clone(), cli_deny.clone())
+    };
+    let (allow, deny) = (parse_cidrs("allow", &allow)?, parse_cidrs("deny", &deny)?);
+    let client_prefix = match cli.client_prefix.as_ref().or(file.client_prefix.as_ref()) {
+        Some(s) => ClientPrefix::parse(s).map_err(|reason| ConfigError::Value {
+            what: "client-prefix",
+            value: format!("{s:?}"),
+            reason,
+        })?,
+        None => ClientPrefix::DEFAULT,
+    };
+    let rate = |what: &'static str, value: Option<u32>| match value {
+        Some(n) if !(1..=1_000_000).contains(&n) => {
+            Err(ConfigError::Value { what, value: n.to_string(), reason: "must be 1 to 1000000 per second" })
+        }
+        other => Ok(other),
+    };
+    let max_tracked_clients = cli.max_tracked_clients.or(file.max_tracked_clients).unwrap_or(DEFAULT_TRACKED_CLIENTS);
+    if !(64..=10_000_000).contains(&max_tracked_clients) {
+        return Err(ConfigError::Value {
+            what: "max-tracked-clients",
+            value: max_tracked_clients.to_string(),
+            reason: "must be 64 to 10000000",
+        });
+    }
+    Ok(AccessConfig {
+        allow,
+        deny,
+        lists_from_file,
+        max_qps_per_client: rate("max-qps-per-client", cli.max_qps_per_client.or(file.max_qps_per_client))?,
+        max_new_connections_per_client: rate(
+            "max-new-connections-per-client",
+            cli.max_new_connections_per_client.or(file.max_new_connections_per_client),
+        )?,
+        client_prefix,
+        max_tracked_clients,
+    })
+}
+
+/// Parses an ACL list; the first bad entry is the error.
+pub fn parse_cidrs(what: &'static str, list: &[String]) -> Result<Vec<Cidr>, ConfigError> {
+    list.iter()
+        .map(|s| s.trim().parse::<Cidr>().map_err(|reason| ConfigError::Acl { what, reason }))
+        .collect()
 }
 
 impl FileConfig {
@@ -716,6 +919,80 @@ mod tests {
             let e = parse(&["--backend", "127.0.0.1:53", flag, bad]).unwrap_err().to_string();
             assert!(e.contains(&flag[2..]) && !e.contains('\n'), "{flag} {bad}: {e}");
         }
+    }
+
+    #[test]
+    fn backend_options_on_the_command_line_and_in_the_file() {
+        let c = parse(&[
+            "--backend",
+            "127.0.0.1:53,proxy-protocol",
+            "--backend",
+            "[::1]:5353,ecs=24:56",
+            "--backend",
+            "127.0.0.2",
+        ])
+        .unwrap();
+        assert_eq!(c.backends[1], "[::1]:5353".parse().unwrap());
+        assert_eq!(c.backend_options[0], BackendOptions { proxy_protocol: true, ecs: None });
+        assert_eq!(c.backend_options[1], BackendOptions { proxy_protocol: false, ecs: Some(EcsPrefix { v4: 24, v6: 56 }) });
+        assert_eq!(c.backend_options[2], BackendOptions::default());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let text = "backend = [\"127.0.0.1:53,ecs=32:128\", { address = \"127.0.0.1:54\", proxy-protocol = true }]\n";
+        std::fs::write(&path, text).unwrap();
+        let c = parse(&["--config", path.to_str().unwrap()]).unwrap();
+        assert_eq!(c.backend_options[0].ecs, Some(EcsPrefix { v4: 32, v6: 128 }));
+        assert!(c.backend_options[1].proxy_protocol && c.backend_options[1].ecs.is_none());
+        for bad in ["127.0.0.1:53,proxy", "127.0.0.1:53,ecs=33:56", "127.0.0.1:53,ecs=24", "127.0.0.1:53,"] {
+            let e = parse(&["--backend", bad, "--check-config"]).unwrap_err().to_string();
+            assert!(e.contains("backend") && !e.contains('\n'), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn access_settings_are_checked() {
+        let c = parse(&["--backend", "127.0.0.1:53"]).unwrap();
+        assert!(c.access.allow.is_empty() && c.access.deny.is_empty() && !c.access.rate_limited());
+        assert_eq!(c.access.client_prefix, ClientPrefix::DEFAULT);
+        let c = parse(&[
+            "--backend",
+            "127.0.0.1:53",
+            "--allow",
+            "10.0.0.0/8",
+            "--deny",
+            "10.1.0.0/16",
+            "--deny",
+            "2001:db8::/32",
+            "--max-qps-per-client",
+            "100",
+            "--client-prefix",
+            "24:56",
+        ])
+        .unwrap();
+        assert_eq!((c.access.allow.len(), c.access.deny.len()), (1, 2));
+        assert!(!c.access.lists_from_file);
+        assert_eq!(c.access.max_qps_per_client, Some(100));
+        assert_eq!(c.access.client_prefix, ClientPrefix { v4: 24, v6: 56 });
+        for (flag, bad) in [
+            ("--allow", "10.0.0.0/33"),
+            ("--deny", "fish"),
+            ("--client-prefix", "24"),
+            ("--client-prefix", "0:64"),
+            ("--max-qps-per-client", "0"),
+            ("--max-new-connections-per-client", "0"),
+            ("--max-tracked-clients", "1"),
+        ] {
+            let e = parse(&["--backend", "127.0.0.1:53", flag, bad, "--check-config"]).unwrap_err().to_string();
+            assert!(e.contains(&flag[2..]) && !e.contains('\n'), "{flag} {bad}: {e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "backend = [\"127.0.0.1:53\"]\nallow = [\"127.0.0.0/8\"]\ndeny = [\"127.0.0.3\"]\n").unwrap();
+        let c = parse(&["--config", path.to_str().unwrap()]).unwrap();
+        assert!(c.access.lists_from_file);
+        assert_eq!((c.access.allow.len(), c.access.deny.len()), (1, 1));
+        let c = parse(&["--config", path.to_str().unwrap(), "--deny", "127.0.0.4"]).unwrap();
+        assert!(!c.access.lists_from_file && c.access.allow.is_empty(), "flags replace both lists");
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod rcode {
     pub const FORMERR: u8 = 1;
     pub const SERVFAIL: u8 = 2;
     pub const NOTIMP: u8 = 4;
+    pub const REFUSED: u8 = 5;
 }
 
 /// The only opcode dotgate relays (RFC 1035 §4.1.1).

@@ -33,6 +33,7 @@
 // The system calls std, tokio and socket2 lack are in the `dotgate-sys` crate (crates/dotgate-sys).
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod admin;
 pub mod config;
 pub mod dns;
@@ -105,6 +106,7 @@ pub fn run(config: Config, tls: TlsSetup) -> Result<(), RunError> {
     let (exited_tx, mut exited_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, std::io::Result<()>)>();
 
     let limits = frontend::dot::limits::ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
+    let gate = Arc::new(access::gate::Gate::new(&config.access));
     let worker_stats: Vec<Arc<WorkerStats>> =
         (0..listeners.len()).map(|_| Arc::new(WorkerStats::new(config.backends.len()))).collect();
     let admin_state =
@@ -118,6 +120,7 @@ pub fn run(config: Config, tls: TlsSetup) -> Result<(), RunError> {
             listeners,
             shutdown: shutdown.clone(),
             limits: limits.clone(),
+            gate: gate.clone(),
             stats: worker_stats[index].clone(),
         };
         let exited_tx = exited_tx.clone();
@@ -136,12 +139,27 @@ pub fn run(config: Config, tls: TlsSetup) -> Result<(), RunError> {
     drop(exited_tx);
 
     let listen_list: Vec<String> = bound.iter().map(ToString::to_string).collect();
-    let backend_list: Vec<String> = config.backends.iter().map(ToString::to_string).collect();
+    let backend_list: Vec<String> = config
+        .backends
+        .iter()
+        .zip(&config.backend_options)
+        .map(|(addr, options)| match (options.proxy_protocol, options.ecs) {
+            (false, None) => addr.to_string(),
+            (true, None) => format!("{addr},proxy-protocol"),
+            (false, Some(ecs)) => format!("{addr},ecs={}:{}", ecs.v4, ecs.v6),
+            (true, Some(ecs)) => format!("{addr},proxy-protocol,ecs={}:{}", ecs.v4, ecs.v6),
+        })
+        .collect();
+    let rate = |limit: Option<u32>| limit.map_or_else(|| "off".to_owned(), |n| n.to_string());
     tracing::info!(
-        "dotgate started: listen=[{}] backends=[{}] workers={} admin={} cert={} pin-sha256=\"{}\"",
+        "dotgate started: listen=[{}] backends=[{}] workers={} allow={} deny={} max-qps-per-client={} max-new-connections-per-client={} admin={} cert={} pin-sha256=\"{}\"",
         listen_list.join(","),
-        backend_list.join(","),
+        backend_list.join(" "),
         config.workers,
+        config.access.allow.len(),
+        config.access.deny.len(),
+        rate(config.access.max_qps_per_client),
+        rate(config.access.max_new_connections_per_client),
         admin_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
         if tls.self_signed { "self-signed (ephemeral)" } else { "from file" },
         tls.spki_pin,
@@ -152,7 +170,9 @@ pub fn run(config: Config, tls: TlsSetup) -> Result<(), RunError> {
         let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
         let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
         let hangup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
-        tokio::spawn(runtime::reload::watch(tls::reload::Reloader::new(&tls), hangup, shutdown.clone()));
+        let acl_file = config.config_file.clone().filter(|_| config.access.lists_from_file);
+        let acl = access::reload::AclReloader::new(acl_file, gate.clone());
+        tokio::spawn(runtime::reload::watch(tls::reload::Reloader::new(&tls), acl, hangup, shutdown.clone()));
         // The listeners are bound and listening: connections queue from here on.
         admin_state.set_serving();
         if let Some(listener) = admin_listener {

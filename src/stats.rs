@@ -97,6 +97,16 @@ pub struct WorkerStats {
     pub answers_notimp: Counter,
     /// Queries answered locally with SERVFAIL (no backend answered in time).
     pub answers_servfail: Counter,
+    /// Queries answered locally with REFUSED: over the client's rate limit, or carrying an ECS
+    /// option that could not be replaced.
+    pub answers_refused: Counter,
+    /// Queries refused for the client's query rate (`--max-qps-per-client`).
+    pub rate_limited_queries: Counter,
+    /// Connections closed at accept for the client's connection rate
+    /// (`--max-new-connections-per-client`).
+    pub rate_limited_connections: Counter,
+    /// Connections closed at accept by the access lists (`--allow`, `--deny`).
+    pub connections_refused_acl: Counter,
     /// Queries retried on another backend after a timeout.
     pub upstream_retries: Counter,
     /// UDP answers with TC=1 asked again over TCP.
@@ -172,7 +182,7 @@ const fn exposed(
 }
 
 /// The help text of each counter metric.
-pub const COUNTER_HELP: [(&str, &str); 15] = [
+pub const COUNTER_HELP: [(&str, &str); 16] = [
     ("queries_received_total", "DNS messages read from clients, well-formed or not."),
     ("answers_total", "Answers written to clients, by source (backend or local) and RCODE."),
     ("upstream_retries_total", "Queries retried on another backend after a timeout."),
@@ -188,7 +198,11 @@ pub const COUNTER_HELP: [(&str, &str); 15] = [
     ("tls_handshake_failures_total", "TLS handshakes that failed (error) or did not finish in time (timeout)."),
     ("tls_handshakes_total", "TLS handshakes completed, by version and kind (full or resumed)."),
     ("connections_closed_total", "Client connections closed after their handshake, by reason."),
-    ("connections_rejected_total", "Client connections closed at accept by a connection limit, by reason."),
+    (
+        "connections_rejected_total",
+        "Client connections closed at accept, before TLS, by reason: a connection limit, the access lists or a rate limit.",
+    ),
+    ("rate_limited_total", "Queries refused and connections closed for a client over its rate limit, by kind."),
     ("worker_wakeups_total", "Times a worker thread woke from sleep to handle events."),
     ("worker_lingers_total", "Times a worker lingered before sleeping so that the next events share one wake-up."),
 ];
@@ -209,7 +223,7 @@ impl WorkerStats {
     }
 
     /// Every counter with how it is exposed: the one list of them.
-    pub fn counters(&self) -> [(Exposed, &Counter); 30] {
+    pub fn counters(&self) -> [(Exposed, &Counter); 35] {
         [
             (exposed("queries", "queries_received_total", &[]), &self.queries),
             (
@@ -223,6 +237,23 @@ impl WorkerStats {
             (
                 exposed("answers_servfail", "answers_total", &[("source", "local"), ("rcode", "SERVFAIL")]),
                 &self.answers_servfail,
+            ),
+            (
+                exposed("answers_refused", "answers_total", &[("source", "local"), ("rcode", "REFUSED")]),
+                &self.answers_refused,
+            ),
+            (exposed("rate_limited_queries", "rate_limited_total", &[("kind", "queries")]), &self.rate_limited_queries),
+            (
+                exposed("rate_limited_connections", "rate_limited_total", &[("kind", "connections")]),
+                &self.rate_limited_connections,
+            ),
+            (
+                exposed("connections_refused_acl", "connections_rejected_total", &[("reason", "acl")]),
+                &self.connections_refused_acl,
+            ),
+            (
+                exposed("connections_refused_rate", "connections_rejected_total", &[("reason", "rate_limit")]),
+                &self.rate_limited_connections,
             ),
             (exposed("upstream_retries", "upstream_retries_total", &[]), &self.upstream_retries),
             (exposed("tc_fallbacks", "upstream_tc_fallbacks_total", &[]), &self.tc_fallbacks),

@@ -68,6 +68,14 @@ pub struct Inflight {
     pub submitted: Option<Instant>,
     /// When the current attempt went out.
     pub sent: Option<Instant>,
+    /// Where the client is, for backends that are told (PROXY v2, ECS); `None` when no backend is.
+    pub client: Option<super::ClientAddr>,
+    /// What the client's query said about ECS, when the current attempt went to a backend that
+    /// adds ECS: the answer is edited back for the client.
+    pub ecs: Option<super::ecs::ClientEcs>,
+    /// The datagram as the current UDP attempt sends it, when the backend's options change it
+    /// (a PROXY v2 header in front, an ECS option); empty otherwise (`query` goes as it is).
+    pub wire: Vec<u8>,
 }
 
 impl Inflight {
@@ -88,6 +96,9 @@ impl Inflight {
             probe: false,
             submitted: None,
             sent: None,
+            client: None,
+            ecs: None,
+            wire: Vec::new(),
         }
     }
 
@@ -96,6 +107,17 @@ impl Inflight {
     pub fn note_sent(&mut self, now: Instant) {
         self.sent = Some(now);
         self.submitted.get_or_insert(now);
+    }
+
+    /// What the current UDP attempt sends: `wire` when the backend's options made one, else
+    /// the query.
+    #[inline]
+    pub fn datagram(&self) -> &[u8] {
+        if self.wire.is_empty() {
+            &self.query
+        } else {
+            &self.wire
+        }
     }
 
     /// The question section, as sent.

@@ -21,7 +21,7 @@ pub mod tcp_memory;
 mod udp;
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -34,6 +34,7 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
+use crate::config::BackendOptions;
 use crate::dns;
 use crate::stats::{bump, WorkerStats};
 use backends::{Backends, HealthChange};
@@ -57,6 +58,28 @@ pub trait ReplyTo {
     }
 }
 
+/// Where a client is: its own address and port, and the address and port it reached dotgate on.
+/// Backends with `proxy-protocol` get both in a PROXY v2 header; those with `ecs` get the first,
+/// cut to a prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientAddr {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+}
+
+/// Why a query could not be sent.
+enum NotSent {
+    /// No free upstream ID (the table is absurdly full): SERVFAIL.
+    NoId,
+    /// It carries an ECS option of its own that cannot be replaced: REFUSED.
+    UntrustedEcs,
+}
+
+/// A PROXY v2 header with the LOCAL command and no addresses (the HAProxy spec, §2.2): what
+/// dotgate's own health probes to a `proxy-protocol` backend start with, since no client is
+/// behind them (the backend uses the real source address).
+const PROXY_V2_LOCAL: [u8; 16] = *b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00";
+
 /// Tries at one backend each: the first send and one retry elsewhere (after that, SERVFAIL).
 const MAX_BACKEND_ATTEMPTS: u8 = 2;
 /// TCP connections a TC fallback may use: one, and one resend if that connection dies.
@@ -77,6 +100,15 @@ pub struct RelaySettings {
     pub tcp_memory_entries: usize,
     /// Longest a question stays in the TCP memory (shorter when its answer's TTL is).
     pub tcp_memory_ttl: Duration,
+    /// Each backend's options, in the order of `backends`.
+    pub backend_options: Vec<BackendOptions>,
+}
+
+impl RelaySettings {
+    /// Whether any backend is told the client's address (so `submit` needs it).
+    pub fn needs_client_address(&self) -> bool {
+        self.backend_options.iter().any(BackendOptions::needs_client)
+    }
 }
 
 /// An expiry record; stale once the entry's generation has moved on.
@@ -91,6 +123,10 @@ struct RelayState {
     backends: Backends,
     /// Upstream TCP connection per backend, for TC fallbacks.
     tcp: Vec<Option<Rc<TcpConn>>>,
+    /// Upstream TCP connections to `proxy-protocol` backends, one per backend and client
+    /// address: the PROXY header goes once at the start of a connection, so a connection
+    /// speaks for one client only.
+    tcp_per_client: HashMap<(usize, ClientAddr), Rc<TcpConn>>,
     /// Deadlines in send order; with one constant timeout that is expiry order too.
     deadlines: VecDeque<Deadline>,
     /// ChaCha-based and seeded from the OS: upstream IDs and ports must be unpredictable to an
@@ -127,16 +163,23 @@ pub struct Relay {
     send_batch: RefCell<dotgate_sys::mmsg::SendBatch>,
     /// The pending sends being flushed, swapped with `RelayState::pending_sends`.
     flushing: RefCell<Vec<PendingSend>>,
+    /// Where a query is rewritten with a backend's ECS option, and an answer without it.
+    ecs_scratch: RefCell<Vec<u8>>,
+    /// Some backend is told the client's address: entries keep it.
+    needs_client: bool,
 }
 
 impl Relay {
     /// Binds the upstream sockets. Call inside the worker's runtime.
     pub fn new(settings: RelaySettings, stats: Arc<WorkerStats>) -> io::Result<Rc<Relay>> {
+        assert_eq!(settings.backend_options.len(), settings.backends.len(), "one options entry per backend");
+        let needs_client = settings.needs_client_address();
         let sockets = udp::SocketGroups::bind(&settings.backends, settings.upstream_sockets)?;
         let state = RelayState {
             table: InflightTable::new(sockets.len()),
             backends: Backends::new(&settings.backends),
             tcp: vec![None; settings.backends.len()],
+            tcp_per_client: HashMap::new(),
             deadlines: VecDeque::with_capacity(1024),
             rng: StdRng::from_os_rng(),
             next_generation: 0,
@@ -153,6 +196,8 @@ impl Relay {
             scratch: RefCell::new(Vec::with_capacity(512)),
             send_batch: RefCell::new(dotgate_sys::mmsg::SendBatch::default()),
             flushing: RefCell::new(Vec::with_capacity(256)),
+            ecs_scratch: RefCell::new(Vec::new()),
+            needs_client,
         }))
     }
 
@@ -165,6 +210,12 @@ impl Relay {
         tokio::task::spawn_local(timer_loop(self.clone()));
         tokio::task::spawn_local(send_loop(self.clone()));
         tokio::task::spawn_local(probe_loop(self.clone()));
+    }
+
+    /// Whether some backend is told each query's client address: frontends pass it to
+    /// `submit` only then.
+    pub fn needs_client_address(&self) -> bool {
+        self.needs_client
     }
 
     /// Queries in flight on this worker.
@@ -189,10 +240,23 @@ impl Relay {
     /// leaves when the worker's sender task runs, after every task that was ready with it:
     /// all the queries of one round of the event loop go out together. `tag` comes back with
     /// the answer. A question the TCP memory holds goes straight to its backend over TCP.
-    pub fn submit(self: &Rc<Self>, query: &[u8], question_end: usize, reply: Rc<dyn ReplyTo>, tag: u8) {
+    /// `client` is where the query came from: backends with `proxy-protocol` or `ecs` are told
+    /// (see [`Relay::needs_client_address`]; a frontend need not look it up otherwise).
+    pub fn submit(
+        self: &Rc<Self>,
+        query: &[u8],
+        question_end: usize,
+        reply: Rc<dyn ReplyTo>,
+        tag: u8,
+        client: Option<ClientAddr>,
+    ) {
         let mut st = self.state.borrow_mut();
         let buf = st.table.buffer_from(query);
-        let key = st.table.insert(Inflight::new(reply, tag, buf, question_end));
+        let mut entry = Inflight::new(reply, tag, buf, question_end);
+        if self.needs_client {
+            entry.client = client;
+        }
+        let key = st.table.insert(entry);
         if let Some(backend) = remembered_tcp_backend(&mut st, query, question_end) {
             self.send_tcp_direct(&mut st, key, backend);
             return;
@@ -216,21 +280,23 @@ impl Relay {
         self.send_tcp(st, key);
     }
 
-    /// Sends `key` to `backend`, or answers SERVFAIL when there is none or no free ID.
+    /// Sends `key` to `backend`, or answers SERVFAIL when there is none or no free ID (REFUSED
+    /// for an ECS option that cannot be replaced).
     fn send_or_fail(&self, mut st: std::cell::RefMut<'_, RelayState>, key: Key, backend: Option<usize>) {
-        if let Some(backend) = backend {
-            if self.send_udp(&mut st, key, backend) {
-                return;
-            }
-        }
+        let rcode = match backend.map(|backend| self.send_udp(&mut st, key, backend)) {
+            Some(Ok(())) => return,
+            Some(Err(NotSent::UntrustedEcs)) => dns::rcode::REFUSED,
+            Some(Err(NotSent::NoId)) | None => dns::rcode::SERVFAIL,
+        };
         let entry = st.table.remove(key);
         drop(st);
-        self.answer_servfail(entry);
+        self.answer_locally(entry, rcode);
     }
 
     /// Queues the entry's query for `backend` under a fresh random ID on a random socket, and
-    /// arms its deadline. False when no ID is free (the table is absurdly full).
-    fn send_udp(&self, st: &mut RelayState, key: Key, backend: usize) -> bool {
+    /// arms its deadline. Fails when no ID is free (the table is absurdly full), or when the
+    /// backend adds ECS and the query's own ECS option cannot be replaced.
+    fn send_udp(&self, st: &mut RelayState, key: Key, backend: usize) -> Result<(), NotSent> {
         let sockets = self.sockets.for_family(st.backends.addr(backend));
         let RelayState { table, rng, pending_sends, .. } = st;
         // The queries of one round share the socket the round's first query drew at random, so
@@ -243,13 +309,17 @@ impl Relay {
             .map(|p| usize::from(p.socket))
             .filter(|socket| sockets.contains(socket))
             .and_then(|socket| Some((socket, table.pick_free_udp_id_on(rng, socket)?)));
-        let Some((socket, id)) = joined.or_else(|| table.pick_free_udp_id(rng, sockets)) else { return false };
+        let Some((socket, id)) = joined.or_else(|| table.pick_free_udp_id(rng, sockets)) else {
+            return Err(NotSent::NoId);
+        };
+        let entry = st.table.get_mut(key).expect("entry being sent exists");
+        dns::set_id(&mut entry.query, id);
+        self.write_wire(entry, backend)?;
         st.table.claim_udp_id(socket, id, key);
         let generation = next_generation(st);
         let now = Instant::now();
         let entry = st.table.get_mut(key).expect("entry being sent exists");
         entry.note_sent(now);
-        dns::set_id(&mut entry.query, id);
         entry.backend = backend;
         entry.route = Route::Udp { socket: socket as u16 };
         entry.attempts += 1;
@@ -261,7 +331,53 @@ impl Relay {
         st.backends.add_outstanding(backend);
         bump(&self.stats.backends[backend].queries_udp);
         self.arm_deadline(st, key, generation, now);
-        true
+        Ok(())
+    }
+
+    /// Writes the datagram the entry's UDP attempt to `backend` sends into `entry.wire`: the
+    /// PROXY v2 header and the query with the backend's ECS option, as its options ask; for a
+    /// backend without options `wire` stays empty and the query goes as it is. Notes what the
+    /// client said about ECS for the answer.
+    fn write_wire(&self, entry: &mut Inflight, backend: usize) -> Result<(), NotSent> {
+        let options = self.settings.backend_options[backend];
+        entry.wire.clear();
+        entry.ecs = None;
+        if !options.needs_client() {
+            return Ok(());
+        }
+        if options.proxy_protocol {
+            match entry.client {
+                Some(client) => {
+                    proxy_v2::write_header(&mut entry.wire, proxy_v2::Transport::Datagram, client.peer, client.local)
+                }
+                None => entry.wire.extend_from_slice(&PROXY_V2_LOCAL),
+            }
+        }
+        match self.ecs_query(entry, options)? {
+            Some(edited) => entry.wire.extend_from_slice(&edited),
+            None => entry.wire.extend_from_slice(&entry.query),
+        }
+        Ok(())
+    }
+
+    /// The entry's query with the ECS option `options` ask for (`None`: the query as it is, for
+    /// a backend without `ecs` or a query from no client), noting what the client said about ECS.
+    fn ecs_query(
+        &self,
+        entry: &mut Inflight,
+        options: BackendOptions,
+    ) -> Result<Option<std::cell::Ref<'_, Vec<u8>>>, NotSent> {
+        let (Some(prefix), Some(client)) = (options.ecs, entry.client) else { return Ok(None) };
+        let mut edited = self.ecs_scratch.borrow_mut();
+        match ecs::write_query(&entry.query, entry.question_end, client.peer.ip(), prefix, &mut edited) {
+            ecs::QueryEdit::Edited(asked) => {
+                entry.ecs = Some(asked);
+                drop(edited);
+                Ok(Some(self.ecs_scratch.borrow()))
+            }
+            ecs::QueryEdit::AsItIs => Ok(None),
+            ecs::QueryEdit::Refuse => Err(NotSent::UntrustedEcs),
+        }
     }
 
     /// Sends every queued UDP query: one `sendmmsg` per upstream socket that has any. A send the
@@ -291,7 +407,7 @@ impl Relay {
             };
             let live = group
                 .iter()
-                .filter_map(|p| current(p).map(|entry| (st.backends.addr(entry.backend), entry.query.as_slice())));
+                .filter_map(|p| current(p).map(|entry| (st.backends.addr(entry.backend), entry.datagram())));
             let socket = group[0].socket as usize;
             let outcome = self.sockets.send_batch(socket, &mut batch, live);
             self.stats.upstream_send_errors.add(outcome.refused as u64);
@@ -447,9 +563,15 @@ impl Relay {
             }
             dns::set_id(answer, entry.client_id);
             bump(&self.stats.answers_backend[usize::from(answer[3] & 0x0F)]);
-            entry.reply.deliver(answer, entry.tag);
+            // An ECS backend's answer goes back as the client asked: without the option when it
+            // sent none, with its own echoed when it did (RFC 7871 §7.2.1).
+            let mut edited = self.ecs_scratch.borrow_mut();
+            match entry.ecs {
+                Some(asked) if ecs::write_answer(answer, asked, &mut edited) => entry.reply.deliver(&edited, entry.tag),
+                _ => entry.reply.deliver(answer, entry.tag),
+            }
         }
-        self.state.borrow_mut().table.recycle(entry.query);
+        self.recycle(entry);
     }
 
     /// Moves a query whose UDP answer was truncated to the backend's TCP connection (opening
@@ -461,28 +583,57 @@ impl Relay {
             self.fail_later(st, key);
             return;
         }
-        let conn = match &st.tcp[backend] {
-            Some(conn) if !conn.is_dead() => conn.clone(),
-            _ => {
-                let conn =
-                    TcpConn::open(self.clone(), backend, st.backends.addr(backend), self.settings.upstream_timeout);
-                st.tcp[backend] = Some(conn.clone());
-                conn
-            }
-        };
-        let preferred = dns::id(&entry.query);
+        let client = entry.client;
+        let conn = self.tcp_conn(st, backend, client);
+        let preferred = dns::id(&st.table.get(key).expect("entry exists").query);
         let id = conn.free_id(preferred, &mut st.rng);
+        let entry = st.table.get_mut(key).expect("entry exists");
+        dns::set_id(&mut entry.query, id);
+        entry.wire.clear();
+        entry.ecs = None;
+        let Ok(edited) = self.ecs_query(entry, self.settings.backend_options[backend]) else {
+            self.fail_later(st, key);
+            return;
+        };
         let generation = next_generation(st);
         let now = Instant::now();
         let entry = st.table.get_mut(key).expect("entry exists");
         entry.note_sent(now);
-        dns::set_id(&mut entry.query, id);
         entry.route = Route::Tcp { conn: conn.clone() };
         entry.tcp_attempts += 1;
         entry.generation = generation;
-        conn.send(id, key, &entry.query);
+        conn.send(id, key, edited.as_deref().unwrap_or(&entry.query));
+        drop(edited);
         bump(&self.stats.backends[backend].queries_tcp);
         self.arm_deadline(st, key, generation, now);
+    }
+
+    /// The upstream TCP connection a query from `client` to `backend` goes on, opened if
+    /// there is none alive: the backend's shared one, or for a `proxy-protocol` backend the
+    /// client's own, whose PROXY v2 header (sent first) names that client.
+    fn tcp_conn(self: &Rc<Self>, st: &mut RelayState, backend: usize, client: Option<ClientAddr>) -> Rc<TcpConn> {
+        let proxy_protocol = self.settings.backend_options[backend].proxy_protocol;
+        let addr = st.backends.addr(backend);
+        let timeout = self.settings.upstream_timeout;
+        if let (true, Some(client)) = (proxy_protocol, client) {
+            if let Some(conn) = st.tcp_per_client.get(&(backend, client)).filter(|conn| !conn.is_dead()) {
+                return conn.clone();
+            }
+            let mut header = Vec::with_capacity(proxy_v2::MAX_HEADER_LEN);
+            proxy_v2::write_header(&mut header, proxy_v2::Transport::Stream, client.peer, client.local);
+            let conn = TcpConn::open(self.clone(), backend, addr, timeout, header, Some(client));
+            st.tcp_per_client.insert((backend, client), conn.clone());
+            return conn;
+        }
+        match &st.tcp[backend] {
+            Some(conn) if !conn.is_dead() => conn.clone(),
+            _ => {
+                let header = if proxy_protocol { PROXY_V2_LOCAL.to_vec() } else { Vec::new() };
+                let conn = TcpConn::open(self.clone(), backend, addr, timeout, header, None);
+                st.tcp[backend] = Some(conn.clone());
+                conn
+            }
+        }
     }
 
     /// Answers SERVFAIL for an entry from a context that holds the state borrow: the entry is
@@ -510,9 +661,18 @@ impl Relay {
     /// resend on a new connection, then SERVFAIL via its deadline.
     pub(crate) fn on_tcp_failure(self: &Rc<Self>, conn: &TcpConn, stranded: Vec<Key>) {
         let mut st = self.state.borrow_mut();
-        if let Some(current) = &st.tcp[conn.backend()] {
-            if std::ptr::eq(Rc::as_ptr(current), conn) {
-                st.tcp[conn.backend()] = None;
+        let is_this = |current: &Rc<TcpConn>| std::ptr::eq(Rc::as_ptr(current), conn);
+        match conn.client() {
+            Some(client) => {
+                let key = (conn.backend(), client);
+                if st.tcp_per_client.get(&key).is_some_and(is_this) {
+                    st.tcp_per_client.remove(&key);
+                }
+            }
+            None => {
+                if st.tcp[conn.backend()].as_ref().is_some_and(is_this) {
+                    st.tcp[conn.backend()] = None;
+                }
             }
         }
         if !stranded.is_empty() {
@@ -550,7 +710,7 @@ impl Relay {
             if !probe && !closed && attempts < MAX_BACKEND_ATTEMPTS {
                 if let Some(other) = st.backends.pick(Some(backend)) {
                     bump(&self.stats.upstream_retries);
-                    if self.send_udp(&mut st, key, other) {
+                    if self.send_udp(&mut st, key, other).is_ok() {
                         continue;
                     }
                 }
@@ -558,26 +718,35 @@ impl Relay {
             let entry = st.table.remove(key);
             drop(st);
             if probe || closed {
-                self.state.borrow_mut().table.recycle(entry.query);
+                self.recycle(entry);
             } else {
-                self.answer_servfail(entry);
+                self.answer_locally(entry, dns::rcode::SERVFAIL);
             }
         }
     }
 
-    /// Answers SERVFAIL to an entry's requester and recycles its buffer.
-    fn answer_servfail(&self, entry: Inflight) {
+    /// Answers SERVFAIL (or REFUSED) to an entry's requester and recycles its buffers.
+    fn answer_locally(&self, entry: Inflight, rcode: u8) {
         if !entry.probe && !entry.reply.is_closed() {
             let mut scratch = self.scratch.borrow_mut();
             scratch.clear();
-            dns::write_local_answer(&entry.query, entry.client_id, dns::rcode::SERVFAIL, &mut scratch);
-            bump(&self.stats.answers_servfail);
+            dns::write_local_answer(&entry.query, entry.client_id, rcode, &mut scratch);
+            bump(if rcode == dns::rcode::REFUSED { &self.stats.answers_refused } else { &self.stats.answers_servfail });
             if let Some(submitted) = entry.submitted {
                 self.stats.query_latency.observe(submitted.elapsed());
             }
             entry.reply.deliver(&scratch, entry.tag);
         }
-        self.state.borrow_mut().table.recycle(entry.query);
+        self.recycle(entry);
+    }
+
+    /// Gives a finished entry's buffers back to the pool.
+    fn recycle(&self, entry: Inflight) {
+        let mut st = self.state.borrow_mut();
+        st.table.recycle(entry.query);
+        if entry.wire.capacity() > 0 {
+            st.table.recycle(entry.wire);
+        }
     }
 
     /// Sends a health probe (". NS", RD=0: any answer at all shows the backend is alive) to
@@ -594,9 +763,10 @@ impl Relay {
             probe: true,
             ..Inflight::new(Rc::new(NoReply), 0, buf, PROBE_QUERY.len())
         });
-        if !self.send_udp(&mut st, key, backend) {
+        if self.send_udp(&mut st, key, backend).is_err() {
             let entry = st.table.remove(key);
-            st.table.recycle(entry.query);
+            drop(st);
+            self.recycle(entry);
         }
     }
 }

@@ -218,6 +218,7 @@ pub fn run(ops: &[Op]) {
             // On, as served; never filled here (no answer sets TC), so every lookup misses.
             tcp_memory_entries: crate::config::DEFAULT_TCP_MEMORY_ENTRIES,
             tcp_memory_ttl: crate::config::DEFAULT_TCP_MEMORY_TTL,
+            backend_options: vec![Default::default(); BACKENDS],
         };
         let relay = Relay::new(settings, stats.clone()).expect("upstream sockets on loopback");
         let mut model = Model {
@@ -342,7 +343,7 @@ impl Model {
         msg.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
         msg.extend_from_slice(&question);
         let reply: Rc<dyn ReplyTo> = self.conns[conn].clone();
-        self.relay.submit(&msg, msg.len(), reply, tag);
+        self.relay.submit(&msg, msg.len(), reply, tag, None);
         let attempt = self.find(&question).unwrap_or_else(|| panic!("step {step}: a submitted query is not in flight"));
         let st = self.relay.state.borrow();
         let entry = st.table.get(attempt.key).expect("entry");

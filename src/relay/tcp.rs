@@ -30,6 +30,8 @@ const READ_ROOM: usize = 4096;
 
 pub struct TcpConn {
     backend: usize,
+    /// The client this connection speaks for (its PROXY v2 header names it), if only one.
+    client: Option<super::ClientAddr>,
     /// Upstream ID → in-flight key, for the queries waiting on this connection.
     ids: RefCell<HashMap<u16, Key>>,
     /// Length-prefixed queries not yet written.
@@ -39,12 +41,22 @@ pub struct TcpConn {
 }
 
 impl TcpConn {
-    /// Starts connecting to `addr`; queries sent meanwhile wait in the queue.
-    pub fn open(relay: Rc<Relay>, backend: usize, addr: SocketAddr, connect_timeout: Duration) -> Rc<TcpConn> {
+    /// Starts connecting to `addr`; queries sent meanwhile wait in the queue, behind
+    /// `preamble` (a PROXY v2 header, or nothing), which goes first. `client`: the one client
+    /// the connection is for (a `proxy-protocol` backend), or `None` (shared).
+    pub fn open(
+        relay: Rc<Relay>,
+        backend: usize,
+        addr: SocketAddr,
+        connect_timeout: Duration,
+        preamble: Vec<u8>,
+        client: Option<super::ClientAddr>,
+    ) -> Rc<TcpConn> {
         let conn = Rc::new(TcpConn {
             backend,
+            client,
             ids: RefCell::new(HashMap::new()),
-            outgoing: RefCell::new(Vec::new()),
+            outgoing: RefCell::new(preamble),
             wake: Notify::new(),
             dead: Cell::new(false),
         });
@@ -54,6 +66,11 @@ impl TcpConn {
 
     pub fn backend(&self) -> usize {
         self.backend
+    }
+
+    /// The one client the connection speaks for, if it is not shared.
+    pub fn client(&self) -> Option<super::ClientAddr> {
+        self.client
     }
 
     pub fn is_dead(&self) -> bool {

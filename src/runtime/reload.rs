@@ -1,4 +1,4 @@
-//! When the TLS material is read again: every [`POLL_INTERVAL`] (only files whose contents
+//! When the TLS material and the access lists (from the config file) are read again: every [`POLL_INTERVAL`] (only files whose contents
 //! changed are loaded) and on SIGHUP (all of it); and, without a ticket key file, when the
 //! process's own ticket key is replaced (every `tls::OWN_KEY_ROTATION`). One task on the main thread's runtime, which
 //! otherwise only waits for signals; the reading, checking and swapping is `tls::reload`'s.
@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::signal::unix::Signal;
 use tokio::time::MissedTickBehavior;
 
+use crate::access::reload::AclReloader;
 use crate::runtime::shutdown::Shutdown;
 use crate::tls::reload::Reloader;
 
@@ -18,7 +19,7 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Polls and answers SIGHUP (`hangup`, registered by the caller so that a failure to register
 /// is a start-up error) until `shutdown`.
-pub async fn watch(mut reloader: Reloader, mut hangup: Signal, mut shutdown: Shutdown) {
+pub async fn watch(mut reloader: Reloader, mut acl: AclReloader, mut hangup: Signal, mut shutdown: Shutdown) {
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let first_rotation = tokio::time::Instant::now() + crate::tls::OWN_KEY_ROTATION;
@@ -27,14 +28,20 @@ pub async fn watch(mut reloader: Reloader, mut hangup: Signal, mut shutdown: Shu
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,
-            _ = tick.tick() => reloader.poll(),
+            _ = tick.tick() => {
+                reloader.poll();
+                acl.poll();
+            }
             _ = rotate.tick() => reloader.rotate_own_ticket_key(),
             Some(()) = hangup.recv() => {
                 if reloader.has_files() {
                     tracing::info!("SIGHUP: reloading the certificate, key and ticket keys from their files");
                     reloader.reload_all();
                 } else {
-                    tracing::info!("SIGHUP: nothing to reload (no --cert/--key, no --ticket-keys)");
+                    tracing::info!("SIGHUP: no TLS material to reload (no --cert/--key, no --ticket-keys)");
+                }
+                if acl.has_file() {
+                    acl.reload_now();
                 }
             }
         }

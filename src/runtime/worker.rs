@@ -30,6 +30,8 @@ pub struct WorkerSpec {
     pub shutdown: Shutdown,
     /// The connection limits, one for all workers.
     pub limits: Arc<ConnectionLimits>,
+    /// The access lists and rate limits, one for all workers.
+    pub gate: Arc<crate::access::gate::Gate>,
     /// This worker's counters, which the admin endpoint reads.
     pub stats: Arc<WorkerStats>,
 }
@@ -45,7 +47,7 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
 }
 
 async fn serve(spec: WorkerSpec) -> io::Result<()> {
-    let WorkerSpec { index, config, tls, listeners, mut shutdown, limits, stats } = spec;
+    let WorkerSpec { index, config, tls, listeners, mut shutdown, limits, gate, stats } = spec;
     let relay = Relay::new(
         RelaySettings {
             backends: config.backends.clone(),
@@ -54,6 +56,7 @@ async fn serve(spec: WorkerSpec) -> io::Result<()> {
             worker: index,
             tcp_memory_entries: config.tcp_memory_entries,
             tcp_memory_ttl: config.tcp_memory_ttl,
+            backend_options: config.backend_options.clone(),
         },
         stats.clone(),
     )?;
@@ -75,6 +78,7 @@ async fn serve(spec: WorkerSpec) -> io::Result<()> {
         query_edit: Default::default(),
         idle_timeout: std::cell::Cell::new(limits.idle_timeout(config.idle_timeout)),
         limits,
+        gate,
     });
     for listener in listeners {
         let listener = TcpListener::from_std(listener)?;

@@ -7,10 +7,15 @@ use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
+use std::net::SocketAddr;
+
+use tokio::net::{TcpListener, TcpStream};
 
 use super::limits::Refusal;
 use super::{connection, DotContext};
+use crate::access::gate;
+use crate::frontend::Client;
+use crate::relay::ClientAddr;
 use crate::runtime::shutdown::Shutdown;
 use crate::stats::bump;
 
@@ -29,7 +34,14 @@ pub async fn accept_loop(listener: TcpListener, ctx: Rc<DotContext>, mut shutdow
         };
         match accepted {
             Ok((tcp, peer)) => {
-                // Over a limit: closed now, before any TLS work.
+                // Refused by the access lists or over a limit: closed now, before any TLS work.
+                if let Err(refusal) = ctx.gate.admit(peer.ip(), Instant::now()) {
+                    bump(match refusal {
+                        gate::Refusal::Acl => &ctx.stats.connections_refused_acl,
+                        gate::Refusal::ConnectionRate => &ctx.stats.rate_limited_connections,
+                    });
+                    continue;
+                }
                 let admission = match ctx.limits.admit(peer.ip()) {
                     Ok(admission) => admission,
                     Err(refusal) => {
@@ -44,7 +56,8 @@ pub async fn accept_loop(listener: TcpListener, ctx: Rc<DotContext>, mut shutdow
                 // Answers are coalesced in user space; Nagle would only delay them.
                 let _ = tcp.set_nodelay(true);
                 bump(&ctx.stats.connections_accepted);
-                tokio::task::spawn_local(connection::serve(tcp, ctx.clone(), admission));
+                let client = client_of(&ctx, &tcp, peer);
+                tokio::task::spawn_local(connection::serve(tcp, ctx.clone(), admission, client));
             }
             Err(e) => {
                 if last_error_log.is_none_or(|t| t.elapsed() >= ERROR_LOG_INTERVAL) {
@@ -57,6 +70,18 @@ pub async fn accept_loop(listener: TcpListener, ctx: Rc<DotContext>, mut shutdow
             }
         }
     }
+}
+
+/// What the connection keeps about its client, when the relay (backends told the client's
+/// address) or the query rate limit needs it: one `getsockname` per connection then.
+fn client_of(ctx: &DotContext, tcp: &TcpStream, peer: SocketAddr) -> Option<Box<Client>> {
+    if !ctx.relay.needs_client_address() && !ctx.gate.limits_queries() {
+        return None;
+    }
+    // A listener's own address; it cannot fail on a connected socket, and a wildcard in the
+    // header would at worst name the listener instead of the address the client used.
+    let local = tcp.local_addr().unwrap_or(peer);
+    Some(Box::new(Client { addr: ClientAddr { peer, local }, key: ctx.gate.client_key(peer.ip()) }))
 }
 
 fn is_resource_exhaustion(e: &io::Error) -> bool {

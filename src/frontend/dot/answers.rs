@@ -60,6 +60,16 @@ impl AnswerQueue {
         self.outstanding.set(self.outstanding.get() + 1);
     }
 
+    /// Queues an answer made locally for `query` with an Extended DNS Error (RFC 8914) saying
+    /// why, when the query speaks EDNS.
+    pub fn push_local_ede(&self, query: &[u8], rcode: u8, info_code: u16, extra_text: &str) {
+        append_framed_with(&mut self.framed.borrow_mut(), |out| {
+            edns::write_local_answer_with_ede(query, dns::id(query), rcode, info_code, extra_text, out)
+        });
+        self.queued.set(self.queued.get() + 1);
+        self.outstanding.set(self.outstanding.get() + 1);
+    }
+
     pub fn outstanding(&self) -> u32 {
         self.outstanding.get()
     }

@@ -38,6 +38,7 @@ use super::DotContext;
 use crate::config::Padding;
 use crate::dns::{self, QueryVerdict};
 use crate::edns;
+use crate::frontend::Client;
 use crate::relay::ReplyTo;
 use crate::stats::bump;
 
@@ -117,7 +118,12 @@ enum Event {
 /// Not an `async fn`: the connection is built before the future, and the future is a block
 /// that uses what it captured in place. (An `async fn` keeps its arguments beside the locals
 /// made from them, and every idle connection would carry both copies.)
-pub fn serve(tcp: TcpStream, ctx: Rc<DotContext>, admission: Admission) -> impl std::future::Future<Output = ()> {
+pub fn serve(
+    tcp: TcpStream,
+    ctx: Rc<DotContext>,
+    admission: Admission,
+    client: Option<Box<Client>>,
+) -> impl std::future::Future<Output = ()> {
     let answers = Rc::new(AnswerQueue::default());
     answers.set_idle_timeout(ctx.idle_timeout.get());
     let open = ctx.connections.enter(&answers);
@@ -130,6 +136,7 @@ pub fn serve(tcp: TcpStream, ctx: Rc<DotContext>, admission: Admission) -> impl 
         unsent: BytesMut::new(),
         answers,
         client_open: true,
+        client,
     };
     async move {
         let ending = conn.run().await;
@@ -172,6 +179,8 @@ struct Connection {
     answers: Rc<AnswerQueue>,
     /// No EOF or close_notify from the client yet.
     client_open: bool,
+    /// The client's address and rate-limit key, when the relay or the rate limit needs them.
+    client: Option<Box<Client>>,
 }
 
 impl Connection {
@@ -318,7 +327,7 @@ impl Connection {
         // by the cap go to the relay, which may answer some locally at once.
         for _ in 0..2 {
             if result.is_ok() && !self.pending_plaintext.is_empty() {
-                result = take_plaintext(&self.ctx, &self.answers, &mut self.pending_plaintext, &[]);
+                result = take_plaintext(&self.ctx, &self.answers, self.client.as_deref(), &mut self.pending_plaintext, &[]);
             }
             if result.is_ok() && self.answers.has_output() && self.unsent.is_empty() {
                 if let Some(session) = self.session.as_mut().filter(|s| s.is_established()) {
@@ -349,9 +358,10 @@ impl Connection {
         }
         let Some(session) = self.session.as_mut() else { return Ok(()) };
         let was_established = session.is_established();
-        let (ctx, answers, pending) = (&self.ctx, &self.answers, &mut self.pending_plaintext);
+        let (ctx, answers, pending, client) =
+            (&self.ctx, &self.answers, &mut self.pending_plaintext, self.client.as_deref());
         let mut refused = Ok(());
-        let fed = session.feed(bytes, out, |plaintext| match take_plaintext(ctx, answers, pending, plaintext) {
+        let fed = session.feed(bytes, out, |plaintext| match take_plaintext(ctx, answers, client, pending, plaintext) {
             Ok(()) => ControlFlow::Continue(()),
             Err(ending) => {
                 refused = Err(ending);
@@ -550,10 +560,11 @@ fn keep(kept: &mut Vec<u8>, bytes: &[u8]) {
 fn take_plaintext(
     ctx: &DotContext,
     answers: &Rc<AnswerQueue>,
+    client: Option<&Client>,
     pending: &mut BytesMut,
     plaintext: &[u8],
 ) -> Result<(), Ending> {
-    framing::take_stream(pending, plaintext, |stream| take_queries(ctx, answers, stream))
+    framing::take_stream(pending, plaintext, |stream| take_queries(ctx, answers, client, stream))
 }
 
 impl From<FrameTooShort> for Ending {
@@ -564,7 +575,12 @@ impl From<FrameTooShort> for Ending {
 
 /// Handles the whole messages at the front of `stream` while the in-flight cap allows; returns
 /// the bytes used.
-fn take_queries(ctx: &DotContext, answers: &Rc<AnswerQueue>, stream: &[u8]) -> Result<usize, Ending> {
+fn take_queries(
+    ctx: &DotContext,
+    answers: &Rc<AnswerQueue>,
+    client: Option<&Client>,
+    stream: &[u8],
+) -> Result<usize, Ending> {
     let cap = ctx.settings.max_in_flight;
     framing::take_messages(
         stream,
@@ -573,6 +589,16 @@ fn take_queries(ctx: &DotContext, answers: &Rc<AnswerQueue>, stream: &[u8]) -> R
             bump(&ctx.stats.queries);
             match dns::check_query(message) {
                 QueryVerdict::Relay { question_end } => {
+                    // Over the client's query rate: REFUSED, saying why, and the backend never
+                    // sees it.
+                    if let Some(client) = client.filter(|_| ctx.gate.limits_queries()) {
+                        if !ctx.gate.allow_query(client.key, std::time::Instant::now()) {
+                            bump(&ctx.stats.rate_limited_queries);
+                            bump(&ctx.stats.answers_refused);
+                            answers.push_local_ede(message, dns::rcode::REFUSED, edns::ede::PROHIBITED, "rate limited");
+                            return Ok(());
+                        }
+                    }
                     if ctx.settings.log_queries {
                         log_query(message, question_end);
                     }
@@ -588,7 +614,7 @@ fn take_queries(ctx: &DotContext, answers: &Rc<AnswerQueue>, stream: &[u8]) -> R
                         Padding::Never => false,
                     };
                     let relayed = if stripped { &edited[..] } else { message };
-                    ctx.relay.submit(relayed, question_end, reply, hop.to_tag());
+                    ctx.relay.submit(relayed, question_end, reply, hop.to_tag(), client.map(|client| client.addr));
                 }
                 QueryVerdict::Answer(rcode) => {
                     let counter = if rcode == dns::rcode::NOTIMP {

@@ -52,6 +52,8 @@ pub struct DotContext {
     pub query_edit: RefCell<Vec<u8>>,
     /// The connection limits, shared by all workers (touched at accept and close only).
     pub limits: std::sync::Arc<limits::ConnectionLimits>,
+    /// The access lists and per-client rate limits, shared by all workers.
+    pub gate: std::sync::Arc<crate::access::gate::Gate>,
     /// The idle timeout in force: `settings.idle_timeout`, shrunk when connections near the
     /// limit. This worker's copy, refreshed at each accept and once a second.
     pub idle_timeout: Cell<Duration>,
