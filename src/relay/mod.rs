@@ -16,6 +16,7 @@ pub mod inflight;
 pub mod matching;
 #[cfg(feature = "fuzzing")]
 pub mod model_check;
+pub mod proxy_v2;
 mod tcp;
 pub mod tcp_memory;
 mod udp;
