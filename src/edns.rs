@@ -4,7 +4,8 @@
 //! would apply them to UDP, or pad its answer for nothing); the answer gets them back as this
 //! hop's values: dotgate's idle timeout, and padding to a multiple of 468 bytes.
 //!
-//! Also dotgate's own answers with an Extended DNS Error (RFC 8914).
+//! Also dotgate's own answers with an Extended DNS Error (RFC 8914), and the OPT record walkers
+//! (`find_opt`, `options`, `records_end`) that `relay::ecs` shares for the Client Subnet option.
 //!
 //! Works on wire bytes. It never panics on any input (a record that does not parse means "no
 //! OPT record"), and it never allocates: callers pass the buffer to write into. The common
@@ -57,11 +58,13 @@ impl HopOptions {
 
 /// Where a message's OPT record sits.
 #[derive(Debug, Clone, Copy)]
-struct OptRecord {
+pub(crate) struct OptRecord {
+    /// Offset of the record's first byte (its owner name).
+    pub(crate) start: usize,
     /// Offset of its RDLENGTH field.
-    rdlen_at: usize,
+    pub(crate) rdlen_at: usize,
     /// Its RDATA, the options.
-    rdata: (usize, usize),
+    pub(crate) rdata: (usize, usize),
 }
 
 /// Reads the hop options of `query` (a checked query whose question ends at `question_end`).
@@ -249,11 +252,11 @@ fn query_opt_do_bit(query: &[u8]) -> Option<bool> {
 
 /// A record that does not parse.
 #[derive(Debug)]
-struct Malformed;
+pub(crate) struct Malformed;
 
 /// Finds the OPT record in the additional section of `msg`, whose single question ends at
 /// `question_end`: `Ok(None)` when there is none.
-fn find_opt(msg: &[u8], question_end: usize) -> Result<Option<OptRecord>, Malformed> {
+pub(crate) fn find_opt(msg: &[u8], question_end: usize) -> Result<Option<OptRecord>, Malformed> {
     let count = |at: usize| u16::from_be_bytes([msg[at], msg[at + 1]]) as usize;
     if msg.len() < HEADER_LEN {
         return Err(Malformed);
@@ -264,6 +267,7 @@ fn find_opt(msg: &[u8], question_end: usize) -> Result<Option<OptRecord>, Malfor
     }
     let mut pos = question_end;
     for index in 0..answers + authority + additional {
+        let start = pos;
         pos = crate::dns::skip_name(msg, pos).ok_or(Malformed)?;
         let fixed = msg.get(pos..pos + 10).ok_or(Malformed)?;
         let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
@@ -273,16 +277,36 @@ fn find_opt(msg: &[u8], question_end: usize) -> Result<Option<OptRecord>, Malfor
             return Err(Malformed);
         }
         if rtype == TYPE_OPT && index >= answers + authority {
-            return Ok(Some(OptRecord { rdlen_at: pos + 8, rdata }));
+            return Ok(Some(OptRecord { start, rdlen_at: pos + 8, rdata }));
         }
         pos = rdata.1;
     }
     Ok(None)
 }
 
+/// Offset just past the last record of `msg` (its answer, authority and additional sections,
+/// after its single question, which ends at `question_end`): where its records end, to compare
+/// with its length. `None` when a record does not parse.
+pub(crate) fn records_end(msg: &[u8], question_end: usize) -> Option<usize> {
+    if msg.len() < HEADER_LEN {
+        return None;
+    }
+    let count = |at: usize| u16::from_be_bytes([msg[at], msg[at + 1]]) as usize;
+    let mut pos = question_end;
+    for _ in 0..count(6) + count(8) + count(10) {
+        pos = crate::dns::skip_name(msg, pos)?;
+        let fixed = msg.get(pos..pos + 10)?;
+        pos += 10 + u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
+        if pos > msg.len() {
+            return None;
+        }
+    }
+    (pos <= msg.len()).then_some(pos)
+}
+
 /// The options in an OPT record's RDATA, as (code, whole option's byte range). Stops at the
 /// first option that overruns the RDATA.
-fn options(msg: &[u8], opt: OptRecord) -> impl Iterator<Item = (u16, Range<usize>)> + '_ {
+pub(crate) fn options(msg: &[u8], opt: OptRecord) -> impl Iterator<Item = (u16, Range<usize>)> + '_ {
     let mut pos = opt.rdata.0;
     std::iter::from_fn(move || {
         let head = msg.get(pos..pos + 4).filter(|_| pos + 4 <= opt.rdata.1)?;

@@ -12,6 +12,7 @@
 //! to, with the ID sent, QR=1 and the same question; the table empties when traffic stops.
 
 pub mod backends;
+pub mod ecs;
 pub mod inflight;
 pub mod matching;
 #[cfg(feature = "fuzzing")]
