@@ -4,6 +4,9 @@
 //! would apply them to UDP, or pad its answer for nothing); the answer gets them back as this
 //! hop's values: dotgate's idle timeout, and padding to a multiple of 468 bytes.
 //!
+//! Also dotgate's own answers with an Extended DNS Error (RFC 8914), and the OPT record walkers
+//! (`find_opt`, `options`, `records_end`) that `relay::ecs` shares for the Client Subnet option.
+//!
 //! Works on wire bytes. It never panics on any input (a record that does not parse means "no
 //! OPT record"), and it never allocates: callers pass the buffer to write into. The common
 //! path, a query without these options, only walks to the OPT record and back.
@@ -16,6 +19,14 @@ pub const KEEPALIVE: u16 = 11;
 pub const PADDING: u16 = 12;
 /// Answers are padded to a multiple of this (RFC 8467 §4.1: "Block-Length Padding", responses).
 pub const PADDING_BLOCK: usize = 468;
+/// EDNS option code of Extended DNS Error (RFC 8914).
+pub const EDE: u16 = 15;
+
+/// The Extended DNS Error INFO-CODEs dotgate answers with (RFC 8914 §4).
+pub mod ede {
+    /// "Prohibited" (§4.19): the client is refused by policy (dotgate: a rate limit, say).
+    pub const PROHIBITED: u16 = 18;
+}
 
 const TYPE_OPT: u16 = 41;
 /// The UDP payload size written into an OPT record dotgate adds to an answer that had none.
@@ -47,11 +58,13 @@ impl HopOptions {
 
 /// Where a message's OPT record sits.
 #[derive(Debug, Clone, Copy)]
-struct OptRecord {
+pub(crate) struct OptRecord {
+    /// Offset of the record's first byte (its owner name).
+    pub(crate) start: usize,
     /// Offset of its RDLENGTH field.
-    rdlen_at: usize,
+    pub(crate) rdlen_at: usize,
     /// Its RDATA, the options.
-    rdata: (usize, usize),
+    pub(crate) rdata: (usize, usize),
 }
 
 /// Reads the hop options of `query` (a checked query whose question ends at `question_end`).
@@ -185,13 +198,65 @@ pub fn query_edns(query: &[u8], question_end: usize) -> QueryEdns {
     }
 }
 
+/// Appends to `out` dotgate's own answer to `query` with `rcode` (as dns::write_local_answer:
+/// ID `id`, opcode/RD/CD copied, the question when well-formed, no records) and, when the query
+/// carried an OPT record, an OPT record (UDP payload 1232, DO copied from the query) holding one
+/// EDE option with `info_code` and `extra_text`. A query without EDNS gets no OPT (RFC 6891).
+///
+/// An RCODE above 15 puts its upper bits in the OPT record's EXTENDED-RCODE (and, without an
+/// OPT record, only its lower four bits are sent). `extra_text` is cut, at a character
+/// boundary, when the answer would otherwise pass 65,535 bytes. Never panics on any `query`.
+pub fn write_local_answer_with_ede(
+    query: &[u8],
+    id: u16,
+    rcode: u8,
+    info_code: u16,
+    extra_text: &str,
+    out: &mut Vec<u8>,
+) {
+    let start = out.len();
+    crate::dns::write_local_answer(query, id, rcode, out);
+    let Some(dnssec_ok) = query_opt_do_bit(query) else { return };
+    out[start + 10..start + 12].copy_from_slice(&1u16.to_be_bytes());
+    // The OPT record's fixed part (11 bytes) and the EDE option's header and INFO-CODE (6).
+    let room = u16::MAX as usize - (out.len() - start) - 11 - 6;
+    let mut text_len = extra_text.len().min(room);
+    while !extra_text.is_char_boundary(text_len) {
+        text_len -= 1;
+    }
+    let text = &extra_text.as_bytes()[..text_len];
+    out.extend_from_slice(&[0, 0, 41]);
+    out.extend_from_slice(&ADDED_OPT_PAYLOAD_SIZE.to_be_bytes());
+    // TTL: EXTENDED-RCODE, VERSION 0, the DO bit, the rest of the flags zero.
+    out.extend_from_slice(&[rcode >> 4, 0, if dnssec_ok { 0x80 } else { 0 }, 0]);
+    out.extend_from_slice(&((4 + 2 + text.len()) as u16).to_be_bytes());
+    out.extend_from_slice(&EDE.to_be_bytes());
+    out.extend_from_slice(&((2 + text.len()) as u16).to_be_bytes());
+    out.extend_from_slice(&info_code.to_be_bytes());
+    out.extend_from_slice(text);
+}
+
+/// The DO bit of `query`'s OPT record, `None` when it has none (or its records do not parse).
+/// Reads any number of questions: local answers are also made for queries with none or two.
+fn query_opt_do_bit(query: &[u8]) -> Option<bool> {
+    if query.len() < HEADER_LEN {
+        return None;
+    }
+    let mut pos = HEADER_LEN;
+    for _ in 0..crate::dns::qdcount(query) {
+        pos = crate::dns::skip_name(query, pos)? + 4;
+    }
+    let opt = find_opt(query, pos).ok()??;
+    Some(query[opt.rdlen_at - 2] & 0x80 != 0)
+}
+
 /// A record that does not parse.
 #[derive(Debug)]
-struct Malformed;
+pub(crate) struct Malformed;
 
 /// Finds the OPT record in the additional section of `msg`, whose single question ends at
 /// `question_end`: `Ok(None)` when there is none.
-fn find_opt(msg: &[u8], question_end: usize) -> Result<Option<OptRecord>, Malformed> {
+pub(crate) fn find_opt(msg: &[u8], question_end: usize) -> Result<Option<OptRecord>, Malformed> {
     let count = |at: usize| u16::from_be_bytes([msg[at], msg[at + 1]]) as usize;
     if msg.len() < HEADER_LEN {
         return Err(Malformed);
@@ -202,6 +267,7 @@ fn find_opt(msg: &[u8], question_end: usize) -> Result<Option<OptRecord>, Malfor
     }
     let mut pos = question_end;
     for index in 0..answers + authority + additional {
+        let start = pos;
         pos = crate::dns::skip_name(msg, pos).ok_or(Malformed)?;
         let fixed = msg.get(pos..pos + 10).ok_or(Malformed)?;
         let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
@@ -211,16 +277,36 @@ fn find_opt(msg: &[u8], question_end: usize) -> Result<Option<OptRecord>, Malfor
             return Err(Malformed);
         }
         if rtype == TYPE_OPT && index >= answers + authority {
-            return Ok(Some(OptRecord { rdlen_at: pos + 8, rdata }));
+            return Ok(Some(OptRecord { start, rdlen_at: pos + 8, rdata }));
         }
         pos = rdata.1;
     }
     Ok(None)
 }
 
+/// Offset just past the last record of `msg` (its answer, authority and additional sections,
+/// after its single question, which ends at `question_end`): where its records end, to compare
+/// with its length. `None` when a record does not parse.
+pub(crate) fn records_end(msg: &[u8], question_end: usize) -> Option<usize> {
+    if msg.len() < HEADER_LEN {
+        return None;
+    }
+    let count = |at: usize| u16::from_be_bytes([msg[at], msg[at + 1]]) as usize;
+    let mut pos = question_end;
+    for _ in 0..count(6) + count(8) + count(10) {
+        pos = crate::dns::skip_name(msg, pos)?;
+        let fixed = msg.get(pos..pos + 10)?;
+        pos += 10 + u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
+        if pos > msg.len() {
+            return None;
+        }
+    }
+    (pos <= msg.len()).then_some(pos)
+}
+
 /// The options in an OPT record's RDATA, as (code, whole option's byte range). Stops at the
 /// first option that overruns the RDATA.
-fn options(msg: &[u8], opt: OptRecord) -> impl Iterator<Item = (u16, Range<usize>)> + '_ {
+pub(crate) fn options(msg: &[u8], opt: OptRecord) -> impl Iterator<Item = (u16, Range<usize>)> + '_ {
     let mut pos = opt.rdata.0;
     std::iter::from_fn(move || {
         let head = msg.get(pos..pos + 4).filter(|_| pos + 4 <= opt.rdata.1)?;
@@ -368,6 +454,110 @@ mod tests {
         for cut in end..q.len() {
             assert_eq!(query_edns(&q[..cut], end).udp_payload, 512, "a cut OPT record is no OPT record");
         }
+    }
+
+    /// dotgate's REFUSED with an EDE, read back by hickory-proto.
+    fn ede_answer(query: &[u8]) -> (Vec<u8>, hickory_proto::op::Message) {
+        let mut out = vec![0xaa];
+        write_local_answer_with_ede(query, 0xbeef, 5, ede::PROHIBITED, "rate limited", &mut out);
+        assert_eq!(out[0], 0xaa, "appends");
+        let out = out[1..].to_vec();
+        let parsed = hickory_proto::op::Message::from_vec(&out).expect("hickory-proto reads the answer");
+        (out, parsed)
+    }
+
+    #[test]
+    fn local_answer_with_ede_carries_it_when_the_query_had_edns() {
+        use hickory_proto::op::{MessageType, ResponseCode};
+        use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+        let q = query_with(&[(10, &[1; 8])]);
+        let (out, answer) = ede_answer(&q);
+        assert_eq!(answer.id(), 0xbeef);
+        assert_eq!(answer.message_type(), MessageType::Response);
+        assert_eq!(answer.response_code(), ResponseCode::Refused);
+        assert_eq!(answer.queries().len(), 1);
+        assert_eq!(answer.queries()[0].name().to_ascii(), "a.example.");
+        assert!(answer.answers().is_empty() && answer.name_servers().is_empty());
+        let edns = answer.extensions().as_ref().expect("an OPT record");
+        assert_eq!(edns.max_payload(), 1232);
+        assert!(edns.dnssec_ok(), "DO copied from the query");
+        assert_eq!(edns.version(), 0);
+        assert_eq!(edns.options().as_ref().len(), 1, "only the EDE option, not the query's cookie");
+        let mut ede = 18u16.to_be_bytes().to_vec();
+        ede.extend_from_slice(b"rate limited");
+        assert_eq!(edns.option(EdnsCode::Unknown(EDE)), Some(&EdnsOption::Unknown(EDE, ede)));
+        // The exact bytes of the OPT record after the question.
+        let end = crate::dns::question_end(&out).unwrap();
+        let mut opt = vec![0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 18, 0, 15, 0, 14, 0, 18];
+        opt.extend_from_slice(b"rate limited");
+        assert_eq!(&out[end..], &opt[..]);
+        assert_eq!(u16::from_be_bytes([out[10], out[11]]), 1, "ARCOUNT");
+
+        let mut no_do = q.clone();
+        no_do[end + 7] = 0;
+        assert!(!ede_answer(&no_do).1.extensions().as_ref().unwrap().dnssec_ok(), "DO copied when clear too");
+    }
+
+    #[test]
+    fn local_answer_with_ede_has_no_opt_when_the_query_had_no_edns() {
+        use hickory_proto::op::ResponseCode;
+        let with_opt = query_with(&[]);
+        let end = crate::dns::question_end(&with_opt).unwrap();
+        let mut plain = with_opt[..end].to_vec();
+        plain[11] = 0;
+        let (out, answer) = ede_answer(&plain);
+        assert_eq!(answer.response_code(), ResponseCode::Refused);
+        assert!(answer.extensions().is_none());
+        assert!(answer.additionals().is_empty());
+        let mut expected = Vec::new();
+        crate::dns::write_local_answer(&plain, 0xbeef, 5, &mut expected);
+        assert_eq!(out, expected, "exactly dns::write_local_answer");
+        // ARCOUNT says 1 but the record is cut off: no OPT record found, none written.
+        let mut cut = with_opt.clone();
+        cut.truncate(cut.len() - 3);
+        assert!(ede_answer(&cut).1.extensions().is_none());
+    }
+
+    #[test]
+    fn local_answer_with_ede_on_odd_queries() {
+        // No question, but an OPT record: it still gets the EDE.
+        let q = query_with(&[]);
+        let end = crate::dns::question_end(&q).unwrap();
+        let mut no_question = q[..HEADER_LEN].to_vec();
+        no_question[5] = 0;
+        no_question.extend_from_slice(&q[end..]);
+        let (out, answer) = ede_answer(&no_question);
+        assert!(answer.queries().is_empty());
+        assert!(answer.extensions().is_some());
+        assert_eq!(out.len(), HEADER_LEN + 11 + 4 + 2 + 12);
+        // An RCODE above 15 puts its upper bits in EXTENDED-RCODE (BADCOOKIE, 23).
+        let mut out = Vec::new();
+        write_local_answer_with_ede(&q, 1, 23, 0, "", &mut out);
+        assert_eq!(out[3] & 0x0f, 23 & 0x0f);
+        assert_eq!(out[end + 5], 1);
+        // A text too long for a message is cut at a character boundary.
+        let long = "é".repeat(40_000);
+        let mut out = Vec::new();
+        write_local_answer_with_ede(&q, 1, 5, 18, &long, &mut out);
+        assert!(out.len() <= u16::MAX as usize && out.len() > 65_000);
+        let text_at = end + 11 + 6;
+        assert!(std::str::from_utf8(&out[text_at..]).is_ok());
+        assert_eq!(u16::from_be_bytes([out[end + 9], out[end + 10]]) as usize, out.len() - end - 11);
+        // Garbage never panics.
+        for cut in 0..q.len() {
+            let mut out = Vec::new();
+            write_local_answer_with_ede(&q[..cut], 7, 5, 18, "x", &mut out);
+        }
+        let mut out = Vec::new();
+        write_local_answer_with_ede(
+            &[0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+            7,
+            5,
+            18,
+            "x",
+            &mut out,
+        );
+        assert_eq!(out.len(), HEADER_LEN);
     }
 
     #[test]

@@ -140,6 +140,9 @@ proptest! {
     fn mutated_edns(data in mutated("edns")) { target("edns")(&data) }
 
     #[test]
+    fn mutated_ecs(data in mutated("ecs")) { target("ecs")(&data) }
+
+    #[test]
     fn mutated_configs(data in mutated("config")) { target("config")(&data) }
 }
 
@@ -284,6 +287,69 @@ fn message() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// An ECS option (RFC 7871): FAMILY IPv4 or IPv6 with a prefix in range and its ADDRESS octets
+/// mostly, sometimes any family, prefix, scope or length.
+fn client_subnet() -> impl Strategy<Value = Vec<u8>> {
+    let family = prop_oneof![4 => Just(1u16), 4 => Just(2), 1 => any::<u16>()];
+    let scope = prop_oneof![3 => Just(0u8), 1 => any::<u8>()];
+    (family, any::<u8>(), scope, any::<[u8; 16]>(), prop::bool::weighted(0.1)).prop_map(
+        |(family, source, scope, address, wrong_length)| {
+            let source = match family {
+                1 => source % 33,
+                2 => source % 129,
+                _ => source,
+            };
+            let octets = (source as usize).div_ceil(8).min(16);
+            let octets = if wrong_length { (octets + 1) % 17 } else { octets };
+            let mut o = vec![0, 8];
+            o.extend_from_slice(&((4 + octets) as u16).to_be_bytes());
+            o.extend_from_slice(&family.to_be_bytes());
+            o.extend_from_slice(&[source, scope]);
+            o.extend_from_slice(&address[..octets]);
+            o
+        },
+    )
+}
+
+/// A message for the ECS editor: one question, sometimes answer records, an OPT record (mostly)
+/// whose options mix client subnets with others, sometimes a record after it or bytes behind.
+fn ecs_message() -> impl Strategy<Value = Vec<u8>> {
+    let options = prop::collection::vec(prop_oneof![2 => client_subnet(), 3 => edns_option()], 0..4);
+    (
+        any::<u16>(),
+        any::<u16>(),
+        name(),
+        rr_type(),
+        prop::collection::vec(record(), 0..2),
+        prop::option::weighted(0.85, (any::<u16>(), any::<u32>(), options)),
+        prop::option::weighted(0.1, record()),
+        prop::option::weighted(0.05, prop::collection::vec(any::<u8>(), 1..4)),
+    )
+        .prop_map(|(id, flags, name, qtype, answers, opt, after, trailing)| {
+            let additional = u16::from(opt.is_some()) + u16::from(after.is_some());
+            let mut m = id.to_be_bytes().to_vec();
+            m.extend_from_slice(&flags.to_be_bytes());
+            for count in [1, answers.len() as u16, 0, additional] {
+                m.extend_from_slice(&count.to_be_bytes());
+            }
+            m.extend(name);
+            m.extend_from_slice(&qtype.to_be_bytes());
+            m.extend_from_slice(&[0, 1]);
+            m.extend(answers.concat());
+            if let Some((size, ttl, options)) = opt {
+                let rdata = options.concat();
+                m.extend_from_slice(&[0, 0, 41]);
+                m.extend_from_slice(&size.to_be_bytes());
+                m.extend_from_slice(&ttl.to_be_bytes());
+                m.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+                m.extend(rdata);
+            }
+            m.extend(after.unwrap_or_default());
+            m.extend(trailing.unwrap_or_default());
+            m
+        })
+}
+
 /// A query as a client sends it: QR=0, opcode QUERY mostly, one question mostly.
 fn query() -> impl Strategy<Value = Vec<u8>> {
     (message(), prop::bool::weighted(0.9), prop::bool::weighted(0.9)).prop_map(|(mut m, is_query, opcode_query)| {
@@ -308,6 +374,13 @@ proptest! {
         let mut input = vec![hop, (idle >> 8) as u8, idle as u8];
         input.extend_from_slice(&msg);
         target("edns")(&input)
+    }
+
+    #[test]
+    fn generated_ecs(control in prop::collection::vec(any::<u8>(), fuzzing::ecs::CONTROL_LEN), msg in ecs_message()) {
+        let mut input = control;
+        input.extend_from_slice(&msg);
+        target("ecs")(&input)
     }
 
     #[test]

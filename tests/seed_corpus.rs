@@ -15,15 +15,17 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use dotgate::fuzzing::ecs::seed as ecs_seed;
 use dotgate::fuzzing::frames::Input as FramesInput;
 use dotgate::fuzzing::inflight::{Op, Twist};
 use dotgate::fuzzing::upstream_match::CONTROL_LEN;
+use dotgate::relay::ecs::EcsPrefix;
 use support::process::start_dns_server;
 
 /// The zone the seeds ask about: every common answer shape.
@@ -261,11 +263,15 @@ fn generate_seed_corpus() {
     for (i, x) in exchanges.iter().enumerate() {
         let name = format!("{}-{i}", x.name);
         write("query", &name, &x.query);
+        // The ECS editor's client: IPv4 and IPv6 in turn, prefixes 24:56.
+        let client: IpAddr =
+            if i % 2 == 0 { Ipv4Addr::new(198, 51, 100, 77).into() } else { "2001:db8:1234:5678::77".parse().unwrap() };
         for (kind, msg) in [("query", &x.query), ("answer", &x.answer)] {
             // Hop byte 4: all four keepalive/padding combinations; idle timeout 10 s.
             let mut edns = vec![4, 0, 100];
             edns.extend_from_slice(msg);
             write("edns", &format!("{name}-{kind}"), &edns);
+            write("ecs", &format!("{name}-{kind}"), &ecs_seed(client, EcsPrefix { v4: 24, v6: 56 }, msg));
         }
         let mut matched = vec![0; CONTROL_LEN];
         matched.extend_from_slice(&x.answer);

@@ -13,6 +13,7 @@
 //! | `upstream_match`| `relay::matching::match_udp_datagram` over a real `InflightTable`   |
 //! | `edns`          | `edns::take_query_options`, `edns::append_answer`; the TCP memory's |
 //! |                 | readers `edns::query_edns`, `dns::answer_min_ttl`                   |
+//! | `ecs`           | `relay::ecs::write_query`, `write_answer` (EDNS Client Subnet)      |
 //! | `config`        | the TOML file: `FileConfig::parse`, `Config::merge`                 |
 //! | `inflight`      | the real `Relay` under insert, answer, timeout and close            |
 //!
@@ -20,6 +21,7 @@
 //! served path, and nothing here may change what dotgate does: it only calls and checks.
 
 pub mod config;
+pub mod ecs;
 pub mod edns;
 pub mod frames;
 pub mod query;
@@ -35,11 +37,12 @@ pub const MAX_MESSAGE: usize = u16::MAX as usize;
 pub type Target = fn(&[u8]);
 
 /// The targets by name, as `fuzz/fuzz_targets/` and `fuzz/corpus/` name them.
-pub const TARGETS: [(&str, Target); 6] = [
+pub const TARGETS: [(&str, Target); 7] = [
     ("frames", frames::run),
     ("query", query::run),
     ("upstream_match", upstream_match::run),
     ("edns", edns::run),
+    ("ecs", ecs::run),
     ("config", config::run),
     ("inflight", inflight::run_bytes),
 ];

@@ -12,10 +12,12 @@
 //! to, with the ID sent, QR=1 and the same question; the table empties when traffic stops.
 
 pub mod backends;
+pub mod ecs;
 pub mod inflight;
 pub mod matching;
 #[cfg(feature = "fuzzing")]
 pub mod model_check;
+pub mod proxy_v2;
 mod tcp;
 pub mod tcp_memory;
 mod udp;
