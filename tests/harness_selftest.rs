@@ -414,6 +414,90 @@ async fn bind_answers_udp_and_tcp() {
     assert_eq!(m.answers().len(), 1);
 }
 
+// ---------------------------------------------------------------------------
+// PROXY v2, Unbound behind it, query logs, ECS
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn proxy_v2_headers_encode_and_decode() {
+    use support::proxy_v2::{header, parse, Transport, SIGNATURE};
+    let h = header(Transport::Udp, sa("127.0.0.2:40000"), sa("127.0.0.1:853"));
+    let mut want = SIGNATURE.to_vec();
+    want.extend_from_slice(&[0x21, 0x12, 0, 12, 127, 0, 0, 2, 127, 0, 0, 1, 0x9c, 0x40, 0x03, 0x55]);
+    assert_eq!(h, want);
+    let tcp4 = header(Transport::Tcp, sa("127.0.0.2:40000"), sa("127.0.0.1:853"));
+    assert_eq!((tcp4[13], tcp4.len()), (0x11, 28));
+    // IPv6 beside IPv4: both IPv6, the IPv4 one mapped
+    let h6 = header(Transport::Udp, sa("[::1]:5"), sa("127.0.0.1:853"));
+    assert_eq!((h6[13], h6.len(), u16::from_be_bytes([h6[14], h6[15]])), (0x22, 52, 36));
+    let d = parse(&h6).unwrap();
+    assert_eq!(d.transport, Some(Transport::Udp));
+    assert_eq!(d.src, Some(sa("[::1]:5")));
+    assert_eq!(d.dst, Some(sa("[::ffff:127.0.0.1]:853")));
+    assert_eq!(d.len, 52);
+    let tcp6 = header(Transport::Tcp, sa("[2001:db8::1]:1"), sa("[::1]:2"));
+    assert_eq!(tcp6[13], 0x21);
+    let mut with_payload = header(Transport::Tcp, sa("127.0.0.3:1"), sa("127.0.0.1:2"));
+    with_payload.extend_from_slice(b"rest");
+    let d = parse(&with_payload).unwrap();
+    assert_eq!(
+        (d.src, d.transport, &with_payload[d.len..]),
+        (Some(sa("127.0.0.3:1")), Some(Transport::Tcp), &b"rest"[..])
+    );
+    assert!(parse(&query("x.", RecordType::A, 1)).is_err());
+    assert!(parse(&h[..20]).is_err());
+}
+
+#[test]
+fn ecs_and_ede_helpers() {
+    use support::client::{ecs_option, ecs_options, ede_options, query_ecs};
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    assert_eq!(ecs_option(ip("198.51.100.77"), 24).1, vec![0, 1, 24, 0, 198, 51, 100]);
+    assert_eq!(ecs_option(ip("198.51.100.77"), 20).1, vec![0, 1, 20, 0, 198, 51, 96]);
+    assert_eq!(ecs_option(ip("198.51.100.77"), 0).1, vec![0, 1, 0, 0]);
+    assert_eq!(
+        ecs_option(ip("2001:db8:aaaa:bbff::1"), 56).1,
+        vec![0, 2, 56, 0, 0x20, 0x01, 0x0d, 0xb8, 0xaa, 0xaa, 0xbb]
+    );
+    let q = query_ecs("x.example.", RecordType::A, 1, ip("198.51.100.77"), 24);
+    let got = ecs_options(&q);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].ip(), Some(ip("198.51.100.0")));
+    assert_eq!(got[0].to_string(), "198.51.100.0/24/0");
+    assert!(ecs_options(&query("x.example.", RecordType::A, 1)).is_empty());
+    let mut ede = 18u16.to_be_bytes().to_vec();
+    ede.extend_from_slice(b"rate limited");
+    let m = query_edns("x.example.", RecordType::A, 1, false, false, vec![(15, ede), (8, vec![0, 1, 0, 0])]);
+    assert_eq!(ede_options(&m), vec![(18, "rate limited".to_string())]);
+}
+
+#[tokio::test]
+async fn clients_connect_from_chosen_local_addresses() {
+    // plain TCP: the server sees the chosen source
+    for (listen, from) in [("127.0.0.1:0", "127.0.0.2"), ("127.0.0.1:0", "127.0.0.3"), ("[::1]:0", "::1")] {
+        let l = TcpListener::bind(listen).await.unwrap();
+        let to = l.local_addr().unwrap();
+        let from: std::net::IpAddr = from.parse().unwrap();
+        let (_c, accepted) = tokio::join!(client::tcp_connect_from(to, from), l.accept());
+        assert_eq!(accepted.unwrap().1.ip(), from);
+    }
+    // DoT through the echo server from 127.0.0.2, and the local address says so
+    let srv = echo_server().await;
+    let mut c = DotClient::connect_from(srv.addr, "127.0.0.2".parse().unwrap()).await.unwrap();
+    assert_eq!(c.local_addr().unwrap().ip(), "127.0.0.2".parse::<std::net::IpAddr>().unwrap());
+    let q = query("www.example.test.", RecordType::A, 3);
+    assert_eq!(c.exchange(&q).await, q);
+    let c = DotClient::connect_from_with(srv.addr, "127.0.0.3".parse().unwrap(), &ClientOptions::tls12_only())
+        .await
+        .unwrap();
+    assert_eq!(c.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+    // an IPv4 listener cannot be reached from ::1
+    assert!(DotClient::connect_from(srv.addr, "::1".parse().unwrap()).await.is_err());
+}
+
 #[test]
 fn unbound_and_bind_are_killed_on_drop() {
     let ub = Unbound::start();
