@@ -451,6 +451,97 @@ fn proxy_v2_headers_encode_and_decode() {
     assert!(parse(&h[..20]).is_err());
 }
 
+/// A proxy-protocol Unbound: answers only behind a header, takes the claimed address as the
+/// client for its ACL and its log, over UDP and over TCP (one header, pipelined queries).
+#[tokio::test]
+async fn unbound_behind_proxy_v2_uses_the_claimed_client() {
+    use support::client::{tcp_exchange_proxied, udp_exchange_proxied};
+    let opts = support::UnboundOptions::default()
+        .proxy_protocol()
+        .query_log()
+        .access("127.0.0.3/32 refuse")
+        .access("::1 allow");
+    let ub = tokio::task::spawn_blocking(move || Unbound::start_opts(&opts)).await.unwrap();
+    let www = |id| query("www.example.test.", RecordType::A, id);
+    let claims = [
+        ("127.0.0.2:40002", ResponseCode::NoError),
+        ("127.0.0.3:40003", ResponseCode::Refused),
+        ("[::1]:40001", ResponseCode::NoError),
+    ];
+    for (i, (claim, rcode)) in claims.iter().enumerate() {
+        let id = 10 + i as u16;
+        let m = parse(&udp_exchange_proxied(ub.addr, sa(claim), &www(id), T).await.unwrap());
+        assert_eq!((m.id(), m.response_code()), (id, *rcode), "UDP as {claim}");
+        if *rcode == ResponseCode::NoError {
+            assert_eq!(a_records(&m), vec![support::unbound::WWW_A], "UDP as {claim}");
+        } else {
+            // Unbound's REFUSED: the 12-byte header alone, no question
+            assert!(m.queries().is_empty());
+        }
+        // TCP: one header, three queries pipelined behind it
+        let msgs: Vec<Vec<u8>> = (0..3).map(|k| www(100 * (i as u16 + 1) + k)).collect();
+        let answers = tcp_exchange_proxied(ub.addr, sa(claim), &msgs, T).await.unwrap();
+        assert_eq!(answers.len(), 3);
+        for a in &answers {
+            assert_eq!(parse(a).response_code(), *rcode, "TCP as {claim}");
+        }
+    }
+    // TC over UDP behind a header, the whole answer over TCP behind one
+    let big = query("big.example.test.", RecordType::TXT, 50);
+    assert!(parse(&udp_exchange_proxied(ub.addr, sa("127.0.0.2:1"), &big, T).await.unwrap()).truncated());
+    let a = tcp_exchange_proxied(ub.addr, sa("127.0.0.2:2"), &[big], T).await.unwrap();
+    assert_eq!(txt_records(&parse(&a[0])).len(), support::unbound::BIG_TXT_RECORDS);
+    // Without a header: dropped (no answer), logged as an error
+    assert!(udp_exchange(ub.addr, &www(60), Duration::from_millis(500)).await.is_err());
+    assert!(tcp_exchange(ub.addr, &www(61), Duration::from_millis(500)).await.is_err());
+
+    // The log names the claimed clients (query lines), the refused one only by a reply line.
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let done =
+        ub.wait_for_entry(T, |e| e.client == ip("127.0.0.2") && e.name == "big.example.test." && e.rcode.is_some());
+    assert!(done.is_some(), "{}", ub.log());
+    for (client, queries, replies, rcode) in
+        [("127.0.0.2", 6, 6, "NOERROR"), ("::1", 4, 4, "NOERROR"), ("127.0.0.3", 0, 4, "REFUSED")]
+    {
+        let entries = ub.log_entries_of(ip(client));
+        let q = entries.iter().filter(|e| e.rcode.is_none()).count();
+        let r: Vec<_> = entries.iter().filter_map(|e| e.rcode.as_deref()).collect();
+        assert_eq!((q, r.len()), (queries, replies), "{client}: {}", ub.log());
+        assert!(r.iter().all(|rc| *rc == rcode), "{client}: {r:?}");
+    }
+    let refused = ub.log_entries_of(ip("127.0.0.3"));
+    assert!(refused.iter().all(|e| e.name == "null" && e.qtype == "TYPE0"), "{refused:?}");
+    assert!(ub.log().contains("error: proxy_protocol: could not match PROXYv2 header"), "{}", ub.log());
+    // The readiness probe claimed its own 127.0.0.1 socket.
+    assert!(!ub.log_entries_of(ip("127.0.0.1")).is_empty());
+}
+
+/// IPv6 claims and `do-ip6: no`: without an `access-control` line for it, `::1` is refused
+/// (Unbound adds its IPv6 defaults only with do-ip6: yes); an IPv4-mapped claim is an IPv6
+/// address to the ACL (refused under `127.0.0.0/8 allow`), logged as such.
+#[tokio::test]
+async fn unbound_acl_for_ipv6_and_mapped_claims() {
+    use support::client::udp_exchange_proxied;
+    let www = query("www.example.test.", RecordType::A, 1);
+    let opts = support::UnboundOptions::default().proxy_protocol().query_log();
+    let ub = tokio::task::spawn_blocking(move || Unbound::start_opts(&opts)).await.unwrap();
+    for claim in ["[::1]:1", "[::ffff:127.0.0.2]:1", "[2001:db8::7]:1"] {
+        let m = parse(&udp_exchange_proxied(ub.addr, sa(claim), &www, T).await.unwrap());
+        assert_eq!(m.response_code(), ResponseCode::Refused, "{claim}");
+    }
+    let mapped: std::net::IpAddr = "::ffff:127.0.0.2".parse().unwrap();
+    assert!(
+        ub.wait_for_entry(T, |e| e.client == mapped && e.rcode.as_deref() == Some("REFUSED")).is_some(),
+        "{}",
+        ub.log()
+    );
+    drop(ub);
+    let opts = support::UnboundOptions::default().proxy_protocol().extra("do-ip6: yes");
+    let ub = tokio::task::spawn_blocking(move || Unbound::start_opts(&opts)).await.unwrap();
+    let m = parse(&udp_exchange_proxied(ub.addr, sa("[::1]:1"), &www, T).await.unwrap());
+    assert_eq!(m.response_code(), ResponseCode::NoError, "do-ip6: yes allows ::1 by default");
+}
+
 #[test]
 fn ecs_and_ede_helpers() {
     use support::client::{ecs_option, ecs_options, ede_options, query_ecs};

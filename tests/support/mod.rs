@@ -39,4 +39,4 @@ pub use client::{
 pub use dotgate::{gen_cert, make_cert, Dotgate, TestCert};
 pub use fake_backend::FakeBackend;
 pub use ports::free_port;
-pub use unbound::Unbound;
+pub use unbound::{Unbound, UnboundOptions};
