@@ -542,6 +542,64 @@ async fn unbound_acl_for_ipv6_and_mapped_claims() {
     assert_eq!(m.response_code(), ResponseCode::NoError, "do-ip6: yes allows ::1 by default");
 }
 
+/// BIND's query log with ECS, and what BIND answers to ECS.
+#[tokio::test]
+async fn bind_query_log_shows_ecs_and_the_answer_echoes_it() {
+    use support::client::{ecs_option, ecs_options, query_ecs, Ecs};
+    let b = tokio::task::spawn_blocking(Bind::start_querylog).await.unwrap();
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    // The option by hand: family 1, source 24, scope 0, address 127.0.0
+    let ecs = (8u16, vec![0, 1, 24, 0, 127, 0, 0]);
+    assert_eq!(ecs_option(ip("127.0.0.2"), 24), ecs);
+    let q = query_edns("www.example.test.", RecordType::A, 0x0ec5, false, false, vec![ecs]);
+    let r = udp_exchange(b.addr, &q, T).await.unwrap();
+    let m = parse(&r);
+    assert_eq!(a_records(&m), vec![support::bind::WWW_A]);
+    // Echoed with scope 0
+    let want = Ecs { family: 1, source_prefix: 24, scope_prefix: 0, address: vec![127, 0, 0] };
+    assert_eq!(ecs_options(&r), vec![want.clone()]);
+    assert_eq!(want.to_string(), "127.0.0.0/24/0");
+    let e = b.wait_for_query(T, |e| e.ecs.is_some()).unwrap_or_else(|| panic!("{}", b.stderr()));
+    assert_eq!(e.ecs.as_deref(), Some("127.0.0.0/24/0"));
+    assert!(e.line.contains("query: www.example.test IN A +E(0) (127.0.0.1) [ECS 127.0.0.0/24/0]"), "{}", e.line);
+    assert_eq!(
+        (e.client.ip(), e.name.as_str(), e.qtype.as_str(), e.flags.as_str()),
+        (ip("127.0.0.1"), "www.example.test", "A", "+E(0)")
+    );
+
+    // IPv6 /56 over TCP
+    let q = query_ecs("www.example.test.", RecordType::A, 2, ip("2001:db8:1:2ff::9"), 56);
+    let r = tcp_exchange(b.addr, &q, T).await.unwrap();
+    assert_eq!(ecs_options(&r)[0].to_string(), "2001:db8:1:200::/56/0");
+    let e = b.wait_for_query(T, |e| e.flags.ends_with('T') && e.ecs.is_some()).unwrap();
+    assert_eq!(e.ecs.as_deref(), Some("2001:db8:1:200::/56/0"));
+
+    // No ECS asked, none given back, none logged
+    let r = udp_exchange(b.addr, &query_edns("www.example.test.", RecordType::A, 3, false, false, vec![]), T)
+        .await
+        .unwrap();
+    assert!(ecs_options(&r).is_empty());
+    // Address bits past the prefix: FORMERR
+    let dirty =
+        query_edns("www.example.test.", RecordType::A, 4, false, false, vec![(8, vec![0, 1, 24, 0, 127, 0, 0, 2])]);
+    assert_eq!(parse(&udp_exchange(b.addr, &dirty, T).await.unwrap()).response_code(), ResponseCode::FormErr);
+    // Two ECS options: the first counts
+    let two = query_edns(
+        "www.example.test.",
+        RecordType::A,
+        5,
+        false,
+        false,
+        vec![ecs_option(ip("198.51.100.7"), 24), ecs_option(ip("127.0.0.2"), 24)],
+    );
+    let r = udp_exchange(b.addr, &two, T).await.unwrap();
+    assert_eq!(ecs_options(&r).iter().map(|e| e.to_string()).collect::<Vec<_>>(), ["198.51.100.0/24/0"]);
+    assert!(b.wait_for_query(T, |e| e.ecs.as_deref() == Some("198.51.100.0/24/0")).is_some());
+    let log = b.query_log();
+    assert_eq!(log.iter().filter(|e| e.ecs.is_some()).count(), 3, "{log:#?}");
+    assert!(log.iter().any(|e| e.ecs.is_none() && e.flags == "+E(0)"), "the plain EDNS query: {log:#?}");
+}
+
 #[test]
 fn ecs_and_ede_helpers() {
     use support::client::{ecs_option, ecs_options, ede_options, query_ecs};
