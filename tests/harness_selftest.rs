@@ -414,6 +414,239 @@ async fn bind_answers_udp_and_tcp() {
     assert_eq!(m.answers().len(), 1);
 }
 
+// ---------------------------------------------------------------------------
+// PROXY v2, Unbound behind it, query logs, ECS
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn proxy_v2_headers_encode_and_decode() {
+    use support::proxy_v2::{header, parse, Transport, SIGNATURE};
+    let h = header(Transport::Udp, sa("127.0.0.2:40000"), sa("127.0.0.1:853"));
+    let mut want = SIGNATURE.to_vec();
+    want.extend_from_slice(&[0x21, 0x12, 0, 12, 127, 0, 0, 2, 127, 0, 0, 1, 0x9c, 0x40, 0x03, 0x55]);
+    assert_eq!(h, want);
+    let tcp4 = header(Transport::Tcp, sa("127.0.0.2:40000"), sa("127.0.0.1:853"));
+    assert_eq!((tcp4[13], tcp4.len()), (0x11, 28));
+    // IPv6 beside IPv4: both IPv6, the IPv4 one mapped
+    let h6 = header(Transport::Udp, sa("[::1]:5"), sa("127.0.0.1:853"));
+    assert_eq!((h6[13], h6.len(), u16::from_be_bytes([h6[14], h6[15]])), (0x22, 52, 36));
+    let d = parse(&h6).unwrap();
+    assert_eq!(d.transport, Some(Transport::Udp));
+    assert_eq!(d.src, Some(sa("[::1]:5")));
+    assert_eq!(d.dst, Some(sa("[::ffff:127.0.0.1]:853")));
+    assert_eq!(d.len, 52);
+    let tcp6 = header(Transport::Tcp, sa("[2001:db8::1]:1"), sa("[::1]:2"));
+    assert_eq!(tcp6[13], 0x21);
+    let mut with_payload = header(Transport::Tcp, sa("127.0.0.3:1"), sa("127.0.0.1:2"));
+    with_payload.extend_from_slice(b"rest");
+    let d = parse(&with_payload).unwrap();
+    assert_eq!(
+        (d.src, d.transport, &with_payload[d.len..]),
+        (Some(sa("127.0.0.3:1")), Some(Transport::Tcp), &b"rest"[..])
+    );
+    assert!(parse(&query("x.", RecordType::A, 1)).is_err());
+    assert!(parse(&h[..20]).is_err());
+}
+
+/// A proxy-protocol Unbound: answers only behind a header, takes the claimed address as the
+/// client for its ACL and its log, over UDP and over TCP (one header, pipelined queries).
+#[tokio::test]
+async fn unbound_behind_proxy_v2_uses_the_claimed_client() {
+    use support::client::{tcp_exchange_proxied, udp_exchange_proxied};
+    let opts = support::UnboundOptions::default()
+        .proxy_protocol()
+        .query_log()
+        .access("127.0.0.3/32 refuse")
+        .access("::1 allow");
+    let ub = tokio::task::spawn_blocking(move || Unbound::start_opts(&opts)).await.unwrap();
+    let www = |id| query("www.example.test.", RecordType::A, id);
+    let claims = [
+        ("127.0.0.2:40002", ResponseCode::NoError),
+        ("127.0.0.3:40003", ResponseCode::Refused),
+        ("[::1]:40001", ResponseCode::NoError),
+    ];
+    for (i, (claim, rcode)) in claims.iter().enumerate() {
+        let id = 10 + i as u16;
+        let m = parse(&udp_exchange_proxied(ub.addr, sa(claim), &www(id), T).await.unwrap());
+        assert_eq!((m.id(), m.response_code()), (id, *rcode), "UDP as {claim}");
+        if *rcode == ResponseCode::NoError {
+            assert_eq!(a_records(&m), vec![support::unbound::WWW_A], "UDP as {claim}");
+        } else {
+            // Unbound's REFUSED: the 12-byte header alone, no question
+            assert!(m.queries().is_empty());
+        }
+        // TCP: one header, three queries pipelined behind it
+        let msgs: Vec<Vec<u8>> = (0..3).map(|k| www(100 * (i as u16 + 1) + k)).collect();
+        let answers = tcp_exchange_proxied(ub.addr, sa(claim), &msgs, T).await.unwrap();
+        assert_eq!(answers.len(), 3);
+        for a in &answers {
+            assert_eq!(parse(a).response_code(), *rcode, "TCP as {claim}");
+        }
+    }
+    // TC over UDP behind a header, the whole answer over TCP behind one
+    let big = query("big.example.test.", RecordType::TXT, 50);
+    assert!(parse(&udp_exchange_proxied(ub.addr, sa("127.0.0.2:1"), &big, T).await.unwrap()).truncated());
+    let a = tcp_exchange_proxied(ub.addr, sa("127.0.0.2:2"), &[big], T).await.unwrap();
+    assert_eq!(txt_records(&parse(&a[0])).len(), support::unbound::BIG_TXT_RECORDS);
+    // Without a header: dropped (no answer), logged as an error
+    assert!(udp_exchange(ub.addr, &www(60), Duration::from_millis(500)).await.is_err());
+    assert!(tcp_exchange(ub.addr, &www(61), Duration::from_millis(500)).await.is_err());
+
+    // The log names the claimed clients (query lines), the refused one only by a reply line.
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let done =
+        ub.wait_for_entry(T, |e| e.client == ip("127.0.0.2") && e.name == "big.example.test." && e.rcode.is_some());
+    assert!(done.is_some(), "{}", ub.log());
+    for (client, queries, replies, rcode) in
+        [("127.0.0.2", 6, 6, "NOERROR"), ("::1", 4, 4, "NOERROR"), ("127.0.0.3", 0, 4, "REFUSED")]
+    {
+        let entries = ub.log_entries_of(ip(client));
+        let q = entries.iter().filter(|e| e.rcode.is_none()).count();
+        let r: Vec<_> = entries.iter().filter_map(|e| e.rcode.as_deref()).collect();
+        assert_eq!((q, r.len()), (queries, replies), "{client}: {}", ub.log());
+        assert!(r.iter().all(|rc| *rc == rcode), "{client}: {r:?}");
+    }
+    let refused = ub.log_entries_of(ip("127.0.0.3"));
+    assert!(refused.iter().all(|e| e.name == "null" && e.qtype == "TYPE0"), "{refused:?}");
+    assert!(ub.log().contains("error: proxy_protocol: could not match PROXYv2 header"), "{}", ub.log());
+    // The readiness probe claimed its own 127.0.0.1 socket.
+    assert!(!ub.log_entries_of(ip("127.0.0.1")).is_empty());
+}
+
+/// IPv6 claims and `do-ip6: no`: without an `access-control` line for it, `::1` is refused
+/// (Unbound adds its IPv6 defaults only with do-ip6: yes); an IPv4-mapped claim is an IPv6
+/// address to the ACL (refused under `127.0.0.0/8 allow`), logged as such.
+#[tokio::test]
+async fn unbound_acl_for_ipv6_and_mapped_claims() {
+    use support::client::udp_exchange_proxied;
+    let www = query("www.example.test.", RecordType::A, 1);
+    let opts = support::UnboundOptions::default().proxy_protocol().query_log();
+    let ub = tokio::task::spawn_blocking(move || Unbound::start_opts(&opts)).await.unwrap();
+    for claim in ["[::1]:1", "[::ffff:127.0.0.2]:1", "[2001:db8::7]:1"] {
+        let m = parse(&udp_exchange_proxied(ub.addr, sa(claim), &www, T).await.unwrap());
+        assert_eq!(m.response_code(), ResponseCode::Refused, "{claim}");
+    }
+    let mapped: std::net::IpAddr = "::ffff:127.0.0.2".parse().unwrap();
+    assert!(
+        ub.wait_for_entry(T, |e| e.client == mapped && e.rcode.as_deref() == Some("REFUSED")).is_some(),
+        "{}",
+        ub.log()
+    );
+    drop(ub);
+    let opts = support::UnboundOptions::default().proxy_protocol().extra("do-ip6: yes");
+    let ub = tokio::task::spawn_blocking(move || Unbound::start_opts(&opts)).await.unwrap();
+    let m = parse(&udp_exchange_proxied(ub.addr, sa("[::1]:1"), &www, T).await.unwrap());
+    assert_eq!(m.response_code(), ResponseCode::NoError, "do-ip6: yes allows ::1 by default");
+}
+
+/// BIND's query log with ECS, and what BIND answers to ECS.
+#[tokio::test]
+async fn bind_query_log_shows_ecs_and_the_answer_echoes_it() {
+    use support::client::{ecs_option, ecs_options, query_ecs, Ecs};
+    let b = tokio::task::spawn_blocking(Bind::start_querylog).await.unwrap();
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    // The option by hand: family 1, source 24, scope 0, address 127.0.0
+    let ecs = (8u16, vec![0, 1, 24, 0, 127, 0, 0]);
+    assert_eq!(ecs_option(ip("127.0.0.2"), 24), ecs);
+    let q = query_edns("www.example.test.", RecordType::A, 0x0ec5, false, false, vec![ecs]);
+    let r = udp_exchange(b.addr, &q, T).await.unwrap();
+    let m = parse(&r);
+    assert_eq!(a_records(&m), vec![support::bind::WWW_A]);
+    // Echoed with scope 0
+    let want = Ecs { family: 1, source_prefix: 24, scope_prefix: 0, address: vec![127, 0, 0] };
+    assert_eq!(ecs_options(&r), vec![want.clone()]);
+    assert_eq!(want.to_string(), "127.0.0.0/24/0");
+    let e = b.wait_for_query(T, |e| e.ecs.is_some()).unwrap_or_else(|| panic!("{}", b.stderr()));
+    assert_eq!(e.ecs.as_deref(), Some("127.0.0.0/24/0"));
+    assert!(e.line.contains("query: www.example.test IN A +E(0) (127.0.0.1) [ECS 127.0.0.0/24/0]"), "{}", e.line);
+    assert_eq!(
+        (e.client.ip(), e.name.as_str(), e.qtype.as_str(), e.flags.as_str()),
+        (ip("127.0.0.1"), "www.example.test", "A", "+E(0)")
+    );
+
+    // IPv6 /56 over TCP
+    let q = query_ecs("www.example.test.", RecordType::A, 2, ip("2001:db8:1:2ff::9"), 56);
+    let r = tcp_exchange(b.addr, &q, T).await.unwrap();
+    assert_eq!(ecs_options(&r)[0].to_string(), "2001:db8:1:200::/56/0");
+    let e = b.wait_for_query(T, |e| e.flags.ends_with('T') && e.ecs.is_some()).unwrap();
+    assert_eq!(e.ecs.as_deref(), Some("2001:db8:1:200::/56/0"));
+
+    // No ECS asked, none given back, none logged
+    let r = udp_exchange(b.addr, &query_edns("www.example.test.", RecordType::A, 3, false, false, vec![]), T)
+        .await
+        .unwrap();
+    assert!(ecs_options(&r).is_empty());
+    // Address bits past the prefix: FORMERR
+    let dirty =
+        query_edns("www.example.test.", RecordType::A, 4, false, false, vec![(8, vec![0, 1, 24, 0, 127, 0, 0, 2])]);
+    assert_eq!(parse(&udp_exchange(b.addr, &dirty, T).await.unwrap()).response_code(), ResponseCode::FormErr);
+    // Two ECS options: the first counts
+    let two = query_edns(
+        "www.example.test.",
+        RecordType::A,
+        5,
+        false,
+        false,
+        vec![ecs_option(ip("198.51.100.7"), 24), ecs_option(ip("127.0.0.2"), 24)],
+    );
+    let r = udp_exchange(b.addr, &two, T).await.unwrap();
+    assert_eq!(ecs_options(&r).iter().map(|e| e.to_string()).collect::<Vec<_>>(), ["198.51.100.0/24/0"]);
+    assert!(b.wait_for_query(T, |e| e.ecs.as_deref() == Some("198.51.100.0/24/0")).is_some());
+    let log = b.query_log();
+    assert_eq!(log.iter().filter(|e| e.ecs.is_some()).count(), 3, "{log:#?}");
+    assert!(log.iter().any(|e| e.ecs.is_none() && e.flags == "+E(0)"), "the plain EDNS query: {log:#?}");
+}
+
+#[test]
+fn ecs_and_ede_helpers() {
+    use support::client::{ecs_option, ecs_options, ede_options, query_ecs};
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    assert_eq!(ecs_option(ip("198.51.100.77"), 24).1, vec![0, 1, 24, 0, 198, 51, 100]);
+    assert_eq!(ecs_option(ip("198.51.100.77"), 20).1, vec![0, 1, 20, 0, 198, 51, 96]);
+    assert_eq!(ecs_option(ip("198.51.100.77"), 0).1, vec![0, 1, 0, 0]);
+    assert_eq!(
+        ecs_option(ip("2001:db8:aaaa:bbff::1"), 56).1,
+        vec![0, 2, 56, 0, 0x20, 0x01, 0x0d, 0xb8, 0xaa, 0xaa, 0xbb]
+    );
+    let q = query_ecs("x.example.", RecordType::A, 1, ip("198.51.100.77"), 24);
+    let got = ecs_options(&q);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].ip(), Some(ip("198.51.100.0")));
+    assert_eq!(got[0].to_string(), "198.51.100.0/24/0");
+    assert!(ecs_options(&query("x.example.", RecordType::A, 1)).is_empty());
+    let mut ede = 18u16.to_be_bytes().to_vec();
+    ede.extend_from_slice(b"rate limited");
+    let m = query_edns("x.example.", RecordType::A, 1, false, false, vec![(15, ede), (8, vec![0, 1, 0, 0])]);
+    assert_eq!(ede_options(&m), vec![(18, "rate limited".to_string())]);
+}
+
+#[tokio::test]
+async fn clients_connect_from_chosen_local_addresses() {
+    // plain TCP: the server sees the chosen source
+    for (listen, from) in [("127.0.0.1:0", "127.0.0.2"), ("127.0.0.1:0", "127.0.0.3"), ("[::1]:0", "::1")] {
+        let l = TcpListener::bind(listen).await.unwrap();
+        let to = l.local_addr().unwrap();
+        let from: std::net::IpAddr = from.parse().unwrap();
+        let (_c, accepted) = tokio::join!(client::tcp_connect_from(to, from), l.accept());
+        assert_eq!(accepted.unwrap().1.ip(), from);
+    }
+    // DoT through the echo server from 127.0.0.2, and the local address says so
+    let srv = echo_server().await;
+    let mut c = DotClient::connect_from(srv.addr, "127.0.0.2".parse().unwrap()).await.unwrap();
+    assert_eq!(c.local_addr().unwrap().ip(), "127.0.0.2".parse::<std::net::IpAddr>().unwrap());
+    let q = query("www.example.test.", RecordType::A, 3);
+    assert_eq!(c.exchange(&q).await, q);
+    let c = DotClient::connect_from_with(srv.addr, "127.0.0.3".parse().unwrap(), &ClientOptions::tls12_only())
+        .await
+        .unwrap();
+    assert_eq!(c.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+    // an IPv4 listener cannot be reached from ::1
+    assert!(DotClient::connect_from(srv.addr, "::1".parse().unwrap()).await.is_err());
+}
+
 #[test]
 fn unbound_and_bind_are_killed_on_drop() {
     let ub = Unbound::start();

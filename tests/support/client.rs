@@ -15,7 +15,7 @@
 //! values.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
@@ -359,11 +359,32 @@ impl DotClient {
     /// Connect (TCP + TLS handshake, within [`CONNECT_TIMEOUT`] or
     /// `Err(TimedOut)`).
     pub async fn connect_with(addr: SocketAddr, opts: &ClientOptions) -> io::Result<DotClient> {
+        Self::connect_inner(addr, None, opts).await
+    }
+
+    /// [`connect`](Self::connect) from the local address `from` (port chosen by the kernel):
+    /// the TCP socket is bound to it before connecting, so the server sees a client at `from`.
+    /// Any 127.0.0.0/8 address works on Linux without configuration (e.g. 127.0.0.2, 127.0.0.3),
+    /// and `::1`. An IPv4 `from` reaching a dual-stack `[::]` listener arrives there as
+    /// `::ffff:127.0.0.2`; an IPv6 `from` needs an IPv6 `addr`.
+    pub async fn connect_from(addr: SocketAddr, from: IpAddr) -> io::Result<DotClient> {
+        Self::connect_inner(addr, Some(from), &ClientOptions::default()).await
+    }
+
+    /// [`connect_from`](Self::connect_from) with `opts`.
+    pub async fn connect_from_with(addr: SocketAddr, from: IpAddr, opts: &ClientOptions) -> io::Result<DotClient> {
+        Self::connect_inner(addr, Some(from), opts).await
+    }
+
+    async fn connect_inner(addr: SocketAddr, from: Option<IpAddr>, opts: &ClientOptions) -> io::Result<DotClient> {
         let connector = TlsConnector::from(Arc::new(opts.client_config()?));
         let name = ServerName::try_from(opts.server_name.clone())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let fut = async {
-            let tcp = TcpStream::connect(addr).await?;
+            let tcp = match from {
+                None => TcpStream::connect(addr).await?,
+                Some(ip) => tcp_connect_from(addr, ip).await?,
+            };
             tcp.set_nodelay(true)?;
             connector.connect(name, CountingStream::new(tcp)).await
         };
@@ -507,6 +528,16 @@ impl DotClient {
 // ---------------------------------------------------------------------------
 // Plain TCP / UDP helpers
 
+/// A TCP connection to `addr` from the local address `from` (kernel-chosen port).
+pub async fn tcp_connect_from(addr: SocketAddr, from: IpAddr) -> io::Result<TcpStream> {
+    let sock = match from {
+        IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    sock.bind(SocketAddr::new(from, 0))?;
+    sock.connect(addr).await
+}
+
 /// True if the peer closes (EOF or reset) `stream` within `d`. Data arriving
 /// meanwhile is read and discarded.
 pub async fn is_closed_within(stream: &mut TcpStream, d: Duration) -> bool {
@@ -569,12 +600,112 @@ pub async fn tcp_exchange(addr: SocketAddr, msg: &[u8], timeout: Duration) -> io
     .map_err(|_| timed_out("TCP exchange timed out"))?
 }
 
+/// Whether, and as which client, a plain exchange puts a PROXY v2 header ([`super::proxy_v2`])
+/// in front of what it sends (before each UDP datagram; once at the start of a TCP connection).
+/// A `SocketAddr` converts into [`ProxyClaim::As`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyClaim {
+    /// No header: a plain query.
+    NoHeader,
+    /// A header naming the sending socket's own address and port (what a proxy in front of
+    /// itself would say).
+    Myself,
+    /// A header naming this client address and port.
+    As(SocketAddr),
+}
+
+impl From<SocketAddr> for ProxyClaim {
+    fn from(a: SocketAddr) -> Self {
+        ProxyClaim::As(a)
+    }
+}
+
+impl ProxyClaim {
+    /// The header for a socket at `local` talking to `peer` over `transport` (empty for
+    /// [`ProxyClaim::NoHeader`]).
+    pub fn header(self, transport: super::proxy_v2::Transport, local: SocketAddr, peer: SocketAddr) -> Vec<u8> {
+        match self {
+            ProxyClaim::NoHeader => Vec::new(),
+            ProxyClaim::Myself => super::proxy_v2::header(transport, local, peer),
+            ProxyClaim::As(src) => super::proxy_v2::header(transport, src, peer),
+        }
+    }
+}
+
+/// The loopback address of `addr`'s family, port 0: where to bind a socket that talks to it.
+fn local_any(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0)),
+    }
+}
+
+/// [`udp_exchange`] with a PROXY v2 header (UDP) in front of `msg` in the one datagram, claiming
+/// `claim` as the client. The answer is returned as it came (a proxy-protocol server answers
+/// without a header).
+pub async fn udp_exchange_proxied(
+    addr: SocketAddr,
+    claim: impl Into<ProxyClaim>,
+    msg: &[u8],
+    timeout: Duration,
+) -> io::Result<Vec<u8>> {
+    let sock = UdpSocket::bind(local_any(addr)).await?;
+    sock.connect(addr).await?;
+    let mut datagram = claim.into().header(super::proxy_v2::Transport::Udp, sock.local_addr()?, addr);
+    datagram.extend_from_slice(msg);
+    sock.send(&datagram).await?;
+    let mut buf = vec![0u8; 65536];
+    let n =
+        tokio::time::timeout(timeout, sock.recv(&mut buf)).await.map_err(|_| timed_out("UDP answer timed out"))??;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// One TCP connection to `addr`: a PROXY v2 header (TCP) claiming `claim`, then every message
+/// of `msgs` framed, all in one write (pipelined); returns as many answers as there were
+/// messages, in the order they arrived, all within `timeout`.
+pub async fn tcp_exchange_proxied(
+    addr: SocketAddr,
+    claim: impl Into<ProxyClaim>,
+    msgs: &[Vec<u8>],
+    timeout: Duration,
+) -> io::Result<Vec<Vec<u8>>> {
+    let claim = claim.into();
+    tokio::time::timeout(timeout, async {
+        let mut s = TcpStream::connect(addr).await?;
+        let mut out = claim.header(super::proxy_v2::Transport::Tcp, s.local_addr()?, addr);
+        for m in msgs {
+            out.extend_from_slice(&framed(m));
+        }
+        s.write_all(&out).await?;
+        let mut answers = Vec::with_capacity(msgs.len());
+        for _ in msgs {
+            answers.push(read_frame(&mut s).await?);
+        }
+        Ok(answers)
+    })
+    .await
+    .map_err(|_| timed_out("TCP exchange timed out"))?
+}
+
 /// Blocking [`udp_exchange`] (for non-async code such as process start-up).
 pub fn udp_exchange_blocking(addr: SocketAddr, msg: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
-    let sock = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+    udp_exchange_blocking_proxied(addr, ProxyClaim::NoHeader, msg, timeout)
+}
+
+/// Blocking [`udp_exchange_proxied`].
+pub fn udp_exchange_blocking_proxied(
+    addr: SocketAddr,
+    claim: impl Into<ProxyClaim>,
+    msg: &[u8],
+    timeout: Duration,
+) -> io::Result<Vec<u8>> {
+    let sock = std::net::UdpSocket::bind(local_any(addr))?;
     sock.connect(addr)?;
     sock.set_read_timeout(Some(timeout))?;
-    sock.send(msg)?;
+    let mut datagram = claim.into().header(super::proxy_v2::Transport::Udp, sock.local_addr()?, addr);
+    datagram.extend_from_slice(msg);
+    sock.send(&datagram)?;
     let mut buf = vec![0u8; 65536];
     let n = sock.recv(&mut buf)?;
     buf.truncate(n);
@@ -583,11 +714,23 @@ pub fn udp_exchange_blocking(addr: SocketAddr, msg: &[u8], timeout: Duration) ->
 
 /// Blocking [`tcp_exchange`].
 pub fn tcp_exchange_blocking(addr: SocketAddr, msg: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
+    tcp_exchange_blocking_proxied(addr, ProxyClaim::NoHeader, msg, timeout)
+}
+
+/// Blocking [`tcp_exchange`] behind a PROXY v2 header (TCP) claiming `claim`.
+pub fn tcp_exchange_blocking_proxied(
+    addr: SocketAddr,
+    claim: impl Into<ProxyClaim>,
+    msg: &[u8],
+    timeout: Duration,
+) -> io::Result<Vec<u8>> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    s.write_all(&framed(msg))?;
+    let mut out = claim.into().header(super::proxy_v2::Transport::Tcp, s.local_addr()?, addr);
+    out.extend_from_slice(&framed(msg));
+    s.write_all(&out)?;
     let mut len = [0u8; 2];
     s.read_exact(&mut len)?;
     let mut out = vec![0u8; u16::from_be_bytes(len) as usize];
@@ -686,5 +829,103 @@ pub fn txt_records(msg: &Message) -> Vec<Vec<u8>> {
             Some(RData::TXT(t)) => Some(t.iter().flat_map(|s| s.iter().copied()).collect()),
             _ => None,
         })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// EDNS Client Subnet (RFC 7871) and Extended DNS Errors (RFC 8914)
+
+/// EDNS option code of Client Subnet.
+pub const OPT_ECS: u16 = 8;
+/// EDNS option code of Extended DNS Error.
+pub const OPT_EDE: u16 = 15;
+
+/// An ECS option's data for `ip` cut to `source_prefix` bits: family (1 IPv4, 2 IPv6), the
+/// source prefix, scope prefix 0, and the first ceil(prefix/8) address bytes with the bits
+/// past the prefix zeroed (RFC 7871 section 6; BIND answers FORMERR to stray bits).
+pub fn ecs_option(ip: IpAddr, source_prefix: u8) -> (u16, Vec<u8>) {
+    let (family, octets): (u16, Vec<u8>) = match ip {
+        IpAddr::V4(v4) => (1, v4.octets().to_vec()),
+        IpAddr::V6(v6) => (2, v6.octets().to_vec()),
+    };
+    assert!(source_prefix as usize <= octets.len() * 8, "prefix /{source_prefix} too long for {ip}");
+    let bytes = (source_prefix as usize).div_ceil(8);
+    let mut addr = octets[..bytes].to_vec();
+    if source_prefix % 8 != 0 {
+        addr[bytes - 1] &= 0xFFu8 << (8 - source_prefix % 8);
+    }
+    let mut data = family.to_be_bytes().to_vec();
+    data.extend_from_slice(&[source_prefix, 0]);
+    data.extend_from_slice(&addr);
+    (OPT_ECS, data)
+}
+
+/// A query (RD=1, EDNS 1232 bytes, no DO) whose OPT holds one ECS option: `ip` cut to
+/// `source_prefix` (see [`ecs_option`]); e.g. a client claiming 198.51.100.0/24 itself.
+pub fn query_ecs(name: &str, rtype: RecordType, id: u16, ip: IpAddr, source_prefix: u8) -> Vec<u8> {
+    query_edns(name, rtype, id, false, false, vec![ecs_option(ip, source_prefix)])
+}
+
+/// One decoded ECS option.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ecs {
+    pub family: u16,
+    pub source_prefix: u8,
+    pub scope_prefix: u8,
+    /// The address bytes as sent (ceil(source/8) of them).
+    pub address: Vec<u8>,
+}
+
+impl Ecs {
+    /// The address padded with zeros to a full IPv4/IPv6 address (`None` for another family
+    /// or too many bytes).
+    pub fn ip(&self) -> Option<IpAddr> {
+        let mut full = vec![0u8; if self.family == 1 { 4 } else { 16 }];
+        if !matches!(self.family, 1 | 2) || self.address.len() > full.len() {
+            return None;
+        }
+        full[..self.address.len()].copy_from_slice(&self.address);
+        Some(match self.family {
+            1 => IpAddr::from(<[u8; 4]>::try_from(full).unwrap()),
+            _ => IpAddr::from(<[u8; 16]>::try_from(full).unwrap()),
+        })
+    }
+}
+
+/// `ADDRESS/SOURCE/SCOPE`, as BIND's query log writes it (`127.0.0.0/24/0`).
+impl std::fmt::Display for Ecs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.ip() {
+            Some(ip) => write!(f, "{ip}/{}/{}", self.source_prefix, self.scope_prefix),
+            None => {
+                write!(f, "family {} {:02x?}/{}/{}", self.family, self.address, self.source_prefix, self.scope_prefix)
+            }
+        }
+    }
+}
+
+/// Every ECS option in the OPT record of `msg` (raw wire bytes), in wire order: empty without
+/// an OPT or without ECS. Malformed ones (shorter than 4 bytes) are skipped.
+pub fn ecs_options(msg: &[u8]) -> Vec<Ecs> {
+    let Some(opt) = super::fake_backend::find_opt(msg) else { return Vec::new() };
+    opt.options()
+        .into_iter()
+        .filter(|(code, data)| *code == OPT_ECS && data.len() >= 4)
+        .map(|(_, d)| Ecs {
+            family: u16::from_be_bytes([d[0], d[1]]),
+            source_prefix: d[2],
+            scope_prefix: d[3],
+            address: d[4..].to_vec(),
+        })
+        .collect()
+}
+
+/// Every Extended DNS Error option in the OPT record of `msg`: (INFO-CODE, EXTRA-TEXT).
+pub fn ede_options(msg: &[u8]) -> Vec<(u16, String)> {
+    let Some(opt) = super::fake_backend::find_opt(msg) else { return Vec::new() };
+    opt.options()
+        .into_iter()
+        .filter(|(code, data)| *code == OPT_EDE && data.len() >= 2)
+        .map(|(_, d)| (u16::from_be_bytes([d[0], d[1]]), String::from_utf8_lossy(&d[2..]).into_owned()))
         .collect()
 }

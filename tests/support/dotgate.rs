@@ -14,7 +14,7 @@
 //! `--cert/--key` it prints `pin-sha256="<base64>"` on stderr; SIGTERM drains
 //! and exits 0.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
@@ -30,7 +30,10 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running dotgate. SIGKILLed (and reaped) on Drop if still running.
 pub struct Dotgate {
+    /// The (first) listening address.
     pub addr: SocketAddr,
+    /// Every listening address (one per `--listen`; [`Dotgate::start_listening`] passes several).
+    pub listen: Vec<SocketAddr>,
     proc: TestProcess,
 }
 
@@ -50,16 +53,34 @@ impl Dotgate {
     /// The readiness probe is a bare TCP connect that is closed at once, so
     /// dotgate sees one extra connection (a failed handshake) per start.
     pub fn start(backends: &[SocketAddr], extra_args: &[&str]) -> Dotgate {
+        let backends: Vec<String> = backends.iter().map(|b| b.to_string()).collect();
+        Dotgate::start_listening(&[Ipv4Addr::LOCALHOST.into()], &backends, extra_args)
+    }
+
+    /// [`Dotgate::start`] with each backend given as the text of its `--backend` argument,
+    /// passed as it is: options included, e.g. `format!("{},proxy-protocol", unbound.addr)` or
+    /// `format!("{},ecs=24:56", bind.addr)`.
+    pub fn start_backends(backends: &[String], extra_args: &[&str]) -> Dotgate {
+        Dotgate::start_listening(&[Ipv4Addr::LOCALHOST.into()], backends, extra_args)
+    }
+
+    /// [`Dotgate::start_backends`] listening on each of `ips` (`--listen IP:PORT` for each, one
+    /// free PORT for all; e.g. `[127.0.0.1, ::1]`, or `[::]`). `addr` is the first of them.
+    /// (Free ports are picked on 127.0.0.1: another address may still have it taken; dotgate
+    /// then exits with "in use" and a new port is tried, 3 tries.)
+    pub fn start_listening(ips: &[IpAddr], backends: &[String], extra_args: &[&str]) -> Dotgate {
+        assert!(!ips.is_empty(), "start_listening: no address to listen on");
         for attempt in 1..=3 {
-            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
-            match Dotgate::try_start_on(addr, backends, extra_args) {
+            let port = free_port();
+            let listen: Vec<SocketAddr> = ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
+            match Dotgate::try_start_on_all(&listen, backends, extra_args) {
                 Ok(dotgate) => return dotgate,
                 Err(out) => {
                     let lower = out.to_lowercase();
                     if attempt < 3 && (lower.contains("in use") || lower.contains("addrinuse")) {
                         continue;
                     }
-                    panic!("dotgate exited before listening on {addr}: {out}");
+                    panic!("dotgate exited before listening on {listen:?}: {out}");
                 }
             }
         }
@@ -69,16 +90,24 @@ impl Dotgate {
     /// Like [`Dotgate::start`], on exactly `addr` (another dotgate may listen there too:
     /// SO_REUSEPORT).
     pub fn start_on(addr: SocketAddr, backends: &[SocketAddr], extra_args: &[&str]) -> Dotgate {
-        Dotgate::try_start_on(addr, backends, extra_args)
+        let backends: Vec<String> = backends.iter().map(|b| b.to_string()).collect();
+        Dotgate::try_start_on_all(&[addr], &backends, extra_args)
             .unwrap_or_else(|out| panic!("dotgate exited before listening on {addr}: {out}"))
     }
 
-    /// Starts dotgate on `addr`; `Err` with its output if it exits first.
-    fn try_start_on(addr: SocketAddr, backends: &[SocketAddr], extra_args: &[&str]) -> Result<Dotgate, String> {
-        let mut args: Vec<String> = vec!["--listen".into(), addr.to_string()];
+    /// Starts dotgate listening on every address of `listen`; `Err` with its output if it
+    /// exits first. Ready when a TCP connect to the first address succeeds (to `[::]` means to
+    /// `::1`, to `0.0.0.0` to 127.0.0.1, on Linux) and the start line is logged.
+    fn try_start_on_all(listen: &[SocketAddr], backends: &[String], extra_args: &[&str]) -> Result<Dotgate, String> {
+        let addr = listen[0];
+        let mut args: Vec<String> = Vec::new();
+        for l in listen {
+            args.push("--listen".into());
+            args.push(l.to_string());
+        }
         for b in backends {
             args.push("--backend".into());
-            args.push(b.to_string());
+            args.push(b.clone());
         }
         args.extend(extra_args.iter().map(|s| s.to_string()));
         let mut cmd = Command::new(DOTGATE_BIN);
@@ -95,7 +124,7 @@ impl Dotgate {
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
                 && proc.wait_for_stderr("dotgate started", deadline.saturating_duration_since(Instant::now()))
             {
-                return Ok(Dotgate { addr, proc });
+                return Ok(Dotgate { addr, listen: listen.to_vec(), proc });
             }
             if Instant::now() >= deadline {
                 proc.kill();

@@ -2,8 +2,11 @@
 //!
 //! - [`ports`]: free loopback ports (UDP+TCP).
 //! - [`fake_backend`]: an in-process, scriptable plain-DNS backend.
-//! - [`client`]: a DoT client, DNS message helpers, plain UDP/TCP exchanges.
-//! - [`unbound`] / [`bind`]: real Unbound / BIND servers in temp dirs.
+//! - [`client`]: a DoT client (also from a chosen local address), DNS message helpers (ECS,
+//!   EDE), plain UDP/TCP exchanges (also behind PROXY v2 headers).
+//! - [`unbound`] / [`bind`]: real Unbound / BIND servers in temp dirs (Unbound also behind
+//!   PROXY v2 with query logs and access control; BIND also with its query log).
+//! - [`proxy_v2`]: PROXY protocol v2 headers, encoded and decoded.
 //! - [`dotgate`]: the dotgate binary under test, and test certificates.
 //! - [`openssl`]: `openssl s_client` handshakes that save and resume sessions.
 //! - [`http`]: GET on the admin endpoint, Prometheus samples.
@@ -26,6 +29,7 @@ pub mod openssl;
 pub mod ports;
 pub mod probe;
 pub mod process;
+pub mod proxy_v2;
 pub mod unbound;
 
 pub use bind::Bind;
@@ -35,4 +39,4 @@ pub use client::{
 pub use dotgate::{gen_cert, make_cert, Dotgate, TestCert};
 pub use fake_backend::FakeBackend;
 pub use ports::free_port;
-pub use unbound::Unbound;
+pub use unbound::{Unbound, UnboundOptions};

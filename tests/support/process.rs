@@ -5,6 +5,10 @@
 //! signalled and waited on with a timeout, and which is SIGKILLed and reaped on
 //! Drop. Set `HARNESS_ECHO=1` to also copy every output line to the test's
 //! stderr as it arrives (shown by `cargo test -- --nocapture`).
+//!
+//! Also the start-up of DNS servers ([`start_dns_server`]): wait until a
+//! [`ReadyProbe`] gets answers over UDP and TCP (plain, or behind PROXY v2
+//! headers for a server that requires them).
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -162,19 +166,51 @@ impl Drop for TestProcess {
     }
 }
 
-/// Waits until a DNS server at `addr` answers a query for `probe_name` (type
+/// What the readiness probe asks a starting DNS server, and how.
+///
+/// A `&str` converts into a plain probe, so the starters below take a name as before.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadyProbe<'a> {
+    /// Asked for type A; the answer must be NOERROR with at least one record.
+    pub name: &'a str,
+    /// Every probe datagram, and every probe TCP connection once at its start, carries a
+    /// PROXY v2 header naming the probe's own socket as the client: a server listening with
+    /// `proxy-protocol-port:` (Unbound) drops queries without one.
+    pub proxy_v2: bool,
+}
+
+impl<'a> ReadyProbe<'a> {
+    pub fn plain(name: &'a str) -> Self {
+        ReadyProbe { name, proxy_v2: false }
+    }
+
+    pub fn proxy_v2(name: &'a str) -> Self {
+        ReadyProbe { name, proxy_v2: true }
+    }
+}
+
+impl<'a> From<&'a str> for ReadyProbe<'a> {
+    fn from(name: &'a str) -> Self {
+        ReadyProbe::plain(name)
+    }
+}
+
+/// Waits until a DNS server at `addr` answers the probe (a query for its name, type
 /// A) over UDP AND over TCP with NOERROR and at least one answer record (a
 /// server may answer REFUSED/SERVFAIL before its zones are loaded), polling
 /// every 50 ms. `Err` (with the reason) if
 /// the process exits first or `timeout` passes.
-pub fn wait_dns_ready(
+pub fn wait_dns_ready<'a>(
     proc: &mut TestProcess,
     addr: std::net::SocketAddr,
-    probe_name: &str,
+    probe: impl Into<ReadyProbe<'a>>,
     timeout: Duration,
 ) -> Result<(), String> {
-    use super::client::{query, tcp_exchange_blocking, udp_exchange_blocking};
+    use super::client::{query, tcp_exchange_blocking_proxied, udp_exchange_blocking_proxied, ProxyClaim};
     use hickory_proto::rr::RecordType;
+    let probe = probe.into();
+    let probe_name = probe.name;
+    let claim = if probe.proxy_v2 { ProxyClaim::Myself } else { ProxyClaim::NoHeader };
     let deadline = Instant::now() + timeout;
     let mut id: u16 = 0x5000;
     loop {
@@ -184,8 +220,8 @@ pub fn wait_dns_ready(
         id = id.wrapping_add(1);
         let q = query(probe_name, RecordType::A, id);
         let step = Duration::from_millis(300);
-        let last_err = match udp_exchange_blocking(addr, &q, step) {
-            Ok(r) if answered(&r, id) => match tcp_exchange_blocking(addr, &q, Duration::from_secs(2)) {
+        let last_err = match udp_exchange_blocking_proxied(addr, claim, &q, step) {
+            Ok(r) if answered(&r, id) => match tcp_exchange_blocking_proxied(addr, claim, &q, Duration::from_secs(2)) {
                 Ok(r) if answered(&r, id) => return Ok(()),
                 Ok(r) => format!("TCP answer not (yet) a NOERROR with answers: {}", brief(&r)),
                 Err(e) => format!("TCP: {e}"),
@@ -224,16 +260,18 @@ fn brief(r: &[u8]) -> String {
 
 /// Starts a DNS server (Unbound, BIND) on a free loopback port in a fresh temp dir:
 /// `command(dir, port)` writes its config and returns the command line. Waits (10 s max) until
-/// it answers `probe_name` over UDP and TCP; retries with a new port (3 tries) if the port was
-/// taken meanwhile. Panics with the server's output if it never comes up.
-pub fn start_dns_server(
+/// it answers `probe` (a name, or a [`ReadyProbe`]) over UDP and TCP; retries with a new port
+/// (3 tries) if the port was taken meanwhile. Panics with the server's output (and its `*.log`
+/// files) if it never comes up.
+pub fn start_dns_server<'a>(
     name: &str,
-    probe_name: &str,
+    probe: impl Into<ReadyProbe<'a>>,
     command: impl Fn(&std::path::Path, u16) -> Command,
 ) -> (std::net::SocketAddr, TestProcess, tempfile::TempDir) {
+    let probe = probe.into();
     for attempt in 1..=3 {
         let port = super::ports::free_port();
-        match start_dns_server_on(name, probe_name, port, &command) {
+        match start_dns_server_on(name, probe, port, &command) {
             Ok(started) => return started,
             Err(out) if attempt < 3 && out.contains("ddress already in use") => continue,
             Err(out) => panic!("{out}"),
@@ -244,9 +282,9 @@ pub fn start_dns_server(
 
 /// [`start_dns_server`] on the given loopback `port`, once: `Err` with the reason and the
 /// server's output if it does not come up (e.g. the port is taken).
-pub fn start_dns_server_on(
+pub fn start_dns_server_on<'a>(
     name: &str,
-    probe_name: &str,
+    probe: impl Into<ReadyProbe<'a>>,
     port: u16,
     command: impl Fn(&std::path::Path, u16) -> Command,
 ) -> Result<(std::net::SocketAddr, TestProcess, tempfile::TempDir), String> {
@@ -255,11 +293,26 @@ pub fn start_dns_server_on(
     cmd.current_dir(dir.path());
     let mut proc = TestProcess::spawn(name, cmd);
     let addr = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
-    match wait_dns_ready(&mut proc, addr, probe_name, Duration::from_secs(10)) {
+    match wait_dns_ready(&mut proc, addr, probe, Duration::from_secs(10)) {
         Ok(()) => Ok((addr, proc, dir)),
         Err(why) => {
             proc.kill();
-            Err(format!("{name} did not start on {addr}: {why}\n{}", proc.describe()))
+            Err(format!("{name} did not start on {addr}: {why}\n{}{}", proc.describe(), log_files(dir.path())))
         }
     }
+}
+
+/// The `*.log` files in `dir` with their contents, for failure messages: a server that logs
+/// to a file (Unbound with `logfile:`) says why it did not start there, not on stderr.
+fn log_files(dir: &std::path::Path) -> String {
+    let mut out = String::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.extension().is_some_and(|x| x == "log") {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            out.push_str(&format!("\n--- {} ---\n{text}", path.display()));
+        }
+    }
+    out
 }
