@@ -4,7 +4,10 @@
 #     checked against the registry's sha512) and every object validates against the
 #     Kubernetes schemas (kubernetes-validate --strict, for 1.30 and for its newest version);
 #   - the objects fit together (deploy/check/manifests.py: selectors, ports, Secret names,
-#     the probes on the admin port, the drain inside the grace period, the security context);
+#     the probes on the admin port, the drain inside the grace period, the security context,
+#     dotgate's PROXY v2 backend port being a proxy-protocol-port of Unbound that the Service
+#     and both NetworkPolicies let through);
+#   - the example Unbound's unbound.conf passes `unbound-checkconf` where it exists;
 #   - the ConfigMap's dotgate.toml passes `dotgate --check-config` (with test files where it
 #     expects the certificate, key and ticket keys);
 #   - deploy/Dockerfile passes deploy/check/dockerfile.py (multi-stage, non-root minimal runtime,
@@ -70,6 +73,16 @@ done
 
 say "checking that the objects fit together"
 "$venv/bin/python" deploy/check/manifests.py "$work/rendered.yaml" "$work/dotgate.toml"
+
+if command -v unbound-checkconf >/dev/null; then
+  say "unbound-checkconf on the example Unbound's unbound.conf"
+  "$venv/bin/python" - "$work/rendered.yaml" >"$work/unbound.conf" <<'PY'
+import sys, yaml
+objects = [o for o in yaml.safe_load_all(open(sys.argv[1])) if o]
+print(next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "unbound-config")["data"]["unbound.conf"])
+PY
+  unbound-checkconf "$work/unbound.conf"
+fi
 
 say "dotgate --check-config on the ConfigMap's dotgate.toml"
 mkdir -p "$work/etc/tls" "$work/etc/ticket-keys"

@@ -67,6 +67,17 @@ fn start_dotgate(backend: SocketAddr) -> (Dotgate, SocketAddr) {
     (Dotgate::start(&[backend], &["--workers", "2", "--admin", &admin_arg]), admin)
 }
 
+/// What the dashboard shows of the access controls (allow/deny, per-client rate limits): a
+/// dotgate without them exports none of these series, so their queries have no data there.
+const ACCESS_CONTROL_SERIES: [&str; 2] = ["dotgate_rate_limited_total", r#"reason=~"acl|rate_limit""#];
+
+/// Whether this dotgate has the access controls (its --help names --max-qps-per-client). With
+/// them, their panels must return data like every other.
+fn has_access_controls() -> bool {
+    let out = Command::new(support::dotgate::DOTGATE_BIN).arg("--help").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("--max-qps-per-client")
+}
+
 /// Prometheus's answer to an instant query: the number of series, or the error.
 fn instant_query(prometheus: SocketAddr, expr: &str) -> Result<usize, String> {
     let (status, body) =
@@ -120,6 +131,7 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         serde_json::from_str(&std::fs::read_to_string(Path::new(REPO).join("grafana/dotgate.json")).unwrap()).unwrap();
     let mut failures = Vec::new();
     let mut checked = 0;
+    let access_controls = has_access_controls();
     for panel in dashboard["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().unwrap() {
             let expr = target["expr"].as_str().unwrap();
@@ -127,6 +139,9 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
             let expr = expr.replace("$__rate_interval", "10s").replace("$instance", ".*");
             checked += 1;
             match instant_query(web, &expr) {
+                Ok(0) if !access_controls && ACCESS_CONTROL_SERIES.iter().any(|s| expr.contains(s)) => {
+                    eprintln!("{}: no data, as expected of a dotgate without access controls: {expr}", panel["title"])
+                }
                 Ok(0) => failures.push(format!("{}: no data: {expr}", panel["title"])),
                 Ok(_) => {}
                 Err(e) => failures.push(format!("{}: {e}: {expr}", panel["title"])),

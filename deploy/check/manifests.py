@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Checks that the rendered Kubernetes objects of deploy/kubernetes fit together: what schema
 validation cannot see (selectors that select, ports and Secrets that exist, probes on the admin
-port, the drain inside the grace period, the security settings the README promises).
+port, the drain inside the grace period, the security settings the README promises, dotgate's
+PROXY v2 backend port being one that Unbound takes the header on and that the Services and
+NetworkPolicies let through).
 
   manifests.py RENDERED.yaml TOML_OUT      (scripts/check-deploy.sh runs it)
 
@@ -115,13 +117,95 @@ if policy:
     allowed = {p["port"] for rule in policy["spec"]["ingress"] for p in rule.get("ports", [])}
     check({ports.get("dot"), ports.get("admin")} <= allowed, "NetworkPolicy shuts out the dot or admin port")
 
-# The backend: the Unbound Service by name, in this namespace, selecting Unbound's pods.
+
+def backend(entry):
+    """A `backend` entry ("ADDR[,option...]" or a table) as (host, port, options)."""
+    if isinstance(entry, dict):
+        address, options = entry["address"], {k: v for k, v in entry.items() if k != "address"}
+    else:
+        address, *rest = entry.split(",")
+        options = {o.partition("=")[0]: o.partition("=")[2] or True for o in rest}
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port), options
+
+
+def unbound_server(conf):
+    """unbound.conf's server clause as a list of (key, value), in order."""
+    return [(k.strip(), v.split("#")[0].strip().strip('"')) for k, _, v in
+            (line.strip().partition(":") for line in conf.splitlines())
+            if k and not k.strip().startswith("#") and v.strip()]
+
+
+def port_numbers(container, protocol):
+    return {p["name"]: p["containerPort"] for p in container["ports"] if p.get("protocol", "TCP") == protocol}
+
+
+def policy_ports(rule, container, protocol):
+    """The pod ports a NetworkPolicy rule admits for a protocol (names resolved in container)."""
+    named = port_numbers(container, protocol)
+    return {named.get(p["port"], p["port"]) for p in rule.get("ports", []) if p.get("protocol", "TCP") == protocol}
+
+
+def pod_labels_of(o):
+    return o["spec"]["template"]["metadata"]["labels"]
+
+
+# The backend: the Unbound Service by name, in this namespace, selecting Unbound's pods, on the
+# port where Unbound takes the PROXY v2 header, which every hop lets through.
 unbound = find("Service", "unbound")
 unbound_deployment = find("Deployment", "unbound")
-if unbound and unbound_deployment:
-    check(f"unbound.{namespace}.svc.cluster.local:53" in settings["backend"], "backend is not the unbound Service")
-    check(selects(unbound["spec"]["selector"], unbound_deployment["spec"]["template"]["metadata"]["labels"]), "unbound Service selects no pod")
+unbound_config = find("ConfigMap", "unbound-config")
+if unbound and unbound_deployment and unbound_config:
+    check(selects(unbound["spec"]["selector"], pod_labels_of(unbound_deployment)), "unbound Service selects no pod")
+    backends = [backend(b) for b in settings["backend"]]
+    to_unbound = [b for b in backends if b[0] == f"unbound.{namespace}.svc.cluster.local"]
+    check(to_unbound, "backend is not the unbound Service")
+    server = unbound_server(unbound_config["data"]["unbound.conf"])
+    default_port = int(next((v for k, v in server if k == "port"), 53))
+    listening = {int(v.partition("@")[2] or default_port) for k, v in server if k == "interface"} or {default_port}
+    proxy_ports = {int(v) for k, v in server if k == "proxy-protocol-port"}
+    admitted = {int(v.split()[0].partition("@")[2] or default_port) for k, v in server
+                if k == "interface-action" and v.split()[1] == "allow"}
+    refuse_all = [v for k, v in server if k == "access-control" and v.split()[0] in ("0.0.0.0/0", "::/0")
+                  and v.split()[1] != "allow"]
+    unbound_pod = unbound_deployment["spec"]["template"]["spec"]
+    unbound_container = next(c for c in unbound_pod["containers"] if c["name"] == "unbound")
+    unbound_policy = find("NetworkPolicy", "unbound")
+    for probe in ["readinessProbe", "livenessProbe"]:
+        port = unbound_container.get(probe, {}).get("tcpSocket", {}).get("port")
+        port = port_numbers(unbound_container, "TCP").get(port, port)
+        check(port not in proxy_ports, f"unbound {probe} is on the PROXY v2 port {port}: a probe sends no header")
+    for _, service_port, options in to_unbound:
+        proxied = options.get("proxy-protocol") in (True, "true")
+        what = f"backend port {service_port}"
+        for protocol in ["UDP", "TCP"]:
+            # Service port -> the Unbound container's port, which Unbound listens on.
+            exposed = [p for p in unbound["spec"]["ports"] if p["port"] == service_port and p.get("protocol", "TCP") == protocol]
+            check(exposed, f"unbound Service has no {protocol} port {service_port}")
+            for p in exposed:
+                target = p.get("targetPort", service_port)
+                pod_port = port_numbers(unbound_container, protocol).get(target, target)
+                check(pod_port in port_numbers(unbound_container, protocol).values(),
+                      f"unbound Service {protocol} {service_port} targets {target}, which the unbound container lacks")
+                check(pod_port in listening, f"Unbound listens on no interface @{pod_port} ({what})")
+                check(proxied == (pod_port in proxy_ports),
+                      f"{what}: dotgate sends {'a' if proxied else 'no'} PROXY v2 header, "
+                      f"but Unbound's port {pod_port} is {'not ' if proxied else ''}a proxy-protocol-port")
+                if proxied:
+                    check(pod_port in admitted, f"Unbound's PROXY v2 port {pod_port} has no `interface-action: ...@{pod_port} allow`: DoT clients outside access-control's allow lines get REFUSED")
+                    check(not refuse_all, f"access-control {refuse_all} names every client: Unbound refuses DoT clients on {pod_port}")
+                # Both NetworkPolicies let dotgate reach that pod port.
+                if policy:
+                    check(any(pod_port in policy_ports(rule, unbound_container, protocol)
+                              and any(selects(t.get("podSelector", {}).get("matchLabels"), pod_labels_of(unbound_deployment)) for t in rule.get("to", []))
+                              for rule in policy["spec"].get("egress", [])),
+                          f"dotgate NetworkPolicy lets no {protocol} out to unbound port {pod_port}")
+                if unbound_policy:
+                    check(any(pod_port in policy_ports(rule, unbound_container, protocol)
+                              and any(selects(f.get("podSelector", {}).get("matchLabels"), pod_labels) for f in rule.get("from", []))
+                              for rule in unbound_policy["spec"].get("ingress", [])),
+                          f"unbound NetworkPolicy admits no {protocol} from dotgate on port {pod_port}")
 
 if problems:
-    sys.exit("\n".join(problems))
+    sys.exit("\n".join(dict.fromkeys(problems)))
 print(f"{len(objects)} objects fit together")
