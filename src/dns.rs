@@ -109,6 +109,17 @@ pub fn answers_question(answer: &[u8], asked: &[u8]) -> bool {
         && question_end(answer).is_some_and(|end| same_question(&answer[HEADER_LEN..end], asked))
 }
 
+/// Whether `answer` (a response) is an error that carries no question at all: FORMERR,
+/// SERVFAIL, NOTIMP or REFUSED with QDCOUNT 0. Servers may leave the question out of those
+/// (Unbound's `access-control` refusal is a bare 12-byte header); such an answer is matched by
+/// source and ID alone (it can only say "no", never poison), and the client gets it with its
+/// question put back (see `write_local_answer`).
+pub fn is_questionless_error(answer: &[u8]) -> bool {
+    answer.len() >= HEADER_LEN
+        && qdcount(answer) == 0
+        && matches!(rcode(answer), rcode::FORMERR | rcode::SERVFAIL | rcode::NOTIMP | rcode::REFUSED)
+}
+
 /// Offset just past the (possibly compressed) name at `pos`, or `None` when it runs off the
 /// message or uses a reserved label type.
 pub fn skip_name(msg: &[u8], mut pos: usize) -> Option<usize> {

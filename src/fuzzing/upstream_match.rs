@@ -138,7 +138,7 @@ pub fn run(data: &[u8]) {
                     UdpMatch::Drop(DropReason::WrongSource)
                 } else if datagram[2] & 0x80 == 0 {
                     UdpMatch::Drop(DropReason::Garbage)
-                } else if !carries_question(datagram, entry.question()) {
+                } else if !carries_question(datagram, entry.question()) && !questionless_error(datagram) {
                     UdpMatch::Drop(DropReason::QuestionMismatch)
                 } else {
                     UdpMatch::Deliver(key)
@@ -155,8 +155,13 @@ pub fn run(data: &[u8]) {
         assert_eq!(crate::dns::id(&entry.query), datagram_id, "delivered under another ID");
         assert_eq!(addrs[entry.backend], src, "delivered from another address");
         assert!(datagram[2] & 0x80 != 0);
-        assert!(carries_question(datagram, entry.question()));
+        assert!(carries_question(datagram, entry.question()) || questionless_error(datagram));
     }
+}
+
+/// A FORMERR, SERVFAIL, NOTIMP or REFUSED without a question (QDCOUNT 0).
+fn questionless_error(datagram: &[u8]) -> bool {
+    datagram[4..6] == [0, 0] && matches!(datagram[3] & 0x0F, 1 | 2 | 4 | 5)
 }
 
 /// Whether `datagram` has exactly one question, the same as `asked`, by the strict walker.

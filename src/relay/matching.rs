@@ -61,7 +61,7 @@ pub fn match_udp_datagram(
     if !dns::is_response(datagram) {
         return UdpMatch::Drop(DropReason::Garbage);
     }
-    if !dns::answers_question(datagram, entry.question()) {
+    if !dns::answers_question(datagram, entry.question()) && !dns::is_questionless_error(datagram) {
         return UdpMatch::Drop(DropReason::QuestionMismatch);
     }
     UdpMatch::Deliver(key)

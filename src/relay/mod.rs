@@ -505,7 +505,7 @@ impl Relay {
             return;
         };
         let entry = st.table.get(key).expect("TCP ID map points at a live entry");
-        if !dns::answers_question(answer, entry.question()) {
+        if !dns::answers_question(answer, entry.question()) && !dns::is_questionless_error(answer) {
             bump(&self.stats.dropped_question_mismatch);
             return;
         }
@@ -566,11 +566,20 @@ impl Relay {
             dns::set_id(answer, entry.client_id);
             bump(&self.stats.answers_backend[usize::from(answer[3] & 0x0F)]);
             // An ECS backend's answer goes back as the client asked: without the option when it
-            // sent none, with its own echoed when it did (RFC 7871 §7.2.1).
+            // sent none, with its own echoed when it did (RFC 7871 §7.2). An error without a
+            // question goes back with the question put in, as clients match on it.
             let mut edited = self.ecs_scratch.borrow_mut();
-            match entry.ecs {
-                Some(asked) if ecs::write_answer(answer, asked, &mut edited) => entry.reply.deliver(&edited, entry.tag),
-                _ => entry.reply.deliver(answer, entry.tag),
+            if dns::qdcount(answer) == 0 {
+                edited.clear();
+                dns::write_local_answer(&entry.query, entry.client_id, dns::rcode(answer), &mut edited);
+                entry.reply.deliver(&edited, entry.tag);
+            } else {
+                match entry.ecs {
+                    Some(asked) if ecs::write_answer(answer, asked, &mut edited) => {
+                        entry.reply.deliver(&edited, entry.tag)
+                    }
+                    _ => entry.reply.deliver(answer, entry.tag),
+                }
             }
         }
         self.recycle(entry);
