@@ -33,6 +33,7 @@
 // The system calls std, tokio and socket2 lack are in the `dotgate-sys` crate (crates/dotgate-sys).
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod admin;
 pub mod config;
 pub mod dns;
