@@ -9,4 +9,5 @@
 //! never reads the clock (callers pass `Instant`s) and never logs or counts; the frontends
 //! decide what a refusal looks like on the wire and count it.
 
+pub mod acl;
 pub mod prefix;
