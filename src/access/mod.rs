@@ -11,3 +11,4 @@
 
 pub mod acl;
 pub mod prefix;
+pub mod rate;
