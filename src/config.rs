@@ -606,7 +606,8 @@ impl Config {
 
 /// A backend entry's address text and options.
 fn parse_backend_entry(entry: &BackendEntry) -> Result<(&str, BackendOptions), ConfigError> {
-    let bad = |value: &str, reason: &'static str| ConfigError::Value { what: "backend", value: format!("{value:?}"), reason };
+    let bad =
+        |value: &str, reason: &'static str| ConfigError::Value { what: "backend", value: format!("{value:?}"), reason };
     let mut options = BackendOptions::default();
     let address = match entry {
         BackendEntry::Line(line) => {
@@ -622,7 +623,9 @@ fn parse_backend_entry(entry: &BackendEntry) -> Result<(&str, BackendOptions), C
                             reason,
                         })?)
                     }
-                    _ => return Err(bad(line, "unknown option: expected proxy-protocol or ecs=V4:V6 after the address")),
+                    _ => {
+                        return Err(bad(line, "unknown option: expected proxy-protocol or ecs=V4:V6 after the address"))
+                    }
                 }
             }
             address
@@ -691,9 +694,7 @@ fn access_config(cli: &Cli, file: &FileConfig) -> Result<AccessConfig, ConfigErr
 
 /// Parses an ACL list; the first bad entry is the error.
 pub fn parse_cidrs(what: &'static str, list: &[String]) -> Result<Vec<Cidr>, ConfigError> {
-    list.iter()
-        .map(|s| s.trim().parse::<Cidr>().map_err(|reason| ConfigError::Acl { what, reason }))
-        .collect()
+    list.iter().map(|s| s.trim().parse::<Cidr>().map_err(|reason| ConfigError::Acl { what, reason })).collect()
 }
 
 impl FileConfig {
@@ -934,7 +935,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.backends[1], "[::1]:5353".parse().unwrap());
         assert_eq!(c.backend_options[0], BackendOptions { proxy_protocol: true, ecs: None });
-        assert_eq!(c.backend_options[1], BackendOptions { proxy_protocol: false, ecs: Some(EcsPrefix { v4: 24, v6: 56 }) });
+        assert_eq!(
+            c.backend_options[1],
+            BackendOptions { proxy_protocol: false, ecs: Some(EcsPrefix { v4: 24, v6: 56 }) }
+        );
         assert_eq!(c.backend_options[2], BackendOptions::default());
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
@@ -987,7 +991,8 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "backend = [\"127.0.0.1:53\"]\nallow = [\"127.0.0.0/8\"]\ndeny = [\"127.0.0.3\"]\n").unwrap();
+        std::fs::write(&path, "backend = [\"127.0.0.1:53\"]\nallow = [\"127.0.0.0/8\"]\ndeny = [\"127.0.0.3\"]\n")
+            .unwrap();
         let c = parse(&["--config", path.to_str().unwrap()]).unwrap();
         assert!(c.access.lists_from_file);
         assert_eq!((c.access.allow.len(), c.access.deny.len()), (1, 1));

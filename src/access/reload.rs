@@ -58,9 +58,9 @@ impl AclReloader {
             return;
         }
         self.seen = Some(seen.clone());
-        let checked = seen.map_err(ConfigError::Cli).and_then(|(allow, deny)| {
-            Ok((parse_cidrs("allow", &allow)?, parse_cidrs("deny", &deny)?))
-        });
+        let checked = seen
+            .map_err(ConfigError::Cli)
+            .and_then(|(allow, deny)| Ok((parse_cidrs("allow", &allow)?, parse_cidrs("deny", &deny)?)));
         let path = self.file.as_ref().map_or_else(String::new, |p| p.display().to_string());
         match checked {
             Ok((allow, deny)) => {

@@ -327,7 +327,8 @@ impl Connection {
         // by the cap go to the relay, which may answer some locally at once.
         for _ in 0..2 {
             if result.is_ok() && !self.pending_plaintext.is_empty() {
-                result = take_plaintext(&self.ctx, &self.answers, self.client.as_deref(), &mut self.pending_plaintext, &[]);
+                result =
+                    take_plaintext(&self.ctx, &self.answers, self.client.as_deref(), &mut self.pending_plaintext, &[]);
             }
             if result.is_ok() && self.answers.has_output() && self.unsent.is_empty() {
                 if let Some(session) = self.session.as_mut().filter(|s| s.is_established()) {
@@ -361,13 +362,14 @@ impl Connection {
         let (ctx, answers, pending, client) =
             (&self.ctx, &self.answers, &mut self.pending_plaintext, self.client.as_deref());
         let mut refused = Ok(());
-        let fed = session.feed(bytes, out, |plaintext| match take_plaintext(ctx, answers, client, pending, plaintext) {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(ending) => {
-                refused = Err(ending);
-                ControlFlow::Break(())
-            }
-        });
+        let fed =
+            session.feed(bytes, out, |plaintext| match take_plaintext(ctx, answers, client, pending, plaintext) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(ending) => {
+                    refused = Err(ending);
+                    ControlFlow::Break(())
+                }
+            });
         // The handshake can finish in the very read that brings the records which then break
         // the stream: a client's Finished and its first records travel together, and feed
         // stops at the bad record before it reaches "established". Such a stream broke after
