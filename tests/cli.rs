@@ -72,6 +72,48 @@ fn bad_tcp_memory_settings_in_the_config_file_are_one_line_and_exit_2() {
 }
 
 #[test]
+fn bad_operator_controls_are_one_line_and_exit_2() {
+    let b = "127.0.0.1:53";
+    for (args, needle) in [
+        (vec!["--backend", "127.0.0.1:53,proxy"], "proxy"),
+        (vec!["--backend", "127.0.0.1:53,ecs=33:56"], "33:56"),
+        (vec!["--backend", "127.0.0.1:53,ecs"], "ecs"),
+        (vec!["--backend", b, "--allow", "10.0.0.0/33"], "10.0.0.0/33"),
+        (vec!["--backend", b, "--deny", "2001:db8::/129"], "2001:db8::/129"),
+        (vec!["--backend", b, "--deny", "example.com"], "example.com"),
+        (vec!["--backend", b, "--client-prefix", "24"], "client-prefix"),
+        (vec!["--backend", b, "--client-prefix", "24:129"], "client-prefix"),
+        (vec!["--backend", b, "--max-qps-per-client", "0"], "max-qps-per-client"),
+        (vec!["--backend", b, "--max-new-connections-per-client", "2000000"], "max-new-connections-per-client"),
+    ] {
+        let mut with_check = args.clone();
+        with_check.push("--check-config");
+        assert_config_error(&with_check, needle);
+        assert_config_error(&args, needle);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (text, needle) in [
+        ("allow = [\"10.0.0.0/8\", \"300.1.2.3\"]", "300.1.2.3"),
+        ("deny = \"10.0.0.0/8\"", "deny"),
+        ("client-prefix = \"0:64\"", "client-prefix"),
+        ("backend = [{ address = \"127.0.0.1:53\", ecs = \"24:999\" }]", "24:999"),
+    ] {
+        let text = if text.starts_with("backend") { text.to_owned() } else { format!("backend = [\"{b}\"]\n{text}") };
+        let file = write(dir.path(), "dotgate.toml", &format!("{text}\n"));
+        assert_config_error(&["--config", &file, "--check-config"], needle);
+    }
+    let good = write(
+        dir.path(),
+        "good.toml",
+        "backend = [\"127.0.0.1:53,proxy-protocol\", { address = \"127.0.0.1:54\", ecs = \"24:56\" }]\n\
+         allow = [\"10.0.0.0/8\", \"2001:db8::/32\"]\ndeny = [\"10.1.0.0/16\"]\nmax-qps-per-client = 100\n\
+         max-new-connections-per-client = 10\nclient-prefix = \"24:56\"\n",
+    );
+    let out = dotgate(&["--config", &good, "--check-config"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn unreadable_or_garbage_key_is_one_line_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let pair = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();

@@ -344,6 +344,30 @@ async fn sighup_reloads_the_lists_from_the_config_file() {
     assert!(!can_connect(&dotgate, "127.0.0.3").await);
     answered(&dotgate, "127.0.0.4").await;
 
+    // Under load: an allowed client keeps 20 queries in flight on one connection through both
+    // reloads below; every one must be answered, and the connection must stay up.
+    let loaded = connect(&dotgate, "127.0.0.5").await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = tokio::spawn({
+        let stop = stop.clone();
+        let mut client = loaded;
+        async move {
+            let (mut sent, mut answered) = (0u32, 0u32);
+            loop {
+                while sent - answered < 20 && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    client.send(&query("load.example.", RecordType::A, sent as u16)).await.expect("send under load");
+                    sent += 1;
+                }
+                if sent == answered {
+                    return answered;
+                }
+                let raw = client.recv_timeout(ANSWER).await.expect("read under load").expect("an answer");
+                assert_eq!(parse(&raw).response_code(), ResponseCode::NoError);
+                answered += 1;
+            }
+        }
+    });
+
     replace(&config, "allow = [\"127.0.0.0/8\"]\ndeny = [\"127.0.0.4/32\"]\n");
     dotgate.signal(libc::SIGHUP);
     assert!(connect_becomes(&dotgate, "127.0.0.3", true, RELOAD_WAIT).await, "{}", dotgate.stderr());
@@ -374,6 +398,9 @@ async fn sighup_reloads_the_lists_from_the_config_file() {
     }
     let answer = parse(&open.exchange(&query("still.example.", RecordType::A, 3)).await);
     assert_eq!(answer.id(), 3);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let under_load = load.await.expect("the loaded connection kept working through both reloads");
+    assert!(under_load > 100, "only {under_load} queries answered under load");
 }
 
 // ---------------------------------------------------------------------------

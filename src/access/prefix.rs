@@ -1,5 +1,5 @@
 //! How client addresses group into one client for the rate limits: an IPv4 address counts as its
-//! /V4 block and an IPv6 address as its /V6 block (`--rate-limit-prefix`, "32:64" by default,
+//! /V4 block and an IPv6 address as its /V6 block (`--client-prefix`, "32:64" by default,
 //! since one IPv6 host usually holds a whole /64). An IPv4-mapped IPv6 address (::ffff:a.b.c.d,
 //! an IPv4 client on a dual-stack socket) is its IPv4 address.
 //!

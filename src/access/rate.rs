@@ -1,4 +1,4 @@
-//! Per-client rate limits (`--rate-limit-queries`, `--rate-limit-connections`): for each client
+//! Per-client rate limits (`--max-qps-per-client`, `--max-new-connections-per-client`): for each client
 //! (a `ClientKey`, an address grouped by `ClientPrefix`) a token bucket for its queries and one
 //! for its new connections. A bucket of rate N holds N tokens (a burst of N), refills
 //! continuously at N per second, and a client never seen starts full.
@@ -32,7 +32,7 @@ use std::time::Instant;
 
 use super::prefix::ClientKey;
 
-/// How many clients the table tracks unless told otherwise (`--rate-limit-clients`).
+/// How many clients the table tracks unless told otherwise (`--max-tracked-clients`).
 pub const DEFAULT_TRACKED_CLIENTS: usize = 65_536;
 
 /// The most clients a table may track (about 1.3 GB of table); config caps it far lower.
