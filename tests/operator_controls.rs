@@ -196,6 +196,48 @@ async fn tc_fallback_over_tcp_names_the_client_and_is_not_mixed() {
     }
 }
 
+/// A retry takes the options of the backend it goes to, not of the one that failed: with a
+/// plain backend that never answers beside a proxy-protocol Unbound, every query is answered
+/// (straight by Unbound behind a header, or by Unbound after the plain one timed out), and the
+/// plain backend never sees a PROXY header; with the roles the other way round (an `ecs` and
+/// `proxy-protocol` backend that never answers beside a plain Unbound), the plain Unbound
+/// answers every retry, which it would not do for a datagram that starts with a header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_carries_the_options_of_the_backend_it_goes_to() {
+    let unbound = tokio::task::spawn_blocking(unbound_proxied).await.unwrap();
+    let silent = FakeBackend::start().await;
+    silent.set_down(true);
+    let backends = [silent.addr.to_string(), format!("{},proxy-protocol", unbound.addr)];
+    let args = ["--workers", "1", "--upstream-timeout", "0.2"];
+    let dotgate = Dotgate::start_listening(&[LOCAL4], &backends, &args);
+    let mut client = connect(&dotgate, "127.0.0.2").await;
+    for id in 0..8u16 {
+        let answer = parse(&client.exchange(&query("www.example.test.", RecordType::A, id)).await);
+        assert_eq!(a_records(&answer), vec![support::unbound::WWW_A], "query {id}");
+    }
+    let received = silent.received();
+    assert!(!received.is_empty(), "some queries tried the silent backend first");
+    assert!(
+        received.iter().all(|q| !q.starts_with(&support::proxy_v2::SIGNATURE)),
+        "the plain backend got a PROXY header"
+    );
+
+    let plain = tokio::task::spawn_blocking(Unbound::start).await.unwrap();
+    let silent = FakeBackend::start().await;
+    silent.set_down(true);
+    let backends = [format!("{},proxy-protocol,ecs=24:56", silent.addr), plain.addr.to_string()];
+    let dotgate = Dotgate::start_listening(&[LOCAL4], &backends, &args);
+    let mut client = connect(&dotgate, "127.0.0.2").await;
+    for id in 0..8u16 {
+        let raw = client.exchange(&query("www.example.test.", RecordType::A, id)).await;
+        assert_eq!(a_records(&parse(&raw)), vec![support::unbound::WWW_A], "query {id}");
+        assert_eq!(ecs_options(&raw), vec![], "no ECS back to a client that sent none");
+    }
+    let received = silent.received();
+    assert!(!received.is_empty(), "some queries tried the silent backend first");
+    assert!(received.iter().all(|q| q.starts_with(&support::proxy_v2::SIGNATURE)), "a header on every datagram");
+}
+
 // ---------------------------------------------------------------------------
 // EDNS Client Subnet to BIND
 
