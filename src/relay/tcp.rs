@@ -25,6 +25,11 @@ use super::Relay;
 /// Close an upstream TCP connection with nothing waiting on it after this long; backends close
 /// idle ones themselves too (Unbound after 30 s, BIND after 30 s).
 const IDLE_CLOSE: Duration = Duration::from_secs(10);
+/// The same for a connection that speaks for one client (a `proxy-protocol` backend): there is
+/// one per client with a recent TC fallback, and a backend takes few TCP connections (Unbound's
+/// `incoming-num-tcp` is 10 by default), so each gives its place back soon. Long enough for a
+/// client's burst of truncated questions to share one.
+const CLIENT_IDLE_CLOSE: Duration = Duration::from_secs(2);
 /// Spare room in the receive buffer before each read of answers.
 const READ_ROOM: usize = 4096;
 
@@ -128,6 +133,7 @@ async fn drive(relay: &Relay, conn: &TcpConn, addr: SocketAddr, connect_timeout:
     let (mut reader, mut writer) = stream.into_split();
     let mut inbound = BytesMut::with_capacity(READ_ROOM);
     let mut pending = Vec::new();
+    let idle_close = if conn.client.is_some() { CLIENT_IDLE_CLOSE } else { IDLE_CLOSE };
     loop {
         std::mem::swap(&mut pending, &mut *conn.outgoing.borrow_mut());
         if !pending.is_empty() {
@@ -151,7 +157,7 @@ async fn drive(relay: &Relay, conn: &TcpConn, addr: SocketAddr, connect_timeout:
                     relay.on_tcp_answer(conn, &mut frame);
                 }
             }
-            _ = tokio::time::sleep(IDLE_CLOSE), if idle => return Ok(()),
+            _ = tokio::time::sleep(idle_close), if idle => return Ok(()),
         }
     }
 }
