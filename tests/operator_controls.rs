@@ -235,7 +235,13 @@ async fn a_retry_carries_the_options_of_the_backend_it_goes_to() {
     }
     let received = silent.received();
     assert!(!received.is_empty(), "some queries tried the silent backend first");
-    assert!(received.iter().all(|q| q.starts_with(&support::proxy_v2::SIGNATURE)), "a header on every datagram");
+    for datagram in &received {
+        let header = support::proxy_v2::parse(datagram).expect("a PROXY v2 header on every datagram");
+        // The client's own connection: TCP from 127.0.0.2 to dotgate's listener.
+        assert_eq!(header.transport, Some(support::proxy_v2::Transport::Tcp));
+        assert_eq!(header.src.map(|a| a.ip()), Some(ip("127.0.0.2")));
+        assert_eq!(header.dst, Some(dotgate.addr));
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -60,13 +60,17 @@ pub trait ReplyTo {
     }
 }
 
-/// Where a client is: its own address and port, and the address and port it reached dotgate on.
-/// Backends with `proxy-protocol` get both in a PROXY v2 header; those with `ecs` get the first,
-/// cut to a prefix.
+/// Where a client is: its own address and port, the address and port it reached dotgate on, and
+/// over what. Backends with `proxy-protocol` get all three in a PROXY v2 header; those with `ecs`
+/// get the first, cut to a prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ClientAddr {
     pub peer: SocketAddr,
     pub local: SocketAddr,
+    /// The transport of the client's own connection (DoT: `Stream`), which the PROXY header
+    /// states whatever carries the query to the backend (the specification's "transport
+    /// protocol of the original connection"; dnsdist does the same).
+    pub transport: proxy_v2::Transport,
 }
 
 /// Why a query could not be sent.
@@ -349,9 +353,7 @@ impl Relay {
         }
         if options.proxy_protocol {
             match entry.client {
-                Some(client) => {
-                    proxy_v2::write_header(&mut entry.wire, proxy_v2::Transport::Datagram, client.peer, client.local)
-                }
+                Some(client) => proxy_v2::write_header(&mut entry.wire, client.transport, client.peer, client.local),
                 None => entry.wire.extend_from_slice(&PROXY_V2_LOCAL),
             }
         }
@@ -631,7 +633,7 @@ impl Relay {
                 return conn.clone();
             }
             let mut header = Vec::with_capacity(proxy_v2::MAX_HEADER_LEN);
-            proxy_v2::write_header(&mut header, proxy_v2::Transport::Stream, client.peer, client.local);
+            proxy_v2::write_header(&mut header, client.transport, client.peer, client.local);
             let conn = TcpConn::open(self.clone(), backend, addr, timeout, header, Some(client));
             st.tcp_per_client.insert((backend, client), conn.clone());
             return conn;

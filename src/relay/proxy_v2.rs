@@ -33,7 +33,7 @@ const INET_ADDRESSES_LEN: usize = 4 + 4 + 2 + 2;
 const INET6_ADDRESSES_LEN: usize = 16 + 16 + 2 + 2;
 
 /// The transport the client used to reach dotgate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
     /// TCP (DNS over TLS): written as STREAM.
     Stream,

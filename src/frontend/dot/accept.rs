@@ -15,6 +15,7 @@ use super::limits::Refusal;
 use super::{connection, DotContext};
 use crate::access::gate;
 use crate::frontend::Client;
+use crate::relay::proxy_v2::Transport;
 use crate::relay::ClientAddr;
 use crate::runtime::shutdown::Shutdown;
 use crate::stats::bump;
@@ -81,7 +82,10 @@ fn client_of(ctx: &DotContext, tcp: &TcpStream, peer: SocketAddr) -> Option<Box<
     // A listener's own address; it cannot fail on a connected socket, and a wildcard in the
     // header would at worst name the listener instead of the address the client used.
     let local = tcp.local_addr().unwrap_or(peer);
-    Some(Box::new(Client { addr: ClientAddr { peer, local }, key: ctx.gate.client_key(peer.ip()) }))
+    Some(Box::new(Client {
+        addr: ClientAddr { peer, local, transport: Transport::Stream },
+        key: ctx.gate.client_key(peer.ip()),
+    }))
 }
 
 fn is_resource_exhaustion(e: &io::Error) -> bool {
