@@ -23,8 +23,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::ecs::EcsPrefix;
 use super::inflight::{Key, Route};
-use super::{Relay, RelaySettings, ReplyTo};
+use super::{ClientAddr, Relay, RelaySettings, ReplyTo};
+use crate::config::BackendOptions;
 use crate::dns;
 use crate::stats::WorkerStats;
 
@@ -218,7 +220,14 @@ pub fn run(ops: &[Op]) {
             // On, as served; never filled here (no answer sets TC), so every lookup misses.
             tcp_memory_entries: crate::config::DEFAULT_TCP_MEMORY_ENTRIES,
             tcp_memory_ttl: crate::config::DEFAULT_TCP_MEMORY_TTL,
-            backend_options: vec![Default::default(); BACKENDS],
+            // One plain backend, one told the client by a PROXY header, one by the header and
+            // ECS: each attempt is built for its backend (`Relay::write_wire`), and the model's
+            // answers (no OPT record) come back as they are whatever the backend.
+            backend_options: vec![
+                BackendOptions::default(),
+                BackendOptions { proxy_protocol: true, ecs: None },
+                BackendOptions { proxy_protocol: true, ecs: Some(EcsPrefix { v4: 24, v6: 56 }) },
+            ],
         };
         let relay = Relay::new(settings, stats.clone()).expect("upstream sockets on loopback");
         let mut model = Model {
@@ -343,7 +352,12 @@ impl Model {
         msg.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
         msg.extend_from_slice(&question);
         let reply: Rc<dyn ReplyTo> = self.conns[conn].clone();
-        self.relay.submit(&msg, msg.len(), reply, tag, None);
+        let client = ClientAddr {
+            peer: SocketAddr::from((Ipv4Addr::new(192, 0, 2, 1 + conn as u8), 40_000 + conn as u16)),
+            local: SocketAddr::from((Ipv4Addr::LOCALHOST, 853)),
+            transport: super::proxy_v2::Transport::Stream,
+        };
+        self.relay.submit(&msg, msg.len(), reply, tag, Some(client));
         let attempt = self.find(&question).unwrap_or_else(|| panic!("step {step}: a submitted query is not in flight"));
         let st = self.relay.state.borrow();
         let entry = st.table.get(attempt.key).expect("entry");
