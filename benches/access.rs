@@ -6,6 +6,10 @@
 //!   so each call finds a node that has left the cache; each client is under its limit.
 //! - `client_key`: `ClientPrefix::key` alone, which the frontend pays per query before the
 //!   check.
+//! - `hot_client_two_threads`: the worst case of sharing the table between workers: two
+//!   threads asking for the same client at once, so that every call contends for one shard's
+//!   lock and its cache line moves between cores. The time is per call, each thread's calls
+//!   counted (wall time of the pair / calls of one thread).
 //!
 //! The time passed in moves 1 µs per call, without reading the clock (the caller does that).
 
@@ -62,6 +66,25 @@ fn bench_allow_query(c: &mut Criterion) {
         })
     });
     assert_eq!(rotating.tracked(), ROTATING as usize, "every client stayed tracked");
+
+    let shared = limiter();
+    group.bench_function("hot_client_two_threads", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            std::thread::scope(|scope| {
+                for _ in 0..2 {
+                    scope.spawn(|| {
+                        let mut now = Instant::now();
+                        for _ in 0..iters {
+                            now += step;
+                            black_box(shared.allow_query(black_box(a), now));
+                        }
+                    });
+                }
+            });
+            start.elapsed()
+        })
+    });
     group.finish();
 
     let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
