@@ -156,6 +156,27 @@ pub struct Cli {
     /// carries the Padding option; the default), "always" or "never".
     #[arg(long, value_name = "POLICY")]
     pub padding: Option<Padding>,
+    /// Accept DNSENC (stateless DNS encryption) over UDP and TCP on this address (repeatable).
+    /// Off by default; needs --dnsenc-key.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub dnsenc_listen: Vec<String>,
+    /// A DNSENC private key file, from `dotgate dnsenc keygen` (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub dnsenc_key: Vec<PathBuf>,
+    /// Which plain (not encrypted) queries the DNSENC listeners relay: "bootstrap" (only NSK,
+    /// DNSKEY and DS, so that a client can fetch and validate the key; the default), "all" or
+    /// "none".
+    #[arg(long, value_name = "POLICY")]
+    pub dnsenc_cleartext: Option<Cleartext>,
+    /// RR type number of NSK records (the draft leaves it to IANA). Default 65301.
+    #[arg(long, value_name = "N")]
+    pub dnsenc_nsk_type: Option<u16>,
+    /// EDNS option code of the DNSENC option. Default 65050.
+    #[arg(long, value_name = "N")]
+    pub dnsenc_option_code: Option<u16>,
+    /// Extended RCODE of BADCRYPT. Default 3841.
+    #[arg(long, value_name = "N")]
+    pub dnsenc_badcrypt_rcode: Option<u16>,
     /// Serve /metrics (Prometheus), /healthz and /readyz over plain HTTP on this address. Off by
     /// default; give a loopback or internal address, never the DoT port.
     #[arg(long, value_name = "ADDR:PORT")]
@@ -224,6 +245,12 @@ pub struct FileConfig {
     pub log_queries: Option<bool>,
     pub tcp_fast_open: Option<bool>,
     pub padding: Option<Padding>,
+    pub dnsenc_listen: Option<Vec<String>>,
+    pub dnsenc_keys: Option<Vec<PathBuf>>,
+    pub dnsenc_cleartext: Option<Cleartext>,
+    pub dnsenc_nsk_type: Option<u16>,
+    pub dnsenc_option_code: Option<u16>,
+    pub dnsenc_badcrypt_rcode: Option<u16>,
     pub admin: Option<String>,
 }
 
@@ -332,7 +359,43 @@ pub struct Config {
     pub tcp_fast_open: bool,
     /// Where the admin endpoint (metrics, health) listens; `None`: nowhere.
     pub admin: Option<SocketAddr>,
+    /// The DNSENC frontend; `None`: off.
+    pub dnsenc: Option<DnsencConfig>,
 }
+
+/// The DNSENC frontend's settings.
+#[derive(Debug, Clone)]
+pub struct DnsencConfig {
+    /// Addresses to take DNSENC on, UDP and TCP each.
+    pub listen: Vec<SocketAddr>,
+    /// Private key files (loaded, and reloaded, by `frontend::dnsenc::keys`).
+    pub keys: Vec<PathBuf>,
+    pub cleartext: Cleartext,
+    /// The code points the draft leaves to IANA.
+    pub nsk_type: u16,
+    pub option_code: u16,
+    pub badcrypt_rcode: u16,
+}
+
+/// Which queries that are not DNSENC the DNSENC listeners relay in the clear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cleartext {
+    /// NSK, DNSKEY and DS queries only: what a client needs to fetch and validate the key.
+    #[default]
+    Bootstrap,
+    /// Every query (a plain resolver on the same port as well).
+    All,
+    /// None: REFUSED.
+    None,
+}
+
+/// The NSK RR type dotgate uses unless told otherwise (private use, RFC 6895).
+pub const DEFAULT_DNSENC_NSK_TYPE: u16 = 65301;
+/// The DNSENC EDNS option code (local/experimental use, RFC 6891 §9).
+pub const DEFAULT_DNSENC_OPTION_CODE: u16 = 65050;
+/// BADCRYPT (private use RCODE, RFC 6895).
+pub const DEFAULT_DNSENC_BADCRYPT_RCODE: u16 = 3841;
 
 /// Which answers get EDNS padding to a multiple of 468 bytes (RFC 8467 §4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
@@ -436,6 +499,7 @@ impl Config {
     /// checked but not looked up (and left out of `backends`).
     pub fn merge(cli: Cli, file: FileConfig, resolve: bool) -> Result<Config, ConfigError> {
         let access = access_config(&cli, &file)?;
+        let dnsenc = dnsenc_config(&cli, &file)?;
         let listen_strings = if cli.listen.is_empty() { file.listen.unwrap_or_default() } else { cli.listen };
         let listen = if listen_strings.is_empty() {
             vec![
@@ -600,8 +664,62 @@ impl Config {
             padding: cli.padding.or(file.padding).unwrap_or_default(),
             tcp_fast_open: cli.tcp_fast_open.or(file.tcp_fast_open).unwrap_or(true),
             admin,
+            dnsenc,
         })
     }
+}
+
+/// The DNSENC settings: on when a listen address is given, which then needs a key (and a key
+/// needs a listen address).
+fn dnsenc_config(cli: &Cli, file: &FileConfig) -> Result<Option<DnsencConfig>, ConfigError> {
+    let listen = if cli.dnsenc_listen.is_empty() { file.dnsenc_listen.clone().unwrap_or_default() } else { cli.dnsenc_listen.clone() };
+    let keys = if cli.dnsenc_key.is_empty() { file.dnsenc_keys.clone().unwrap_or_default() } else { cli.dnsenc_key.clone() };
+    match (listen.is_empty(), keys.is_empty()) {
+        (true, true) => return Ok(None),
+        (false, true) => {
+            return Err(ConfigError::Cli(
+                "--dnsenc-listen needs at least one --dnsenc-key (make one with `dotgate dnsenc keygen`)".to_owned(),
+            ))
+        }
+        (true, false) => return Err(ConfigError::Cli("--dnsenc-key given without --dnsenc-listen".to_owned())),
+        (false, false) => {}
+    }
+    let listen = listen.iter().map(|s| parse_addr(s, 53, "dnsenc-listen")).collect::<Result<Vec<_>, _>>()?;
+    let code = |what: &'static str, value: Option<u16>, default: u16, valid: fn(u16) -> bool, reason: &'static str| {
+        let value = value.unwrap_or(default);
+        if valid(value) {
+            Ok(value)
+        } else {
+            Err(ConfigError::Value { what, value: value.to_string(), reason })
+        }
+    };
+    Ok(Some(DnsencConfig {
+        listen,
+        keys,
+        cleartext: cli.dnsenc_cleartext.or(file.dnsenc_cleartext).unwrap_or_default(),
+        // Not a meta type (OPT, TKEY, TSIG, IXFR, AXFR, MAILB, MAILA, ANY) nor 0.
+        nsk_type: code(
+            "dnsenc-nsk-type",
+            cli.dnsenc_nsk_type.or(file.dnsenc_nsk_type),
+            DEFAULT_DNSENC_NSK_TYPE,
+            |t| t != 0 && t != 41 && !(128..=255).contains(&t) && t != 65535,
+            "must be a data RR type: not 0, 41 (OPT), 128-255 (meta types) or 65535",
+        )?,
+        option_code: code(
+            "dnsenc-option-code",
+            cli.dnsenc_option_code.or(file.dnsenc_option_code),
+            DEFAULT_DNSENC_OPTION_CODE,
+            |c| c != 0 && c != 65535,
+            "must be 1 to 65534",
+        )?,
+        badcrypt_rcode: code(
+            "dnsenc-badcrypt-rcode",
+            cli.dnsenc_badcrypt_rcode.or(file.dnsenc_badcrypt_rcode),
+            DEFAULT_DNSENC_BADCRYPT_RCODE,
+            |r| (24..=4095).contains(&r),
+            "must be an extended RCODE, 24 to 4095 (3841-4095 are for private use)",
+        )?,
+    }))
 }
 
 /// A backend entry's address text and options.
@@ -998,6 +1116,27 @@ mod tests {
         assert_eq!((c.access.allow.len(), c.access.deny.len()), (1, 1));
         let c = parse(&["--config", path.to_str().unwrap(), "--deny", "127.0.0.4"]).unwrap();
         assert!(!c.access.lists_from_file && c.access.allow.is_empty(), "flags replace both lists");
+    }
+
+    #[test]
+    fn dnsenc_settings_go_together_and_are_checked() {
+        let c = parse(&["--backend", "127.0.0.1:53"]).unwrap();
+        assert!(c.dnsenc.is_none(), "off by default");
+        let c =
+            parse(&["--backend", "127.0.0.1:53", "--dnsenc-listen", "127.0.0.1:5353", "--dnsenc-key", "k.pem"]).unwrap();
+        let d = c.dnsenc.expect("on");
+        assert_eq!(d.listen, vec!["127.0.0.1:5353".parse().unwrap()]);
+        assert_eq!((d.nsk_type, d.option_code, d.badcrypt_rcode), (65301, 65050, 3841));
+        assert_eq!(d.cleartext, Cleartext::Bootstrap);
+        let e = parse(&["--backend", "127.0.0.1:53", "--dnsenc-listen", "127.0.0.1:5353"]).unwrap_err().to_string();
+        assert!(e.contains("--dnsenc-key"), "{e}");
+        let e = parse(&["--backend", "127.0.0.1:53", "--dnsenc-key", "k.pem"]).unwrap_err().to_string();
+        assert!(e.contains("--dnsenc-listen"), "{e}");
+        for (flag, bad) in [("--dnsenc-nsk-type", "41"), ("--dnsenc-option-code", "0"), ("--dnsenc-badcrypt-rcode", "15")] {
+            let args = ["--backend", "127.0.0.1:53", "--dnsenc-listen", "127.0.0.1:5353", "--dnsenc-key", "k", flag, bad];
+            let e = parse(&args).unwrap_err().to_string();
+            assert!(e.contains(&flag[2..]) && !e.contains('\n'), "{flag} {bad}: {e}");
+        }
     }
 
     #[test]

@@ -58,7 +58,7 @@ use tls::TlsSetup;
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
-    Listen(#[from] frontend::dot::listen::ListenError),
+    Listen(#[from] frontend::listen::ListenError),
     #[error("worker {worker} failed: {source}")]
     Worker { worker: usize, source: std::io::Error },
     #[error("cannot listen on admin address {addr}: {source}")]
@@ -68,14 +68,25 @@ pub enum RunError {
 }
 
 /// Binds, starts the workers, and serves until SIGTERM or SIGINT, then drains and returns.
-pub fn run(config: Config, tls: TlsSetup) -> Result<(), RunError> {
+pub fn run(
+    config: Config,
+    tls: TlsSetup,
+    dnsenc: Option<Arc<frontend::dnsenc::server::DnsencServer>>,
+) -> Result<(), RunError> {
     let config = Arc::new(config);
     // Raised before the listeners and connections need descriptors; said after the binds, so
     // that a bad address stays the only line a failed start prints.
     let open_files = dotgate_sys::rlimit::raise_open_files();
     let mut skipped = Vec::new();
     let (listeners, bound) =
-        frontend::dot::listen::bind_all(&config.listen, config.workers, config.tcp_fast_open, &mut skipped)?;
+        frontend::listen::bind_all(&config.listen, config.workers, config.tcp_fast_open, &mut skipped)?;
+    let (mut dnsenc_sockets, dnsenc_bound) = match &config.dnsenc {
+        Some(settings) if dnsenc.is_some() => {
+            let (sockets, bound) = frontend::listen::bind_udp_and_tcp_all(&settings.listen, config.workers)?;
+            (sockets.into_iter().map(Some).collect::<Vec<_>>(), bound)
+        }
+        _ => (Vec::new(), Vec::new()),
+    };
     let admin_listener = match config.admin {
         Some(addr) => Some(admin::bind(addr).map_err(|source| RunError::Admin { addr, source })?),
         None => None,
@@ -122,6 +133,9 @@ pub fn run(config: Config, tls: TlsSetup) -> Result<(), RunError> {
             limits: limits.clone(),
             gate: gate.clone(),
             stats: worker_stats[index].clone(),
+            dnsenc: dnsenc
+                .clone()
+                .and_then(|server| Some((server, dnsenc_sockets.get_mut(index).and_then(Option::take)?))),
         };
         let exited_tx = exited_tx.clone();
         let handle = thread::Builder::new()
@@ -152,8 +166,9 @@ pub fn run(config: Config, tls: TlsSetup) -> Result<(), RunError> {
         .collect();
     let rate = |limit: Option<u32>| limit.map_or_else(|| "off".to_owned(), |n| n.to_string());
     tracing::info!(
-        "dotgate started: listen=[{}] backends=[{}] workers={} allow={} deny={} max-qps-per-client={} max-new-connections-per-client={} admin={} cert={} pin-sha256=\"{}\"",
+        "dotgate started: listen=[{}] dnsenc=[{}] backends=[{}] workers={} allow={} deny={} max-qps-per-client={} max-new-connections-per-client={} admin={} cert={} pin-sha256=\"{}\"",
         listen_list.join(","),
+        dnsenc_bound.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
         backend_list.join(" "),
         config.workers,
         config.access.allow.len(),
@@ -172,7 +187,19 @@ pub fn run(config: Config, tls: TlsSetup) -> Result<(), RunError> {
         let hangup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
         let acl_file = config.config_file.clone().filter(|_| config.access.lists_from_file);
         let acl = access::reload::AclReloader::new(acl_file, gate.clone());
-        tokio::spawn(runtime::reload::watch(tls::reload::Reloader::new(&tls), acl, hangup, shutdown.clone()));
+        let dnsenc_keys = match (&config.dnsenc, &dnsenc) {
+            (Some(settings), Some(server)) => {
+                Some(frontend::dnsenc::reload::KeyReloader::new(settings.keys.clone(), server.clone()))
+            }
+            _ => None,
+        };
+        tokio::spawn(runtime::reload::watch(
+            tls::reload::Reloader::new(&tls),
+            acl,
+            dnsenc_keys,
+            hangup,
+            shutdown.clone(),
+        ));
         // The listeners are bound and listening: connections queue from here on.
         admin_state.set_serving();
         if let Some(listener) = admin_listener {

@@ -30,6 +30,13 @@ fn main() -> ExitCode {
         Ok(tls) => tls,
         Err(e) => return bad_config(&e),
     };
+    let dnsenc = match &config.dnsenc {
+        Some(settings) => match dotgate::frontend::dnsenc::reload::load_server(settings) {
+            Ok(server) => Some(std::sync::Arc::new(server)),
+            Err(e) => return bad_config(&e),
+        },
+        None => None,
+    };
     if check_only {
         println!("dotgate: configuration OK");
         return ExitCode::SUCCESS;
@@ -44,7 +51,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    match dotgate::run(config, tls) {
+    match dotgate::run(config, tls, dnsenc) {
         Ok(()) => ExitCode::SUCCESS,
         // An address this host cannot listen on is a settings problem like any other.
         Err(e @ (dotgate::RunError::Listen(_) | dotgate::RunError::Admin { .. })) => bad_config(&e),

@@ -105,8 +105,19 @@ pub struct WorkerStats {
     /// Connections closed at accept for the client's connection rate
     /// (`--max-new-connections-per-client`).
     pub rate_limited_connections: Counter,
-    /// Connections closed at accept by the access lists (`--allow`, `--deny`).
+    /// Connections closed at accept by the access lists (`--allow`, `--deny`); for DNSENC over
+    /// UDP, datagrams dropped by them.
     pub connections_refused_acl: Counter,
+    /// DNSENC queries decrypted and relayed, by the query scheme of the key.
+    pub dnsenc_queries_rsa2048: Counter,
+    pub dnsenc_queries_rsa4096: Counter,
+    pub dnsenc_queries_x25519: Counter,
+    /// DNSENC messages answered by dotgate itself, by reason (`server::Verdict`), and sealed
+    /// answers too large for the client's UDP size (a TC=1 envelope instead).
+    pub dnsenc_errors_refused: Counter,
+    pub dnsenc_errors_formerr: Counter,
+    pub dnsenc_errors_badcrypt: Counter,
+    pub dnsenc_errors_truncated: Counter,
     /// Queries retried on another backend after a timeout.
     pub upstream_retries: Counter,
     /// UDP answers with TC=1 asked again over TCP.
@@ -182,7 +193,7 @@ const fn exposed(
 }
 
 /// The help text of each counter metric.
-pub const COUNTER_HELP: [(&str, &str); 16] = [
+pub const COUNTER_HELP: [(&str, &str); 18] = [
     ("queries_received_total", "DNS messages read from clients, well-formed or not."),
     ("answers_total", "Answers written to clients, by source (backend or local) and RCODE."),
     ("upstream_retries_total", "Queries retried on another backend after a timeout."),
@@ -203,6 +214,11 @@ pub const COUNTER_HELP: [(&str, &str); 16] = [
         "Client connections closed at accept, before TLS, by reason: a connection limit, the access lists or a rate limit.",
     ),
     ("rate_limited_total", "Queries refused and connections closed for a client over its rate limit, by kind."),
+    ("dnsenc_queries_total", "DNSENC queries decrypted and relayed, by the query scheme."),
+    (
+        "dnsenc_errors_total",
+        "DNSENC messages dotgate answered itself (refused, formerr, badcrypt) and answers sent as a TC=1 envelope (truncated).",
+    ),
     ("worker_wakeups_total", "Times a worker thread woke from sleep to handle events."),
     ("worker_lingers_total", "Times a worker lingered before sleeping so that the next events share one wake-up."),
 ];
@@ -223,7 +239,7 @@ impl WorkerStats {
     }
 
     /// Every counter with how it is exposed: the one list of them.
-    pub fn counters(&self) -> [(Exposed, &Counter); 35] {
+    pub fn counters(&self) -> [(Exposed, &Counter); 42] {
         [
             (exposed("queries", "queries_received_total", &[]), &self.queries),
             (
@@ -254,6 +270,16 @@ impl WorkerStats {
             (
                 exposed("connections_refused_rate", "connections_rejected_total", &[("reason", "rate_limit")]),
                 &self.rate_limited_connections,
+            ),
+            (exposed("dnsenc_queries_rsa2048", "dnsenc_queries_total", &[("scheme", "rsa2048")]), &self.dnsenc_queries_rsa2048),
+            (exposed("dnsenc_queries_rsa4096", "dnsenc_queries_total", &[("scheme", "rsa4096")]), &self.dnsenc_queries_rsa4096),
+            (exposed("dnsenc_queries_x25519", "dnsenc_queries_total", &[("scheme", "x25519")]), &self.dnsenc_queries_x25519),
+            (exposed("dnsenc_errors_refused", "dnsenc_errors_total", &[("reason", "refused")]), &self.dnsenc_errors_refused),
+            (exposed("dnsenc_errors_formerr", "dnsenc_errors_total", &[("reason", "formerr")]), &self.dnsenc_errors_formerr),
+            (exposed("dnsenc_errors_badcrypt", "dnsenc_errors_total", &[("reason", "badcrypt")]), &self.dnsenc_errors_badcrypt),
+            (
+                exposed("dnsenc_errors_truncated", "dnsenc_errors_total", &[("reason", "truncated")]),
+                &self.dnsenc_errors_truncated,
             ),
             (exposed("upstream_retries", "upstream_retries_total", &[]), &self.upstream_retries),
             (exposed("tc_fallbacks", "upstream_tc_fallbacks_total", &[]), &self.tc_fallbacks),

@@ -65,6 +65,11 @@ impl Gate {
         Ok(())
     }
 
+    /// Whether the access lists let `ip` in (for a frontend without connections, per datagram).
+    pub fn acl_allows(&self, ip: IpAddr) -> bool {
+        self.acl.current().allows(ip)
+    }
+
     /// Whether queries are rate-limited (a frontend then keeps each connection's client key).
     pub fn limits_queries(&self) -> bool {
         self.limits_queries

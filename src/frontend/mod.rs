@@ -4,6 +4,7 @@
 //! gateway are meant to be siblings of `dot/`, touching nothing outside their own folder
 //! but a line in the worker that starts them.
 pub mod dot;
+pub mod listen;
 
 use crate::access::prefix::ClientKey;
 use crate::relay::ClientAddr;

@@ -11,6 +11,7 @@ use tokio::signal::unix::Signal;
 use tokio::time::MissedTickBehavior;
 
 use crate::access::reload::AclReloader;
+use crate::frontend::dnsenc::reload::KeyReloader;
 use crate::runtime::shutdown::Shutdown;
 use crate::tls::reload::Reloader;
 
@@ -19,7 +20,13 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Polls and answers SIGHUP (`hangup`, registered by the caller so that a failure to register
 /// is a start-up error) until `shutdown`.
-pub async fn watch(mut reloader: Reloader, mut acl: AclReloader, mut hangup: Signal, mut shutdown: Shutdown) {
+pub async fn watch(
+    mut reloader: Reloader,
+    mut acl: AclReloader,
+    mut dnsenc_keys: Option<KeyReloader>,
+    mut hangup: Signal,
+    mut shutdown: Shutdown,
+) {
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let first_rotation = tokio::time::Instant::now() + crate::tls::OWN_KEY_ROTATION;
@@ -31,6 +38,9 @@ pub async fn watch(mut reloader: Reloader, mut acl: AclReloader, mut hangup: Sig
             _ = tick.tick() => {
                 reloader.poll();
                 acl.poll();
+                if let Some(keys) = dnsenc_keys.as_mut() {
+                    keys.poll();
+                }
             }
             _ = rotate.tick() => reloader.rotate_own_ticket_key(),
             Some(()) = hangup.recv() => {
@@ -42,6 +52,9 @@ pub async fn watch(mut reloader: Reloader, mut acl: AclReloader, mut hangup: Sig
                 }
                 if acl.has_file() {
                     acl.reload_now();
+                }
+                if let Some(keys) = dnsenc_keys.as_mut() {
+                    keys.reload_now();
                 }
             }
         }

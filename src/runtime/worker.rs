@@ -34,6 +34,8 @@ pub struct WorkerSpec {
     pub gate: Arc<crate::access::gate::Gate>,
     /// This worker's counters, which the admin endpoint reads.
     pub stats: Arc<WorkerStats>,
+    /// The DNSENC frontend's server and this worker's sockets for it, when it is on.
+    pub dnsenc: Option<(Arc<crate::frontend::dnsenc::server::DnsencServer>, Vec<crate::frontend::listen::UdpAndTcp>)>,
 }
 
 /// Runs a worker to completion on the calling thread.
@@ -47,7 +49,7 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
 }
 
 async fn serve(spec: WorkerSpec) -> io::Result<()> {
-    let WorkerSpec { index, config, tls, listeners, mut shutdown, limits, gate, stats } = spec;
+    let WorkerSpec { index, config, tls, listeners, mut shutdown, limits, gate, stats, dnsenc } = spec;
     let relay = Relay::new(
         RelaySettings {
             backends: config.backends.clone(),
@@ -83,6 +85,25 @@ async fn serve(spec: WorkerSpec) -> io::Result<()> {
     for listener in listeners {
         let listener = TcpListener::from_std(listener)?;
         tokio::task::spawn_local(accept::accept_loop(listener, ctx.clone(), shutdown.clone()));
+    }
+    if let Some((server, sockets)) = dnsenc {
+        let dnsenc = Rc::new(crate::frontend::dnsenc::DnsencContext::new(
+            server,
+            relay.clone(),
+            stats.clone(),
+            ctx.gate.clone(),
+            config.idle_timeout,
+            config.max_in_flight,
+        ));
+        for crate::frontend::listen::UdpAndTcp { udp, tcp } in sockets {
+            let (ctx, shutdown) = (dnsenc.clone(), shutdown.clone());
+            tokio::task::spawn_local(async move {
+                if let Err(e) = crate::frontend::dnsenc::udp::serve(ctx, udp, shutdown).await {
+                    tracing::warn!(error = %e, "DNSENC UDP listener failed");
+                }
+            });
+            tokio::task::spawn_local(crate::frontend::dnsenc::tcp::accept_loop(dnsenc.clone(), tcp, shutdown.clone()));
+        }
     }
     tokio::task::spawn_local(every_second(ctx.clone()));
 

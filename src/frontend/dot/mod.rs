@@ -1,7 +1,7 @@
 //! The DNS-over-TLS frontend (RFC 7858), steps ①–④ and ⑨ of the data path: listening sockets,
 //! accept, the TLS handshake, the frame reader, the query check, and the answer writer.
 //!
-//! `listen` binds the shared SO_REUSEPORT sockets; `accept` runs one accept loop per listener
+//! `frontend::listen` binds the shared SO_REUSEPORT sockets; `accept` runs one accept loop per listener
 //! per worker and drives handshakes; `connection` owns one client connection from its first byte to
 //! close; `hello` peeks at the ClientHello's ALPN offer; `session` is the connection's TLS
 //! record layer (rustls's unbuffered API); `framing` splits the 2-byte length-prefixed stream; `answers` is the connection's
@@ -13,7 +13,6 @@ pub mod connection;
 pub mod framing;
 pub mod hello;
 pub mod limits;
-pub mod listen;
 pub mod session;
 
 use std::cell::{Cell, RefCell};

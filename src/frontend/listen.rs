@@ -1,7 +1,8 @@
-//! Listening sockets: one per listen address per worker, all bound to the same address with
-//! SO_REUSEPORT so that the kernel spreads new connections over the workers. Bound by the main
-//! thread before workers start, so that a port in use is one error at start, and port 0
-//! resolves to one port that every worker shares.
+//! Listening sockets, for every frontend: one per listen address per worker, all bound to the
+//! same address with SO_REUSEPORT so that the kernel spreads new connections (TCP) and
+//! datagrams (UDP, by source address and port) over the workers. Bound by the main thread
+//! before workers start, so that a port in use is one error at start, and port 0 resolves to
+//! one port that every worker shares.
 
 use std::io;
 use std::net::SocketAddr;
@@ -52,6 +53,55 @@ pub fn bind_all(
         bound.push(actual);
     }
     Ok((per_worker, bound))
+}
+
+/// A UDP socket and a TCP listener on one address (DNS over UDP and TCP on one port), per
+/// worker.
+pub struct UdpAndTcp {
+    pub udp: std::net::UdpSocket,
+    pub tcp: std::net::TcpListener,
+}
+
+/// Binds `workers` UDP sockets and TCP listeners for every address, UDP and TCP on the same
+/// port (port 0: one free port for both, taken by UDP first). Returns them per worker, and the
+/// addresses as bound.
+pub fn bind_udp_and_tcp_all(
+    addrs: &[SocketAddr],
+    workers: usize,
+) -> Result<(Vec<Vec<UdpAndTcp>>, Vec<SocketAddr>), ListenError> {
+    let mut per_worker: Vec<Vec<UdpAndTcp>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut bound = Vec::new();
+    for &wanted in addrs {
+        let first_udp = bind_udp(wanted).map_err(|source| ListenError { addr: wanted, source })?;
+        let actual = first_udp.local_addr().map_err(|source| ListenError { addr: wanted, source })?;
+        let first_tcp = bind_one(actual, false).map_err(|source| ListenError { addr: actual, source })?;
+        per_worker[0].push(UdpAndTcp { udp: first_udp, tcp: first_tcp });
+        for sockets in per_worker.iter_mut().skip(1) {
+            let udp = bind_udp(actual).map_err(|source| ListenError { addr: actual, source })?;
+            let tcp = bind_one(actual, false).map_err(|source| ListenError { addr: actual, source })?;
+            sockets.push(UdpAndTcp { udp, tcp });
+        }
+        bound.push(actual);
+    }
+    Ok((per_worker, bound))
+}
+
+/// Kernel receive buffer asked for a UDP listener: a burst of queries must not overflow while
+/// the worker is busy (the kernel caps it at `net.core.rmem_max`).
+const UDP_RECV_BUFFER_BYTES: usize = 4 << 20;
+
+fn bind_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    // Best effort: a smaller buffer only means drops under bursts.
+    let _ = socket.set_recv_buffer_size(UDP_RECV_BUFFER_BYTES);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
 
 fn no_ipv6(e: &io::Error) -> bool {

@@ -1,0 +1,101 @@
+//! The DNSENC frontend (stateless DNS encryption, draft-krecicki-dprive-dnsenc-01 as
+//! docs/dnsenc.md profiles it): UDP and TCP listeners beside DoT, on the same relay core.
+//!
+//! `wire` is the draft's formats (NSK, the option, the envelope); `crypto` and `keys` the
+//! schemes dotgate defines and the key files; `server` what each message gets and how an
+//! answer is sealed; `udp` and `tcp` the listeners; `reload` puts new key files in service.
+//! It talks to the relay only through `Relay::submit` and its own `ReplyTo`s; the backends see
+//! plain inner queries from dotgate's address, and nothing about a client outlives its answer.
+
+pub mod crypto;
+pub mod keys;
+pub mod reload;
+pub mod server;
+pub mod tcp;
+pub mod udp;
+pub mod wire;
+
+use std::cell::RefCell;
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::access::gate::Gate;
+use crate::relay::Relay;
+use crate::stats::{bump, WorkerStats};
+use server::DnsencServer;
+
+/// What a worker's DNSENC listeners share.
+pub struct DnsencContext {
+    pub server: Arc<DnsencServer>,
+    pub relay: Rc<Relay>,
+    pub stats: Arc<WorkerStats>,
+    pub gate: Arc<Gate>,
+    /// Close a TCP connection with nothing in flight after this long.
+    pub idle_timeout: Duration,
+    /// Queries in flight per TCP connection before reading pauses.
+    pub max_in_flight: u32,
+    /// Where a message is decided (an answer, or the inner query to relay).
+    work: RefCell<Vec<u8>>,
+    /// Where an answer is sealed, and the envelope written.
+    scratch: RefCell<Vec<u8>>,
+    sealed: RefCell<Vec<u8>>,
+    /// Nonces of sealed answers: ChaCha-based, seeded from the OS.
+    rng: RefCell<StdRng>,
+}
+
+impl DnsencContext {
+    pub fn new(
+        server: Arc<DnsencServer>,
+        relay: Rc<Relay>,
+        stats: Arc<WorkerStats>,
+        gate: Arc<Gate>,
+        idle_timeout: Duration,
+        max_in_flight: u32,
+    ) -> DnsencContext {
+        DnsencContext {
+            server,
+            relay,
+            stats,
+            gate,
+            idle_timeout,
+            max_in_flight,
+            work: RefCell::new(Vec::with_capacity(4096)),
+            scratch: RefCell::new(Vec::with_capacity(4096)),
+            sealed: RefCell::new(Vec::with_capacity(4096)),
+            rng: RefCell::new(StdRng::from_os_rng()),
+        }
+    }
+
+    /// Whether the access lists let `ip` in (checked per datagram, and per TCP connection).
+    fn admits(&self, ip: IpAddr) -> bool {
+        if self.gate.acl_allows(ip) {
+            return true;
+        }
+        bump(&self.stats.connections_refused_acl);
+        false
+    }
+
+    fn count_query(&self, scheme: u16) {
+        let counter = match scheme {
+            crypto::RSA2048_OAEP => &self.stats.dnsenc_queries_rsa2048,
+            crypto::RSA4096_OAEP => &self.stats.dnsenc_queries_rsa4096,
+            _ => &self.stats.dnsenc_queries_x25519,
+        };
+        bump(counter);
+    }
+
+    fn count_error(&self, reason: &str) {
+        let counter = match reason {
+            "refused" => &self.stats.dnsenc_errors_refused,
+            "badcrypt" => &self.stats.dnsenc_errors_badcrypt,
+            "truncated" => &self.stats.dnsenc_errors_truncated,
+            _ => &self.stats.dnsenc_errors_formerr,
+        };
+        bump(counter);
+    }
+}

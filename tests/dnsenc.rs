@@ -1,0 +1,252 @@
+//! The DNSENC frontend end to end (issue 16, docs/dnsenc.md): a client built from dotgate's own
+//! `wire` and `crypto` modules (the reference client's parts) asks dotgate's DNSENC listener,
+//! over UDP and TCP, with each query scheme, in front of a real Unbound; the answers equal a
+//! plain query's. Then every rejection of §2.3 in its order, each with its exact RCODE and with
+//! nothing reaching the backend, the cleartext policy, and the TC=1 path to TCP.
+
+mod support;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dotgate::frontend::dnsenc::crypto::{self, QueryPublicKey};
+use dotgate::frontend::dnsenc::keys::ServerKey;
+use dotgate::frontend::dnsenc::wire::{self, CodePoints, Nsk};
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use support::{a_records, parse, query, query_edns, txt_records, Dotgate, FakeBackend, Unbound};
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+const CP: CodePoints = CodePoints { nsk_type: 65301, option_code: 65050, badcrypt: 3841 };
+
+/// A key of `scheme` written to a 0600 file in `dir`.
+fn key_file(dir: &Path, scheme: u16, rng: &mut StdRng) -> (PathBuf, ServerKey) {
+    let key = ServerKey::generate(scheme, 10, rng).expect("generate a key");
+    let path = dir.join(format!("{}.key", key.key_id));
+    key.write_new(&path).expect("write the key file");
+    (path, key)
+}
+
+/// dotgate with DNSENC on a free port beside DoT, with `keys`, in front of `backend`.
+fn start(backend: SocketAddr, keys: &[&Path], extra: &[&str]) -> (Dotgate, SocketAddr) {
+    let dnsenc = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let mut args = vec!["--dnsenc-listen".to_owned(), dnsenc.to_string(), "--workers".to_owned(), "2".to_owned()];
+    for key in keys {
+        args.push("--dnsenc-key".to_owned());
+        args.push(key.display().to_string());
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    (Dotgate::start(&[backend], &args), dnsenc)
+}
+
+/// One query as a DNSENC client sends it, and what it needs to open the answer.
+struct Sent {
+    envelope: Vec<u8>,
+    response_key: Vec<u8>,
+    response_scheme: u16,
+    nsk_key_id: u32,
+}
+
+/// `inner` (a plain query) with the inner NSK of §3.1.1 added, encrypted to `server`'s key, in
+/// an envelope advertising `udp_size`.
+fn seal_query(server: &ServerKey, inner: &[u8], udp_size: u16, rng: &mut StdRng) -> Sent {
+    let response_key: Vec<u8> = (0..32).map(|_| rng.random()).collect();
+    let nsk = Nsk {
+        key_id: rng.random(),
+        priority: 0,
+        reserved: 0,
+        ns_name: vec![0],
+        scheme: crypto::AES256_GCM,
+        key: response_key.clone(),
+        response_schemes: vec![],
+    };
+    let plaintext = with_nsk(inner, &nsk);
+    let public = QueryPublicKey::new(server.key.scheme(), &server.key.public_key_data()).unwrap();
+    let mut payload = Vec::new();
+    public.encrypt(server.key_id, &plaintext, rng, &mut payload).unwrap();
+    let nonce: [u8; 16] = rng.random();
+    let mut envelope = Vec::new();
+    let id = u16::from_be_bytes([inner[0], inner[1]]);
+    wire::write_query_envelope(id, true, &nonce, udp_size, server.key_id, &payload, &CP, &mut envelope);
+    Sent { envelope, response_key, response_scheme: crypto::AES256_GCM, nsk_key_id: nsk.key_id }
+}
+
+/// `query` with an NSK record appended to its Additional section (owner root, class IN, TTL 0).
+fn with_nsk(query: &[u8], nsk: &Nsk) -> Vec<u8> {
+    let mut out = query.to_vec();
+    let arcount = u16::from_be_bytes([out[10], out[11]]) + 1;
+    out[10..12].copy_from_slice(&arcount.to_be_bytes());
+    let mut rdata = Vec::new();
+    nsk.write_rdata(&mut rdata);
+    out.push(0);
+    out.extend_from_slice(&CP.nsk_type.to_be_bytes());
+    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&0u32.to_be_bytes());
+    out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    out.extend_from_slice(&rdata);
+    out
+}
+
+/// The inner answer of a sealed response envelope; panics on anything else.
+fn open(sent: &Sent, response: &[u8]) -> Vec<u8> {
+    let envelope = wire::parse_response_envelope(response, &CP).expect("a response envelope");
+    assert_eq!(envelope.rcode, 0, "clear RCODE of a sealed answer");
+    assert!(!envelope.tc);
+    let (key_id, payload) = envelope.option.expect("the DNSENC option");
+    assert_eq!(key_id, sent.nsk_key_id, "the answer names the inner NSK's key id");
+    crypto::open_response(sent.response_scheme, &sent.response_key, key_id, payload).expect("the answer opens")
+}
+
+fn udp_exchange(to: SocketAddr, msg: &[u8]) -> Vec<u8> {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+    socket.send_to(msg, to).unwrap();
+    let mut buf = vec![0u8; 65_535];
+    let (len, _) = socket.recv_from(&mut buf).expect("an answer over UDP");
+    buf.truncate(len);
+    buf
+}
+
+fn tcp_exchange(to: SocketAddr, msg: &[u8]) -> Vec<u8> {
+    support::client::tcp_exchange_blocking(to, msg, TIMEOUT).expect("an answer over TCP")
+}
+
+/// The full RCODE of a clear envelope or answer (header bits and the OPT's extended bits).
+fn full_rcode(msg: &[u8]) -> u16 {
+    match wire::parse_response_envelope(msg, &CP) {
+        Ok(envelope) => envelope.rcode,
+        Err(_) => u16::from(msg[3] & 0x0F),
+    }
+}
+
+#[test]
+fn every_scheme_over_udp_and_tcp_answers_as_a_plain_query_would() {
+    let unbound = Unbound::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(16);
+    let keys: Vec<(PathBuf, ServerKey)> = [crypto::X25519_HPKE, crypto::RSA2048_OAEP, crypto::RSA4096_OAEP]
+        .into_iter()
+        .map(|scheme| key_file(dir.path(), scheme, &mut rng))
+        .collect();
+    let paths: Vec<&Path> = keys.iter().map(|(p, _)| p.as_path()).collect();
+    let (_dotgate, dnsenc) = start(unbound.addr, &paths, &[]);
+    let plain = parse(&support::client::udp_exchange_blocking(unbound.addr, &query("www.example.test.", RecordType::A, 7), TIMEOUT).unwrap());
+    for (_, key) in &keys {
+        for over_tcp in [false, true] {
+            let id = rng.random();
+            let sent = seal_query(key, &query("www.example.test.", RecordType::A, id), 1232, &mut rng);
+            let response = if over_tcp { tcp_exchange(dnsenc, &sent.envelope) } else { udp_exchange(dnsenc, &sent.envelope) };
+            assert_eq!(u16::from_be_bytes([response[0], response[1]]), id, "outer ID");
+            let answer = parse(&open(&sent, &response));
+            let what = format!("scheme {:#06x}, tcp {over_tcp}", key.key.scheme());
+            assert_eq!(answer.id(), id, "{what}: inner ID");
+            assert_eq!(answer.response_code(), ResponseCode::NoError, "{what}");
+            assert_eq!(a_records(&answer), a_records(&plain), "{what}");
+        }
+    }
+}
+
+/// Every rejection in its order, each with its exact RCODE, and nothing reaches the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_bad_input_gets_its_rcode_and_never_reaches_the_backend() {
+    let backend = FakeBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(3841);
+    let (path, key) = key_file(dir.path(), crypto::X25519_HPKE, &mut rng);
+    let (_dotgate, dnsenc) = tokio::task::spawn_blocking({
+        let (addr, path) = (backend.addr, path.clone());
+        move || start(addr, &[&path], &[])
+    })
+    .await
+    .unwrap();
+    let ask = |msg: Vec<u8>| tokio::task::spawn_blocking(move || udp_exchange(dnsenc, &msg));
+
+    // Under dnsenc.arpa. without the option: REFUSED.
+    let bare = query("abc.dnsenc.arpa.", RecordType::TXT, 1);
+    assert_eq!(full_rcode(&ask(bare).await.unwrap()), 5, "no option: REFUSED");
+    // The option shorter than 4 octets: FORMERR.
+    let mut short = Vec::new();
+    wire::write_query_envelope(2, true, &[7; 16], 1232, key.key_id, &[], &CP, &mut short);
+    let short = shorten_option(&short, 3);
+    assert_eq!(full_rcode(&ask(short).await.unwrap()), 1, "short option: FORMERR");
+    // Unknown key id: BADCRYPT (header 1, extended 0xF0).
+    let mut unknown = seal_query(&key, &query("www.example.", RecordType::A, 3), 1232, &mut rng).envelope;
+    let sent_unknown = {
+        let mut e = Vec::new();
+        let (_, payload) = option_of(&unknown);
+        wire::write_query_envelope(3, true, &[1; 16], 1232, key.key_id ^ 1, &payload, &CP, &mut e);
+        e
+    };
+    let response = ask(sent_unknown).await.unwrap();
+    assert_eq!((response[3] & 0x0F, full_rcode(&response)), (1, 3841), "unknown key: BADCRYPT");
+    // A flipped ciphertext bit: BADCRYPT.
+    let last = unknown.len() - 1;
+    unknown[last] ^= 0x01;
+    assert_eq!(full_rcode(&ask(unknown).await.unwrap()), 3841, "flipped bit: BADCRYPT");
+    // Inner ID differs from the outer: FORMERR (sealed fine, wrong inside).
+    let mut sent = seal_query(&key, &query("www.example.", RecordType::A, 4), 1232, &mut rng).envelope;
+    sent[0..2].copy_from_slice(&5u16.to_be_bytes());
+    assert_eq!(full_rcode(&ask(sent).await.unwrap()), 1, "inner ID mismatch: FORMERR");
+    // No inner NSK: FORMERR.
+    let public = QueryPublicKey::new(key.key.scheme(), &key.key.public_key_data()).unwrap();
+    let mut payload = Vec::new();
+    public.encrypt(key.key_id, &query("www.example.", RecordType::A, 6), &mut rng, &mut payload).unwrap();
+    let mut no_nsk = Vec::new();
+    wire::write_query_envelope(6, true, &[2; 16], 1232, key.key_id, &payload, &CP, &mut no_nsk);
+    assert_eq!(full_rcode(&ask(no_nsk).await.unwrap()), 1, "no NSK: FORMERR");
+    // A plain query under the default bootstrap policy: REFUSED.
+    assert_eq!(full_rcode(&ask(query("www.example.", RecordType::A, 8)).await.unwrap()), 5, "plain A: REFUSED");
+
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(backend.udp_queries() + backend.tcp_queries(), 0, "nothing reached the backend: {:?}", backend.received());
+
+    // What the bootstrap policy lets through: a DNSKEY query, in the clear.
+    let dnskey = parse(&ask(query("example.", RecordType::DNSKEY, 9)).await.unwrap());
+    assert_eq!(dnskey.response_code(), ResponseCode::NoError);
+    assert_eq!(backend.udp_queries(), 1, "the DNSKEY query was relayed");
+}
+
+/// An answer too large for the client's UDP size comes as a clear TC=1 envelope; over TCP the
+/// same question comes whole.
+#[test]
+fn a_large_answer_is_truncated_over_udp_and_whole_over_tcp() {
+    let unbound = Unbound::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(1232);
+    let (path, key) = key_file(dir.path(), crypto::X25519_HPKE, &mut rng);
+    let (_dotgate, dnsenc) = start(unbound.addr, &[&path], &[]);
+    let big = query_edns("big.example.test.", RecordType::TXT, 11, false, false, vec![]);
+    let sent = seal_query(&key, &big, 1232, &mut rng);
+    let response = udp_exchange(dnsenc, &sent.envelope);
+    let envelope = wire::parse_response_envelope(&response, &CP).unwrap();
+    assert!(envelope.tc && envelope.option.is_none(), "a clear TC=1 envelope");
+    let sent = seal_query(&key, &big, 1232, &mut rng);
+    let answer = parse(&open(&sent, &tcp_exchange(dnsenc, &sent.envelope)));
+    assert_eq!(txt_records(&answer).len(), support::unbound::BIG_TXT_RECORDS);
+}
+
+/// The DNSENC option of a query envelope: (key id, payload).
+fn option_of(envelope: &[u8]) -> (u32, Vec<u8>) {
+    let end = dotgate::dns::question_end(envelope).unwrap();
+    match wire::parse_outer(envelope, end, &CP) {
+        wire::Outer::Encrypted { key_id, payload, .. } => (key_id, payload.to_vec()),
+        _ => panic!("not an encrypted envelope"),
+    }
+}
+
+/// `envelope` (an empty-payload query envelope) with its option's data cut to `len` bytes.
+fn shorten_option(envelope: &[u8], len: usize) -> Vec<u8> {
+    // The option is the last thing: OPTION-CODE, OPTION-LENGTH, key id (4), empty payload.
+    let mut out = envelope[..envelope.len() - 4].to_vec();
+    out.extend_from_slice(&envelope[envelope.len() - 4..envelope.len() - 4 + len]);
+    let opt_len_at = out.len() - len - 2;
+    out[opt_len_at..opt_len_at + 2].copy_from_slice(&(len as u16).to_be_bytes());
+    let rdlen_at = opt_len_at - 2 - 2;
+    let rdlen = (4 + len) as u16;
+    out[rdlen_at..rdlen_at + 2].copy_from_slice(&rdlen.to_be_bytes());
+    out
+}
