@@ -1,0 +1,2 @@
+//! DNSENC (draft-krecicki-dprive-dnsenc-01): stateless DNS encryption over plain DNS.
+pub mod crypto;
