@@ -843,10 +843,20 @@ mod tests {
         (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
     }
 
-    /// One RSA-2048 key for the whole test binary (generation takes a moment).
+    /// The fixture key in `tests/vectors/dnsenc/keys/` (RSA generation is slow; never in tests).
+    fn fixture(file: &str) -> QueryKey {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/dnsenc/keys").join(file);
+        super::super::keys::ServerKey::parse_file(&std::fs::read_to_string(path).unwrap()).unwrap().key
+    }
+
     fn rsa2048() -> &'static QueryKey {
         static KEY: OnceLock<QueryKey> = OnceLock::new();
-        KEY.get_or_init(|| QueryKey::generate(RSA2048_OAEP).unwrap())
+        KEY.get_or_init(|| fixture("rsa2048.key"))
+    }
+
+    fn rsa4096() -> &'static QueryKey {
+        static KEY: OnceLock<QueryKey> = OnceLock::new();
+        KEY.get_or_init(|| fixture("rsa4096.key"))
     }
 
     fn plaintext(len: usize) -> Vec<u8> {
@@ -1023,6 +1033,30 @@ mod tests {
     }
 
     #[test]
+    fn rsa4096_round_trips() {
+        let key = rsa4096();
+        assert_eq!(key.scheme(), RSA4096_OAEP);
+        let public = key.public_key().unwrap();
+        assert_eq!(public.max_block_plaintext(), Some(446));
+        for (len, blocks) in [(0, 1), (446, 1), (447, 2), (1000, 3)] {
+            let payload = encrypt(&public, 5, &plaintext(len), 4);
+            assert_eq!(payload.len(), blocks * 512, "{len} bytes");
+            assert_eq!(&key.decrypt(5, &payload).unwrap()[..], &plaintext(len)[..], "{len} bytes");
+        }
+        let payload = encrypt(&public, 5, &plaintext(10), 4);
+        assert!(matches!(key.decrypt(5, &payload[..256]), Err(CryptoError::BadPayloadLength { .. })));
+        assert!(matches!(rsa2048().decrypt(5, &payload), Err(CryptoError::Decrypt)), "another key");
+    }
+
+    #[test]
+    fn rsa2048_generation_makes_a_working_key() {
+        let key = QueryKey::generate(RSA2048_OAEP).unwrap();
+        let payload = encrypt(&key.public_key().unwrap(), 1, b"query", 1);
+        assert_eq!(&key.decrypt(1, &payload).unwrap()[..], b"query");
+        assert!(matches!(QueryKey::generate(AES256_GCM), Err(CryptoError::UnsupportedScheme { .. })));
+    }
+
+    #[test]
     fn rsa_damage_fails_cleanly() {
         let key = rsa2048();
         let payload = encrypt(&key.public_key().unwrap(), 5, &plaintext(300), 6);
@@ -1151,6 +1185,235 @@ mod tests {
         for e in errors {
             let text = format!("{e} {e:?}");
             assert!(!text.contains("11111111") && !text.contains("17, 17") && !text.contains('\n'), "{text}");
+        }
+    }
+
+    /// The exact-bytes vectors in `tests/vectors/dnsenc/crypto.txt`: fixed keys (the key files in
+    /// `keys/`), a seeded `StdRng` per vector.
+    mod vectors {
+        use std::path::{Path, PathBuf};
+
+        use super::super::super::keys::ServerKey;
+        use super::*;
+
+        fn dir() -> PathBuf {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/dnsenc")
+        }
+
+        /// The key files: name, scheme, key id, priority.
+        const KEY_FILES: [(&str, u16, u32, u8); 3] = [
+            ("rsa2048.key", RSA2048_OAEP, 1001, 10),
+            ("rsa4096.key", RSA4096_OAEP, 1002, 5),
+            ("x25519.key", X25519_HPKE, 1003, 20),
+        ];
+
+        /// A DNS query: ID 0x1234, RD, `example.com. IN A`.
+        const DNS_QUERY: &str = "123401000001000000000000076578616d706c6503636f6d0000010001";
+        /// The answers' one-time key.
+        const RESPONSE_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+        const RESPONSE_KEY_ID: u32 = 0x0102_0304;
+
+        /// The RNG the vectors use, recording what it hands out (so the file can give the
+        /// random bytes too, for implementations without rand's StdRng).
+        struct Recorder {
+            rng: StdRng,
+            drawn: Vec<u8>,
+        }
+
+        impl rand::RngCore for Recorder {
+            fn next_u32(&mut self) -> u32 {
+                let value = self.rng.next_u32();
+                self.drawn.extend_from_slice(&value.to_le_bytes());
+                value
+            }
+            fn next_u64(&mut self) -> u64 {
+                let value = self.rng.next_u64();
+                self.drawn.extend_from_slice(&value.to_le_bytes());
+                value
+            }
+            fn fill_bytes(&mut self, dest: &mut [u8]) {
+                self.rng.fill_bytes(dest);
+                self.drawn.extend_from_slice(dest);
+            }
+        }
+
+        /// One vector, as the file has it.
+        #[derive(Debug, PartialEq)]
+        struct Vector {
+            name: String,
+            scheme: u16,
+            /// The key: a file in `keys/` (queries) or hex (answers).
+            key: String,
+            key_id: u32,
+            seed: u64,
+            plaintext: String,
+            random: String,
+            payload: String,
+        }
+
+        fn load_key(file: &str) -> ServerKey {
+            let text = std::fs::read_to_string(dir().join("keys").join(file)).unwrap();
+            ServerKey::parse_file(&text).unwrap()
+        }
+
+        /// (name, scheme, key, seed, plaintext)
+        fn inputs() -> Vec<(&'static str, u16, &'static str, u64, String)> {
+            vec![
+                ("x25519-query", X25519_HPKE, "x25519.key", 1, DNS_QUERY.to_owned()),
+                ("rsa2048-query-one-block", RSA2048_OAEP, "rsa2048.key", 2, hex(&plaintext(100))),
+                ("rsa2048-query-two-blocks", RSA2048_OAEP, "rsa2048.key", 3, hex(&plaintext(300))),
+                ("rsa4096-query-one-block", RSA4096_OAEP, "rsa4096.key", 4, hex(&plaintext(300))),
+                ("aes-256-answer", AES256_GCM, RESPONSE_KEY, 5, hex(&plaintext(64))),
+                ("chacha20-poly1305-answer", CHACHA20_POLY1305, RESPONSE_KEY, 6, hex(&plaintext(64))),
+            ]
+        }
+
+        /// Every vector, computed by this module now.
+        fn compute() -> Vec<Vector> {
+            inputs()
+                .into_iter()
+                .map(|(name, scheme, key, seed, plaintext)| {
+                    let mut rng = Recorder { rng: StdRng::seed_from_u64(seed), drawn: Vec::new() };
+                    let mut payload = Vec::new();
+                    let key_id = if is_query_scheme(scheme) {
+                        let server = load_key(key);
+                        assert_eq!(server.key.scheme(), scheme, "{key}");
+                        let public = QueryPublicKey::new(scheme, &server.key.public_key_data()).unwrap();
+                        public.encrypt(server.key_id, &unhex(&plaintext), &mut rng, &mut payload).unwrap();
+                        server.key_id
+                    } else {
+                        seal_response(scheme, &unhex(key), RESPONSE_KEY_ID, &unhex(&plaintext), &mut rng, &mut payload)
+                            .unwrap();
+                        RESPONSE_KEY_ID
+                    };
+                    Vector {
+                        name: name.to_owned(),
+                        scheme,
+                        key: key.to_owned(),
+                        key_id,
+                        seed,
+                        plaintext,
+                        random: hex(&rng.drawn),
+                        payload: hex(&payload),
+                    }
+                })
+                .collect()
+        }
+
+        const HEADER: &str = "\
+# dotgate DNSENC crypto test vectors: exact payloads for fixed keys and a seeded RNG.
+# Checked by `cargo test --lib dnsenc` (src/frontend/dnsenc/crypto.rs, vectors::file_matches):
+# every payload is recomputed and compared, and decrypted with the server's key.
+#
+# key:       a query key file in keys/ (PEM PKCS#8 under dotgate's header line; test fixtures,
+#            not secrets), or an answer's one-time 32-byte key in hex.
+# key-id:    the NSK key id, in the AAD as 4 bytes big-endian (x25519 and the answer AEADs).
+# seed:      rand 0.9 `StdRng::seed_from_u64(seed)`, passed to QueryPublicKey::encrypt or
+#            seal_response.
+# random:    every byte that RNG handed out, in order (OAEP seeds, 32 per block; the HPKE
+#            ephemeral X25519 private key; the answer nonce), for implementations without it.
+# plaintext, payload: hex. x25519's payload is enc ‖ ciphertext ‖ tag (HPKE base mode, info
+#            empty); RSA's the 256- or 512-byte OAEP blocks; an answer's nonce ‖ ciphertext ‖ tag.
+#
+# Rewrite only when a scheme deliberately changes:
+#   cargo test --lib dnsenc -- --ignored write_vectors
+";
+
+        fn render(vectors: &[Vector]) -> String {
+            let mut text = HEADER.to_owned();
+            for v in vectors {
+                text.push_str(&format!(
+                    "\n[{}]\nscheme = {:#06x} {}\nkey = {}\nkey-id = {}\nseed = {}\nplaintext = {}\nrandom = {}\npayload = {}\n",
+                    v.name,
+                    v.scheme,
+                    scheme_name(v.scheme).unwrap(),
+                    v.key,
+                    v.key_id,
+                    v.seed,
+                    v.plaintext,
+                    v.random,
+                    v.payload
+                ));
+            }
+            text
+        }
+
+        fn parse(text: &str) -> Vec<Vector> {
+            let mut vectors = Vec::new();
+            for section in text.split("\n[").skip(1) {
+                let (name, body) = section.split_once("]\n").unwrap();
+                let field = |name: &str| {
+                    let prefix = format!("{name} = ");
+                    body.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or_else(|| panic!("no {name}")).to_owned()
+                };
+                let scheme = field("scheme");
+                let scheme =
+                    u16::from_str_radix(scheme.split(' ').next().unwrap().trim_start_matches("0x"), 16).unwrap();
+                vectors.push(Vector {
+                    name: name.to_owned(),
+                    scheme,
+                    key: field("key"),
+                    key_id: field("key-id").parse().unwrap(),
+                    seed: field("seed").parse().unwrap(),
+                    plaintext: field("plaintext"),
+                    random: field("random"),
+                    payload: field("payload"),
+                });
+            }
+            vectors
+        }
+
+        #[test]
+        fn file_matches() {
+            let text = std::fs::read_to_string(dir().join("crypto.txt")).unwrap();
+            let file = parse(&text);
+            assert_eq!(file.len(), inputs().len());
+            for (computed, written) in compute().iter().zip(&file) {
+                assert_eq!(computed, written, "recomputed");
+                let payload = unhex(&written.payload);
+                let plaintext = if is_query_scheme(written.scheme) {
+                    let server = load_key(&written.key);
+                    assert_eq!(server.key_id, written.key_id);
+                    server.key.decrypt(written.key_id, &payload).unwrap().to_vec()
+                } else {
+                    open_response(written.scheme, &unhex(&written.key), written.key_id, &payload).unwrap()
+                };
+                assert_eq!(hex(&plaintext), written.plaintext, "{} decrypts", written.name);
+            }
+            // The sizes the brief asks for: RSA one and two blocks, RSA-4096 one block.
+            let len = |name: &str| file.iter().find(|v| v.name == name).unwrap().payload.len() / 2;
+            assert_eq!(
+                [len("rsa2048-query-one-block"), len("rsa2048-query-two-blocks"), len("rsa4096-query-one-block")],
+                [256, 512, 512]
+            );
+        }
+
+        #[test]
+        fn fixture_keys_are_what_their_files_say() {
+            for (file, scheme, key_id, priority) in KEY_FILES {
+                let key = load_key(file);
+                assert_eq!((key.key.scheme(), key.key_id, key.priority), (scheme, key_id, priority), "{file}");
+            }
+        }
+
+        /// Makes the key files that are missing (RSA-4096 takes seconds) and rewrites crypto.txt.
+        #[test]
+        #[ignore = "writes tests/vectors/dnsenc; run by hand when a scheme deliberately changes"]
+        fn write_vectors() {
+            std::fs::create_dir_all(dir().join("keys")).unwrap();
+            for (file, scheme, key_id, priority) in KEY_FILES {
+                let path = dir().join("keys").join(file);
+                if !path.exists() {
+                    let key = ServerKey {
+                        key_id,
+                        priority,
+                        response_schemes: super::super::super::keys::DEFAULT_RESPONSE_SCHEMES.to_vec(),
+                        key: QueryKey::generate(scheme).unwrap(),
+                    };
+                    key.write_new(&path).unwrap();
+                }
+            }
+            std::fs::write(dir().join("crypto.txt"), render(&compute())).unwrap();
         }
     }
 }

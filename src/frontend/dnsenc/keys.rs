@@ -374,7 +374,7 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
-    use super::super::crypto::X25519_HPKE;
+    use super::super::crypto::{RSA2048_OAEP, X25519_HPKE};
     use super::*;
 
     fn x25519_key(key_id: u32, priority: u8) -> ServerKey {
@@ -480,6 +480,20 @@ mod tests {
             assert!(e.contains(needle), "{file:?}: {e}");
             assert!(!e.contains('\n'), "{e}");
             assert!(!e.contains(&body[..20]), "no key bytes in errors: {e}");
+        }
+    }
+
+    #[test]
+    fn a_key_file_whose_scheme_is_not_its_key_is_refused() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/dnsenc/keys/rsa2048.key");
+        let text = std::fs::read_to_string(path).unwrap();
+        assert_eq!(ServerKey::parse_file(&text).unwrap().key.scheme(), RSA2048_OAEP);
+        for (wrong, needle) in [
+            ("scheme=rsa4096", "bad rsa4096 private key: an RSA key of 2048 bits, the scheme needs 4096"),
+            ("scheme=x25519", "bad x25519 private key: not an RFC 8410 PKCS#8 X25519 private key"),
+        ] {
+            let e = ServerKey::parse_file(&text.replace("scheme=rsa2048", wrong)).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("not the key its scheme= says: {needle}")), "{e}");
         }
     }
 
