@@ -324,7 +324,8 @@ impl QueryKey {
     /// The plaintext of a query payload encrypted to this key under `key_id`.
     ///
     /// Fails with [`CryptoError::BadPayloadLength`] for a length the scheme cannot produce and
-    /// with [`CryptoError::Decrypt`] for anything else; never panics.
+    /// with [`CryptoError::Decrypt`] for anything else; never panics. Every RSA block costs a
+    /// private-key operation (milliseconds for a 4096-bit key): the caller bounds the payload.
     pub fn decrypt(&self, key_id: u32, payload: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         match &self.inner {
             PrivateInner::Rsa { scheme, oaep, .. } => {
@@ -749,8 +750,10 @@ mod hpke {
             .as_ref()
             .try_into()
             .map_err(|_| CryptoError::Library("X25519 public key length"))?;
-        let dh = diffie_hellman(&ephemeral, recipient_public)
-            .map_err(|_| CryptoError::Library("X25519 with this public key (a small-order point?)"))?;
+        let dh = diffie_hellman(&ephemeral, recipient_public).map_err(|_| CryptoError::BadPublicKey {
+            scheme: "x25519",
+            why: "a small-order point (X25519 with it gives zero)".into(),
+        })?;
         Ok((enc, extract_and_expand(&dh[..], &enc, recipient_public)?))
     }
 
@@ -996,7 +999,8 @@ mod tests {
         // And a client refuses to encrypt to a small-order server key.
         let zero_key = QueryPublicKey::new(X25519_HPKE, &[0; 32]).unwrap();
         let mut out = vec![9];
-        assert!(zero_key.encrypt(1, b"q", &mut StdRng::seed_from_u64(1), &mut out).is_err());
+        let e = zero_key.encrypt(1, b"q", &mut StdRng::seed_from_u64(1), &mut out).unwrap_err();
+        assert!(matches!(e, CryptoError::BadPublicKey { scheme: "x25519", .. }), "{e}");
         assert_eq!(out, [9], "out untouched on error");
     }
 

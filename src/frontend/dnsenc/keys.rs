@@ -589,6 +589,13 @@ mod tests {
     }
 
     #[test]
+    fn a_key_set_can_be_shared_between_workers() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<KeySet>();
+        send_sync::<ServerKey>();
+    }
+
+    #[test]
     fn generate_refuses_answer_schemes_and_debug_shows_no_key() {
         let mut rng = StdRng::seed_from_u64(2);
         assert!(ServerKey::generate(AES256_GCM, 1, &mut rng).is_err());
