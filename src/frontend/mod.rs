@@ -3,6 +3,7 @@
 //! DoT is the first; DNSCrypt-style stateless encryption over UDP and the private-subdomain
 //! gateway are meant to be siblings of `dot/`, touching nothing outside their own folder
 //! but a line in the worker that starts them.
+pub mod dnsenc;
 pub mod dot;
 
 use crate::access::prefix::ClientKey;

@@ -1,0 +1,2 @@
+//! The DNSENC frontend (stateless DNS encryption, draft-krecicki-dprive-dnsenc-01).
+pub mod wire;
