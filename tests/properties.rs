@@ -62,6 +62,32 @@ fn the_strict_walker_reads_every_real_message() {
     }
 }
 
+/// The DNSENC seeds reach the verdicts that matter, so that their mutations search around them:
+/// an encrypted outer query, inner queries that pass and that fail, a response envelope with
+/// its option, an NSK record read from RDATA and from the draft's text.
+#[test]
+fn the_dnsenc_seeds_reach_the_accepting_paths() {
+    use dotgate::frontend::dnsenc::wire::{self as dnsenc, CodePoints, Nsk, Outer};
+    let cp = CodePoints::default();
+    let seed = |target: &str, name: &str| {
+        corpus(target).into_iter().find(|(f, _)| f == &format!("seed-{name}")).expect(name).1
+    };
+    let envelope = seed("dnsenc_outer", "query-envelope");
+    let question_end = dotgate::dns::question_end(&envelope).unwrap();
+    assert!(matches!(dnsenc::parse_outer(&envelope, question_end, &cp), Outer::Encrypted { key_id: 42, .. }));
+    for name in ["inner-opt-then-nsk", "inner-nsk-then-opt", "inner-nsk-alone"] {
+        let inner = seed("dnsenc_outer", name);
+        assert!(dnsenc::check_inner(&inner, 0x1234, &cp, &mut Vec::new()).is_ok(), "{name}");
+    }
+    let bad = seed("dnsenc_outer", "inner-priority");
+    assert!(dnsenc::check_inner(&bad, 0x1234, &cp, &mut Vec::new()).is_err());
+    let answer = seed("dnsenc_outer", "response-envelope");
+    assert!(dnsenc::parse_response_envelope(&answer, &cp).unwrap().option.is_some());
+    assert!(Nsk::parse_rdata(&seed("dnsenc_nsk", "rdata-x25519")).is_ok());
+    let text = seed("dnsenc_nsk", "text-draft-example");
+    assert!(Nsk::parse_presentation(std::str::from_utf8(&text).unwrap()).is_ok());
+}
+
 // ---- Mutated seeds ------------------------------------------------------------------------
 
 #[derive(Debug, Clone)]
@@ -144,6 +170,12 @@ proptest! {
 
     #[test]
     fn mutated_configs(data in mutated("config")) { target("config")(&data) }
+
+    #[test]
+    fn mutated_dnsenc_nsk(data in mutated("dnsenc_nsk")) { target("dnsenc_nsk")(&data) }
+
+    #[test]
+    fn mutated_dnsenc_outer(data in mutated("dnsenc_outer")) { target("dnsenc_outer")(&data) }
 }
 
 // ---- Generated DNS messages ---------------------------------------------------------------

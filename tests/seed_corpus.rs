@@ -2,13 +2,18 @@
 //! messages: kdig's queries and a real Unbound's answers, captured by a relay in between on
 //! loopback, over UDP and over TCP (whose byte streams are the frame reader's seeds); the
 //! TOML of `dotgate.example.toml`, the Kubernetes ConfigMap and the CLI tests for the config
-//! target; a few op sequences for the in-flight model.
+//! target; a few op sequences for the in-flight model; DNSENC records and messages from
+//! dotgate's own writers (`dnsenc_nsk`, `dnsenc_outer`).
 //!
 //! Ignored by default (it needs unbound and kdig, and rewrites committed files):
 //!
 //! ```text
 //! cargo test --test seed_corpus -- --ignored
 //! ```
+//!
+//! The DNSENC seeds need no server: `write_dnsenc_seeds` rewrites only them, and
+//! `dnsenc_seeds_are_current` (not ignored) checks that the committed ones are what their
+//! writers make now.
 //!
 //! Files named `regression-*` (inputs that once failed) are never touched.
 
@@ -25,6 +30,7 @@ use dotgate::fuzzing::ecs::seed as ecs_seed;
 use dotgate::fuzzing::frames::Input as FramesInput;
 use dotgate::fuzzing::inflight::{Op, Twist};
 use dotgate::fuzzing::upstream_match::CONTROL_LEN;
+use dotgate::fuzzing::{dnsenc_nsk, dnsenc_outer};
 use dotgate::relay::ecs::EcsPrefix;
 use support::process::start_dns_server;
 
@@ -177,6 +183,57 @@ fn capture_tcp(unbound: SocketAddr, name: &str, args: &[&str]) -> (Vec<u8>, Vec<
     let client = client_bytes.lock().unwrap().clone();
     let server = server_bytes.lock().unwrap().clone();
     (client, server, exchanges)
+}
+
+/// The DNSENC targets' seeds, as (target, name, bytes).
+fn dnsenc_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    let nsk = dnsenc_nsk::seeds().into_iter().map(|(name, bytes)| ("dnsenc_nsk", name, bytes));
+    let outer = dnsenc_outer::seeds().into_iter().map(|(name, bytes)| ("dnsenc_outer", name, bytes));
+    nsk.chain(outer).collect()
+}
+
+/// The `seed-*` files of `target`'s corpus, by name.
+fn committed_seeds(target: &str) -> Vec<(String, Vec<u8>)> {
+    let mut seeds: Vec<(String, Vec<u8>)> = std::fs::read_dir(corpus_dir(target))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter_map(|path| {
+            let name = path.file_name()?.to_string_lossy().strip_prefix("seed-")?.to_owned();
+            Some((name, std::fs::read(&path).unwrap()))
+        })
+        .collect();
+    seeds.sort();
+    seeds
+}
+
+#[test]
+fn dnsenc_seeds_are_current() {
+    for target in ["dnsenc_nsk", "dnsenc_outer"] {
+        let mut want: Vec<(String, Vec<u8>)> = dnsenc_seeds()
+            .into_iter()
+            .filter(|(t, _, _)| *t == target)
+            .map(|(_, name, bytes)| (name.to_owned(), bytes))
+            .collect();
+        want.sort();
+        assert!(
+            committed_seeds(target) == want,
+            "fuzz/corpus/{target}/seed-* are stale: cargo test --test seed_corpus -- --ignored write_dnsenc_seeds"
+        );
+    }
+}
+
+#[test]
+#[ignore = "rewrites fuzz/corpus/dnsenc_*/seed-*"]
+fn write_dnsenc_seeds() {
+    for target in ["dnsenc_nsk", "dnsenc_outer"] {
+        std::fs::create_dir_all(corpus_dir(target)).unwrap();
+        for (name, _) in committed_seeds(target) {
+            std::fs::remove_file(corpus_dir(target).join(format!("seed-{name}"))).unwrap();
+        }
+    }
+    for (target, name, bytes) in dnsenc_seeds() {
+        write(target, name, &bytes);
+    }
 }
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
@@ -360,5 +417,9 @@ fn generate_seed_corpus() {
         let bytes: Vec<u8> = ops.iter().flat_map(|op| op.encode()).collect();
         assert_eq!(&Op::decode(&bytes), ops);
         write("inflight", name, &bytes);
+    }
+
+    for (target, name, bytes) in dnsenc_seeds() {
+        write(target, name, &bytes);
     }
 }

@@ -15,12 +15,18 @@
 //! |                 | readers `edns::query_edns`, `dns::answer_min_ttl`                   |
 //! | `ecs`           | `relay::ecs::write_query`, `write_answer` (EDNS Client Subnet)      |
 //! | `config`        | the TOML file: `FileConfig::parse`, `Config::merge`                 |
+//! | `dnsenc_nsk`    | the NSK record: `Nsk::parse_rdata`, `parse_presentation`, the `*`   |
+//! |                 | matcher `star_match` (`frontend::dnsenc::wire`)                     |
+//! | `dnsenc_outer`  | DNSENC messages: `parse_outer`, `check_inner`,                      |
+//! |                 | `parse_response_envelope` (`frontend::dnsenc::wire`)                |
 //! | `inflight`      | the real `Relay` under insert, answer, timeout and close            |
 //!
 //! Built only with the `fuzzing` feature (tests and fuzz/ turn it on). Nothing here is on the
 //! served path, and nothing here may change what dotgate does: it only calls and checks.
 
 pub mod config;
+pub mod dnsenc_nsk;
+pub mod dnsenc_outer;
 pub mod ecs;
 pub mod edns;
 pub mod frames;
@@ -37,7 +43,7 @@ pub const MAX_MESSAGE: usize = u16::MAX as usize;
 pub type Target = fn(&[u8]);
 
 /// The targets by name, as `fuzz/fuzz_targets/` and `fuzz/corpus/` name them.
-pub const TARGETS: [(&str, Target); 7] = [
+pub const TARGETS: [(&str, Target); 9] = [
     ("frames", frames::run),
     ("query", query::run),
     ("upstream_match", upstream_match::run),
@@ -45,6 +51,8 @@ pub const TARGETS: [(&str, Target); 7] = [
     ("ecs", ecs::run),
     ("config", config::run),
     ("inflight", inflight::run_bytes),
+    ("dnsenc_nsk", dnsenc_nsk::run),
+    ("dnsenc_outer", dnsenc_outer::run),
 ];
 
 /// Reads control values off the front of a fuzz input; past its end every value is 0, so any
