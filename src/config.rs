@@ -672,8 +672,13 @@ impl Config {
 /// The DNSENC settings: on when a listen address is given, which then needs a key (and a key
 /// needs a listen address).
 fn dnsenc_config(cli: &Cli, file: &FileConfig) -> Result<Option<DnsencConfig>, ConfigError> {
-    let listen = if cli.dnsenc_listen.is_empty() { file.dnsenc_listen.clone().unwrap_or_default() } else { cli.dnsenc_listen.clone() };
-    let keys = if cli.dnsenc_key.is_empty() { file.dnsenc_keys.clone().unwrap_or_default() } else { cli.dnsenc_key.clone() };
+    let listen = if cli.dnsenc_listen.is_empty() {
+        file.dnsenc_listen.clone().unwrap_or_default()
+    } else {
+        cli.dnsenc_listen.clone()
+    };
+    let keys =
+        if cli.dnsenc_key.is_empty() { file.dnsenc_keys.clone().unwrap_or_default() } else { cli.dnsenc_key.clone() };
     match (listen.is_empty(), keys.is_empty()) {
         (true, true) => return Ok(None),
         (false, true) => {
@@ -1122,8 +1127,8 @@ mod tests {
     fn dnsenc_settings_go_together_and_are_checked() {
         let c = parse(&["--backend", "127.0.0.1:53"]).unwrap();
         assert!(c.dnsenc.is_none(), "off by default");
-        let c =
-            parse(&["--backend", "127.0.0.1:53", "--dnsenc-listen", "127.0.0.1:5353", "--dnsenc-key", "k.pem"]).unwrap();
+        let c = parse(&["--backend", "127.0.0.1:53", "--dnsenc-listen", "127.0.0.1:5353", "--dnsenc-key", "k.pem"])
+            .unwrap();
         let d = c.dnsenc.expect("on");
         assert_eq!(d.listen, vec!["127.0.0.1:5353".parse().unwrap()]);
         assert_eq!((d.nsk_type, d.option_code, d.badcrypt_rcode), (65301, 65050, 3841));
@@ -1132,8 +1137,11 @@ mod tests {
         assert!(e.contains("--dnsenc-key"), "{e}");
         let e = parse(&["--backend", "127.0.0.1:53", "--dnsenc-key", "k.pem"]).unwrap_err().to_string();
         assert!(e.contains("--dnsenc-listen"), "{e}");
-        for (flag, bad) in [("--dnsenc-nsk-type", "41"), ("--dnsenc-option-code", "0"), ("--dnsenc-badcrypt-rcode", "15")] {
-            let args = ["--backend", "127.0.0.1:53", "--dnsenc-listen", "127.0.0.1:5353", "--dnsenc-key", "k", flag, bad];
+        for (flag, bad) in
+            [("--dnsenc-nsk-type", "41"), ("--dnsenc-option-code", "0"), ("--dnsenc-badcrypt-rcode", "15")]
+        {
+            let args =
+                ["--backend", "127.0.0.1:53", "--dnsenc-listen", "127.0.0.1:5353", "--dnsenc-key", "k", flag, bad];
             let e = parse(&args).unwrap_err().to_string();
             assert!(e.contains(&flag[2..]) && !e.contains('\n'), "{flag} {bad}: {e}");
         }

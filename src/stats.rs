@@ -271,12 +271,30 @@ impl WorkerStats {
                 exposed("connections_refused_rate", "connections_rejected_total", &[("reason", "rate_limit")]),
                 &self.rate_limited_connections,
             ),
-            (exposed("dnsenc_queries_rsa2048", "dnsenc_queries_total", &[("scheme", "rsa2048")]), &self.dnsenc_queries_rsa2048),
-            (exposed("dnsenc_queries_rsa4096", "dnsenc_queries_total", &[("scheme", "rsa4096")]), &self.dnsenc_queries_rsa4096),
-            (exposed("dnsenc_queries_x25519", "dnsenc_queries_total", &[("scheme", "x25519")]), &self.dnsenc_queries_x25519),
-            (exposed("dnsenc_errors_refused", "dnsenc_errors_total", &[("reason", "refused")]), &self.dnsenc_errors_refused),
-            (exposed("dnsenc_errors_formerr", "dnsenc_errors_total", &[("reason", "formerr")]), &self.dnsenc_errors_formerr),
-            (exposed("dnsenc_errors_badcrypt", "dnsenc_errors_total", &[("reason", "badcrypt")]), &self.dnsenc_errors_badcrypt),
+            (
+                exposed("dnsenc_queries_rsa2048", "dnsenc_queries_total", &[("scheme", "rsa2048")]),
+                &self.dnsenc_queries_rsa2048,
+            ),
+            (
+                exposed("dnsenc_queries_rsa4096", "dnsenc_queries_total", &[("scheme", "rsa4096")]),
+                &self.dnsenc_queries_rsa4096,
+            ),
+            (
+                exposed("dnsenc_queries_x25519", "dnsenc_queries_total", &[("scheme", "x25519")]),
+                &self.dnsenc_queries_x25519,
+            ),
+            (
+                exposed("dnsenc_errors_refused", "dnsenc_errors_total", &[("reason", "refused")]),
+                &self.dnsenc_errors_refused,
+            ),
+            (
+                exposed("dnsenc_errors_formerr", "dnsenc_errors_total", &[("reason", "formerr")]),
+                &self.dnsenc_errors_formerr,
+            ),
+            (
+                exposed("dnsenc_errors_badcrypt", "dnsenc_errors_total", &[("reason", "badcrypt")]),
+                &self.dnsenc_errors_badcrypt,
+            ),
             (
                 exposed("dnsenc_errors_truncated", "dnsenc_errors_total", &[("reason", "truncated")]),
                 &self.dnsenc_errors_truncated,

@@ -134,12 +134,16 @@ fn every_scheme_over_udp_and_tcp_answers_as_a_plain_query_would() {
         .collect();
     let paths: Vec<&Path> = keys.iter().map(|(p, _)| p.as_path()).collect();
     let (_dotgate, dnsenc) = start(unbound.addr, &paths, &[]);
-    let plain = parse(&support::client::udp_exchange_blocking(unbound.addr, &query("www.example.test.", RecordType::A, 7), TIMEOUT).unwrap());
+    let plain = parse(
+        &support::client::udp_exchange_blocking(unbound.addr, &query("www.example.test.", RecordType::A, 7), TIMEOUT)
+            .unwrap(),
+    );
     for (_, key) in &keys {
         for over_tcp in [false, true] {
             let id = rng.random();
             let sent = seal_query(key, &query("www.example.test.", RecordType::A, id), 1232, &mut rng);
-            let response = if over_tcp { tcp_exchange(dnsenc, &sent.envelope) } else { udp_exchange(dnsenc, &sent.envelope) };
+            let response =
+                if over_tcp { tcp_exchange(dnsenc, &sent.envelope) } else { udp_exchange(dnsenc, &sent.envelope) };
             assert_eq!(u16::from_be_bytes([response[0], response[1]]), id, "outer ID");
             let answer = parse(&open(&sent, &response));
             let what = format!("scheme {:#06x}, tcp {over_tcp}", key.key.scheme());
@@ -157,9 +161,10 @@ async fn each_bad_input_gets_its_rcode_and_never_reaches_the_backend() {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = StdRng::seed_from_u64(3841);
     let (path, key) = key_file(dir.path(), crypto::X25519_HPKE, &mut rng);
+    let (rsa_path, rsa_key) = key_file(dir.path(), crypto::RSA2048_OAEP, &mut rng);
     let (_dotgate, dnsenc) = tokio::task::spawn_blocking({
-        let (addr, path) = (backend.addr, path.clone());
-        move || start(addr, &[&path], &[])
+        let (addr, path, rsa_path) = (backend.addr, path.clone(), rsa_path.clone());
+        move || start(addr, &[&path, &rsa_path], &[])
     })
     .await
     .unwrap();
@@ -198,11 +203,22 @@ async fn each_bad_input_gets_its_rcode_and_never_reaches_the_backend() {
     let mut no_nsk = Vec::new();
     wire::write_query_envelope(6, true, &[2; 16], 1232, key.key_id, &payload, &CP, &mut no_nsk);
     assert_eq!(full_rcode(&ask(no_nsk).await.unwrap()), 1, "no NSK: FORMERR");
+    // More RSA blocks than any query needs: a well-formed query padded to 5 blocks (of 190
+    // octets) would decrypt and be answered, but gets BADCRYPT before any block is decrypted.
+    let padded = query_edns("www.example.", RecordType::A, 7, false, false, vec![(12, vec![0; 800])]);
+    let sent = seal_query(&rsa_key, &padded, 1232, &mut rng);
+    assert_eq!(option_of(&sent.envelope).1.len(), 5 * 256, "five blocks");
+    assert_eq!(full_rcode(&ask(sent.envelope).await.unwrap()), 3841, "five RSA blocks: BADCRYPT");
     // A plain query under the default bootstrap policy: REFUSED.
     assert_eq!(full_rcode(&ask(query("www.example.", RecordType::A, 8)).await.unwrap()), 5, "plain A: REFUSED");
 
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(backend.udp_queries() + backend.tcp_queries(), 0, "nothing reached the backend: {:?}", backend.received());
+    assert_eq!(
+        backend.udp_queries() + backend.tcp_queries(),
+        0,
+        "nothing reached the backend: {:?}",
+        backend.received()
+    );
 
     // What the bootstrap policy lets through: a DNSKEY query, in the clear.
     let dnskey = parse(&ask(query("example.", RecordType::DNSKEY, 9)).await.unwrap());

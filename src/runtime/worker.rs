@@ -96,9 +96,9 @@ async fn serve(spec: WorkerSpec) -> io::Result<()> {
             config.max_in_flight,
         ));
         for crate::frontend::listen::UdpAndTcp { udp, tcp } in sockets {
-            let (ctx, shutdown) = (dnsenc.clone(), shutdown.clone());
+            let (udp_ctx, udp_shutdown) = (dnsenc.clone(), shutdown.clone());
             tokio::task::spawn_local(async move {
-                if let Err(e) = crate::frontend::dnsenc::udp::serve(ctx, udp, shutdown).await {
+                if let Err(e) = crate::frontend::dnsenc::udp::serve(udp_ctx, udp, udp_shutdown).await {
                     tracing::warn!(error = %e, "DNSENC UDP listener failed");
                 }
             });

@@ -17,7 +17,8 @@ use crate::config::{ConfigError, DnsencConfig};
 
 /// Loads every key file into one set; the first problem is the error.
 pub fn load_keys(paths: &[PathBuf]) -> Result<KeySet, String> {
-    let keys = paths.iter().map(|path| ServerKey::load(path).map_err(|e| e.to_string())).collect::<Result<Vec<_>, _>>()?;
+    let keys =
+        paths.iter().map(|path| ServerKey::load(path).map_err(|e| e.to_string())).collect::<Result<Vec<_>, _>>()?;
     KeySet::new(keys).map_err(|e| e.to_string())
 }
 

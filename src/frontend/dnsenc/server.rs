@@ -30,6 +30,10 @@ use crate::dns::{self, rcode, QueryVerdict};
 /// RR types a client needs in the clear to bootstrap (the key, and the DNSSEC chain above it).
 const TYPE_DS: u16 = 43;
 const TYPE_DNSKEY: u16 = 48;
+/// Most RSA blocks a query may take: 760 octets of query at 2048 bits, 1,784 at 4096, more than
+/// a DNS query with its NSK needs (about 100 to 300), and a bound on what one datagram can make
+/// the server spend.
+const MAX_RSA_BLOCKS: usize = 4;
 /// The UDP payload size dotgate's envelopes advertise (RFC 9715's safe size).
 const ENVELOPE_UDP_SIZE: u16 = 1232;
 /// The inner query's EDNS buffer size is capped at least this low; a client that advertises
@@ -145,6 +149,17 @@ impl DnsencServer {
             clear(cp.badcrypt, out);
             return Action::Answer(Verdict::Badcrypt);
         };
+        // Each RSA block costs a private-key operation (about 1 ms at 2048 bits, 8 at 4096):
+        // a payload of more blocks than any query needs is refused before any is spent.
+        let block = match server_key.key.scheme() {
+            crypto::RSA2048_OAEP => 256,
+            crypto::RSA4096_OAEP => 512,
+            _ => usize::MAX / MAX_RSA_BLOCKS,
+        };
+        if payload.len() > MAX_RSA_BLOCKS * block {
+            clear(cp.badcrypt, out);
+            return Action::Answer(Verdict::Badcrypt);
+        }
         let Ok(plaintext) = server_key.key.decrypt(key_id, payload) else {
             clear(cp.badcrypt, out);
             return Action::Answer(Verdict::Badcrypt);
@@ -163,8 +178,8 @@ impl DnsencServer {
         }
         let max_size = if over_tcp { usize::from(u16::MAX) } else { usize::from(udp_size) };
         if !over_tcp {
-            let room = max_size
-                .saturating_sub(wire::envelope_overhead(question.len()) + crypto::payload_overhead(nsk.scheme));
+            let room =
+                max_size.saturating_sub(wire::envelope_overhead(question.len()) + crypto::payload_overhead(nsk.scheme));
             cap_udp_size(out, inner.question_end, (room.min(usize::from(u16::MAX)) as u16).max(MIN_INNER_UDP_SIZE));
         }
         Action::Relay {
