@@ -195,11 +195,31 @@ pub enum Tool {
     /// Session-ticket key files for --ticket-keys.
     #[command(subcommand, subcommand_required = true, arg_required_else_help = false)]
     TicketKeys(TicketKeysTool),
+    /// DNSENC tools: key generation.
+    #[command(subcommand, subcommand_required = true)]
+    Dnsenc(DnsencTool),
     /// Print the SPKI pin (pin-sha256, base64) of the first certificate in a PEM file.
     Pin {
         /// PEM certificate chain; the first certificate is pinned.
         #[arg(long, value_name = "PEM")]
         cert: PathBuf,
+    },
+}
+
+/// `dotgate dnsenc ...`
+#[derive(Debug, Subcommand)]
+pub enum DnsencTool {
+    /// Write a new DNSENC private key (PKCS#8, mode 0600) into DIR and print its NSK record.
+    Keygen {
+        /// Query scheme: rsa2048, rsa4096 or x25519.
+        #[arg(long, value_name = "SCHEME")]
+        scheme: String,
+        /// Folder to write the key file in (named after its random key id).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The NSK's priority (clients choose the highest).
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        priority: u8,
     },
 }
 
@@ -423,6 +443,8 @@ pub enum Invocation {
     NewTicketKeys { rotate: Option<PathBuf> },
     /// `pin --cert FILE`: print the certificate's SPKI pin.
     Pin { cert: PathBuf },
+    /// `dnsenc keygen --scheme S --out DIR [--priority N]`: write a key, print its NSK.
+    DnsencKeygen { scheme: String, out: PathBuf, priority: u8 },
 }
 
 /// Everything that can be wrong with the settings. Each renders as one line.
@@ -469,6 +491,9 @@ impl Config {
         match cli.command {
             Some(Tool::TicketKeys(TicketKeysTool::New { rotate })) => return Ok(Invocation::NewTicketKeys { rotate }),
             Some(Tool::Pin { cert }) => return Ok(Invocation::Pin { cert }),
+            Some(Tool::Dnsenc(DnsencTool::Keygen { scheme, out, priority })) => {
+                return Ok(Invocation::DnsencKeygen { scheme, out, priority })
+            }
             None => {}
         }
         let check_only = cli.check_config;

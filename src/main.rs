@@ -22,6 +22,9 @@ fn main() -> ExitCode {
         Invocation::PrintedHelp => return ExitCode::SUCCESS,
         Invocation::NewTicketKeys { rotate } => return print_or_fail(tls::ticket_keys::new_file(rotate.as_deref())),
         Invocation::Pin { cert } => return print_or_fail(tls::pin_of_cert_file(&cert).map(|pin| pin + "\n")),
+        Invocation::DnsencKeygen { scheme, out, priority } => {
+            return print_or_fail(dotgate::frontend::dnsenc::tools::keygen(&scheme, &out, priority))
+        }
         Invocation::Check(config) => (config, true),
         Invocation::Run(config) => (config, false),
     };

@@ -279,3 +279,23 @@ fn admin_address_is_checked() {
     let taken = taken.local_addr().unwrap().to_string();
     assert_config_error(&["--backend", "127.0.0.1:53", "--listen", "127.0.0.1:0", "--admin", &taken], &taken);
 }
+
+#[test]
+fn dnsenc_keygen_writes_a_private_key_that_check_config_accepts_only_while_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dotgate(&["dnsenc", "keygen", "--scheme", "x25519", "--out", dir.path().to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("\nNSK ") && stdout.contains("\nTYPE65301 \\# "), "{stdout}");
+    let key = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    let key = key.to_str().unwrap();
+    let args =
+        ["--backend", "127.0.0.1:53", "--dnsenc-listen", "127.0.0.1:5353", "--dnsenc-key", key, "--check-config"];
+    let ok = dotgate(&args);
+    assert_eq!(ok.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&ok.stderr));
+    std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_config_error(&args, key);
+    assert_config_error(&["dnsenc", "keygen", "--scheme", "rsa1024", "--out", "."], "rsa1024");
+}

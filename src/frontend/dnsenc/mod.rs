@@ -12,6 +12,7 @@ pub mod keys;
 pub mod reload;
 pub mod server;
 pub mod tcp;
+pub mod tools;
 pub mod udp;
 pub mod wire;
 
