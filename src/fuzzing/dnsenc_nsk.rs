@@ -16,6 +16,8 @@ use crate::frontend::dnsenc::wire::{scheme, star_match, CodePoints, Nsk};
 /// Longest pattern and name the matcher is checked on (a name's octets).
 const MAX_MATCHED: usize = 255;
 
+/// The input is read three ways: as RDATA, as text (UTF-8, lossily), and as a pattern and a
+/// name split at its first line break.
 pub fn run(data: &[u8]) {
     check_rdata(data);
     check_text(&String::from_utf8_lossy(data));

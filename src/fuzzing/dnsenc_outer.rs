@@ -25,6 +25,8 @@ use crate::frontend::dnsenc::wire::{
     CodePoints, InnerError, Nsk, Outer, ResponseEnvelope, WireError,
 };
 
+/// The input is one message (its first 65,535 bytes), read three ways with the default code
+/// points: as a checked query, as a decrypted inner query, as a response envelope.
 pub fn run(data: &[u8]) {
     let msg = &data[..data.len().min(MAX_MESSAGE)];
     let cp = CodePoints::default();
