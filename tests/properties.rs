@@ -39,6 +39,15 @@ fn target(name: &str) -> fn(&[u8]) {
 }
 
 #[test]
+fn the_dnsenc_server_seeds_reach_every_path() {
+    let seen: std::collections::BTreeSet<&str> =
+        corpus("dnsenc_server").iter().map(|(_, data)| dotgate::fuzzing::dnsenc_server::check(data)).collect();
+    for path in ["relay", "plain", "refused", "formerr"] {
+        assert!(seen.contains(path), "no dnsenc_server seed reaches {path}: {seen:?}");
+    }
+}
+
+#[test]
 fn every_corpus_file_passes_its_target() {
     for (name, run) in fuzzing::TARGETS {
         let files = corpus(name);
@@ -173,6 +182,9 @@ proptest! {
 
     #[test]
     fn mutated_dnsenc_nsk(data in mutated("dnsenc_nsk")) { target("dnsenc_nsk")(&data) }
+
+    #[test]
+    fn mutated_dnsenc_server(data in mutated("dnsenc_server")) { target("dnsenc_server")(&data) }
 
     #[test]
     fn mutated_dnsenc_outer(data in mutated("dnsenc_outer")) { target("dnsenc_outer")(&data) }

@@ -19,6 +19,8 @@
 //! |                 | matcher `star_match` (`frontend::dnsenc::wire`)                     |
 //! | `dnsenc_outer`  | DNSENC messages: `parse_outer`, `check_inner`,                      |
 //! |                 | `parse_response_envelope` (`frontend::dnsenc::wire`)                |
+//! | `dnsenc_server` | the DNSENC server's whole check and the sealing of its answers      |
+//! |                 | (`frontend::dnsenc::server`), raw messages and sealed plaintexts    |
 //! | `inflight`      | the real `Relay` under insert, answer, timeout and close            |
 //!
 //! Built only with the `fuzzing` feature (tests and fuzz/ turn it on). Nothing here is on the
@@ -27,6 +29,7 @@
 pub mod config;
 pub mod dnsenc_nsk;
 pub mod dnsenc_outer;
+pub mod dnsenc_server;
 pub mod ecs;
 pub mod edns;
 pub mod frames;
@@ -43,7 +46,7 @@ pub const MAX_MESSAGE: usize = u16::MAX as usize;
 pub type Target = fn(&[u8]);
 
 /// The targets by name, as `fuzz/fuzz_targets/` and `fuzz/corpus/` name them.
-pub const TARGETS: [(&str, Target); 9] = [
+pub const TARGETS: [(&str, Target); 10] = [
     ("frames", frames::run),
     ("query", query::run),
     ("upstream_match", upstream_match::run),
@@ -53,6 +56,7 @@ pub const TARGETS: [(&str, Target); 9] = [
     ("inflight", inflight::run_bytes),
     ("dnsenc_nsk", dnsenc_nsk::run),
     ("dnsenc_outer", dnsenc_outer::run),
+    ("dnsenc_server", dnsenc_server::run),
 ];
 
 /// Reads control values off the front of a fuzz input; past its end every value is 0, so any
