@@ -116,7 +116,7 @@ pub fn run(
     let (trigger, shutdown) = runtime::shutdown::channel();
     let (exited_tx, mut exited_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, std::io::Result<()>)>();
 
-    let limits = frontend::dot::limits::ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
+    let limits = frontend::limits::ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
     let gate = Arc::new(access::gate::Gate::new(&config.access));
     let worker_stats: Vec<Arc<WorkerStats>> =
         (0..listeners.len()).map(|_| Arc::new(WorkerStats::new(config.backends.len()))).collect();

@@ -266,3 +266,54 @@ fn shorten_option(envelope: &[u8], len: usize) -> Vec<u8> {
     out[rdlen_at..rdlen_at + 2].copy_from_slice(&rdlen.to_be_bytes());
     out
 }
+
+/// The operator's controls hold for DNSENC as for DoT: over `--max-qps-per-client` a client
+/// gets REFUSED without its query being decrypted or relayed; a denied address gets nothing
+/// over UDP and a closed connection over TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_lists_and_rate_limits_hold_for_dnsenc() {
+    let backend = FakeBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(15);
+    let (path, key) = key_file(dir.path(), crypto::X25519_HPKE, &mut rng);
+    let (_dotgate, dnsenc) = tokio::task::spawn_blocking({
+        let (addr, path) = (backend.addr, path.clone());
+        move || start(addr, &[&path], &["--max-qps-per-client", "5", "--deny", "127.0.0.0/8", "--allow", "127.0.0.1"])
+    })
+    .await
+    .unwrap();
+    let mut answered = 0;
+    let mut refused = 0;
+    for id in 0..20u16 {
+        let sent = seal_query(&key, &query("www.example.", RecordType::A, id), 1232, &mut rng);
+        let response = tokio::task::spawn_blocking(move || udp_exchange(dnsenc, &sent.envelope)).await.unwrap();
+        match response[3] & 0x0F {
+            0 => answered += 1,
+            5 => refused += 1,
+            other => panic!("rcode {other}"),
+        }
+    }
+    assert!((5..=7).contains(&answered) && answered + refused == 20, "{answered} answered, {refused} refused");
+    assert!(backend.udp_queries() <= 7, "refused queries never reach the backend");
+
+    // 127.0.0.2 is denied: no answer over UDP, the TCP connection closed unanswered.
+    let denied = tokio::task::spawn_blocking(move || {
+        let socket = UdpSocket::bind("127.0.0.2:0").unwrap();
+        socket.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        socket.send_to(&query("example.", RecordType::DNSKEY, 1), dnsenc).unwrap();
+        socket.recv_from(&mut [0u8; 512]).is_err()
+    });
+    assert!(denied.await.unwrap(), "a denied address gets no answer over UDP");
+    let closed = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.bind(&SocketAddr::from(([127, 0, 0, 2], 0)).into()).unwrap();
+        socket.connect(&dnsenc.into()).unwrap();
+        let mut stream: std::net::TcpStream = socket.into();
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let _ = stream.write_all(&support::framed(&query("example.", RecordType::DNSKEY, 2)));
+        let mut buf = [0u8; 512];
+        matches!(stream.read(&mut buf), Ok(0) | Err(_))
+    });
+    assert!(closed.await.unwrap(), "a denied address's TCP connection is closed unanswered");
+}

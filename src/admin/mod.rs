@@ -25,7 +25,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::frontend::dot::limits::ConnectionLimits;
+use crate::frontend::limits::ConnectionLimits;
 use crate::stats::WorkerStats;
 use crate::tls::TlsSetup;
 

@@ -5,6 +5,7 @@
 //! but a line in the worker that starts them.
 pub mod dnsenc;
 pub mod dot;
+pub mod limits;
 pub mod listen;
 
 use crate::access::prefix::ClientKey;

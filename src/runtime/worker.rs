@@ -13,8 +13,8 @@ use tokio::net::TcpListener;
 use tokio::task::LocalSet;
 
 use crate::config::Config;
-use crate::frontend::dot::limits::ConnectionLimits;
 use crate::frontend::dot::{accept, DotContext, DotSettings, OpenConnections};
+use crate::frontend::limits::ConnectionLimits;
 use crate::relay::{Relay, RelaySettings};
 use crate::runtime::shutdown::Shutdown;
 use crate::stats::WorkerStats;
@@ -92,6 +92,7 @@ async fn serve(spec: WorkerSpec) -> io::Result<()> {
             relay.clone(),
             stats.clone(),
             ctx.gate.clone(),
+            ctx.limits.clone(),
             config.idle_timeout,
             config.max_in_flight,
         ));

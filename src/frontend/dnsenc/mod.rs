@@ -25,7 +25,8 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::access::gate::Gate;
+use crate::access::gate::{self, Gate};
+use crate::frontend::limits::{ConnectionLimits, Refusal};
 use crate::relay::Relay;
 use crate::stats::{bump, WorkerStats};
 use server::DnsencServer;
@@ -36,6 +37,8 @@ pub struct DnsencContext {
     pub relay: Rc<Relay>,
     pub stats: Arc<WorkerStats>,
     pub gate: Arc<Gate>,
+    /// The connection limits, shared with DoT (DNSENC over TCP counts in them).
+    pub limits: Arc<ConnectionLimits>,
     /// Close a TCP connection with nothing in flight after this long.
     pub idle_timeout: Duration,
     /// Queries in flight per TCP connection before reading pauses.
@@ -55,6 +58,7 @@ impl DnsencContext {
         relay: Rc<Relay>,
         stats: Arc<WorkerStats>,
         gate: Arc<Gate>,
+        limits: Arc<ConnectionLimits>,
         idle_timeout: Duration,
         max_in_flight: u32,
     ) -> DnsencContext {
@@ -63,6 +67,7 @@ impl DnsencContext {
             relay,
             stats,
             gate,
+            limits,
             idle_timeout,
             max_in_flight,
             work: RefCell::new(Vec::with_capacity(4096)),
@@ -72,13 +77,45 @@ impl DnsencContext {
         }
     }
 
-    /// Whether the access lists let `ip` in (checked per datagram, and per TCP connection).
+    /// Whether the access lists let `ip` in (checked per datagram).
     fn admits(&self, ip: IpAddr) -> bool {
         if self.gate.acl_allows(ip) {
             return true;
         }
         bump(&self.stats.connections_refused_acl);
         false
+    }
+
+    /// Whether a query from `ip` is within its client's rate (`--max-qps-per-client`); counted
+    /// when not.
+    fn within_rate(&self, ip: IpAddr) -> bool {
+        if !self.gate.limits_queries() || self.gate.allow_query(self.gate.client_key(ip), std::time::Instant::now()) {
+            return true;
+        }
+        bump(&self.stats.rate_limited_queries);
+        false
+    }
+
+    /// Admits a TCP connection from `ip` as DoT does: the access lists, the client's connection
+    /// rate, then the connection limits; counted when refused.
+    fn admit_connection(&self, ip: IpAddr) -> Option<crate::frontend::limits::Admission> {
+        if let Err(refusal) = self.gate.admit(ip, std::time::Instant::now()) {
+            bump(match refusal {
+                gate::Refusal::Acl => &self.stats.connections_refused_acl,
+                gate::Refusal::ConnectionRate => &self.stats.rate_limited_connections,
+            });
+            return None;
+        }
+        match self.limits.admit(ip) {
+            Ok(admission) => Some(admission),
+            Err(refusal) => {
+                bump(match refusal {
+                    Refusal::Limit => &self.stats.connections_refused_limit,
+                    Refusal::PerIp => &self.stats.connections_refused_per_ip,
+                });
+                None
+            }
+        }
     }
 
     fn count_query(&self, scheme: u16) {

@@ -38,12 +38,15 @@ pub async fn accept_loop(ctx: Rc<DnsencContext>, listener: std::net::TcpListener
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             continue;
         };
-        if !ctx.admits(peer.ip()) {
-            continue;
-        }
+        // Closed at once, before reading anything, like a DoT connection over a limit.
+        let Some(admission) = ctx.admit_connection(peer.ip()) else { continue };
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(peer);
-        tokio::task::spawn_local(serve(ctx.clone(), stream, peer, local, shutdown.clone()));
+        let serving = serve(ctx.clone(), stream, peer, local, shutdown.clone());
+        tokio::task::spawn_local(async move {
+            serving.await;
+            drop(admission);
+        });
     }
 }
 
@@ -126,6 +129,13 @@ fn take_messages(ctx: &Rc<DnsencContext>, outgoing: &Rc<Outgoing>, inbound: &mut
 
 fn handle(ctx: &Rc<DnsencContext>, outgoing: &Rc<Outgoing>, msg: &[u8], client: ClientAddr) {
     let mut out = ctx.work.borrow_mut();
+    if !ctx.within_rate(client.peer.ip()) {
+        out.clear();
+        crate::dns::write_local_answer(msg, crate::dns::id(msg), crate::dns::rcode::REFUSED, &mut out);
+        outgoing.in_flight.set(outgoing.in_flight.get() + 1);
+        outgoing.push(&out);
+        return;
+    }
     let action = ctx.server.handle(msg, true, &mut out);
     match action {
         Action::Drop => {}

@@ -45,6 +45,15 @@ fn handle(ctx: &Rc<DnsencContext>, socket: &Rc<UdpSocket>, msg: &[u8], peer: Soc
         return;
     }
     let mut out = ctx.work.borrow_mut();
+    if !ctx.within_rate(peer.ip()) {
+        // Over the client's rate: REFUSED in the clear, without decrypting anything.
+        if msg.len() >= dns::HEADER_LEN && !dns::is_response(msg) {
+            out.clear();
+            dns::write_local_answer(msg, dns::id(msg), dns::rcode::REFUSED, &mut out);
+            let _ = socket.try_send_to(&out, peer);
+        }
+        return;
+    }
     let action = ctx.server.handle(msg, false, &mut out);
     let client = ClientAddr { peer, local, transport: Transport::Datagram };
     match action {

@@ -11,9 +11,9 @@ use std::net::SocketAddr;
 
 use tokio::net::{TcpListener, TcpStream};
 
-use super::limits::Refusal;
 use super::{connection, DotContext};
 use crate::access::gate;
+use crate::frontend::limits::Refusal;
 use crate::frontend::Client;
 use crate::relay::proxy_v2::Transport;
 use crate::relay::ClientAddr;

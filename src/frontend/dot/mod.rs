@@ -12,7 +12,6 @@ pub mod answers;
 pub mod connection;
 pub mod framing;
 pub mod hello;
-pub mod limits;
 pub mod session;
 
 use std::cell::{Cell, RefCell};
@@ -50,7 +49,7 @@ pub struct DotContext {
     /// Where a query is rewritten without its hop options before it is relayed.
     pub query_edit: RefCell<Vec<u8>>,
     /// The connection limits, shared by all workers (touched at accept and close only).
-    pub limits: std::sync::Arc<limits::ConnectionLimits>,
+    pub limits: std::sync::Arc<crate::frontend::limits::ConnectionLimits>,
     /// The access lists and per-client rate limits, shared by all workers.
     pub gate: std::sync::Arc<crate::access::gate::Gate>,
     /// The idle timeout in force: `settings.idle_timeout`, shrunk when connections near the

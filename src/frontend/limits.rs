@@ -1,6 +1,6 @@
-//! Connection limits across all workers: at most `--max-connections` client connections in all
-//! and `--max-connections-per-ip` from one address. A connection over a limit is closed at
-//! accept, before any TLS work, and counted. Past 80% of the global limit the idle timeout
+//! Connection limits across all workers and every frontend (DoT, DNSENC over TCP): at most
+//! `--max-connections` client connections in all and `--max-connections-per-ip` from one
+//! address. A connection over a limit is closed at accept, before any TLS work, and counted. Past 80% of the global limit the idle timeout
 //! shrinks (down to 1 s at the limit), so that idle clients make room for new ones.
 //!
 //! Shared by the workers (one `Arc`), touched once when a connection is accepted and once when
