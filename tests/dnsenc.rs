@@ -317,3 +317,37 @@ async fn access_lists_and_rate_limits_hold_for_dnsenc() {
     });
     assert!(closed.await.unwrap(), "a denied address's TCP connection is closed unanswered");
 }
+
+/// A new key file is put in service on SIGHUP (and the old one's queries get BADCRYPT once it is
+/// gone from the file); a broken file is refused with a log line and the keys in service stay.
+#[test]
+fn keys_reload_on_sighup_and_a_broken_file_is_refused() {
+    let unbound = Unbound::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(1);
+    let (first_path, first) = key_file(dir.path(), crypto::X25519_HPKE, &mut rng);
+    let live = dir.path().join("live.key");
+    std::fs::copy(&first_path, &live).unwrap();
+    let (dotgate, dnsenc) = start(unbound.addr, &[&live], &[]);
+    let asks = |key: &ServerKey, rng: &mut StdRng| {
+        let sent = seal_query(key, &query("www.example.test.", RecordType::A, 1), 1232, rng);
+        let response = udp_exchange(dnsenc, &sent.envelope);
+        full_rcode(&response)
+    };
+    assert_eq!(asks(&first, &mut rng), 0);
+
+    let (second_path, second) = key_file(dir.path(), crypto::X25519_HPKE, &mut rng);
+    let temp = dir.path().join("live.tmp");
+    std::fs::copy(&second_path, &temp).unwrap();
+    std::fs::rename(&temp, &live).unwrap();
+    dotgate.signal(libc::SIGHUP);
+    assert!(dotgate.wait_for_stderr("reloaded the DNSENC keys", TIMEOUT), "{}", dotgate.stderr());
+    assert_eq!(asks(&second, &mut rng), 0, "the new key decrypts");
+    assert_eq!(asks(&first, &mut rng), 3841, "the old key is gone: BADCRYPT");
+
+    std::fs::write(&temp, "# dotgate dnsenc key-id=7 priority=1 scheme=x25519 response=aes-256\nnot a key\n").unwrap();
+    std::fs::rename(&temp, &live).unwrap();
+    dotgate.signal(libc::SIGHUP);
+    assert!(dotgate.wait_for_stderr("refusing the new DNSENC keys", TIMEOUT), "{}", dotgate.stderr());
+    assert_eq!(asks(&second, &mut rng), 0, "the key in service stays");
+}
