@@ -81,6 +81,10 @@ step scripts "$LINT_TIMEOUT" bash -c lint_scripts
 step fmt "$FMT_TIMEOUT" cargo fmt --all -- --check
 step clippy "$CLIPPY_TIMEOUT" cargo clippy --workspace --all-targets -- -D warnings
 step test "$TEST_TIMEOUT" cargo test --workspace --all-targets --no-fail-fast
+# The DoT tests again with a DNSENC listener on beside DoT in every dotgate they start: the
+# second frontend must change nothing for the first.
+step dot+dnsenc "$TEST_TIMEOUT" env DOTGATE_TEST_WITH_DNSENC=1 cargo test --no-fail-fast \
+  --test relay --test tls --test framing --test edns --test limits --test hostile --test real_backends
 step deploy "$DEPLOY_TIMEOUT" bash scripts/check-deploy.sh
 step supply "$SUPPLY_TIMEOUT" bash scripts/check-supply-chain.sh
 

@@ -326,7 +326,11 @@ fn udp_ports_of(pid: u32) -> Vec<u16> {
     for table in ["/proc/net/udp", "/proc/net/udp6"] {
         for line in std::fs::read_to_string(table).unwrap_or_default().lines().skip(1) {
             let cols: Vec<&str> = line.split_whitespace().collect();
-            if cols.len() > 9 && inodes.contains(cols[9]) {
+            // Upstream sockets are bound to the wildcard address; a listener (DNSENC over UDP,
+            // when the suite runs with it on) to a concrete one.
+            let wildcard =
+                cols.get(1).is_some_and(|local| local.split(':').next().is_some_and(|a| a.bytes().all(|b| b == b'0')));
+            if cols.len() > 9 && inodes.contains(cols[9]) && wildcard {
                 let port = cols[1].rsplit(':').next().unwrap();
                 ports.push(u16::from_str_radix(port, 16).unwrap());
             }

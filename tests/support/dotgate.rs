@@ -110,6 +110,9 @@ impl Dotgate {
             args.push(b.clone());
         }
         args.extend(extra_args.iter().map(|s| s.to_string()));
+        if !args.iter().any(|a| a == "--dnsenc-listen") {
+            args.extend(dnsenc_alongside());
+        }
         let mut cmd = Command::new(DOTGATE_BIN);
         cmd.args(&args);
         let mut proc = TestProcess::spawn("dotgate", cmd);
@@ -134,7 +137,8 @@ impl Dotgate {
         }
     }
 
-    /// Runs the binary with exactly `args`, without waiting for anything.
+    /// Runs the binary with exactly `args`, without waiting for anything (never with DNSENC
+    /// added, whatever `DOTGATE_TEST_WITH_DNSENC` says).
     pub fn start_raw(args: &[&str]) -> DotgateProcess {
         let mut cmd = Command::new(DOTGATE_BIN);
         cmd.args(args);
@@ -232,4 +236,29 @@ pub fn make_cert(dir: &Path) -> (PathBuf, PathBuf, String) {
     std::fs::write(&cert, &c.cert_pem).expect("write cert.pem");
     std::fs::write(&key, &c.key_pem).expect("write key.pem");
     (cert, key, c.pin)
+}
+
+/// With `DOTGATE_TEST_WITH_DNSENC=1` in the environment, the arguments that turn a DNSENC
+/// listener on beside DoT (a free loopback port, one X25519 key made once per test process), so
+/// that the DoT tests show DNSENC changes nothing for them (scripts/test.sh runs them so).
+/// Empty otherwise.
+fn dnsenc_alongside() -> Vec<String> {
+    static KEY: std::sync::OnceLock<(tempfile::TempDir, String)> = std::sync::OnceLock::new();
+    if std::env::var("DOTGATE_TEST_WITH_DNSENC").map_or(true, |v| v != "1") {
+        return Vec::new();
+    }
+    let (_, key) = KEY.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("a temp dir for the DNSENC key");
+        let out = Command::new(DOTGATE_BIN)
+            .args(["dnsenc", "keygen", "--scheme", "x25519", "--out"])
+            .arg(dir.path())
+            .output()
+            .expect("run dotgate dnsenc keygen");
+        assert!(out.status.success(), "dnsenc keygen: {}", String::from_utf8_lossy(&out.stderr));
+        let key = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+        let key = key.to_str().unwrap().to_owned();
+        (dir, key)
+    });
+    let port = super::ports::free_port();
+    vec!["--dnsenc-listen".into(), format!("127.0.0.1:{port}"), "--dnsenc-key".into(), key.clone()]
 }
