@@ -67,7 +67,8 @@ pub const DEFAULT_TCP_MEMORY_TTL: Duration = Duration::from_secs(60);
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Tool>,
-    /// Address to accept DoT on (repeatable). Default: 0.0.0.0:853 and [::]:853.
+    /// Address to accept DoT on (repeatable). Default: 0.0.0.0:853 and [::]:853. "none": no DoT
+    /// (a DNSENC-only deployment).
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Vec<String>,
     /// Plain-DNS backend to relay to (repeatable), with options after commas: `proxy-protocol`
@@ -531,6 +532,14 @@ impl Config {
                 SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_DOT_PORT),
                 SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), DEFAULT_DOT_PORT),
             ]
+        } else if listen_strings.len() == 1 && listen_strings[0].trim() == "none" {
+            // No DoT at all: a DNSENC-only deployment.
+            if dnsenc.is_none() {
+                return Err(ConfigError::Cli(
+                    "--listen none turns DoT off: give --dnsenc-listen, or dotgate has nothing to serve".to_owned(),
+                ));
+            }
+            Vec::new()
         } else {
             listen_strings.iter().map(|s| parse_addr(s, DEFAULT_DOT_PORT, "listen")).collect::<Result<_, _>>()?
         };
@@ -1162,6 +1171,19 @@ mod tests {
         assert!(e.contains("--dnsenc-key"), "{e}");
         let e = parse(&["--backend", "127.0.0.1:53", "--dnsenc-key", "k.pem"]).unwrap_err().to_string();
         assert!(e.contains("--dnsenc-listen"), "{e}");
+        let c = parse(&[
+            "--backend",
+            "127.0.0.1:53",
+            "--listen",
+            "none",
+            "--dnsenc-listen",
+            "127.0.0.1:53",
+            "--dnsenc-key",
+            "k",
+        ]);
+        assert!(c.unwrap().listen.is_empty(), "--listen none: DNSENC only");
+        let e = parse(&["--backend", "127.0.0.1:53", "--listen", "none"]).unwrap_err().to_string();
+        assert!(e.contains("nothing to serve"), "{e}");
         for (flag, bad) in
             [("--dnsenc-nsk-type", "41"), ("--dnsenc-option-code", "0"), ("--dnsenc-badcrypt-rcode", "15")]
         {
