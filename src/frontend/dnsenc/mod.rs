@@ -7,6 +7,7 @@
 //! It talks to the relay only through `Relay::submit` and its own `ReplyTo`s; the backends see
 //! plain inner queries from dotgate's address, and nothing about a client outlives its answer.
 
+pub mod client;
 pub mod crypto;
 pub mod keys;
 pub mod reload;
