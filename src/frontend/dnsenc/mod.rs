@@ -10,6 +10,7 @@
 pub mod client;
 pub mod crypto;
 pub mod keys;
+pub mod print;
 pub mod reload;
 pub mod server;
 pub mod tcp;
