@@ -196,7 +196,7 @@ pub enum Tool {
     /// Session-ticket key files for --ticket-keys.
     #[command(subcommand, subcommand_required = true, arg_required_else_help = false)]
     TicketKeys(TicketKeysTool),
-    /// DNSENC tools: key generation, the client.
+    /// DNSENC tools: key generation, the client, the load generator.
     #[command(subcommand, subcommand_required = true)]
     Dnsenc(DnsencTool),
     /// Print the SPKI pin (pin-sha256, base64) of the first certificate in a PEM file.
@@ -225,6 +225,9 @@ pub enum DnsencTool {
     /// Ask a DNSENC server one question, encrypted, and print the answer as dig does. Exit 0 on
     /// an answer (of any RCODE), 1 on a timeout or a clear error (BADCRYPT, REFUSED...).
     Query(DnsencQueryArgs),
+    /// Send DNSENC queries from a dnsperf query file at a server for a while, then print
+    /// dnsperf's summary (queries, losses, RCODEs, rate, latency, bytes on the wire).
+    Load(DnsencLoadArgs),
 }
 
 /// `dotgate dnsenc query` as given.
@@ -255,6 +258,35 @@ pub struct DnsencQueryArgs {
     /// Set the DO bit (ask for DNSSEC records).
     #[arg(long)]
     pub dnssec: bool,
+    #[command(flatten)]
+    pub codepoints: CodePointArgs,
+}
+
+/// `dotgate dnsenc load` as given.
+#[derive(Debug, clap::Args)]
+pub struct DnsencLoadArgs {
+    /// The server.
+    #[arg(short = 's', long, value_name = "ADDR[:PORT]")]
+    pub server: String,
+    /// The server's NSK record, in a file: what `dotgate dnsenc keygen` printed.
+    #[arg(long, value_name = "FILE")]
+    pub nsk: PathBuf,
+    /// Queries, one `NAME [TYPE]` a line (dnsperf's format; `;` starts a comment), sent in
+    /// order and looped.
+    #[arg(short = 'f', long, value_name = "QUERYFILE")]
+    pub query_file: PathBuf,
+    /// Clients, each with its own socket and up to 10 queries in flight.
+    #[arg(short = 'c', long, value_name = "N", default_value_t = 10)]
+    pub clients: usize,
+    /// Queries per second, all clients together. Default: as fast as the windows allow.
+    #[arg(short = 'Q', long, value_name = "N")]
+    pub qps: Option<u32>,
+    /// Seconds to send for.
+    #[arg(short = 'l', long, value_name = "SECS", default_value_t = 10.0, allow_negative_numbers = true)]
+    pub seconds: f64,
+    /// Each client asks over one TCP connection instead of UDP.
+    #[arg(long)]
+    pub tcp: bool,
     #[command(flatten)]
     pub codepoints: CodePointArgs,
 }
@@ -497,6 +529,8 @@ pub enum Invocation {
     DnsencKeygen { scheme: String, out: PathBuf, priority: u8 },
     /// `dnsenc query @ADDR[:PORT] NAME [TYPE] ...`: ask one question, print the answer.
     DnsencQuery(DnsencQuery),
+    /// `dnsenc load -s ADDR[:PORT] --nsk FILE -f QUERYFILE ...`: send load, print a summary.
+    DnsencLoad(DnsencLoad),
 }
 
 /// What `dotgate dnsenc query` asks, checked.
@@ -517,8 +551,26 @@ pub struct DnsencQuery {
     pub codepoints: CodePoints,
 }
 
+/// What `dotgate dnsenc load` runs, checked.
+#[derive(Debug, Clone)]
+pub struct DnsencLoad {
+    pub server: SocketAddr,
+    pub nsk: PathBuf,
+    pub query_file: PathBuf,
+    /// Clients (sockets), 1 to [`MAX_LOAD_CLIENTS`].
+    pub clients: usize,
+    /// Queries per second, all clients together; `None`: as fast as the windows allow.
+    pub qps: Option<u32>,
+    /// How long to send for.
+    pub duration: Duration,
+    pub tcp: bool,
+    pub codepoints: CodePoints,
+}
+
 /// `dotgate dnsenc query` waits this long for an answer unless told otherwise.
 pub const DEFAULT_DNSENC_QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most clients `dotgate dnsenc load` runs (each a socket with up to 10 queries in flight).
+pub const MAX_LOAD_CLIENTS: usize = 10_000;
 
 /// Everything that can be wrong with the settings. Each renders as one line.
 #[derive(Debug, thiserror::Error)]
@@ -568,6 +620,7 @@ impl Config {
                 return Ok(Invocation::DnsencKeygen { scheme, out, priority })
             }
             Some(Tool::Dnsenc(DnsencTool::Query(args))) => return dnsenc_query(args),
+            Some(Tool::Dnsenc(DnsencTool::Load(args))) => return dnsenc_load(args),
             None => {}
         }
         let check_only = cli.check_config;
@@ -885,6 +938,21 @@ fn dnsenc_query(args: DnsencQueryArgs) -> Result<Invocation, ConfigError> {
     };
     let timeout = seconds("timeout", timeout, DEFAULT_DNSENC_QUERY_TIMEOUT)?;
     Ok(Invocation::DnsencQuery(DnsencQuery { server, name, qtype, tcp, nsk, timeout, dnssec, codepoints }))
+}
+
+/// `dotgate dnsenc load`, checked.
+fn dnsenc_load(args: DnsencLoadArgs) -> Result<Invocation, ConfigError> {
+    let DnsencLoadArgs { server, nsk, query_file, clients, qps, seconds: secs, tcp, codepoints } = args;
+    let codepoints = tool_code_points(&codepoints)?;
+    let server = parse_addr(&server, 53, "server")?;
+    if !(1..=MAX_LOAD_CLIENTS).contains(&clients) {
+        return Err(ConfigError::Value { what: "clients", value: clients.to_string(), reason: "must be 1 to 10000" });
+    }
+    if qps == Some(0) {
+        return Err(ConfigError::Value { what: "qps", value: "0".to_owned(), reason: "must be at least 1" });
+    }
+    let duration = seconds("seconds", Some(secs), Duration::ZERO)?;
+    Ok(Invocation::DnsencLoad(DnsencLoad { server, nsk, query_file, clients, qps, duration, tcp, codepoints }))
 }
 
 /// A backend entry's address text and options.

@@ -1,5 +1,5 @@
 //! The `dotgate` binary: parse the command line, load the TLS material, run (or run one of the
-//! tools: `ticket-keys new`, `pin`, `dnsenc keygen|query`). Exit status 2 for anything wrong
+//! tools: `ticket-keys new`, `pin`, `dnsenc keygen|query|load`). Exit status 2 for anything wrong
 //! with the settings or a file, a listen address that cannot be bound included (one line on
 //! stderr), 1 for a failure while running (a client tool's timeout or error answer included).
 
@@ -26,6 +26,7 @@ fn main() -> ExitCode {
             return print_or_fail(dotgate::frontend::dnsenc::tools::keygen(&scheme, &out, priority))
         }
         Invocation::DnsencQuery(request) => return report(dotgate::frontend::dnsenc::tools::query(&request)),
+        Invocation::DnsencLoad(request) => return report(dotgate::frontend::dnsenc::load::run(&request)),
         Invocation::Check(config) => (config, true),
         Invocation::Run(config) => (config, false),
     };

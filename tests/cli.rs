@@ -301,7 +301,7 @@ fn dnsenc_keygen_writes_a_private_key_that_check_config_accepts_only_while_priva
 }
 
 #[test]
-fn dnsenc_query_refuses_bad_input_with_one_line_and_exit_2() {
+fn dnsenc_query_and_load_refuse_bad_input_with_one_line_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
     std::fs::create_dir(&keys).unwrap();
@@ -325,4 +325,13 @@ fn dnsenc_query_refuses_bad_input_with_one_line_and_exit_2() {
     assert_config_error(&[query, &["--nsk", &unknown_scheme]].concat(), "not a query scheme");
     assert_config_error(&[query, &["--nsk", &no_answer_scheme]].concat(), "no answer scheme");
     assert_config_error(&["dnsenc", "query", "@127.0.0.1:9", "a..test", "--nsk", &nsk], "a..test");
+
+    let queries = write(dir.path(), "queries.txt", "www.example.test A\nwww.example.test BOGUS\n");
+    let good_queries = write(dir.path(), "good-queries.txt", "www.example.test\n");
+    let load: &[&str] = &["dnsenc", "load", "-s", "127.0.0.1:9", "--nsk", &nsk];
+    assert_config_error(&[load, &["-f", &queries]].concat(), "line 2");
+    assert_config_error(&[load, &["-f", &good_queries, "-c", "0"]].concat(), "clients");
+    assert_config_error(&[load, &["-f", &good_queries, "-Q", "0"]].concat(), "qps");
+    assert_config_error(&[load, &["-f", &good_queries, "-l", "0"]].concat(), "seconds");
+    assert_config_error(&["dnsenc", "load", "-s", "127.0.0.1:9", "--nsk", &not_nsk, "-f", &good_queries], "no NSK");
 }

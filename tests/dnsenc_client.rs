@@ -1,7 +1,7 @@
 //! The DNSENC client tools end to end, as an operator runs them: `dotgate dnsenc keygen`, then
 //! dotgate with that key in front of a real Unbound, then `dotgate dnsenc query` (over UDP, over
-//! TCP, after a TC=1 envelope, without a key, with another server's key), each checked by what it
-//! prints and its exit status.
+//! TCP, after a TC=1 envelope, without a key, with another server's key) and `dotgate dnsenc
+//! load`, each checked by what it prints and its exit status.
 
 mod support;
 
@@ -137,4 +137,63 @@ fn query_with_another_servers_key_gets_badcrypt_and_exit_1() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("answered BADCRYPT (3841)"), "{err}");
     assert_eq!(stdout(&out), "");
+}
+
+/// One number from the summary line that starts with `label`: the first token after it.
+fn number(summary: &str, label: &str) -> f64 {
+    let line = summary.lines().find(|l| l.trim_start().starts_with(label)).unwrap_or_else(|| panic!("{label}"));
+    let value = line.trim_start()[label.len()..].split_whitespace().next().unwrap().trim_end_matches(',');
+    value.parse().unwrap_or_else(|_| panic!("{label} {value:?} in {summary}"))
+}
+
+#[test]
+fn load_sends_at_the_rate_asked_and_loses_nothing() {
+    let setup = Setup::start();
+    let queries = setup.dir.path().join("queries.txt");
+    std::fs::write(&queries, "www.example.test A\nwww.example.test AAAA\nmixed.example.test A\n").unwrap();
+    let server = setup.dnsenc.to_string();
+    let nsk = setup.nsk.to_str().unwrap();
+    let out = dotgate(&[
+        "dnsenc",
+        "load",
+        "-s",
+        &server,
+        "--nsk",
+        nsk,
+        "-f",
+        queries.to_str().unwrap(),
+        "-l",
+        "2",
+        "-c",
+        "5",
+        "-Q",
+        "500",
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    let sent = number(&text, "Queries sent:");
+    let completed = number(&text, "Queries completed:");
+    assert!((900.0..=1001.0).contains(&sent), "about 1,000: {text}");
+    assert_eq!(completed, sent, "{text}");
+    assert_eq!(number(&text, "Queries lost:"), 0.0, "{text}");
+    assert_eq!(number(&text, "Queries truncated:"), 0.0, "{text}");
+    assert!(text.contains(&format!("Response codes:       NOERROR {completed} (100.00%)")), "{text}");
+    let run_time = number(&text, "Run time (s):");
+    assert!((2.0..3.0).contains(&run_time), "{text}");
+    let qps = number(&text, "Queries per second:");
+    assert!((350.0..=510.0).contains(&qps), "{text}");
+    let (average, p50, p99) = (
+        number(&text, "Average Latency (ms):"),
+        number(&text, "Latency p50 (ms):"),
+        number(&text, "Latency p99 (ms):"),
+    );
+    assert!(0.0 < p50 && p50 <= p99 && average <= p99 * 2.0 && p99 < 2000.0, "{text}");
+    // x25519: the envelope adds its header, question, OPT record, key id and HPKE's 48 bytes.
+    let outer_query = number(&text, "Bytes per query:      outer");
+    let outer_answer = number(&text, "Bytes per answer:     outer");
+    let line = |label: &str| text.lines().find(|l| l.contains(label)).unwrap().to_owned();
+    let inner = |label: &str| line(label).rsplit(' ').next().unwrap().parse::<f64>().unwrap();
+    let (inner_query, inner_answer) = (inner("Bytes per query:"), inner("Bytes per answer:"));
+    assert!(inner_query > 40.0 && outer_query > inner_query + 100.0, "{text}");
+    assert!(inner_answer > 40.0 && outer_answer > inner_answer + 60.0, "{text}");
 }

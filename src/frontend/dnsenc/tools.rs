@@ -1,6 +1,6 @@
 //! The `dotgate dnsenc ...` tools an operator runs by hand: `keygen` writes a key file and
 //! prints the NSK record to publish; `query` asks a DNSENC server one question and prints the
-//! answer as dig does. They print and exit.
+//! answer as dig does (`load`, the load generator, is in `load`). They print and exit.
 //!
 //! They never touch a running dotgate but as a client over the network (a new key file is picked
 //! up on SIGHUP or when the files it was given change), never send a query in the clear, and
