@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::access::acl::Cidr;
 use crate::access::prefix::ClientPrefix;
 use crate::access::rate::DEFAULT_TRACKED_CLIENTS;
+use crate::frontend::dnsenc::wire::CodePoints;
 use crate::relay::ecs::EcsPrefix;
 
 /// Port of DNS over TLS (RFC 7858 §3.1).
@@ -196,7 +197,7 @@ pub enum Tool {
     /// Session-ticket key files for --ticket-keys.
     #[command(subcommand, subcommand_required = true, arg_required_else_help = false)]
     TicketKeys(TicketKeysTool),
-    /// DNSENC tools: key generation.
+    /// DNSENC tools: key generation, the client, the load generator.
     #[command(subcommand, subcommand_required = true)]
     Dnsenc(DnsencTool),
     /// Print the SPKI pin (pin-sha256, base64) of the first certificate in a PEM file.
@@ -222,6 +223,87 @@ pub enum DnsencTool {
         #[arg(long, value_name = "N", default_value_t = 10)]
         priority: u8,
     },
+    /// Ask a DNSENC server one question, encrypted, and print the answer as dig does. Exit 0 on
+    /// an answer (of any RCODE), 1 on a timeout or a clear error (BADCRYPT, REFUSED...).
+    Query(DnsencQueryArgs),
+    /// Send DNSENC queries from a dnsperf query file at a server for a while, then print
+    /// dnsperf's summary (queries, losses, RCODEs, rate, latency, bytes on the wire).
+    Load(DnsencLoadArgs),
+}
+
+/// `dotgate dnsenc query` as given.
+#[derive(Debug, clap::Args)]
+pub struct DnsencQueryArgs {
+    /// The server, as @ADDR or @ADDR:PORT (port 53 unless given; IPv6 as @[ADDR]:PORT).
+    #[arg(value_name = "@ADDR[:PORT]")]
+    pub server: String,
+    /// The name to look up.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// The record type: a mnemonic (A, AAAA, MX, TXT, NSK...) or TYPEnnn. Default A.
+    #[arg(value_name = "TYPE")]
+    pub qtype: Option<String>,
+    /// Ask over TCP (without it: UDP, then TCP again after a TC=1 answer).
+    #[arg(long)]
+    pub tcp: bool,
+    /// The server's NSK record, in a file: what `dotgate dnsenc keygen` printed.
+    #[arg(long, value_name = "FILE")]
+    pub nsk: Option<PathBuf>,
+    /// DNSSEC trust anchor to validate an NSK fetched from the server (not built yet: give
+    /// --nsk).
+    #[arg(long, value_name = "FILE")]
+    pub trust_anchor: Option<PathBuf>,
+    /// Seconds to wait for the answer (each of UDP and TCP). Default 5.
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
+    pub timeout: Option<f64>,
+    /// Set the DO bit (ask for DNSSEC records).
+    #[arg(long)]
+    pub dnssec: bool,
+    #[command(flatten)]
+    pub codepoints: CodePointArgs,
+}
+
+/// `dotgate dnsenc load` as given.
+#[derive(Debug, clap::Args)]
+pub struct DnsencLoadArgs {
+    /// The server.
+    #[arg(short = 's', long, value_name = "ADDR[:PORT]")]
+    pub server: String,
+    /// The server's NSK record, in a file: what `dotgate dnsenc keygen` printed.
+    #[arg(long, value_name = "FILE")]
+    pub nsk: PathBuf,
+    /// Queries, one `NAME [TYPE]` a line (dnsperf's format; `;` starts a comment), sent in
+    /// order and looped.
+    #[arg(short = 'f', long, value_name = "QUERYFILE")]
+    pub query_file: PathBuf,
+    /// Clients, each with its own socket and up to 10 queries in flight.
+    #[arg(short = 'c', long, value_name = "N", default_value_t = 10)]
+    pub clients: usize,
+    /// Queries per second, all clients together. Default: as fast as the windows allow.
+    #[arg(short = 'Q', long, value_name = "N")]
+    pub qps: Option<u32>,
+    /// Seconds to send for.
+    #[arg(short = 'l', long, value_name = "SECS", default_value_t = 10.0, allow_negative_numbers = true)]
+    pub seconds: f64,
+    /// Each client asks over one TCP connection instead of UDP.
+    #[arg(long)]
+    pub tcp: bool,
+    #[command(flatten)]
+    pub codepoints: CodePointArgs,
+}
+
+/// The DNSENC code points, for the client tools: the same flags and defaults as the server's.
+#[derive(Debug, clap::Args)]
+pub struct CodePointArgs {
+    /// RR type number of NSK records. Default 65301.
+    #[arg(long, value_name = "N")]
+    pub dnsenc_nsk_type: Option<u16>,
+    /// EDNS option code of the DNSENC option. Default 65050.
+    #[arg(long, value_name = "N")]
+    pub dnsenc_option_code: Option<u16>,
+    /// Extended RCODE of BADCRYPT. Default 3841.
+    #[arg(long, value_name = "N")]
+    pub dnsenc_badcrypt_rcode: Option<u16>,
 }
 
 /// `dotgate ticket-keys ...`
@@ -446,7 +528,50 @@ pub enum Invocation {
     Pin { cert: PathBuf },
     /// `dnsenc keygen --scheme S --out DIR [--priority N]`: write a key, print its NSK.
     DnsencKeygen { scheme: String, out: PathBuf, priority: u8 },
+    /// `dnsenc query @ADDR[:PORT] NAME [TYPE] ...`: ask one question, print the answer.
+    DnsencQuery(DnsencQuery),
+    /// `dnsenc load -s ADDR[:PORT] --nsk FILE -f QUERYFILE ...`: send load, print a summary.
+    DnsencLoad(DnsencLoad),
 }
+
+/// What `dotgate dnsenc query` asks, checked.
+#[derive(Debug, Clone)]
+pub struct DnsencQuery {
+    pub server: SocketAddr,
+    /// The name as given (the client encodes it, and refuses one that is not a domain name).
+    pub name: String,
+    pub qtype: u16,
+    /// Straight to TCP.
+    pub tcp: bool,
+    /// The file holding the server's NSK.
+    pub nsk: PathBuf,
+    /// How long to wait for an answer, over UDP and again over TCP.
+    pub timeout: Duration,
+    /// The DO bit.
+    pub dnssec: bool,
+    pub codepoints: CodePoints,
+}
+
+/// What `dotgate dnsenc load` runs, checked.
+#[derive(Debug, Clone)]
+pub struct DnsencLoad {
+    pub server: SocketAddr,
+    pub nsk: PathBuf,
+    pub query_file: PathBuf,
+    /// Clients (sockets), 1 to [`MAX_LOAD_CLIENTS`].
+    pub clients: usize,
+    /// Queries per second, all clients together; `None`: as fast as the windows allow.
+    pub qps: Option<u32>,
+    /// How long to send for.
+    pub duration: Duration,
+    pub tcp: bool,
+    pub codepoints: CodePoints,
+}
+
+/// `dotgate dnsenc query` waits this long for an answer unless told otherwise.
+pub const DEFAULT_DNSENC_QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most clients `dotgate dnsenc load` runs (each a socket with up to 10 queries in flight).
+pub const MAX_LOAD_CLIENTS: usize = 10_000;
 
 /// Everything that can be wrong with the settings. Each renders as one line.
 #[derive(Debug, thiserror::Error)]
@@ -495,6 +620,8 @@ impl Config {
             Some(Tool::Dnsenc(DnsencTool::Keygen { scheme, out, priority })) => {
                 return Ok(Invocation::DnsencKeygen { scheme, out, priority })
             }
+            Some(Tool::Dnsenc(DnsencTool::Query(args))) => return dnsenc_query(args),
+            Some(Tool::Dnsenc(DnsencTool::Load(args))) => return dnsenc_load(args),
             None => {}
         }
         let check_only = cli.check_config;
@@ -724,6 +851,27 @@ fn dnsenc_config(cli: &Cli, file: &FileConfig) -> Result<Option<DnsencConfig>, C
         (false, false) => {}
     }
     let listen = listen.iter().map(|s| parse_addr(s, 53, "dnsenc-listen")).collect::<Result<Vec<_>, _>>()?;
+    let codepoints = dnsenc_code_points(
+        cli.dnsenc_nsk_type.or(file.dnsenc_nsk_type),
+        cli.dnsenc_option_code.or(file.dnsenc_option_code),
+        cli.dnsenc_badcrypt_rcode.or(file.dnsenc_badcrypt_rcode),
+    )?;
+    Ok(Some(DnsencConfig {
+        listen,
+        keys,
+        cleartext: cli.dnsenc_cleartext.or(file.dnsenc_cleartext).unwrap_or_default(),
+        nsk_type: codepoints.nsk_type,
+        option_code: codepoints.option_code,
+        badcrypt_rcode: codepoints.badcrypt,
+    }))
+}
+
+/// The DNSENC code points given (each `None` takes its default), checked.
+fn dnsenc_code_points(
+    nsk_type: Option<u16>,
+    option_code: Option<u16>,
+    badcrypt: Option<u16>,
+) -> Result<CodePoints, ConfigError> {
     let code = |what: &'static str, value: Option<u16>, default: u16, valid: fn(u16) -> bool, reason: &'static str| {
         let value = value.unwrap_or(default);
         if valid(value) {
@@ -732,33 +880,88 @@ fn dnsenc_config(cli: &Cli, file: &FileConfig) -> Result<Option<DnsencConfig>, C
             Err(ConfigError::Value { what, value: value.to_string(), reason })
         }
     };
-    Ok(Some(DnsencConfig {
-        listen,
-        keys,
-        cleartext: cli.dnsenc_cleartext.or(file.dnsenc_cleartext).unwrap_or_default(),
+    Ok(CodePoints {
         // Not a meta type (OPT, TKEY, TSIG, IXFR, AXFR, MAILB, MAILA, ANY) nor 0.
         nsk_type: code(
             "dnsenc-nsk-type",
-            cli.dnsenc_nsk_type.or(file.dnsenc_nsk_type),
+            nsk_type,
             DEFAULT_DNSENC_NSK_TYPE,
             |t| t != 0 && t != 41 && !(128..=255).contains(&t) && t != 65535,
             "must be a data RR type: not 0, 41 (OPT), 128-255 (meta types) or 65535",
         )?,
         option_code: code(
             "dnsenc-option-code",
-            cli.dnsenc_option_code.or(file.dnsenc_option_code),
+            option_code,
             DEFAULT_DNSENC_OPTION_CODE,
             |c| c != 0 && c != 65535,
             "must be 1 to 65534",
         )?,
-        badcrypt_rcode: code(
+        badcrypt: code(
             "dnsenc-badcrypt-rcode",
-            cli.dnsenc_badcrypt_rcode.or(file.dnsenc_badcrypt_rcode),
+            badcrypt,
             DEFAULT_DNSENC_BADCRYPT_RCODE,
             |r| (24..=4095).contains(&r),
             "must be an extended RCODE, 24 to 4095 (3841-4095 are for private use)",
         )?,
-    }))
+    })
+}
+
+fn tool_code_points(args: &CodePointArgs) -> Result<CodePoints, ConfigError> {
+    dnsenc_code_points(args.dnsenc_nsk_type, args.dnsenc_option_code, args.dnsenc_badcrypt_rcode)
+}
+
+/// `dotgate dnsenc query`, checked. The NSK comes from a file: fetching it from the server and
+/// validating its DNSSEC chain (the draft's way) is not built, and nothing stands in for it (no
+/// unvalidated key, no cleartext query).
+fn dnsenc_query(args: DnsencQueryArgs) -> Result<Invocation, ConfigError> {
+    let DnsencQueryArgs { server, name, qtype, tcp, nsk, trust_anchor, timeout, dnssec, codepoints } = args;
+    let codepoints = tool_code_points(&codepoints)?;
+    let server = server
+        .strip_prefix('@')
+        .ok_or_else(|| ConfigError::Cli(format!("the server comes first, as @ADDR[:PORT], not {server:?}")))?;
+    let server = parse_addr(server, 53, "server")?;
+    let qtype = match qtype {
+        None => 1,
+        Some(text) => {
+            crate::frontend::dnsenc::print::type_by_name(&text, &codepoints).ok_or_else(|| ConfigError::Value {
+                what: "record type",
+                value: format!("{text:?}"),
+                reason: "must be a type mnemonic (A, AAAA, MX, TXT...) or TYPEnnn",
+            })?
+        }
+    };
+    let nsk = match (nsk, trust_anchor) {
+        (Some(nsk), None) => nsk,
+        (None, _) => {
+            return Err(ConfigError::Cli(
+                "fetching and validating the NSK is not built yet: give --nsk FILE".to_owned(),
+            ))
+        }
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::Cli(
+                "--trust-anchor validates an NSK fetched from the server, and that is not built yet: \
+                 with --nsk FILE the key is taken as given, so leave --trust-anchor out"
+                    .to_owned(),
+            ))
+        }
+    };
+    let timeout = seconds("timeout", timeout, DEFAULT_DNSENC_QUERY_TIMEOUT)?;
+    Ok(Invocation::DnsencQuery(DnsencQuery { server, name, qtype, tcp, nsk, timeout, dnssec, codepoints }))
+}
+
+/// `dotgate dnsenc load`, checked.
+fn dnsenc_load(args: DnsencLoadArgs) -> Result<Invocation, ConfigError> {
+    let DnsencLoadArgs { server, nsk, query_file, clients, qps, seconds: secs, tcp, codepoints } = args;
+    let codepoints = tool_code_points(&codepoints)?;
+    let server = parse_addr(&server, 53, "server")?;
+    if !(1..=MAX_LOAD_CLIENTS).contains(&clients) {
+        return Err(ConfigError::Value { what: "clients", value: clients.to_string(), reason: "must be 1 to 10000" });
+    }
+    if qps == Some(0) {
+        return Err(ConfigError::Value { what: "qps", value: "0".to_owned(), reason: "must be at least 1" });
+    }
+    let duration = seconds("seconds", Some(secs), Duration::ZERO)?;
+    Ok(Invocation::DnsencLoad(DnsencLoad { server, nsk, query_file, clients, qps, duration, tcp, codepoints }))
 }
 
 /// A backend entry's address text and options.

@@ -1,7 +1,7 @@
 //! The `dotgate` binary: parse the command line, load the TLS material, run (or run one of the
-//! tools: `ticket-keys new`, `pin`). Exit status 2 for anything wrong with the settings or a
-//! file, a listen address that cannot be bound included (one line on stderr), 1 for a failure
-//! while running.
+//! tools: `ticket-keys new`, `pin`, `dnsenc keygen|query|load`). Exit status 2 for anything wrong
+//! with the settings or a file, a listen address that cannot be bound included (one line on
+//! stderr), 1 for a failure while running (a client tool's timeout or error answer included).
 
 #![forbid(unsafe_code)]
 
@@ -25,6 +25,8 @@ fn main() -> ExitCode {
         Invocation::DnsencKeygen { scheme, out, priority } => {
             return print_or_fail(dotgate::frontend::dnsenc::tools::keygen(&scheme, &out, priority))
         }
+        Invocation::DnsencQuery(request) => return report(dotgate::frontend::dnsenc::tools::query(&request)),
+        Invocation::DnsencLoad(request) => return report(dotgate::frontend::dnsenc::load::run(&request)),
         Invocation::Check(config) => (config, true),
         Invocation::Run(config) => (config, false),
     };
@@ -71,6 +73,24 @@ fn print_or_fail(output: Result<String, dotgate::config::ConfigError>) -> ExitCo
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS
+        }
+        Err(e) => bad_config(&e),
+    }
+}
+
+/// A client tool's report on stdout and its failure, if any, as one line on stderr with exit
+/// status 1; bad input as a bad-config line.
+fn report(outcome: Result<dotgate::frontend::dnsenc::tools::Report, dotgate::config::ConfigError>) -> ExitCode {
+    match outcome {
+        Ok(report) => {
+            print!("{}", report.text);
+            match report.failure {
+                Some(line) => {
+                    eprintln!("dotgate: {line}");
+                    ExitCode::FAILURE
+                }
+                None => ExitCode::SUCCESS,
+            }
         }
         Err(e) => bad_config(&e),
     }

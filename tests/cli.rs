@@ -299,3 +299,39 @@ fn dnsenc_keygen_writes_a_private_key_that_check_config_accepts_only_while_priva
     assert_config_error(&args, key);
     assert_config_error(&["dnsenc", "keygen", "--scheme", "rsa1024", "--out", "."], "rsa1024");
 }
+
+#[test]
+fn dnsenc_query_and_load_refuse_bad_input_with_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let keygen = dotgate(&["dnsenc", "keygen", "--scheme", "x25519", "--out", keys.to_str().unwrap()]);
+    let nsk = write(dir.path(), "nsk.txt", &String::from_utf8_lossy(&keygen.stdout));
+    let not_nsk = write(dir.path(), "not-nsk.txt", "; nothing here\nserver: yes\n");
+    let unknown_scheme = write(dir.path(), "unknown-scheme.txt", "NSK 7 10 . 99 \"AAAA\" aes-256\n");
+    let no_answer_scheme = write(dir.path(), "no-answer-scheme.txt", &{
+        let text = String::from_utf8_lossy(&keygen.stdout).into_owned();
+        let line = text.lines().find(|l| l.starts_with("NSK ")).unwrap().to_owned();
+        line.replace(" aes-256 chacha20-poly1305", " 32772")
+    });
+    let query: &[&str] = &["dnsenc", "query", "@127.0.0.1:9", "www.example.test"];
+    assert_config_error(&["dnsenc", "query", "127.0.0.1", "www.example.test", "--nsk", &nsk], "@ADDR");
+    assert_config_error(&["dnsenc", "query", "@dns.example", "www.example.test", "--nsk", &nsk], "dns.example");
+    assert_config_error(&[query, &["BOGUS", "--nsk", &nsk]].concat(), "BOGUS");
+    assert_config_error(&[query, &["--nsk", &nsk, "--timeout", "0"]].concat(), "timeout");
+    assert_config_error(&[query, &["--nsk", &nsk, "--dnsenc-nsk-type", "41"]].concat(), "dnsenc-nsk-type");
+    assert_config_error(&[query, &["--nsk", &not_nsk]].concat(), "no NSK record");
+    assert_config_error(&[query, &["--nsk", "/nonexistent/nsk.txt"]].concat(), "/nonexistent/nsk.txt");
+    assert_config_error(&[query, &["--nsk", &unknown_scheme]].concat(), "not a query scheme");
+    assert_config_error(&[query, &["--nsk", &no_answer_scheme]].concat(), "no answer scheme");
+    assert_config_error(&["dnsenc", "query", "@127.0.0.1:9", "a..test", "--nsk", &nsk], "a..test");
+
+    let queries = write(dir.path(), "queries.txt", "www.example.test A\nwww.example.test BOGUS\n");
+    let good_queries = write(dir.path(), "good-queries.txt", "www.example.test\n");
+    let load: &[&str] = &["dnsenc", "load", "-s", "127.0.0.1:9", "--nsk", &nsk];
+    assert_config_error(&[load, &["-f", &queries]].concat(), "line 2");
+    assert_config_error(&[load, &["-f", &good_queries, "-c", "0"]].concat(), "clients");
+    assert_config_error(&[load, &["-f", &good_queries, "-Q", "0"]].concat(), "qps");
+    assert_config_error(&[load, &["-f", &good_queries, "-l", "0"]].concat(), "seconds");
+    assert_config_error(&["dnsenc", "load", "-s", "127.0.0.1:9", "--nsk", &not_nsk, "-f", &good_queries], "no NSK");
+}

@@ -4,11 +4,17 @@
 //! `wire` is the draft's formats (NSK, the option, the envelope); `crypto` and `keys` the
 //! schemes dotgate defines and the key files; `server` what each message gets and how an
 //! answer is sealed; `udp` and `tcp` the listeners; `reload` puts new key files in service.
+//! The client side, for the `dotgate dnsenc` tools only: `client` the query and what is taken as
+//! its answer, `print` messages as dig shows them, `tools` keygen and query, `load` the load
+//! generator. The listeners never use the client side.
 //! It talks to the relay only through `Relay::submit` and its own `ReplyTo`s; the backends see
 //! plain inner queries from dotgate's address, and nothing about a client outlives its answer.
 
+pub mod client;
 pub mod crypto;
 pub mod keys;
+pub mod load;
+pub mod print;
 pub mod reload;
 pub mod server;
 pub mod tcp;
