@@ -231,23 +231,17 @@ pub fn write_local_answer(query: &[u8], id: u16, rcode: u8, out: &mut Vec<u8>) {
     }
 }
 
-/// A wire-format name (uncompressed, as checked by [`question_end`]) in presentation form, for
-/// logs only. Allocates: never on the default path.
+/// A wire-format name (uncompressed, as checked by [`question_end`]) in presentation form, as a
+/// zone file holds it: ending with a dot, "." for the root (see [`push_label_text`]). For logs
+/// and the DNSENC tools; allocates: never on the default path. Stops at a compression pointer.
 pub fn display_name(wire: &[u8]) -> String {
     let mut out = String::new();
     let mut pos = 0;
     while let Some(&len) = wire.get(pos) {
-        if len == 0 {
+        if len == 0 || len & 0xc0 != 0 {
             break;
         }
-        let label = wire.get(pos + 1..pos + 1 + len as usize).unwrap_or_default();
-        for &b in label {
-            if b.is_ascii_graphic() && b != b'.' && b != b'\\' {
-                out.push(b as char);
-            } else {
-                out.push_str(&format!("\\{b:03}"));
-            }
-        }
+        push_label_text(&mut out, wire.get(pos + 1..pos + 1 + len as usize).unwrap_or_default());
         out.push('.');
         pos += 1 + len as usize;
     }
@@ -255,6 +249,24 @@ pub fn display_name(wire: &[u8]) -> String {
         out.push('.');
     }
     out
+}
+
+/// Appends one label as zone-file text: printable characters as they are, except
+/// `. \ " ( ) ; @ $` escaped with a backslash; every other byte as `\DDD` (RFC 1035 §5.1).
+pub fn push_label_text(out: &mut String, label: &[u8]) {
+    for &b in label {
+        match b {
+            b'.' | b'\\' | b'"' | b'(' | b')' | b';' | b'@' | b'$' => {
+                out.push('\\');
+                out.push(b as char);
+            }
+            0x21..=0x7e => out.push(b as char),
+            _ => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "\\{b:03}");
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use super::prefix::{canonical, mask_v4, mask_v6};
+use super::prefix::{mask_v4, mask_v6};
 
 /// An address block, "10.0.0.0/8", "2001:db8::/32", or a bare address (/32, /128). Host bits
 /// past the prefix are ignored (masked), as Unbound does; /33 on IPv4, garbage, an empty string
@@ -137,7 +137,7 @@ impl Acl {
 
     /// Whether a client at `ip` may connect.
     pub fn allows(&self, ip: IpAddr) -> bool {
-        let matched = match canonical(ip) {
+        let matched = match ip.to_canonical() {
             IpAddr::V4(v4) => {
                 let bits = v4.to_bits();
                 self.v4.iter().find(|r| u128::from(mask_v4(bits, r.len)) == r.net)

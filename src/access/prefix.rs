@@ -48,7 +48,7 @@ impl ClientPrefix {
 
     /// The client an address belongs to (an IPv4-mapped IPv6 address counts as its IPv4 address).
     pub fn key(&self, ip: IpAddr) -> ClientKey {
-        match canonical(ip) {
+        match ip.to_canonical() {
             IpAddr::V4(v4) => ClientKey { bits: MAPPED_V4 << 32 | u128::from(mask_v4(v4.to_bits(), self.v4)) },
             IpAddr::V6(v6) => ClientKey { bits: mask_v6(v6.to_bits(), self.v6) },
         }
@@ -99,15 +99,6 @@ fn parse_length(s: &str, max: u8) -> Option<u8> {
         return None;
     }
     s.parse::<u8>().ok().filter(|&len| (1..=max).contains(&len))
-}
-
-/// An IPv4 client that reached an IPv6 socket (::ffff:a.b.c.d) is its IPv4 address. Not
-/// `to_ipv4`, which would also take the deprecated IPv4-compatible ::a.b.c.d (and ::1).
-pub(super) fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 /// `bits` with everything past the first `len` bits cleared (`len` 0 clears all, past 32 keeps

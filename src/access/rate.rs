@@ -48,8 +48,8 @@ const NANOS_PER_SECOND: u64 = 1_000_000_000;
 /// the next call, no drift. N up to `u32::MAX` fits: a full bucket is below 2^63 units.
 const UNITS_PER_TOKEN: u64 = NANOS_PER_SECOND;
 
-/// No slot: the end of a recency list, or an empty index position.
-const NIL: u32 = u32::MAX;
+// `NIL` (no slot) ends the recency list and marks an empty index position.
+use crate::recency::{Linked, Links, Recency, NIL};
 
 /// The limits a `RateLimiter` enforces, and how many clients it keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,10 +107,8 @@ struct Table {
     /// Hash → slot, `slot == NIL` where empty. At least twice `capacity` positions (a power of
     /// two), so a probe ends at an empty position soon.
     index: Box<[Position]>,
-    /// Most recently seen.
-    head: u32,
-    /// Least recently seen: the next to go when the table is full.
-    tail: u32,
+    /// Most recently seen first; the tail is the next to go when the table is full.
+    order: Recency,
 }
 
 /// One tracked client: 64 bytes.
@@ -120,10 +118,14 @@ struct Node {
     buckets: [Bucket; 2],
     /// The low 32 bits of the client's hash (its index home position, and a quick compare).
     tag: u32,
-    /// Towards the most recently seen (`NIL` at the head).
-    prev: u32,
-    /// Towards the least recently seen (`NIL` at the tail).
-    next: u32,
+    /// Its place in the recency order.
+    links: Links,
+}
+
+impl Linked for Node {
+    fn links(&mut self) -> &mut Links {
+        &mut self.links
+    }
 }
 
 /// An index position: the slot of a client and its tag (so a probe compares tags without
@@ -289,8 +291,7 @@ impl Table {
             nodes: Vec::with_capacity(capacity),
             capacity,
             index: vec![EMPTY; (capacity * 2).next_power_of_two()].into_boxed_slice(),
-            head: NIL,
-            tail: NIL,
+            order: Recency::EMPTY,
         }
     }
 
@@ -300,10 +301,10 @@ impl Table {
     fn entry(&mut self, client: ClientKey, tag: u32, fresh: [Bucket; 2]) -> &mut Node {
         let slot = match self.find(client, tag) {
             Some(slot) => {
-                self.touch(slot);
+                self.order.touch(&mut self.nodes, slot);
                 slot
             }
-            None => self.insert(Node { client, buckets: fresh, tag, prev: NIL, next: NIL }),
+            None => self.insert(Node { client, buckets: fresh, tag, links: Links::UNLINKED }),
         };
         &mut self.nodes[slot as usize]
     }
@@ -332,13 +333,13 @@ impl Table {
             self.nodes.push(node); // within the capacity reserved in `new`: no allocation
             (self.nodes.len() - 1) as u32
         } else {
-            let evicted = self.tail;
-            self.unlink(evicted);
+            let evicted = self.order.tail;
+            self.order.unlink(&mut self.nodes, evicted);
             self.unindex(evicted);
             self.nodes[evicted as usize] = node;
             evicted
         };
-        self.link_front(slot);
+        self.order.link_front(&mut self.nodes, slot);
         let mask = self.index.len() - 1;
         let mut position = tag as usize & mask;
         while self.index[position].slot != NIL {
@@ -371,44 +372,6 @@ impl Table {
             }
         }
         self.index[hole] = EMPTY;
-    }
-
-    /// Makes `slot` the most recently seen.
-    fn touch(&mut self, slot: u32) {
-        if self.head != slot {
-            self.unlink(slot);
-            self.link_front(slot);
-        }
-    }
-
-    fn link_front(&mut self, slot: u32) {
-        let old_head = self.head;
-        let node = &mut self.nodes[slot as usize];
-        node.prev = NIL;
-        node.next = old_head;
-        if old_head != NIL {
-            self.nodes[old_head as usize].prev = slot;
-        } else {
-            self.tail = slot;
-        }
-        self.head = slot;
-    }
-
-    fn unlink(&mut self, slot: u32) {
-        let (prev, next) = {
-            let node = &self.nodes[slot as usize];
-            (node.prev, node.next)
-        };
-        if prev != NIL {
-            self.nodes[prev as usize].next = next;
-        } else {
-            self.head = next;
-        }
-        if next != NIL {
-            self.nodes[next as usize].prev = prev;
-        } else {
-            self.tail = prev;
-        }
     }
 }
 

@@ -54,7 +54,8 @@ impl ConnectionLimits {
 
     /// Admits a connection from `ip`, or says which limit it is over.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admission, Refusal> {
-        let ip = canonical(ip);
+        // An IPv4 client that reached an IPv6 socket (::ffff:a.b.c.d) counts as its IPv4 address.
+        let ip = ip.to_canonical();
         {
             let mut per_ip = self.per_ip.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let from_ip = per_ip.entry(ip).or_insert(0);
@@ -119,14 +120,6 @@ impl Drop for Admission {
             self.limits.open.fetch_sub(1, Ordering::Relaxed);
         }
         self.limits.note_pressure();
-    }
-}
-
-/// An IPv4 client that reached an IPv6 socket (::ffff:a.b.c.d) counts as its IPv4 address.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }
 

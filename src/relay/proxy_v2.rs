@@ -50,15 +50,6 @@ impl Transport {
     }
 }
 
-/// `ip` with an IPv4-mapped IPv6 address (what a dual-stack `[::]` listener reports for an IPv4
-/// client) turned back into the IPv4 address it stands for.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        IpAddr::V4(_) => ip,
-    }
-}
-
 /// `ip` as IPv6: an IPv4 address as its IPv4-mapped form.
 fn as_v6(ip: IpAddr) -> Ipv6Addr {
     match ip {
@@ -75,7 +66,9 @@ fn as_v6(ip: IpAddr) -> Ipv6Addr {
 pub fn write_header(out: &mut Vec<u8>, transport: Transport, src: SocketAddr, dst: SocketAddr) {
     out.extend_from_slice(&SIGNATURE);
     out.push(VERSION_2_PROXY);
-    match (canonical(src.ip()), canonical(dst.ip())) {
+    // An IPv4-mapped address (what a dual-stack `[::]` listener reports for an IPv4 client) is
+    // the IPv4 address it stands for.
+    match (src.ip().to_canonical(), dst.ip().to_canonical()) {
         (IpAddr::V4(src_ip), IpAddr::V4(dst_ip)) => {
             out.push(FAMILY_INET | transport.nibble());
             out.extend_from_slice(&(INET_ADDRESSES_LEN as u16).to_be_bytes());

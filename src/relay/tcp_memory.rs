@@ -30,8 +30,8 @@ use std::time::Instant;
 use crate::dns::HEADER_LEN;
 use crate::edns::{self, QueryEdns};
 
-/// No slot: the end of the recency list, or an empty index position.
-const NIL: u32 = u32::MAX;
+// `NIL` (no slot) ends the recency list and marks an empty index position.
+use crate::recency::{Linked, Links, Recency, NIL};
 
 /// The largest capacity the table accepts (slot numbers are u32, NIL excluded); config caps it
 /// far lower.
@@ -41,10 +41,14 @@ struct Node {
     hash: u64,
     expires: Instant,
     backend: u32,
-    /// Towards the most recently used (`NIL` at the head).
-    prev: u32,
-    /// Towards the least recently used (`NIL` at the tail); links the free list too.
-    next: u32,
+    /// Its place in the recency order; `links.next` links the free list too.
+    links: Links,
+}
+
+impl Linked for Node {
+    fn links(&mut self) -> &mut Links {
+        &mut self.links
+    }
 }
 
 /// A worker's table; see the module docs.
@@ -58,11 +62,9 @@ pub struct TcpMemory {
     /// Linear-probing index: hash → slot, `NIL` where empty. At least twice `capacity`
     /// positions (a power of two), so a probe ends at an empty position soon.
     index: Box<[u32]>,
-    /// Most recently used.
-    head: u32,
-    /// Least recently used: the next to go when the table is full.
-    tail: u32,
-    /// Slots freed by a removal, linked through `next`.
+    /// Most recently used first; the tail is the next to go when the table is full.
+    order: Recency,
+    /// Slots freed by a removal, linked through `links.next`.
     free: u32,
     len: usize,
 }
@@ -78,8 +80,7 @@ impl TcpMemory {
             nodes: Vec::with_capacity(capacity),
             capacity,
             index: vec![NIL; positions].into_boxed_slice(),
-            head: NIL,
-            tail: NIL,
+            order: Recency::EMPTY,
             free: NIL,
             len: 0,
         }
@@ -140,7 +141,7 @@ impl TcpMemory {
             self.remove_at(position, slot);
             return None;
         }
-        self.touch(slot);
+        self.order.touch(&mut self.nodes, slot);
         Some(self.nodes[slot as usize].backend as usize)
     }
 
@@ -154,18 +155,18 @@ impl TcpMemory {
             let node = &mut self.nodes[slot as usize];
             node.backend = backend as u32;
             node.expires = expires;
-            self.touch(slot);
+            self.order.touch(&mut self.nodes, slot);
             return;
         }
         if self.len == self.capacity {
-            let lru = self.tail;
+            let lru = self.order.tail;
             let (position, _) = self.find(self.nodes[lru as usize].hash).expect("every held slot is indexed");
             self.remove_at(position, lru);
         }
-        let node = Node { hash: key, expires, backend: backend as u32, prev: NIL, next: NIL };
+        let node = Node { hash: key, expires, backend: backend as u32, links: Links::UNLINKED };
         let slot = if self.free != NIL {
             let slot = self.free;
-            self.free = self.nodes[slot as usize].next;
+            self.free = self.nodes[slot as usize].links.next;
             self.nodes[slot as usize] = node;
             slot
         } else {
@@ -173,7 +174,7 @@ impl TcpMemory {
             self.nodes.push(node);
             (self.nodes.len() - 1) as u32
         };
-        self.link_front(slot);
+        self.order.link_front(&mut self.nodes, slot);
         let mask = self.index.len() - 1;
         let mut position = key as usize & mask;
         while self.index[position] != NIL {
@@ -218,8 +219,8 @@ impl TcpMemory {
 
     fn remove_at(&mut self, position: usize, slot: u32) {
         self.unindex(position);
-        self.unlink(slot);
-        self.nodes[slot as usize].next = self.free;
+        self.order.unlink(&mut self.nodes, slot);
+        self.nodes[slot as usize].links.next = self.free;
         self.free = slot;
         self.len -= 1;
     }
@@ -243,44 +244,6 @@ impl TcpMemory {
             }
         }
         self.index[hole] = NIL;
-    }
-
-    /// Makes `slot` the most recently used.
-    fn touch(&mut self, slot: u32) {
-        if self.head != slot {
-            self.unlink(slot);
-            self.link_front(slot);
-        }
-    }
-
-    fn link_front(&mut self, slot: u32) {
-        let old_head = self.head;
-        let node = &mut self.nodes[slot as usize];
-        node.prev = NIL;
-        node.next = old_head;
-        if old_head != NIL {
-            self.nodes[old_head as usize].prev = slot;
-        } else {
-            self.tail = slot;
-        }
-        self.head = slot;
-    }
-
-    fn unlink(&mut self, slot: u32) {
-        let (prev, next) = {
-            let node = &self.nodes[slot as usize];
-            (node.prev, node.next)
-        };
-        if prev != NIL {
-            self.nodes[prev as usize].next = next;
-        } else {
-            self.head = next;
-        }
-        if next != NIL {
-            self.nodes[next as usize].prev = prev;
-        } else {
-            self.tail = prev;
-        }
     }
 }
 
@@ -394,12 +357,12 @@ mod tests {
         assert_eq!(m.len(), 100);
         assert_eq!((m.nodes.capacity(), m.index.len()), (nodes, positions), "no allocation after new");
         // Every entry held is found through the index, and the list and the index agree.
-        let mut slot = m.head;
+        let mut slot = m.order.head;
         let mut walked = 0;
         while slot != NIL {
             let hash = m.nodes[slot as usize].hash;
             assert_eq!(m.find(hash).map(|(_, s)| s), Some(slot));
-            slot = m.nodes[slot as usize].next;
+            slot = m.nodes[slot as usize].links.next;
             walked += 1;
         }
         assert_eq!(walked, 100);

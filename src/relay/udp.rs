@@ -134,7 +134,10 @@ pub async fn receive_loop(relay: Rc<Relay>, index: usize) {
         drop(ready);
         for i in 0..received {
             match batch.datagram(i) {
-                Some((datagram, src)) => relay.on_udp_datagram(index, datagram, normalize(src)),
+                // An IPv4-mapped source compares equal to the IPv4 backend address it is.
+                Some((datagram, src)) => {
+                    relay.on_udp_datagram(index, datagram, SocketAddr::new(src.ip().to_canonical(), src.port()))
+                }
                 None => relay.count_garbage(),
             }
         }
@@ -152,16 +155,5 @@ pub async fn receive_loop(relay: Rc<Relay>, index: usize) {
             // kernels, and the query's deadline handles them; the error is the socket's once.
             Ok(Err(_)) | Err(_) => rounds = 0,
         }
-    }
-}
-
-/// An IPv4-mapped IPv6 source compares equal to the IPv4 backend address it is.
-fn normalize(src: SocketAddr) -> SocketAddr {
-    match src {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
-            None => src,
-        },
-        v4 => v4,
     }
 }

@@ -26,9 +26,6 @@ const CLASS_IN: u16 = 1;
 const TYPE_OPT: u16 = 41;
 /// The DO bit (RFC 3225) in the high byte of an OPT record's flags.
 const DO_BIT: u8 = 0x80;
-const MAX_LABEL_LEN: usize = 63;
-/// Longest name on the wire, the root's octet included (RFC 1035 §3.1).
-const MAX_NAME_LEN: usize = 255;
 
 /// One query as sent, and what is needed to take its answer. The one-time response key is
 /// wiped when this is dropped; `Debug` shows everything else.
@@ -185,63 +182,10 @@ pub fn accept(query: &Query, response: &[u8], cp: &CodePoints) -> Option<Outcome
 /// A domain name in presentation form (`www.example.test`, the final dot optional, `.` the
 /// root; `\X` and `\DDD` escape a character) in wire form. The error is one line.
 pub fn encode_name(text: &str) -> Result<Vec<u8>, String> {
-    let bad = |why: &str| format!("{text:?} is not a domain name: {why}");
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len() + 2);
-    if bytes == b"." {
-        return Ok(vec![0]);
+    if text.is_empty() {
+        return Err(format!("{text:?} is not a domain name: it is empty"));
     }
-    if bytes.is_empty() {
-        return Err(bad("it is empty"));
-    }
-    let mut label = Vec::with_capacity(MAX_LABEL_LEN);
-    let mut i = 0;
-    let mut ended = false;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'.' => {
-                if label.is_empty() {
-                    return Err(bad("an empty label"));
-                }
-                push_label(&mut out, &label).map_err(&bad)?;
-                label.clear();
-                ended = i + 1 == bytes.len();
-                i += 1;
-            }
-            b'\\' => {
-                let digits = bytes.get(i + 1..i + 4).filter(|d| d.iter().all(u8::is_ascii_digit));
-                if let Some(digits) = digits {
-                    let value = digits.iter().fold(0u32, |v, d| v * 10 + u32::from(d - b'0'));
-                    label.push(u8::try_from(value).map_err(|_| bad("a \\DDD escape above 255"))?);
-                    i += 4;
-                } else {
-                    label.push(*bytes.get(i + 1).ok_or_else(|| bad("it ends with a backslash"))?);
-                    i += 2;
-                }
-            }
-            b => {
-                label.push(b);
-                i += 1;
-            }
-        }
-    }
-    if !ended {
-        push_label(&mut out, &label).map_err(&bad)?;
-    }
-    out.push(0);
-    if out.len() > MAX_NAME_LEN {
-        return Err(bad("longer than 255 octets"));
-    }
-    Ok(out)
-}
-
-fn push_label(out: &mut Vec<u8>, label: &[u8]) -> Result<(), &'static str> {
-    if label.len() > MAX_LABEL_LEN {
-        return Err("a label longer than 63 octets");
-    }
-    out.push(label.len() as u8);
-    out.extend_from_slice(label);
-    Ok(())
+    wire::name_from_text(text.as_bytes()).map_err(|why| format!("{text:?} is not a domain name: {why}"))
 }
 
 /// A scheme by name when dotgate knows it, else by number.

@@ -22,7 +22,7 @@ pub mod tools;
 pub mod udp;
 pub mod wire;
 
-use std::cell::RefCell;
+use std::cell::{Ref, RefCell, RefMut};
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -35,6 +35,7 @@ use crate::access::gate::{self, Gate};
 use crate::frontend::limits::{ConnectionLimits, Refusal};
 use crate::relay::Relay;
 use crate::stats::{bump, WorkerStats};
+use keys::KeySet;
 use server::DnsencServer;
 
 /// What a worker's DNSENC listeners share.
@@ -56,6 +57,8 @@ pub struct DnsencContext {
     sealed: RefCell<Vec<u8>>,
     /// Nonces of sealed answers: ChaCha-based, seeded from the OS.
     rng: RefCell<StdRng>,
+    /// This worker's copy of the keys in service, and the server's generation it was taken at.
+    keys: RefCell<(u64, Arc<KeySet>)>,
 }
 
 impl DnsencContext {
@@ -69,7 +72,6 @@ impl DnsencContext {
         max_in_flight: u32,
     ) -> DnsencContext {
         DnsencContext {
-            server,
             relay,
             stats,
             gate,
@@ -80,7 +82,40 @@ impl DnsencContext {
             scratch: RefCell::new(Vec::with_capacity(4096)),
             sealed: RefCell::new(Vec::with_capacity(4096)),
             rng: RefCell::new(StdRng::from_os_rng()),
+            keys: RefCell::new((server.generation(), server.keys())),
+            server,
         }
+    }
+
+    /// The keys in service: this worker's copy, taken again when the server's generation has
+    /// moved (a reload). One atomic load per query; no lock, no shared reference count.
+    fn current_keys(&self) -> Ref<'_, Arc<KeySet>> {
+        let generation = self.server.generation();
+        if self.keys.borrow().0 != generation {
+            *self.keys.borrow_mut() = (generation, self.server.keys());
+        }
+        Ref::map(self.keys.borrow(), |(_, keys)| keys)
+    }
+
+    /// Decides what `msg` gets (see `server::DnsencServer::handle`), with this worker's keys.
+    fn decide(&self, msg: &[u8], over_tcp: bool, out: &mut Vec<u8>) -> server::Action {
+        self.server.handle_with_keys(&self.current_keys(), msg, over_tcp, out)
+    }
+
+    /// Relays the inner query the server wrote into `work` (borrowed as `out`). The buffer is
+    /// lent to the relay's copy and given back: the relay may answer at once (no backend, say),
+    /// and `deliver` uses other buffers.
+    fn submit_work(
+        &self,
+        mut out: RefMut<'_, Vec<u8>>,
+        question_end: usize,
+        reply: Rc<dyn crate::relay::ReplyTo>,
+        client: crate::relay::ClientAddr,
+    ) {
+        let query = std::mem::take(&mut *out);
+        drop(out);
+        self.relay.submit(&query, question_end, reply, 0, Some(client));
+        *self.work.borrow_mut() = query;
     }
 
     /// Whether the access lists let `ip` in (checked per datagram).

@@ -225,7 +225,7 @@ fn read_name(msg: &[u8], mut pos: usize) -> Option<(String, usize)> {
             0 => {
                 let label = msg.get(pos + 1..pos + 1 + usize::from(len))?;
                 wire_len += 1 + label.len();
-                push_label(&mut text, label);
+                crate::dns::push_label_text(&mut text, label);
                 text.push('.');
                 pos += 1 + usize::from(len);
             }
@@ -252,22 +252,6 @@ fn read_name(msg: &[u8], mut pos: usize) -> Option<(String, usize)> {
         text.push('.');
     }
     Some((text, end.unwrap_or(pos + 1)))
-}
-
-/// Appends a label with the characters a zone file cannot hold as they are escaped.
-fn push_label(text: &mut String, label: &[u8]) {
-    for &b in label {
-        match b {
-            b'.' | b'\\' | b'"' | b'(' | b')' | b';' | b'@' | b'$' => {
-                text.push('\\');
-                text.push(b as char);
-            }
-            b if b.is_ascii_graphic() => text.push(b as char),
-            b => {
-                let _ = write!(text, "\\{b:03}");
-            }
-        }
-    }
 }
 
 /// The RDATA of a record in presentation form; `None` when its type has no form here or the

@@ -17,6 +17,7 @@
 //! count). It never keeps anything about a client beyond the `Sealing` of one query in flight,
 //! whose key is wiped when the answer is sent (or the query dropped).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use zeroize::Zeroizing;
@@ -45,7 +46,7 @@ pub enum Action {
     /// Send `out` back as it is (a clear answer or envelope).
     Answer(Verdict),
     /// Relay the query in `out` (whose question ends at `question_end`); seal its answer.
-    Relay { question_end: usize, sealing: Box<Sealing> },
+    Relay { question_end: usize, sealing: Sealing },
     /// Relay the plain query as it came (the cleartext policy allows it).
     RelayPlain { question_end: usize },
     /// Not a query at all (too short, a response): nothing is sent.
@@ -97,11 +98,14 @@ pub struct DnsencServer {
     pub codepoints: CodePoints,
     pub cleartext: Cleartext,
     keys: RwLock<Arc<KeySet>>,
+    /// Moves on with every `replace_keys`, so that a worker's copy of the keys is checked with
+    /// one load per query instead of a lock and a reference count.
+    generation: AtomicU64,
 }
 
 impl DnsencServer {
     pub fn new(codepoints: CodePoints, cleartext: Cleartext, keys: KeySet) -> DnsencServer {
-        DnsencServer { codepoints, cleartext, keys: RwLock::new(Arc::new(keys)) }
+        DnsencServer { codepoints, cleartext, keys: RwLock::new(Arc::new(keys)), generation: AtomicU64::new(0) }
     }
 
     /// The keys in service.
@@ -112,11 +116,23 @@ impl DnsencServer {
     /// Puts a new key set in service (reload): queries decrypted from now on use it.
     pub fn replace_keys(&self, keys: KeySet) {
         *self.keys.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(keys);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Which key set is in service: it changes with every `replace_keys` (read it before
+    /// `keys`, so that a copy never looks newer than it is).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Decides what `msg`, from a client over UDP (`over_tcp` false) or TCP, gets. `out` is
     /// cleared and receives the answer to send, or the query to relay.
     pub fn handle(&self, msg: &[u8], over_tcp: bool, out: &mut Vec<u8>) -> Action {
+        self.handle_with_keys(&self.keys(), msg, over_tcp, out)
+    }
+
+    /// [`DnsencServer::handle`] with `keys`, a worker's copy of the keys in service.
+    pub fn handle_with_keys(&self, keys: &KeySet, msg: &[u8], over_tcp: bool, out: &mut Vec<u8>) -> Action {
         out.clear();
         let question_end = match dns::check_query(msg) {
             QueryVerdict::Relay { question_end } => question_end,
@@ -144,7 +160,6 @@ impl DnsencServer {
             out.clear();
             wire::write_response_envelope(outer_id, rd, question, code, false, None, ENVELOPE_UDP_SIZE, cp, out);
         };
-        let keys = self.keys();
         let Some(server_key) = keys.get(key_id) else {
             clear(cp.badcrypt, out);
             return Action::Answer(Verdict::Badcrypt);
@@ -184,7 +199,7 @@ impl DnsencServer {
         }
         Action::Relay {
             question_end: inner.question_end,
-            sealing: Box::new(Sealing {
+            sealing: Sealing {
                 outer_id,
                 rd,
                 question: question.to_vec(),
@@ -193,7 +208,7 @@ impl DnsencServer {
                 key_id: nsk.key_id,
                 query_scheme: server_key.key.scheme(),
                 max_size,
-            }),
+            },
         }
     }
 

@@ -136,7 +136,7 @@ fn handle(ctx: &Rc<DnsencContext>, outgoing: &Rc<Outgoing>, msg: &[u8], client: 
         outgoing.push(&out);
         return;
     }
-    let action = ctx.server.handle(msg, true, &mut out);
+    let action = ctx.decide(msg, true, &mut out);
     match action {
         Action::Drop => {}
         Action::Answer(verdict) => {
@@ -154,10 +154,7 @@ fn handle(ctx: &Rc<DnsencContext>, outgoing: &Rc<Outgoing>, msg: &[u8], client: 
             ctx.count_query(sealing.query_scheme);
             outgoing.in_flight.set(outgoing.in_flight.get() + 1);
             let reply = Rc::new(SealedReply { ctx: ctx.clone(), outgoing: outgoing.clone(), sealing });
-            let query = std::mem::take(&mut *out);
-            drop(out);
-            ctx.relay.submit(&query, question_end, reply, 0, Some(client));
-            *ctx.work.borrow_mut() = query;
+            ctx.submit_work(out, question_end, reply, client);
         }
     }
 }
@@ -165,7 +162,7 @@ fn handle(ctx: &Rc<DnsencContext>, outgoing: &Rc<Outgoing>, msg: &[u8], client: 
 struct SealedReply {
     ctx: Rc<DnsencContext>,
     outgoing: Rc<Outgoing>,
-    sealing: Box<Sealing>,
+    sealing: Sealing,
 }
 
 impl ReplyTo for SealedReply {

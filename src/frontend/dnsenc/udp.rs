@@ -54,7 +54,7 @@ fn handle(ctx: &Rc<DnsencContext>, socket: &Rc<UdpSocket>, msg: &[u8], peer: Soc
         }
         return;
     }
-    let action = ctx.server.handle(msg, false, &mut out);
+    let action = ctx.decide(msg, false, &mut out);
     let client = ClientAddr { peer, local, transport: Transport::Datagram };
     match action {
         Action::Drop => {}
@@ -70,11 +70,7 @@ fn handle(ctx: &Rc<DnsencContext>, socket: &Rc<UdpSocket>, msg: &[u8], peer: Soc
         Action::Relay { question_end, sealing } => {
             ctx.count_query(sealing.query_scheme);
             let reply = Rc::new(SealedReply { ctx: ctx.clone(), socket: socket.clone(), peer, sealing });
-            let query = std::mem::take(&mut *out);
-            drop(out);
-            // The relay may answer at once (no backend, say): `deliver` borrows other buffers.
-            ctx.relay.submit(&query, question_end, reply, 0, Some(client));
-            *ctx.work.borrow_mut() = query;
+            ctx.submit_work(out, question_end, reply, client);
         }
     }
 }
@@ -84,7 +80,7 @@ struct SealedReply {
     ctx: Rc<DnsencContext>,
     socket: Rc<UdpSocket>,
     peer: SocketAddr,
-    sealing: Box<Sealing>,
+    sealing: Sealing,
 }
 
 impl ReplyTo for SealedReply {

@@ -268,7 +268,7 @@ impl Nsk {
         if self.reserved != 0 || self.validate().is_err() {
             return self.to_generic();
         }
-        let mut out = format!("{} {} {} ", self.key_id, self.priority, name_to_text(&self.ns_name));
+        let mut out = format!("{} {} {} ", self.key_id, self.priority, crate::dns::display_name(&self.ns_name));
         push_scheme(&mut out, self.scheme);
         out.push_str(" \"");
         out.push_str(&base64::engine::general_purpose::STANDARD.encode(&self.key));
@@ -445,35 +445,6 @@ fn push_scheme(out: &mut String, code: u16) {
     }
 }
 
-/// A wire name (uncompressed, valid) as zone-file text, ending with a dot; "." for the root.
-/// Letters, digits and the other printable characters as they are, except `. \ " ( ) ; @ $`
-/// escaped with a backslash; every other byte as `\DDD`.
-fn name_to_text(wire: &[u8]) -> String {
-    let mut out = String::new();
-    let mut pos = 0;
-    while let Some(&len) = wire.get(pos) {
-        if len == 0 || len & 0xc0 != 0 {
-            break;
-        }
-        for &b in wire.get(pos + 1..pos + 1 + len as usize).unwrap_or_default() {
-            match b {
-                b'.' | b'\\' | b'"' | b'(' | b')' | b';' | b'@' | b'$' => {
-                    out.push('\\');
-                    out.push(b as char);
-                }
-                0x21..=0x7e => out.push(b as char),
-                _ => out.push_str(&format!("\\{b:03}")),
-            }
-        }
-        out.push('.');
-        pos += 1 + len as usize;
-    }
-    if out.is_empty() {
-        out.push('.');
-    }
-    out
-}
-
 /// One zone-file token: its bytes as written (escapes kept), and whether it was quoted.
 #[derive(Debug)]
 struct Token {
@@ -593,7 +564,7 @@ fn unescape(raw: &[u8]) -> Result<Vec<u8>, String> {
 
 /// A zone-file name (escapes, unescaped dots between labels) in wire form; absolute whether or
 /// not it ends with a dot; "." is the root.
-fn name_from_text(raw: &[u8]) -> Result<Vec<u8>, String> {
+pub(crate) fn name_from_text(raw: &[u8]) -> Result<Vec<u8>, String> {
     if raw == b"." {
         return Ok(vec![0]);
     }
