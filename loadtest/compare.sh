@@ -86,6 +86,8 @@
 set -euo pipefail
 # shellcheck source=../scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+# shellcheck source=common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 root=$(repo_root)
 cd "$root"
 here=$root/loadtest
@@ -231,23 +233,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# ---- process helpers ---------------------------------------------------------------------------
-# PID and all its descendants (nginx: master and worker).
-tree_pids() {
-  local c
-  [ -d "/proc/$1" ] || return 0
-  echo "$1"
-  for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do tree_pids "$c"; done
-}
-# CPU ticks of the whole tree; fails when the root process is gone.
-tree_ticks() {
-  local t=0 p v
-  [ -d "/proc/$1" ] || return 1
-  for p in $(tree_pids "$1"); do
-    v=$(cpu_ticks "$p") && t=$((t + v))
-  done
-  echo "$t"
-}
 # Resident memory (VmRSS, KiB) of the whole tree.
 tree_rss_kib() {
   local t=0 p v
@@ -261,35 +246,8 @@ repin() {
   local p
   for p in $(tree_pids "$2"); do taskset -a -p -c "$1" "$p" >/dev/null 2>&1 || true; done
 }
-# stop_tree PID GRACE: SIGTERM the root, wait, then SIGKILL what is left of the tree.
-stop_tree() {
-  local pids p rc=0
-  pids=$(tree_pids "$1")
-  stop_pid "$1" TERM "$2" || rc=$?
-  for p in $pids; do
-    [ "$p" = "$1" ] || kill -KILL "$p" 2>/dev/null || true
-  done
-  return "$rc"
-}
-# forget_pid PID: drop a reaped client from client_pids (its PID may be reused later).
-forget_pid() {
-  local p keep=()
-  for p in "${client_pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-  client_pids=("${keep[@]}")
-}
 # Established TCP connections whose local (sport) or remote (dport) port is $2.
 established() { ss -Htn state established "( $1 = :$2 )" 2>/dev/null | wc -l; }
-now_s() { date +%s.%N; }
-# CSV line from the arguments, quoting fields that hold a comma or a quote.
-csv_line() {
-  local f out="" sep=""
-  for f in "$@"; do
-    if [[ $f == *[,\"]* ]]; then f="\"${f//\"/\"\"}\""; fi
-    out+="$sep$f"
-    sep=,
-  done
-  printf '%s\n' "$out"
-}
 
 # ---- dependencies and build --------------------------------------------------------------------
 say "installing dependencies (dnsdist, nginx, HAProxy, matplotlib)"
@@ -324,33 +282,7 @@ fi
 
 # ---- test data: zone, queries, certificate -----------------------------------------------------
 say "generating a zone of $names names, the query file and an ECDSA P-256 certificate in $work"
-# Names h00000.bench.test. ... with an A record each (198.18.0.0/15, the benchmarking range),
-# an AAAA for every 4th and a TXT for every 10th. Every 70th name's TXT has 6 to 9 strings of
-# 200 characters (answers of 1.25 to 1.85 kB, over the 1,232 bytes of the DNS flag day): about
-# 1% of the queries. The query file asks for every record once, in name order, so that the
-# large answers are spread evenly; dnsperf loops over it.
-awk -v n="$names" 'BEGIN {
-  big = ""
-  for (k = 0; k < 200; k++) big = big sprintf("%c", 97 + k % 26)
-  for (i = 0; i < n; i++) {
-    name = sprintf("h%05d.bench.test.", i)
-    printf "    local-data: \"%s 3600 IN A 198.18.%d.%d\"\n", name, int(i / 256) % 256, i % 256
-    printf "%s A\n", name > "/dev/stderr"
-    if (i % 4 == 0) {
-      printf "    local-data: \"%s 3600 IN AAAA 2001:db8::%x\"\n", name, i
-      printf "%s AAAA\n", name > "/dev/stderr"
-    }
-    if (i % 10 == 0) {
-      if (i % 70 == 0) {
-        s = ""
-        for (k = 0; k < 6 + int(i / 70) % 4; k++) s = s sprintf(" \"%s\"", big)
-        printf "    local-data: '\''%s 3600 IN TXT%s'\''\n", name, s
-      } else
-        printf "    local-data: '\''%s 3600 IN TXT \"bench record %d\"'\''\n", name, i
-      printf "%s TXT\n", name > "/dev/stderr"
-    }
-  }
-}' >"$work/zone.conf" 2>"$work/queries.txt"
+write_bench_zone "$names" "$work"
 nqueries=$(wc -l <"$work/queries.txt")
 nbig=$(( (names + 69) / 70 ))
 check_name=h00001.bench.test.
@@ -627,13 +559,6 @@ take_down() {
   [ "$src" -eq 0 ] || say "$name exited with status $src after SIGTERM"
 }
 
-# Field VALUE from dnsperf's report, e.g. dnsperf_field "Queries per second:" FILE
-dnsperf_field() {
-  awk -v key="$1" '{
-    p = index($0, key)
-    if (p && substr($0, 1, p - 1) ~ /^ *$/) { split(substr($0, p + length(key)), w, " "); print w[1]; exit }
-  }' "$2"
-}
 
 clk=$(getconf CLK_TCK)
 step=0
@@ -1024,19 +949,6 @@ skip_rows() {
   fi
 }
 
-# ---- the run -----------------------------------------------------------------------------------
-# How busy the machine is without us: the share of non-idle CPU time over 2 s (/proc/stat).
-cpu_busy_pct() {
-  local a b
-  a=$(head -n1 /proc/stat)
-  sleep 2
-  b=$(head -n1 /proc/stat)
-  awk -v a="$a" -v b="$b" 'BEGIN {
-    n = split(a, x); split(b, y); total = 0
-    for (i = 2; i <= n; i++) total += y[i] - x[i]
-    idle = (y[5] - x[5]) + (y[6] - x[6])
-    printf "%.0f\n", total ? 100 * (total - idle) / total : 0 }'
-}
 busy_start=$(cpu_busy_pct)
 busy_note=""
 if [ "$busy_start" -gt 10 ]; then

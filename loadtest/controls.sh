@@ -45,6 +45,8 @@
 set -euo pipefail
 # shellcheck source=../scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+# shellcheck source=common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 root=$(repo_root)
 cd "$root"
 here=$root/loadtest
@@ -123,62 +125,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# ---- process helpers (from compare.sh) ---------------------------------------------------------
-tree_pids() {
-  local c
-  [ -d "/proc/$1" ] || return 0
-  echo "$1"
-  for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do tree_pids "$c"; done
-}
-tree_ticks() {
-  local t=0 p v
-  [ -d "/proc/$1" ] || return 1
-  for p in $(tree_pids "$1"); do
-    v=$(cpu_ticks "$p") && t=$((t + v))
-  done
-  echo "$t"
-}
-stop_tree() {
-  local pids p rc=0
-  pids=$(tree_pids "$1")
-  stop_pid "$1" TERM "$2" || rc=$?
-  for p in $pids; do
-    [ "$p" = "$1" ] || kill -KILL "$p" 2>/dev/null || true
-  done
-  return "$rc"
-}
-forget_pid() {
-  local p keep=()
-  for p in "${client_pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-  client_pids=("${keep[@]}")
-}
-now_s() { date +%s.%N; }
-csv_line() {
-  local f out="" sep=""
-  for f in "$@"; do
-    if [[ $f == *[,\"]* ]]; then f="\"${f//\"/\"\"}\""; fi
-    out+="$sep$f"
-    sep=,
-  done
-  printf '%s\n' "$out"
-}
-dnsperf_field() {
-  awk -v key="$1" '{
-    p = index($0, key)
-    if (p && substr($0, 1, p - 1) ~ /^ *$/) { split(substr($0, p + length(key)), w, " "); print w[1]; exit }
-  }' "$2"
-}
-cpu_busy_pct() {
-  local a b
-  a=$(head -n1 /proc/stat)
-  sleep 2
-  b=$(head -n1 /proc/stat)
-  awk -v a="$a" -v b="$b" 'BEGIN {
-    n = split(a, x); split(b, y); total = 0
-    for (i = 2; i <= n; i++) total += y[i] - x[i]
-    idle = (y[5] - x[5]) + (y[6] - x[6])
-    printf "%.0f\n", total ? 100 * (total - idle) / total : 0 }'
-}
 
 # ---- dependencies and build --------------------------------------------------------------------
 for t in dnsperf unbound unbound-checkconf kdig openssl taskset python3 ss; do
@@ -197,28 +143,7 @@ fi
 
 # ---- test data: the zone and queries of compare.sh, a certificate ------------------------------
 say "generating a zone of $names names, the query file and an ECDSA P-256 certificate in $work"
-awk -v n="$names" 'BEGIN {
-  big = ""
-  for (k = 0; k < 200; k++) big = big sprintf("%c", 97 + k % 26)
-  for (i = 0; i < n; i++) {
-    name = sprintf("h%05d.bench.test.", i)
-    printf "    local-data: \"%s 3600 IN A 198.18.%d.%d\"\n", name, int(i / 256) % 256, i % 256
-    printf "%s A\n", name > "/dev/stderr"
-    if (i % 4 == 0) {
-      printf "    local-data: \"%s 3600 IN AAAA 2001:db8::%x\"\n", name, i
-      printf "%s AAAA\n", name > "/dev/stderr"
-    }
-    if (i % 10 == 0) {
-      if (i % 70 == 0) {
-        s = ""
-        for (k = 0; k < 6 + int(i / 70) % 4; k++) s = s sprintf(" \"%s\"", big)
-        printf "    local-data: '\''%s 3600 IN TXT%s'\''\n", name, s
-      } else
-        printf "    local-data: '\''%s 3600 IN TXT \"bench record %d\"'\''\n", name, i
-      printf "%s TXT\n", name > "/dev/stderr"
-    }
-  }
-}' >"$work/zone.conf" 2>"$work/queries.txt"
+write_bench_zone "$names" "$work"
 check_name=h00001.bench.test.
 big_name=h00070.bench.test.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
