@@ -375,6 +375,30 @@ fn replace(path: &Path, text: &str) {
     std::fs::rename(&temp, path).unwrap();
 }
 
+/// The lists also reload when the config file changes, with no signal (looked at every 2 s),
+/// with one log line; lists given on the command line replace the file's and never reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_config_file_reloads_the_lists_without_a_signal() {
+    let backend = FakeBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dotgate.toml");
+    replace(&config, "deny = [\"127.0.0.3/32\"]\n");
+    let args = ["--config", config.to_str().unwrap()];
+    let from_file = Dotgate::start_listening(&[LOCAL4], &[backend.addr.to_string()], &args);
+    let args = ["--config", config.to_str().unwrap(), "--deny", "127.0.0.3/32"];
+    let from_flags = Dotgate::start_listening(&[LOCAL4], &[backend.addr.to_string()], &args);
+    for dotgate in [&from_file, &from_flags] {
+        assert!(!can_connect(dotgate, "127.0.0.3").await);
+    }
+
+    replace(&config, "deny = [\"127.0.0.4/32\"]\n");
+    assert!(connect_becomes(&from_file, "127.0.0.3", true, RELOAD_WAIT).await, "{}", from_file.stderr());
+    assert!(!can_connect(&from_file, "127.0.0.4").await, "the file's new list is in force");
+    assert!(from_file.stderr().contains("reloaded the access lists"), "{}", from_file.stderr());
+    assert!(!can_connect(&from_flags, "127.0.0.3").await, "lists from flags stay");
+    answered(&from_flags, "127.0.0.4").await;
+}
+
 /// `allow = [...]` and `deny = [...]` in the config file, reloaded on SIGHUP: new connections
 /// follow the new lists; an open connection of a client still allowed keeps working; a broken
 /// file is refused with a log line and the lists in force stay.
