@@ -137,7 +137,7 @@ impl Acl {
 
     /// Whether a client at `ip` may connect.
     pub fn allows(&self, ip: IpAddr) -> bool {
-        let matched = match ip.to_canonical() {
+        let matched = match crate::net::canonical_ip(ip) {
             IpAddr::V4(v4) => {
                 let bits = v4.to_bits();
                 self.v4.iter().find(|r| u128::from(mask_v4(bits, r.len)) == r.net)

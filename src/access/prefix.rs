@@ -48,7 +48,7 @@ impl ClientPrefix {
 
     /// The client an address belongs to (an IPv4-mapped IPv6 address counts as its IPv4 address).
     pub fn key(&self, ip: IpAddr) -> ClientKey {
-        match ip.to_canonical() {
+        match crate::net::canonical_ip(ip) {
             IpAddr::V4(v4) => ClientKey { bits: MAPPED_V4 << 32 | u128::from(mask_v4(v4.to_bits(), self.v4)) },
             IpAddr::V6(v6) => ClientKey { bits: mask_v6(v6.to_bits(), self.v6) },
         }

@@ -55,7 +55,7 @@ impl ConnectionLimits {
     /// Admits a connection from `ip`, or says which limit it is over.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admission, Refusal> {
         // An IPv4 client that reached an IPv6 socket (::ffff:a.b.c.d) counts as its IPv4 address.
-        let ip = ip.to_canonical();
+        let ip = crate::net::canonical_ip(ip);
         {
             let mut per_ip = self.per_ip.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let from_ip = per_ip.entry(ip).or_insert(0);

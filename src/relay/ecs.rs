@@ -194,7 +194,7 @@ pub fn write_query(
     out: &mut Vec<u8>,
 ) -> QueryEdit {
     out.clear();
-    let (family, configured, mut address) = match client.to_canonical() {
+    let (family, configured, mut address) = match crate::net::canonical_ip(client) {
         IpAddr::V4(v4) => {
             let mut padded = [0; 16];
             padded[..4].copy_from_slice(&v4.octets());

@@ -68,7 +68,7 @@ pub fn write_header(out: &mut Vec<u8>, transport: Transport, src: SocketAddr, ds
     out.push(VERSION_2_PROXY);
     // An IPv4-mapped address (what a dual-stack `[::]` listener reports for an IPv4 client) is
     // the IPv4 address it stands for.
-    match (src.ip().to_canonical(), dst.ip().to_canonical()) {
+    match (crate::net::canonical_ip(src.ip()), crate::net::canonical_ip(dst.ip())) {
         (IpAddr::V4(src_ip), IpAddr::V4(dst_ip)) => {
             out.push(FAMILY_INET | transport.nibble());
             out.extend_from_slice(&(INET_ADDRESSES_LEN as u16).to_be_bytes());

@@ -135,9 +135,7 @@ pub async fn receive_loop(relay: Rc<Relay>, index: usize) {
         for i in 0..received {
             match batch.datagram(i) {
                 // An IPv4-mapped source compares equal to the IPv4 backend address it is.
-                Some((datagram, src)) => {
-                    relay.on_udp_datagram(index, datagram, SocketAddr::new(src.ip().to_canonical(), src.port()))
-                }
+                Some((datagram, src)) => relay.on_udp_datagram(index, datagram, crate::net::canonical_addr(src)),
                 None => relay.count_garbage(),
             }
         }
