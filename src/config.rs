@@ -229,6 +229,49 @@ pub enum DnsencTool {
     /// Send DNSENC queries from a dnsperf query file at a server for a while, then print
     /// dnsperf's summary (queries, losses, RCODEs, rate, latency, bytes on the wire).
     Load(DnsencLoadArgs),
+    /// Publish the configured keys' NSK records at the reverse name of each DNSENC listen
+    /// address, replacing what is there, as one TSIG-signed dynamic UPDATE to the zone's
+    /// primary (BIND), whose dnssec-policy signs them.
+    Publish(DnsencPublishArgs),
+}
+
+/// `dotgate dnsenc publish` as given.
+#[derive(Debug, clap::Args)]
+pub struct DnsencPublishArgs {
+    /// The zone's primary server (port 53 unless given).
+    #[arg(long, value_name = "ADDR[:PORT]")]
+    pub server: String,
+    /// The zone holding the reverse names, e.g. 2.0.192.in-addr.arpa (never a name's own zone
+    /// apex: §2.1).
+    #[arg(long, value_name = "ZONE")]
+    pub zone: String,
+    /// The TSIG key, as BIND's `tsig-keygen` writes it (hmac-sha256, -384 or -512).
+    #[arg(long, value_name = "FILE")]
+    pub tsig_key: PathBuf,
+    /// dotgate's config file: its dnsenc-listen and dnsenc-keys.
+    #[arg(long, value_name = "FILE.toml")]
+    pub config: Option<PathBuf>,
+    /// The DNSENC listen addresses (instead of the config file's).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub dnsenc_listen: Vec<String>,
+    /// The key files to publish (instead of the config file's); none with --unpublish-all.
+    #[arg(long, value_name = "FILE")]
+    pub dnsenc_key: Vec<PathBuf>,
+    /// Publish at the reverse names of these addresses instead of the listen addresses' (for a
+    /// wildcard listener, or one behind NAT or a load balancer).
+    #[arg(long, value_name = "IP")]
+    pub address: Vec<String>,
+    /// Remove every NSK record at the names instead (no keys are read).
+    #[arg(long)]
+    pub unpublish_all: bool,
+    /// TTL of the NSK records, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub ttl: u32,
+    /// Seconds to wait for the server's answer. Default 5.
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
+    pub timeout: Option<f64>,
+    #[command(flatten)]
+    pub codepoints: CodePointArgs,
 }
 
 /// `dotgate dnsenc query` as given.
@@ -249,10 +292,15 @@ pub struct DnsencQueryArgs {
     /// The server's NSK record, in a file: what `dotgate dnsenc keygen` printed.
     #[arg(long, value_name = "FILE")]
     pub nsk: Option<PathBuf>,
-    /// DNSSEC trust anchor to validate an NSK fetched from the server (not built yet: give
-    /// --nsk).
+    /// DNSSEC trust anchors (DS or DNSKEY records, zone-file form: a BIND K*.key file, an
+    /// Unbound root.key): the NSK is fetched from the server at its address's reverse name and
+    /// used only if its chain validates to one of them.
     #[arg(long, value_name = "FILE")]
     pub trust_anchor: Option<PathBuf>,
+    /// Use only a key of this scheme: rsa2048, rsa4096 or x25519. Default: the highest
+    /// priority key the client can use.
+    #[arg(long, value_name = "SCHEME")]
+    pub scheme: Option<String>,
     /// Seconds to wait for the answer (each of UDP and TCP). Default 5.
     #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub timeout: Option<f64>,
@@ -532,6 +580,24 @@ pub enum Invocation {
     DnsencQuery(DnsencQuery),
     /// `dnsenc load -s ADDR[:PORT] --nsk FILE -f QUERYFILE ...`: send load, print a summary.
     DnsencLoad(DnsencLoad),
+    /// `dnsenc publish --server ADDR --zone ZONE --tsig-key FILE ...`: UPDATE the NSK RRsets.
+    DnsencPublish(DnsencPublish),
+}
+
+/// What `dotgate dnsenc publish` sends, checked (the files are read when it runs).
+#[derive(Debug, Clone)]
+pub struct DnsencPublish {
+    pub server: SocketAddr,
+    /// Wire form.
+    pub zone: Vec<u8>,
+    /// The addresses whose reverse names get the RRset.
+    pub addresses: Vec<IpAddr>,
+    /// Key files to publish; empty to remove every NSK.
+    pub keys: Vec<PathBuf>,
+    pub tsig_key: PathBuf,
+    pub ttl: u32,
+    pub timeout: Duration,
+    pub codepoints: CodePoints,
 }
 
 /// What `dotgate dnsenc query` asks, checked.
@@ -543,13 +609,24 @@ pub struct DnsencQuery {
     pub qtype: u16,
     /// Straight to TCP.
     pub tcp: bool,
-    /// The file holding the server's NSK.
-    pub nsk: PathBuf,
+    /// Where the server's key comes from.
+    pub key: NskSource,
+    /// Only a key of this query scheme.
+    pub scheme: Option<u16>,
     /// How long to wait for an answer, over UDP and again over TCP.
     pub timeout: Duration,
     /// The DO bit.
     pub dnssec: bool,
     pub codepoints: CodePoints,
+}
+
+/// Where `dotgate dnsenc query` takes the server's key from.
+#[derive(Debug, Clone)]
+pub enum NskSource {
+    /// A file holding the NSK record, taken as given (`--nsk`).
+    File(PathBuf),
+    /// Fetched from the server and validated to the anchors in this file (`--trust-anchor`).
+    TrustAnchor(PathBuf),
 }
 
 /// What `dotgate dnsenc load` runs, checked.
@@ -622,6 +699,7 @@ impl Config {
             }
             Some(Tool::Dnsenc(DnsencTool::Query(args))) => return dnsenc_query(args),
             Some(Tool::Dnsenc(DnsencTool::Load(args))) => return dnsenc_load(args),
+            Some(Tool::Dnsenc(DnsencTool::Publish(args))) => return dnsenc_publish(args),
             None => {}
         }
         let check_only = cli.check_config;
@@ -910,11 +988,11 @@ fn tool_code_points(args: &CodePointArgs) -> Result<CodePoints, ConfigError> {
     dnsenc_code_points(args.dnsenc_nsk_type, args.dnsenc_option_code, args.dnsenc_badcrypt_rcode)
 }
 
-/// `dotgate dnsenc query`, checked. The NSK comes from a file: fetching it from the server and
-/// validating its DNSSEC chain (the draft's way) is not built, and nothing stands in for it (no
-/// unvalidated key, no cleartext query).
+/// `dotgate dnsenc query`, checked: the NSK from a file (`--nsk`) or fetched and validated to
+/// a trust anchor (`--trust-anchor`), one of the two; nothing stands in for them (no unvalidated
+/// key, no cleartext query).
 fn dnsenc_query(args: DnsencQueryArgs) -> Result<Invocation, ConfigError> {
-    let DnsencQueryArgs { server, name, qtype, tcp, nsk, trust_anchor, timeout, dnssec, codepoints } = args;
+    let DnsencQueryArgs { server, name, qtype, tcp, nsk, trust_anchor, scheme, timeout, dnssec, codepoints } = args;
     let codepoints = tool_code_points(&codepoints)?;
     let server = server
         .strip_prefix('@')
@@ -930,23 +1008,95 @@ fn dnsenc_query(args: DnsencQueryArgs) -> Result<Invocation, ConfigError> {
             })?
         }
     };
-    let nsk = match (nsk, trust_anchor) {
-        (Some(nsk), None) => nsk,
-        (None, _) => {
+    let key = match (nsk, trust_anchor) {
+        (Some(nsk), None) => NskSource::File(nsk),
+        (None, Some(anchor)) => NskSource::TrustAnchor(anchor),
+        (None, None) => {
             return Err(ConfigError::Cli(
-                "fetching and validating the NSK is not built yet: give --nsk FILE".to_owned(),
+                "give --trust-anchor FILE (the NSK is fetched from the server and validated) or --nsk FILE".to_owned(),
             ))
         }
         (Some(_), Some(_)) => {
+            return Err(ConfigError::Cli("--nsk and --trust-anchor both name the server's key: give one".to_owned()))
+        }
+    };
+    let scheme = scheme
+        .map(|text| {
+            crate::frontend::dnsenc::crypto::scheme_by_name(&text)
+                .filter(|&code| crate::frontend::dnsenc::crypto::is_query_scheme(code))
+                .ok_or(ConfigError::Value {
+                    what: "scheme",
+                    value: format!("{text:?}"),
+                    reason: "must be rsa2048, rsa4096 or x25519",
+                })
+        })
+        .transpose()?;
+    let timeout = seconds("timeout", timeout, DEFAULT_DNSENC_QUERY_TIMEOUT)?;
+    Ok(Invocation::DnsencQuery(DnsencQuery { server, name, qtype, tcp, key, scheme, timeout, dnssec, codepoints }))
+}
+
+/// `dotgate dnsenc publish`, checked: the listen addresses and key files from the flags, else
+/// from the config file.
+fn dnsenc_publish(args: DnsencPublishArgs) -> Result<Invocation, ConfigError> {
+    let DnsencPublishArgs {
+        server,
+        zone,
+        tsig_key,
+        config,
+        dnsenc_listen,
+        dnsenc_key,
+        address,
+        unpublish_all,
+        ttl,
+        timeout,
+        codepoints,
+    } = args;
+    let file = match &config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let codepoints = dnsenc_code_points(
+        codepoints.dnsenc_nsk_type.or(file.dnsenc_nsk_type),
+        codepoints.dnsenc_option_code.or(file.dnsenc_option_code),
+        codepoints.dnsenc_badcrypt_rcode.or(file.dnsenc_badcrypt_rcode),
+    )?;
+    let server = parse_addr(&server, 53, "server")?;
+    let zone_text = zone.trim_end_matches('.');
+    let zone = crate::frontend::dnsenc::wire::name_from_text(zone_text.as_bytes())
+        .map_err(|reason| ConfigError::Cli(format!("--zone {zone:?}: {reason}")))?;
+    let addresses = if !address.is_empty() {
+        address
+            .iter()
+            .map(|a| {
+                a.parse::<IpAddr>().map_err(|_| ConfigError::Value {
+                    what: "address",
+                    value: format!("{a:?}"),
+                    reason: "must be an IP address",
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        let listen =
+            if dnsenc_listen.is_empty() { file.dnsenc_listen.clone().unwrap_or_default() } else { dnsenc_listen };
+        if listen.is_empty() {
             return Err(ConfigError::Cli(
-                "--trust-anchor validates an NSK fetched from the server, and that is not built yet: \
-                 with --nsk FILE the key is taken as given, so leave --trust-anchor out"
-                    .to_owned(),
+                "no address to publish at: give --dnsenc-listen, --address or --config with dnsenc-listen".to_owned(),
+            ));
+        }
+        listen.iter().map(|s| parse_addr(s, 53, "dnsenc-listen").map(|a| a.ip())).collect::<Result<Vec<_>, _>>()?
+    };
+    let keys = if dnsenc_key.is_empty() { file.dnsenc_keys.clone().unwrap_or_default() } else { dnsenc_key };
+    let keys = match (unpublish_all, keys.is_empty()) {
+        (true, _) => Vec::new(),
+        (false, false) => keys,
+        (false, true) => {
+            return Err(ConfigError::Cli(
+                "no key to publish: give --dnsenc-key, --config with dnsenc-keys, or --unpublish-all".to_owned(),
             ))
         }
     };
     let timeout = seconds("timeout", timeout, DEFAULT_DNSENC_QUERY_TIMEOUT)?;
-    Ok(Invocation::DnsencQuery(DnsencQuery { server, name, qtype, tcp, nsk, timeout, dnssec, codepoints }))
+    Ok(Invocation::DnsencPublish(DnsencPublish { server, zone, addresses, keys, tsig_key, ttl, timeout, codepoints }))
 }
 
 /// `dotgate dnsenc load`, checked.

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         }
         Invocation::DnsencQuery(request) => return report(dotgate::frontend::dnsenc::tools::query(&request)),
         Invocation::DnsencLoad(request) => return report(dotgate::frontend::dnsenc::load::run(&request)),
+        Invocation::DnsencPublish(request) => return report(dotgate::frontend::dnsenc::publish::run(&request)),
         Invocation::Check(config) => (config, true),
         Invocation::Run(config) => (config, false),
     };

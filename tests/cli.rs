@@ -325,6 +325,14 @@ fn dnsenc_query_and_load_refuse_bad_input_with_one_line_and_exit_2() {
     assert_config_error(&[query, &["--nsk", &unknown_scheme]].concat(), "not a query scheme");
     assert_config_error(&[query, &["--nsk", &no_answer_scheme]].concat(), "no answer scheme");
     assert_config_error(&["dnsenc", "query", "@127.0.0.1:9", "a..test", "--nsk", &nsk], "a..test");
+    assert_config_error(query, "give --trust-anchor FILE");
+    let anchor = write(dir.path(), "anchor.key", "example. IN DS 1 13 2 00ff\n");
+    let not_anchor = write(dir.path(), "not-anchor.key", "example. IN A 192.0.2.1\n");
+    assert_config_error(&[query, &["--nsk", &nsk, "--trust-anchor", &anchor]].concat(), "give one");
+    assert_config_error(&[query, &["--trust-anchor", &not_anchor]].concat(), "a trust anchor is a DS or DNSKEY");
+    assert_config_error(&[query, &["--trust-anchor", "/nonexistent/a.key"]].concat(), "/nonexistent/a.key");
+    assert_config_error(&[query, &["--trust-anchor", &anchor, "--scheme", "aes-256"]].concat(), "scheme");
+    assert_config_error(&[query, &["--nsk", &nsk, "--scheme", "rsa2048"]].concat(), "holds a x25519 key, not rsa2048");
 
     let queries = write(dir.path(), "queries.txt", "www.example.test A\nwww.example.test BOGUS\n");
     let good_queries = write(dir.path(), "good-queries.txt", "www.example.test\n");
@@ -334,4 +342,39 @@ fn dnsenc_query_and_load_refuse_bad_input_with_one_line_and_exit_2() {
     assert_config_error(&[load, &["-f", &good_queries, "-Q", "0"]].concat(), "qps");
     assert_config_error(&[load, &["-f", &good_queries, "-l", "0"]].concat(), "seconds");
     assert_config_error(&["dnsenc", "load", "-s", "127.0.0.1:9", "--nsk", &not_nsk, "-f", &good_queries], "no NSK");
+}
+
+#[test]
+fn dnsenc_publish_refuses_bad_input_with_one_line_and_exit_2_before_sending() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let keygen = dotgate(&["dnsenc", "keygen", "--scheme", "x25519", "--out", keys.to_str().unwrap()]);
+    assert!(keygen.status.success());
+    let key = std::fs::read_dir(&keys).unwrap().next().unwrap().unwrap().path();
+    let key = key.to_str().unwrap();
+    let tsig = write(dir.path(), "tsig.key", "key \"k\" { algorithm hmac-sha256; secret \"AAAA\"; };\n");
+    let md5 = write(dir.path(), "md5.key", "key \"k\" { algorithm hmac-md5; secret \"AAAA\"; };\n");
+    // Port 9 (discard): nothing answers, so a test that got as far as sending would time out
+    // with exit 1, not 2.
+    let base: &[&str] = &["dnsenc", "publish", "--server", "127.0.0.1:9", "--tsig-key", &tsig];
+    let zone: &[&str] = &["--zone", "0.0.127.in-addr.arpa"];
+    assert_config_error(&[base, zone, &["--dnsenc-key", key]].concat(), "no address to publish at");
+    assert_config_error(&[base, zone, &["--dnsenc-listen", "0.0.0.0:53", "--dnsenc-key", key]].concat(), "--address");
+    assert_config_error(&[base, zone, &["--address", "127.0.0.53"]].concat(), "no key to publish");
+    assert_config_error(&[base, zone, &["--address", "localhost", "--dnsenc-key", key]].concat(), "address");
+    assert_config_error(
+        &[base, &["--zone", "53.0.0.127.in-addr.arpa", "--address", "127.0.0.53", "--dnsenc-key", key]].concat(),
+        "apex",
+    );
+    assert_config_error(
+        &[base, &["--zone", "a..b", "--address", "127.0.0.53", "--dnsenc-key", key]].concat(),
+        "--zone",
+    );
+    assert_config_error(
+        &[base, zone, &["--address", "127.0.0.53", "--dnsenc-key", "/nonexistent/k.key"]].concat(),
+        "/nonexistent/k.key",
+    );
+    let md5_args = ["dnsenc", "publish", "--server", "127.0.0.1:9", "--tsig-key", &md5];
+    assert_config_error(&[&md5_args[..], zone, &["--address", "127.0.0.53", "--dnsenc-key", key]].concat(), "hmac-md5");
 }

@@ -109,20 +109,42 @@ fn query_asks_again_over_tcp_after_a_truncated_envelope() {
 }
 
 #[test]
-fn query_without_a_key_file_is_one_line_and_exit_2() {
+fn query_without_a_key_source_is_one_line_and_exit_2() {
     let setup = Setup::start();
     let server = format!("@{}", setup.dnsenc);
-    for args in [
-        vec!["dnsenc", "query", &server, "www.example.test"],
-        vec!["dnsenc", "query", &server, "www.example.test", "A", "--trust-anchor", "/nonexistent/root.key"],
+    for (args, says) in [
+        (vec!["dnsenc", "query", &server, "www.example.test"], "give --trust-anchor FILE"),
+        (
+            vec!["dnsenc", "query", &server, "www.example.test", "A", "--trust-anchor", "/nonexistent/root.key"],
+            "/nonexistent/root.key",
+        ),
     ] {
         let out = dotgate(&args);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.contains("fetching and validating the NSK is not built yet: give --nsk FILE"), "{err}");
+        assert!(err.contains(says), "{err}");
         assert_eq!(stdout(&out), "", "nothing else is tried");
     }
+}
+
+/// A server whose resolver has no NSK at the reverse name (Unbound answers its own
+/// 127.in-addr.arpa. locally): the client says so, exits 1, and asks nothing encrypted.
+#[test]
+fn query_with_a_trust_anchor_and_no_published_key_fails_and_falls_back_to_nothing() {
+    let setup = Setup::start();
+    let anchor = setup.dir.path().join("root.key");
+    std::fs::write(&anchor, ". IN DS 20326 8 2 e06d44b80b8f1d39a95c0b0d7c65d08458e880409bbc683457104237c7f8ec8d\n")
+        .unwrap();
+    let server = format!("@{}", setup.dnsenc);
+    let out = dotgate(&["dnsenc", "query", &server, "www.example.test", "--trust-anchor", anchor.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("has no NSK record at 1.0.0.127.in-addr.arpa.: the server's key is not published there"),
+        "{err}"
+    );
+    assert_eq!(stdout(&out), "", "no answer printed: nothing was asked");
 }
 
 /// Another key's NSK: dotgate answers BADCRYPT in the clear; the client says so and fails.

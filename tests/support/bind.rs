@@ -43,6 +43,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use hickory_proto::rr::RecordType;
+
 use super::process::{start_dns_server, TestProcess};
 
 pub const WWW_A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 20);
@@ -53,7 +55,34 @@ pub struct Bind {
     dir: tempfile::TempDir,
 }
 
-fn write_config(dir: &Path, port: u16, querylog: bool) -> std::path::PathBuf {
+/// The TSIG key `Bind::start_signed` lets update its reverse zones (written to `tsig.key`).
+pub const TSIG_KEY_NAME: &str = "publish";
+
+/// The zones of [`Bind::start_signed`] beside `example.test`.
+const SIGNED_ZONES: &str = r#"
+key "publish" {{ algorithm hmac-sha256; secret "{secret}"; }};
+dnssec-policy "ed25519" {{ keys {{ csk lifetime unlimited algorithm ed25519; }}; }};
+dnssec-policy "rsa" {{ keys {{ csk lifetime unlimited algorithm rsasha256 2048; }}; }};
+zone "127.in-addr.arpa" {{
+    type primary;
+    file "{d}/127.in-addr.arpa.zone";
+    dnssec-policy "ed25519";
+    allow-update {{ key "publish"; }};
+}};
+zone "0.0.127.in-addr.arpa" {{
+    type primary;
+    file "{d}/0.0.127.in-addr.arpa.zone";
+    dnssec-policy "rsa";
+    allow-update {{ key "publish"; }};
+}};
+zone "1.0.127.in-addr.arpa" {{
+    type primary;
+    file "{d}/1.0.127.in-addr.arpa.zone";
+    allow-update {{ key "publish"; }};
+}};
+"#;
+
+fn write_config(dir: &Path, port: u16, querylog: bool, signed: bool) -> std::path::PathBuf {
     let d = dir.display();
     let querylog = if querylog { "\n    querylog yes;" } else { "" };
     let conf = format!(
@@ -77,6 +106,29 @@ zone "example.test" {{
 }};
 "#
     );
+    let conf = if signed {
+        use base64::Engine as _;
+        let secret = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+        let zones = SIGNED_ZONES.replace("{{", "{").replace("}}", "}").replace("{d}", &d.to_string());
+        std::fs::write(
+            dir.join("tsig.key"),
+            format!("key \"{TSIG_KEY_NAME}\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{secret}\";\n}};\n"),
+        )
+        .expect("write tsig.key");
+        for (zone, extra) in [
+            ("127.in-addr.arpa", "0.0 IN NS ns.example.test.\n"),
+            ("0.0.127.in-addr.arpa", ""),
+            ("1.0.127.in-addr.arpa", ""),
+        ] {
+            let text = format!(
+                "$TTL 300\n@ IN SOA ns.example.test. hostmaster.example.test. 1 3600 600 86400 300\n@ IN NS ns.example.test.\n{extra}"
+            );
+            std::fs::write(dir.join(format!("{zone}.zone")), text).expect("write a reverse zone");
+        }
+        conf + &zones.replace("{secret}", &secret)
+    } else {
+        conf
+    };
     let zone = format!(
         "$TTL 300\n\
          @   IN SOA ns.example.test. hostmaster.example.test. 1 3600 600 86400 300\n\
@@ -94,17 +146,106 @@ impl Bind {
     /// Starts named and waits (10 s max) until it answers over UDP and TCP.
     /// Retries with a new port (3 tries) if the port was taken meanwhile.
     pub fn start() -> Bind {
-        Bind::start_inner(false)
+        Bind::start_inner(false, false)
     }
 
     /// [`Bind::start`] with `querylog yes;`: read the lines with [`Bind::query_log`].
     pub fn start_querylog() -> Bind {
-        Bind::start_inner(true)
+        Bind::start_inner(true, false)
     }
 
-    fn start_inner(querylog: bool) -> Bind {
+    /// [`Bind::start_querylog`] with three dynamic reverse zones the TSIG key in
+    /// [`Bind::tsig_key_file`] may update: `127.in-addr.arpa` signed by BIND's `dnssec-policy`
+    /// with Ed25519, delegating `0.0.127.in-addr.arpa`, signed with RSASHA256, whose DS is
+    /// added to the parent here (so a chain from the parent's key runs through a DS); and
+    /// `1.0.127.in-addr.arpa`, unsigned. Returns once both zones answer DNSKEY with signatures
+    /// and the DS is signed (30 s max).
+    pub fn start_signed() -> Bind {
+        let bind = Bind::start_inner(true, true);
+        for zone in ["127.in-addr.arpa.", "0.0.127.in-addr.arpa."] {
+            bind.wait_signed(zone, RecordType::DNSKEY);
+        }
+        let ds = Command::new("dnssec-dsfromkey")
+            .arg("-2")
+            .arg(bind.key_file("0.0.127.in-addr.arpa"))
+            .output()
+            .expect("run dnssec-dsfromkey");
+        assert!(ds.status.success(), "dnssec-dsfromkey: {}", String::from_utf8_lossy(&ds.stderr));
+        let ds = String::from_utf8(ds.stdout).unwrap();
+        bind.update("127.in-addr.arpa", &[format!("update add {}", ds.trim().replacen(" IN ", " 300 IN ", 1))]);
+        bind.wait_signed("0.0.127.in-addr.arpa.", RecordType::DS);
+        bind
+    }
+
+    /// The TSIG key file (`key "publish" { ... };`) of [`Bind::start_signed`].
+    pub fn tsig_key_file(&self) -> std::path::PathBuf {
+        self.dir().join("tsig.key")
+    }
+
+    /// The `K<zone>.+<alg>+<tag>.key` file BIND's dnssec-policy made for `zone` (its one key,
+    /// a CSK): a DNSKEY record, usable as a trust anchor.
+    pub fn key_file(&self, zone: &str) -> std::path::PathBuf {
+        let prefix = format!("K{zone}.+");
+        std::fs::read_dir(self.dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                let name = p.file_name().unwrap().to_string_lossy();
+                name.starts_with(&prefix) && name.ends_with(".key")
+            })
+            .unwrap_or_else(|| panic!("no key file for {zone} in {}", self.dir().display()))
+    }
+
+    /// Sends `lines` (knsupdate commands, e.g. `update add NAME TTL IN TYPE DATA`) to `zone` as
+    /// one UPDATE signed with the TSIG key, and panics unless it is applied.
+    pub fn update(&self, zone: &str, lines: &[String]) {
+        use std::io::Write as _;
+        let key = std::fs::read_to_string(self.tsig_key_file()).unwrap();
+        let secret = key.split('"').nth(3).expect("the secret in tsig.key");
+        let mut script = format!("server {} {}\nzone {zone}\n", self.addr.ip(), self.addr.port());
+        for line in lines {
+            script.push_str(line);
+            script.push('\n');
+        }
+        script.push_str("send\nanswer\n");
+        let mut child = Command::new("knsupdate")
+            .arg("-y")
+            .arg(format!("hmac-sha256:{TSIG_KEY_NAME}:{secret}"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run knsupdate");
+        child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "knsupdate {script}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Polls (30 s max) until `name`/`rtype` is answered with an RRSIG covering it.
+    fn wait_signed(&self, name: &str, rtype: RecordType) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let query = super::client::query_edns(name, rtype, 1, true, false, vec![]);
+            if let Ok(answer) = super::client::udp_exchange_blocking(self.addr, &query, Duration::from_secs(2)) {
+                let answer = super::parse(&answer);
+                let signed = answer.answers().iter().any(|r| r.record_type() == RecordType::RRSIG);
+                if signed {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "{name} {rtype} not signed within 30 s:\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn start_inner(querylog: bool, signed: bool) -> Bind {
         let (addr, proc, dir) = start_dns_server("named", "www.example.test.", |dir, port| {
-            let conf = write_config(dir, port, querylog);
+            let conf = write_config(dir, port, querylog, signed);
             let mut cmd = Command::new("named");
             cmd.arg("-g").arg("-c").arg(conf);
             cmd

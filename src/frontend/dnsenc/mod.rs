@@ -5,20 +5,29 @@
 //! schemes dotgate defines and the key files; `server` what each message gets and how an
 //! answer is sealed; `udp` and `tcp` the listeners; `reload` puts new key files in service.
 //! The client side, for the `dotgate dnsenc` tools only: `client` the query and what is taken as
-//! its answer, `print` messages as dig shows them, `tools` keygen and query, `load` the load
-//! generator. The listeners never use the client side.
+//! its answer, `exchange` one request and its answer over UDP or TCP, `message` and `print`
+//! messages read record by record and shown as dig does, `trust` the NSK fetch and its DNSSEC
+//! chain (`dnssec` the signatures), `tools` keygen and query, `load` the load generator,
+//! `publish` the TSIG-signed UPDATE (`tsig`) that puts the NSKs in a zone. The listeners never
+//! use the client side.
 //! It talks to the relay only through `Relay::submit` and its own `ReplyTo`s; the backends see
 //! plain inner queries from dotgate's address, and nothing about a client outlives its answer.
 
 pub mod client;
 pub mod crypto;
+pub mod dnssec;
+pub mod exchange;
 pub mod keys;
 pub mod load;
+pub mod message;
 pub mod print;
+pub mod publish;
 pub mod reload;
 pub mod server;
 pub mod tcp;
 pub mod tools;
+pub mod trust;
+pub mod tsig;
 pub mod udp;
 pub mod wire;
 

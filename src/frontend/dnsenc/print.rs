@@ -15,13 +15,11 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use base64::Engine as _;
 
+use super::message::{self, be16, parse, Record};
 use super::wire::{CodePoints, Nsk};
 use crate::dns::HEADER_LEN;
 
 const TYPE_OPT: u16 = 41;
-/// Pointers a name may follow before it is taken for a loop (a name has at most 127 labels).
-const MAX_POINTERS: usize = 128;
-const MAX_NAME_LEN: usize = 255;
 
 /// RR types by number and name (RFC 1035, 3596, 4034, 6672, 9460 and others in common use).
 const TYPES: [(u16, &str); 37] = [
@@ -125,79 +123,6 @@ fn opcode_name(opcode: u8) -> String {
     }
 }
 
-/// One resource record's fields, its RDATA as a range of the message.
-struct Record {
-    owner: String,
-    rtype: u16,
-    class: u16,
-    ttl: u32,
-    rdata: (usize, usize),
-}
-
-/// A message's question and records, as far as they parse.
-struct Parsed {
-    questions: Vec<(String, u16, u16)>,
-    /// Answer, authority and additional records, in order.
-    sections: [Vec<Record>; 3],
-    /// Where and why parsing stopped, if it did before the end of the last record.
-    stopped: Option<String>,
-}
-
-fn parse(msg: &[u8]) -> Parsed {
-    let mut parsed = Parsed { questions: Vec::new(), sections: [Vec::new(), Vec::new(), Vec::new()], stopped: None };
-    if msg.len() < HEADER_LEN {
-        parsed.stopped = Some(format!("a message of {} bytes, shorter than a header", msg.len()));
-        return parsed;
-    }
-    let count = |at: usize| usize::from(u16::from_be_bytes([msg[at], msg[at + 1]]));
-    let mut pos = HEADER_LEN;
-    for _ in 0..count(4) {
-        let Some((name, end)) = read_name(msg, pos) else {
-            parsed.stopped = Some(format!("a question name that does not parse at byte {pos}"));
-            return parsed;
-        };
-        let Some(fixed) = msg.get(end..end + 4) else {
-            parsed.stopped = Some("the question ends early".to_owned());
-            return parsed;
-        };
-        parsed.questions.push((name, be16(fixed, 0), be16(fixed, 2)));
-        pos = end + 4;
-    }
-    for (section, n) in [count(6), count(8), count(10)].into_iter().enumerate() {
-        for _ in 0..n {
-            match read_record(msg, pos) {
-                Some(record) => {
-                    pos = record.rdata.1;
-                    parsed.sections[section].push(record);
-                }
-                None => {
-                    parsed.stopped = Some(format!("a record that does not parse at byte {pos}"));
-                    return parsed;
-                }
-            }
-        }
-    }
-    if pos != msg.len() {
-        parsed.stopped = Some(format!("{} bytes after the last record", msg.len() - pos));
-    }
-    parsed
-}
-
-fn read_record(msg: &[u8], pos: usize) -> Option<Record> {
-    let (owner, end) = read_name(msg, pos)?;
-    let fixed = msg.get(end..end + 10)?;
-    let rdata = (end + 10, end + 10 + usize::from(be16(fixed, 8)));
-    if rdata.1 > msg.len() {
-        return None;
-    }
-    let ttl = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
-    Some(Record { owner, rtype: be16(fixed, 0), class: be16(fixed, 2), ttl, rdata })
-}
-
-fn be16(bytes: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([bytes[at], bytes[at + 1]])
-}
-
 /// The full RCODE of a message: the header's four bits, with the first OPT record's
 /// EXTENDED-RCODE above them when it has one. 0 for fewer bytes than a header.
 pub fn full_rcode(msg: &[u8]) -> u16 {
@@ -213,45 +138,8 @@ pub fn full_rcode(msg: &[u8]) -> u16 {
 }
 
 /// The name at `pos` (possibly compressed) in presentation form, and where it ends in place.
-/// `None` when it runs off the message, loops, uses a reserved label type or is too long.
-fn read_name(msg: &[u8], mut pos: usize) -> Option<(String, usize)> {
-    let mut text = String::new();
-    let mut end = None;
-    let (mut pointers, mut wire_len) = (0, 0);
-    loop {
-        let len = *msg.get(pos)?;
-        match len & 0xc0 {
-            0 if len == 0 => break,
-            0 => {
-                let label = msg.get(pos + 1..pos + 1 + usize::from(len))?;
-                wire_len += 1 + label.len();
-                crate::dns::push_label_text(&mut text, label);
-                text.push('.');
-                pos += 1 + usize::from(len);
-            }
-            0xc0 => {
-                let target = usize::from(u16::from_be_bytes([len, *msg.get(pos + 1)?]) & 0x3fff);
-                end.get_or_insert(pos + 2);
-                pointers += 1;
-                if pointers > MAX_POINTERS {
-                    return None;
-                }
-                pos = target;
-            }
-            _ => return None,
-        }
-        if wire_len > MAX_NAME_LEN {
-            return None;
-        }
-    }
-    // The root's octet counts too.
-    if wire_len + 1 > MAX_NAME_LEN {
-        return None;
-    }
-    if text.is_empty() {
-        text.push('.');
-    }
-    Some((text, end.unwrap_or(pos + 1)))
+fn read_name(msg: &[u8], pos: usize) -> Option<(String, usize)> {
+    message::read_name(msg, pos).map(|(wire, end)| (crate::dns::display_name(&wire), end))
 }
 
 /// The RDATA of a record in presentation form; `None` when its type has no form here or the
@@ -387,6 +275,7 @@ pub fn message(msg: &[u8], cp: &CodePoints) -> String {
     if !parsed.questions.is_empty() {
         let _ = writeln!(out, "\n;; QUESTION SECTION:");
         for (name, rtype, class) in &parsed.questions {
+            let name = crate::dns::display_name(name);
             let _ = writeln!(out, ";{name}\t\t{}\t{}", class_name(*class), type_name(*rtype, cp));
         }
     }
@@ -402,7 +291,7 @@ pub fn message(msg: &[u8], cp: &CodePoints) -> String {
             let _ = writeln!(
                 out,
                 "{}\t{}\t{}\t{}\t{rdata}",
-                record.owner,
+                crate::dns::display_name(&record.owner),
                 record.ttl,
                 class_name(record.class),
                 type_name(record.rtype, cp)

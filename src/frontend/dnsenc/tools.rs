@@ -1,27 +1,29 @@
 //! The `dotgate dnsenc ...` tools an operator runs by hand: `keygen` writes a key file and
 //! prints the NSK record to publish; `query` asks a DNSENC server one question and prints the
-//! answer as dig does (`load`, the load generator, is in `load`). They print and exit.
+//! answer as dig does (`load`, the load generator, is in `load`; `publish`, the UPDATE, in
+//! `publish`). They print and exit.
 //!
 //! They never touch a running dotgate but as a client over the network (a new key file is picked
-//! up on SIGHUP or when the files it was given change), never send a query in the clear, and
-//! never use a server key that was not given to them (`--nsk`): fetching the NSK and validating
-//! its DNSSEC chain is not built. Bad input is a `ConfigError` (one line, exit 2) before anything
-//! is sent; what goes wrong on the network is a [`Report`]'s failure (one line, exit 1).
+//! up on SIGHUP or when the files it was given change), never send a query in the clear (the
+//! NSK fetch's DNSKEY, DS and NSK lookups aside), and never use a server key that was neither
+//! given to them (`--nsk`) nor validated to a trust anchor (`trust`). Bad input is a
+//! `ConfigError` (one line, exit 2) before anything is sent; what goes wrong on the network is a
+//! [`Report`]'s failure (one line, exit 1).
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::client::{self, Outcome, Query};
+use super::client::{self, Outcome};
 use super::crypto;
+use super::exchange::{self, Traffic};
 use super::keys::ServerKey;
 use super::print;
+use super::trust;
 use super::wire::{CodePoints, Nsk};
-use crate::config::{ConfigError, DnsencQuery};
+use crate::config::{ConfigError, DnsencQuery, NskSource};
 
 /// The UDP payload size the client advertises, outer and inner (RFC 9715's safe size, as the
 /// server's envelopes).
@@ -102,21 +104,57 @@ pub fn read_nsk_file(path: &Path, cp: &CodePoints) -> Result<Nsk, ConfigError> {
     )))
 }
 
-/// What one lookup put on the wire: DNS messages sent and taken as the answer (envelopes,
-/// without TCP's length prefix).
-#[derive(Debug, Default, Clone, Copy)]
-struct Traffic {
-    sent: usize,
-    received: usize,
-}
-
-/// `dotgate dnsenc query`: one question, encrypted to the NSK in `request.nsk`, over UDP (again
-/// over TCP after a TC=1 envelope) or straight over TCP; the answer printed as dig does, with a
-/// last line saying how it went. An answer of any RCODE is a success; a timeout, a clear error
-/// envelope (BADCRYPT, REFUSED, FORMERR...) or a network error is a failure.
+/// `dotgate dnsenc query`: the server's key from `--nsk`, or fetched from the server and
+/// validated to `--trust-anchor` (`trust`); then one question encrypted to it, over UDP (again
+/// over TCP after a TC=1 envelope) or straight over TCP; the answer printed as dig does, with
+/// last lines saying how it went. An answer of any RCODE is a success; a key that does not
+/// validate, a timeout, a clear error envelope (BADCRYPT, REFUSED, FORMERR...) or a network
+/// error is a failure, and nothing is then sent in the clear but the key fetch itself.
 pub fn query(request: &DnsencQuery) -> Result<Report, ConfigError> {
     let cp = &request.codepoints;
-    let nsk = read_nsk_file(&request.nsk, cp)?;
+    let failure = |line: String| Ok(Report { text: String::new(), failure: Some(line) });
+    let (nsk, key_note) = match &request.key {
+        NskSource::File(path) => {
+            let nsk = read_nsk_file(path, cp)?;
+            if let Some(scheme) = request.scheme.filter(|&s| s != nsk.scheme) {
+                return Err(ConfigError::Cli(format!(
+                    "--nsk {} holds a {} key, not {}",
+                    path.display(),
+                    crypto::scheme_name(nsk.scheme).unwrap_or("?"),
+                    crypto::scheme_name(scheme).unwrap_or("?")
+                )));
+            }
+            (nsk, String::new())
+        }
+        NskSource::TrustAnchor(path) => {
+            let anchors = trust::read_anchors(path)?;
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as u32;
+            let validated = match trust::fetch(request.server, &anchors, cp, request.timeout, now) {
+                Ok(validated) => validated,
+                Err(line) => return failure(line),
+            };
+            let Some(nsk) = trust::choose(&validated.nsks, request.scheme, &validated.owner).cloned() else {
+                return failure(format!(
+                    "none of the {} validated NSK records at {} has a scheme this client uses{}",
+                    validated.nsks.len(),
+                    crate::dns::display_name(&validated.owner),
+                    request.scheme.and_then(crypto::scheme_name).map(|s| format!(" ({s})")).unwrap_or_default()
+                ));
+            };
+            let chain: Vec<String> = validated.chain.iter().map(|z| crate::dns::display_name(z)).collect();
+            let note = format!(
+                ";; NSK: {} record{} at {}, validated through {} to the trust anchor, in {} queries: {} bytes sent, {} received\n",
+                validated.nsks.len(),
+                if validated.nsks.len() == 1 { "" } else { "s" },
+                crate::dns::display_name(&validated.owner),
+                chain.join(" then "),
+                validated.traffic.round_trips,
+                validated.traffic.sent,
+                validated.traffic.received
+            );
+            (nsk, note)
+        }
+    };
     let mut rng = StdRng::from_os_rng();
     let mut prepare = || {
         client::prepare(&nsk, &request.name, request.qtype, CLIENT_UDP_SIZE, request.dnssec, cp, &mut rng)
@@ -124,23 +162,33 @@ pub fn query(request: &DnsencQuery) -> Result<Report, ConfigError> {
     };
     let first = prepare()?;
     let mut traffic = Traffic::default();
+    let (server, timeout) = (request.server, request.timeout);
+    let outcome = |query: &client::Query, traffic: &mut Traffic, tcp: bool| {
+        let accept = |msg: &[u8]| client::accept(query, msg, cp);
+        if tcp {
+            exchange::tcp(server, &query.envelope, timeout, traffic, accept)
+        } else {
+            exchange::udp(server, &query.envelope, timeout, traffic, accept)
+        }
+    };
     let (outcome, transport) = if request.tcp {
-        (exchange_tcp(request.server, &first, request.timeout, cp, &mut traffic), "TCP")
+        (outcome(&first, &mut traffic, true), "TCP")
     } else {
-        match exchange_udp(request.server, &first, request.timeout, cp, &mut traffic) {
+        match outcome(&first, &mut traffic, false) {
             Ok(Outcome::Truncated) => {
                 let again = prepare()?;
-                (exchange_tcp(request.server, &again, request.timeout, cp, &mut traffic), "TCP after TC=1")
+                (outcome(&again, &mut traffic, true), "TCP after TC=1")
             }
             other => (other, "UDP"),
         }
     };
-    let failure = |line: String| Ok(Report { text: String::new(), failure: Some(line) });
     match outcome {
         Ok(Outcome::Answer(inner)) => {
             let mut text = print::message(&inner, cp);
+            text.push('\n');
+            text.push_str(&key_note);
             text.push_str(&format!(
-                "\n;; DNSENC: scheme {}, key id {}, over {transport}, {} bytes sent, {} received\n",
+                ";; DNSENC: scheme {}, key id {}, over {transport}, {} bytes sent, {} received\n",
                 crypto::scheme_name(nsk.scheme).unwrap_or("?"),
                 nsk.key_id,
                 traffic.sent,
@@ -150,7 +198,11 @@ pub fn query(request: &DnsencQuery) -> Result<Report, ConfigError> {
         }
         Ok(Outcome::Rcode(rcode)) => {
             let hint = if rcode == cp.badcrypt {
-                format!(": it holds no key {} or could not decrypt the query (a wrong or stale --nsk?)", nsk.key_id)
+                let why = match request.key {
+                    NskSource::File(_) => "a wrong or stale --nsk?",
+                    NskSource::TrustAnchor(_) => "a key published before the server loaded it?",
+                };
+                format!(": it holds no key {} or could not decrypt the query ({why})", nsk.key_id)
             } else {
                 String::new()
             };
@@ -162,87 +214,5 @@ pub fn query(request: &DnsencQuery) -> Result<Report, ConfigError> {
         }
         Ok(Outcome::Truncated) => failure(format!("{} answered TC=1 over TCP, with no answer", request.server)),
         Err(line) => failure(line),
-    }
-}
-
-/// Sends `query` over UDP and waits up to `timeout` for what [`client::accept`] takes, ignoring
-/// everything else (and ICMP errors, which anyone can forge).
-fn exchange_udp(
-    server: SocketAddr,
-    query: &Query,
-    timeout: Duration,
-    cp: &CodePoints,
-    traffic: &mut Traffic,
-) -> Result<Outcome, String> {
-    let local: SocketAddr = if server.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
-    let socket = UdpSocket::bind(local).map_err(|e| format!("cannot open a UDP socket: {e}"))?;
-    socket.connect(server).map_err(|e| format!("cannot send to {server}: {e}"))?;
-    socket.send(&query.envelope).map_err(|e| format!("cannot send to {server}: {e}"))?;
-    traffic.sent += query.envelope.len();
-    let deadline = Instant::now() + timeout;
-    let mut refused = false;
-    let mut buf = vec![0u8; usize::from(u16::MAX)];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            let port_closed = if refused { " (the host said the port is closed)" } else { "" };
-            return Err(format!("no answer from {server} within {} s over UDP{port_closed}", timeout.as_secs_f64()));
-        }
-        socket.set_read_timeout(Some(left)).map_err(|e| format!("cannot wait on the UDP socket: {e}"))?;
-        match socket.recv(&mut buf) {
-            Ok(len) => {
-                if let Some(outcome) = client::accept(query, &buf[..len], cp) {
-                    traffic.received += len;
-                    return Ok(outcome);
-                }
-            }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => refused = true,
-            Err(e) => return Err(format!("cannot receive from {server}: {e}")),
-        }
-    }
-}
-
-/// Sends `query` over a new TCP connection (2-byte length framing) and waits up to `timeout`
-/// for a message [`client::accept`] takes, reading past any it does not.
-fn exchange_tcp(
-    server: SocketAddr,
-    query: &Query,
-    timeout: Duration,
-    cp: &CodePoints,
-    traffic: &mut Traffic,
-) -> Result<Outcome, String> {
-    let deadline = Instant::now() + timeout;
-    let timed_out = || format!("no answer from {server} within {} s over TCP", timeout.as_secs_f64());
-    let mut stream = TcpStream::connect_timeout(&server, timeout)
-        .map_err(|e| format!("cannot connect to {server} over TCP: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    let mut framed = Vec::with_capacity(2 + query.envelope.len());
-    framed.extend_from_slice(&(query.envelope.len() as u16).to_be_bytes());
-    framed.extend_from_slice(&query.envelope);
-    stream.set_write_timeout(Some(timeout)).map_err(|e| format!("cannot send to {server} over TCP: {e}"))?;
-    stream.write_all(&framed).map_err(|e| format!("cannot send to {server} over TCP: {e}"))?;
-    traffic.sent += query.envelope.len();
-    let mut read = |buf: &mut [u8]| -> Result<(), String> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(timed_out());
-        }
-        stream.set_read_timeout(Some(left)).map_err(|e| format!("cannot wait on the TCP connection: {e}"))?;
-        stream.read_exact(buf).map_err(|e| match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => timed_out(),
-            io::ErrorKind::UnexpectedEof => format!("{server} closed the TCP connection without an answer"),
-            _ => format!("cannot receive from {server} over TCP: {e}"),
-        })
-    };
-    loop {
-        let mut len = [0u8; 2];
-        read(&mut len)?;
-        let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
-        read(&mut msg)?;
-        if let Some(outcome) = client::accept(query, &msg, cp) {
-            traffic.received += msg.len();
-            return Ok(outcome);
-        }
     }
 }

@@ -446,10 +446,10 @@ fn push_scheme(out: &mut String, code: u16) {
 }
 
 /// One zone-file token: its bytes as written (escapes kept), and whether it was quoted.
-#[derive(Debug)]
-struct Token {
-    raw: Vec<u8>,
-    quoted: bool,
+#[derive(Debug, Default)]
+pub(crate) struct Token {
+    pub(crate) raw: Vec<u8>,
+    pub(crate) quoted: bool,
 }
 
 /// The token for an error message: quoted and escaped, on one line.
@@ -457,20 +457,32 @@ fn show(token: &Token) -> String {
     format!("{:?}", String::from_utf8_lossy(&token.raw))
 }
 
-/// Splits zone-file text into tokens: whitespace separates, `( )` group lines, `;` comments to
-/// the end of the line, `"..."` quotes (with `\` escaping inside), `\` escapes the next
-/// character in an unquoted token. A line break outside parentheses ends the record.
+/// Splits zone-file text holding one record into tokens (see [`tokenize_records`]).
 fn tokenize(s: &str) -> Result<Vec<Token>, String> {
+    let mut records = tokenize_records(s)?;
+    if records.len() > 1 {
+        return Err("more than one record (a line break outside parentheses ends a record)".to_owned());
+    }
+    Ok(records.pop().unwrap_or_default())
+}
+
+/// Splits zone-file text into records of tokens: whitespace separates, `( )` group lines, `;`
+/// comments to the end of the line, `"..."` quotes (with `\` escaping inside), `\` escapes the
+/// next character in an unquoted token. A line break outside parentheses ends a record; lines
+/// with nothing but comments or blanks make none.
+pub(crate) fn tokenize_records(s: &str) -> Result<Vec<Vec<Token>>, String> {
     let b = s.as_bytes();
+    let mut records = Vec::new();
     let mut tokens = Vec::new();
     let mut depth = 0u32;
-    let mut ended = false;
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
         match c {
             b'\n' => {
-                ended |= depth == 0 && !tokens.is_empty();
+                if depth == 0 && !tokens.is_empty() {
+                    records.push(std::mem::take(&mut tokens));
+                }
                 i += 1;
                 continue;
             }
@@ -485,9 +497,6 @@ fn tokenize(s: &str) -> Result<Vec<Token>, String> {
                 continue;
             }
             _ => {}
-        }
-        if ended {
-            return Err("more than one record (a line break outside parentheses ends a record)".to_owned());
         }
         match c {
             b'(' => {
@@ -527,7 +536,10 @@ fn tokenize(s: &str) -> Result<Vec<Token>, String> {
     if depth != 0 {
         return Err("a '(' without its ')'".to_owned());
     }
-    Ok(tokens)
+    if !tokens.is_empty() {
+        records.push(tokens);
+    }
+    Ok(records)
 }
 
 /// Reads the escape after a backslash at `raw[at]`: `\DDD` (a decimal byte) or `\X` (X itself).
