@@ -6,10 +6,13 @@
 #   - the objects fit together (deploy/check/manifests.py: selectors, ports, Secret names,
 #     the probes on the admin port, the drain inside the grace period, the security context,
 #     dotgate's PROXY v2 backend port being a proxy-protocol-port of Unbound that the Service
-#     and both NetworkPolicies let through);
+#     and both NetworkPolicies let through, the DNSENC port over UDP and TCP in the config, the
+#     container, the Service and the NetworkPolicy, its keys an init container's copy of an
+#     owner-only Secret volume);
 #   - the example Unbound's unbound.conf passes `unbound-checkconf` where it exists;
 #   - the ConfigMap's dotgate.toml passes `dotgate --check-config` (with test files where it
-#     expects the certificate, key and ticket keys);
+#     expects the certificate, key and ticket keys, and DNSENC keys from `dotgate dnsenc keygen`
+#     put there by the init container's own command from a stand-in for the Secret volume);
 #   - deploy/Dockerfile passes deploy/check/dockerfile.py (multi-stage, non-root minimal runtime,
 #     exec-form entrypoint, COPY sources present), and exactly what its build stage copies
 #     builds with the lock file (`cargo check --locked --offline`): the build-check possible
@@ -89,6 +92,36 @@ mkdir -p "$work/etc/tls" "$work/etc/ticket-keys"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=dot.example.net \
   -keyout "$work/etc/tls/tls.key" -out "$work/etc/tls/tls.crt" 2>/dev/null
 "$dotgate" ticket-keys new >"$work/etc/ticket-keys/keys"
+# The DNSENC keys as the pod gets them: a new key for each file dnsenc-keys names, in a stand-in
+# for the kubelet's Secret volume (the ..data link, mode 0440: defaultMode 0400 with the
+# fsGroup), then the dnsenc-keys init container's command (run by this host's sh and coreutils
+# instead of busybox's), whose copies dotgate must accept.
+mapfile -d '' -t init < <("$venv/bin/python" - "$work/rendered.yaml" <<'PY'
+import sys, yaml
+pod = next(o for o in yaml.safe_load_all(open(sys.argv[1]))
+           if o and o["kind"] == "Deployment" and o["metadata"]["name"] == "dotgate")["spec"]["template"]["spec"]
+copier = next(c for c in pod["initContainers"] if c["name"] == "dnsenc-keys")
+secrets = {v["name"] for v in pod["volumes"] if "secret" in v}
+# The Secret's mount, then the command; NUL-separated (the script has newlines).
+print("\0".join([next(m["mountPath"] for m in copier["volumeMounts"] if m["name"] in secrets)]
+                + copier["command"] + copier.get("args", [])), end="\0")
+PY
+)
+secret=$work/etc/${init[0]#/etc/dotgate/}
+mkdir -p "$secret/..2000_01_01_00_00_00.0"
+ln -s ..2000_01_01_00_00_00.0 "$secret/..data"
+"$venv/bin/python" -c 'import sys, tomllib; print(*tomllib.load(open(sys.argv[1], "rb"))["dnsenc-keys"], sep="\n")' \
+  "$work/dotgate.toml" | while read -r path; do
+  name=$(basename "$path")
+  mkdir -p "$(dirname "$work/etc/${path#/etc/dotgate/}")"
+  keygen=$(mktemp -d "$work/keygen.XXXXXX")
+  "$dotgate" dnsenc keygen --scheme x25519 --out "$keygen" >/dev/null
+  mv "$keygen"/*.key "$secret/..data/$name"
+  chmod 0440 "$secret/..data/$name"
+  ln -s "..data/$name" "$secret/$name"
+done
+copy=("${init[@]:1}")
+"${copy[@]//"/etc/dotgate/"/"$work/etc/"}"
 # The same settings, with the mounted files' directory moved to the test files.
 sed "s#/etc/dotgate/#$work/etc/#g" "$work/dotgate.toml" >"$work/dotgate-here.toml"
 "$dotgate" --config "$work/dotgate-here.toml" --check-config

@@ -3,7 +3,8 @@
 validation cannot see (selectors that select, ports and Secrets that exist, probes on the admin
 port, the drain inside the grace period, the security settings the README promises, dotgate's
 PROXY v2 backend port being one that Unbound takes the header on and that the Services and
-NetworkPolicies let through).
+NetworkPolicies let through; the DNSENC port over UDP and TCP from the TOML to the container,
+the Service and the NetworkPolicy, and its keys an init container's owner-only copy of a Secret).
 
   manifests.py RENDERED.yaml TOML_OUT      (scripts/check-deploy.sh runs it)
 
@@ -56,13 +57,14 @@ settings = tomllib.loads(toml_text)
 check(selects(deployment["spec"]["selector"]["matchLabels"], pod_labels), "Deployment selector misses its pods")
 check(deployment["spec"]["replicas"] >= 2, "fewer than 2 replicas")
 check("podAntiAffinity" in spec.get("affinity", {}), "no pod anti-affinity")
-security = container["securityContext"]
-check(spec["securityContext"].get("runAsNonRoot") or security.get("runAsNonRoot"), "may run as root")
-check(security.get("readOnlyRootFilesystem") is True, "root filesystem not read-only")
-check(security.get("allowPrivilegeEscalation") is False, "privilege escalation allowed")
-check(security.get("capabilities", {}).get("drop") == ["ALL"], "capabilities not all dropped")
-check(set(security.get("capabilities", {}).get("add", [])) <= {"NET_BIND_SERVICE"}, "a capability beyond NET_BIND_SERVICE")
-check(container.get("resources", {}).get("limits") and container["resources"].get("requests"), "no resources")
+for c in spec.get("initContainers", []) + [container]:
+    security, name = c.get("securityContext", {}), c["name"]
+    check(spec["securityContext"].get("runAsNonRoot") or security.get("runAsNonRoot"), f"{name} may run as root")
+    check(security.get("readOnlyRootFilesystem") is True, f"{name}: root filesystem not read-only")
+    check(security.get("allowPrivilegeEscalation") is False, f"{name}: privilege escalation allowed")
+    check(security.get("capabilities", {}).get("drop") == ["ALL"], f"{name}: capabilities not all dropped")
+    check(set(security.get("capabilities", {}).get("add", [])) <= {"NET_BIND_SERVICE"}, f"{name}: a capability beyond NET_BIND_SERVICE")
+    check(c.get("resources", {}).get("limits") and c["resources"].get("requests"), f"{name}: no resources")
 
 # Ports: the TOML's listen and admin addresses are the container's ports.
 check(any(a.endswith(f":{ports.get('dot')}") for a in settings["listen"]), "listen port is not the dot port")
@@ -148,6 +150,62 @@ def policy_ports(rule, container, protocol):
 
 def pod_labels_of(o):
     return o["spec"]["template"]["metadata"]["labels"]
+
+
+def listen_port(address, default=53):
+    """The port of an ADDR[:PORT] setting (an IPv6 address in brackets), or the default."""
+    host, colon, port = address.rpartition(":")
+    return int(port) if colon and port.isdigit() and (host.endswith("]") or ":" not in host) else default
+
+
+def run_as_user(c):
+    """The user a container of the dotgate pod runs as (its own setting, else the pod's)."""
+    return c.get("securityContext", {}).get("runAsUser", spec["securityContext"].get("runAsUser"))
+
+
+# DNSENC: each dnsenc-listen port is a named container port over UDP and over TCP, which the
+# Service takes on 53 and the NetworkPolicy admits from anywhere.
+check(settings.get("dnsenc-listen"), "no dnsenc-listen: DNSENC is off")
+for dnsenc_port in {listen_port(a) for a in settings.get("dnsenc-listen", [])}:
+    for protocol in ["UDP", "TCP"]:
+        names = {n for n, p in port_numbers(container, protocol).items() if p == dnsenc_port}
+        check(names, f"dnsenc-listen port {dnsenc_port} is no {protocol} container port")
+        if service:
+            check(any(p.get("targetPort", p["port"]) in names | {dnsenc_port} for p in service["spec"]["ports"]
+                      if p["port"] == 53 and p.get("protocol", "TCP") == protocol),
+                  f"dotgate Service has no {protocol} 53 -> DNSENC port {dnsenc_port}")
+        if policy:
+            check(any(dnsenc_port in policy_ports(rule, container, protocol) and not rule.get("from")
+                      for rule in policy["spec"].get("ingress", [])),
+                  f"dotgate NetworkPolicy does not admit {protocol} {dnsenc_port} (DNSENC) from anywhere")
+
+# DNSENC keys: dotgate refuses a key file that group or others may read. A Secret volume's files
+# are root's (unreadable to a non-root dotgate at 0400) and group-readable with fsGroup, so the
+# keys dotgate reads are an init container's copies, made as dotgate's user in an emptyDir it
+# mounts read-only, from a Secret volume it reads through the fsGroup.
+check(settings.get("dnsenc-keys"), "no dnsenc-keys")
+for path in settings.get("dnsenc-keys", []):
+    mount = next((m for m in container["volumeMounts"] if path.startswith(m["mountPath"].rstrip("/") + "/")), None)
+    check(mount, f"dnsenc key {path} is not in a mounted volume")
+    if not mount:
+        continue
+    check(mount.get("readOnly") is True, f"dotgate may write the volume of dnsenc key {path}")
+    check("emptyDir" in volumes[mount["name"]],
+          f"dnsenc key {path} is in volume {mount['name']}, not an init container's emptyDir: a Secret volume's files are root's, 0440 with fsGroup, which dotgate refuses")
+    fillers = [c for c in spec.get("initContainers", [])
+               if any(m["name"] == mount["name"] and not m.get("readOnly") for m in c.get("volumeMounts", []))]
+    check(fillers, f"no init container writes volume {mount['name']}, where dnsenc key {path} is")
+    for filler in fillers:
+        secrets = [volumes[m["name"]]["secret"] for m in filler.get("volumeMounts", []) if "secret" in volumes[m["name"]]]
+        check(secrets, f"init container {filler['name']} mounts no Secret to copy the dnsenc keys from")
+        for secret in secrets:
+            modes = [secret.get("defaultMode", 0o644)] + [i["mode"] for i in secret.get("items", []) if "mode" in i]
+            check(all(m & 0o077 == 0 for m in modes),
+                  f"Secret volume of {secret['secretName']}: mode {' '.join(f'{m:04o}' for m in modes)} is open to group or others (want 0400)")
+        check(run_as_user(filler) == run_as_user(container),
+              f"init container {filler['name']} runs as another user than dotgate: dotgate cannot read its 0400 copies")
+        check(spec["securityContext"].get("fsGroup") is not None,
+              f"no fsGroup: the Secret's files are root's alone, init container {filler['name']} cannot read them")
 
 
 # The backend: the Unbound Service by name, in this namespace, selecting Unbound's pods, on the
