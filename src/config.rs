@@ -521,6 +521,9 @@ pub struct DnsencConfig {
     pub listen: Vec<SocketAddr>,
     /// Private key files (loaded, and reloaded, by `frontend::dnsenc::keys`).
     pub keys: Vec<PathBuf>,
+    /// The config file the list of keys came from (not the flags), read again on SIGHUP and
+    /// when it changes, so that a key can be added or retired without a restart.
+    pub keys_from: Option<PathBuf>,
     pub cleartext: Cleartext,
     /// The code points the draft leaves to IANA.
     pub nsk_type: u16,
@@ -916,6 +919,7 @@ fn dnsenc_config(cli: &Cli, file: &FileConfig) -> Result<Option<DnsencConfig>, C
     } else {
         cli.dnsenc_listen.clone()
     };
+    let keys_from = cli.config.clone().filter(|_| cli.dnsenc_key.is_empty() && file.dnsenc_keys.is_some());
     let keys =
         if cli.dnsenc_key.is_empty() { file.dnsenc_keys.clone().unwrap_or_default() } else { cli.dnsenc_key.clone() };
     match (listen.is_empty(), keys.is_empty()) {
@@ -937,6 +941,7 @@ fn dnsenc_config(cli: &Cli, file: &FileConfig) -> Result<Option<DnsencConfig>, C
     Ok(Some(DnsencConfig {
         listen,
         keys,
+        keys_from,
         cleartext: cli.dnsenc_cleartext.or(file.dnsenc_cleartext).unwrap_or_default(),
         nsk_type: codepoints.nsk_type,
         option_code: codepoints.option_code,

@@ -190,9 +190,11 @@ pub fn run(
         let acl_file = config.config_file.clone().filter(|_| config.access.lists_from_file);
         let acl = access::reload::AclReloader::new(acl_file, gate.clone());
         let dnsenc_keys = match (&config.dnsenc, &dnsenc) {
-            (Some(settings), Some(server)) => {
-                Some(frontend::dnsenc::reload::KeyReloader::new(settings.keys.clone(), server.clone()))
-            }
+            (Some(settings), Some(server)) => Some(frontend::dnsenc::reload::KeyReloader::new(
+                settings.keys.clone(),
+                settings.keys_from.clone(),
+                server.clone(),
+            )),
             _ => None,
         };
         tokio::spawn(runtime::reload::watch(

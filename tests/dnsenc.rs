@@ -154,6 +154,78 @@ fn every_scheme_over_udp_and_tcp_answers_as_a_plain_query_would() {
     }
 }
 
+/// `msg` to `to` over UDP or TCP from the address 127.0.0.2, and the answer.
+fn exchange_from_127_0_0_2(to: SocketAddr, msg: &[u8], over_tcp: bool) -> Vec<u8> {
+    use std::io::{Read, Write};
+    if !over_tcp {
+        let socket = UdpSocket::bind("127.0.0.2:0").unwrap();
+        socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+        socket.send_to(msg, to).unwrap();
+        let mut buf = vec![0u8; 65_535];
+        let (len, _) = socket.recv_from(&mut buf).expect("an answer over UDP");
+        buf.truncate(len);
+        return buf;
+    }
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from(([127, 0, 0, 2], 0)).into()).unwrap();
+    socket.connect(&to.into()).unwrap();
+    let mut stream: std::net::TcpStream = socket.into();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.write_all(&support::framed(msg)).unwrap();
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).expect("an answer over TCP");
+    let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    stream.read_exact(&mut answer).unwrap();
+    answer
+}
+
+/// BIND as the backend: each scheme over UDP and TCP answers as BIND answers a plain query, and
+/// BIND's query log shows only the inner names, asked from dotgate's address (127.0.0.1), never
+/// the client's (127.0.0.2) nor anything under dnsenc.arpa.
+#[test]
+fn with_bind_behind_it_bind_sees_only_inner_queries_from_dotgate() {
+    let bind = support::Bind::start_querylog();
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(9);
+    let keys: Vec<(PathBuf, ServerKey)> = [crypto::X25519_HPKE, crypto::RSA2048_OAEP, crypto::RSA4096_OAEP]
+        .into_iter()
+        .map(|scheme| key_file(dir.path(), scheme, &mut rng))
+        .collect();
+    let paths: Vec<&Path> = keys.iter().map(|(p, _)| p.as_path()).collect();
+    let (_dotgate, dnsenc) = start(bind.addr, &paths, &[]);
+    let plain = parse(
+        &support::client::udp_exchange_blocking(bind.addr, &query("www.example.test.", RecordType::A, 7), TIMEOUT)
+            .unwrap(),
+    );
+    let logged_before = bind.query_log().len();
+    for (_, key) in &keys {
+        for over_tcp in [false, true] {
+            let id = rng.random();
+            let sent = seal_query(key, &query("www.example.test.", RecordType::A, id), 1232, &mut rng);
+            let response = exchange_from_127_0_0_2(dnsenc, &sent.envelope, over_tcp);
+            let answer = parse(&open(&sent, &response));
+            let what = format!("scheme {:#06x}, tcp {over_tcp}", key.key.scheme());
+            assert_eq!(answer.id(), id, "{what}: inner ID");
+            assert_eq!(answer.response_code(), ResponseCode::NoError, "{what}");
+            assert!(answer.authoritative(), "{what}: BIND's AA bit comes through");
+            assert_eq!(a_records(&answer), a_records(&plain), "{what}");
+        }
+    }
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while bind.query_log().len() < logged_before + 6 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = bind.query_log();
+    let relayed = &log[logged_before..];
+    assert_eq!(relayed.len(), 6, "one backend query per DNSENC query: {relayed:#?}");
+    for entry in relayed {
+        assert_eq!(entry.name, "www.example.test", "{}", entry.line);
+        assert_eq!(entry.client.ip(), std::net::IpAddr::from([127, 0, 0, 1]), "{}", entry.line);
+    }
+    assert!(log.iter().all(|e| !e.name.contains("dnsenc.arpa")), "no envelope reached BIND");
+    assert!(log.iter().all(|e| e.client.ip() != std::net::IpAddr::from([127, 0, 0, 2])), "the client is not seen");
+}
+
 /// Every rejection in its order, each with its exact RCODE, and nothing reaches the backend.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_bad_input_gets_its_rcode_and_never_reaches_the_backend() {

@@ -305,3 +305,98 @@ fn publish_refuses_the_apex_and_reports_a_wrong_tsig_secret() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("NOTAUTH") && text(&out).contains("BADSIG"), "{}", text(&out));
 }
+
+/// `dotgate dnsenc load` of `queries` at `addr` with the NSK of the key file `key`, in the
+/// background: what it prints, when it ends.
+fn load_in_background(addr: SocketAddr, key: &Path, queries: &Path, seconds: u32) -> std::process::Child {
+    let loaded = dotgate::frontend::dnsenc::keys::ServerKey::load(key).unwrap();
+    let nsk_file = key.with_extension("nsk");
+    let nsk = dotgate::frontend::dnsenc::publish::nsk_of(&loaded);
+    std::fs::write(&nsk_file, format!("NSK {}\n", nsk.to_presentation())).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_dotgate"))
+        .args(["dnsenc", "load", "-s", &addr.to_string(), "--nsk", nsk_file.to_str().unwrap()])
+        .args(["-f", queries.to_str().unwrap(), "-c", "4", "-Q", "400", "-l", &seconds.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start dotgate dnsenc load")
+}
+
+/// The load's summary, checked: every query answered, NOERROR, none lost.
+fn assert_no_loss(load: std::process::Child, what: &str) {
+    let out = load.wait_with_output().unwrap();
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{what}: {shown}");
+    assert!(shown.contains("Queries lost:         0 (0.00%)"), "{what}: {shown}");
+    assert!(shown.contains("Response codes:       NOERROR"), "{what}: {shown}");
+    assert!(!shown.contains("BADCRYPT") && !shown.contains("SERVFAIL"), "{what}: {shown}");
+}
+
+/// The README's rotation, under load from clients of each key: add the new key (config and
+/// SIGHUP), publish both, new clients validate and take the new one (higher priority), unpublish
+/// the old, and unload it once its clients are done. Not one query of either load is lost or
+/// refused.
+#[test]
+fn a_key_rotation_as_the_readme_says_loses_no_query_under_load() {
+    let bind = Bind::start_signed();
+    let dir = tempfile::tempdir().unwrap();
+    let addr = dnsenc_addr([127, 0, 0, 55]);
+    let config = dir.path().join("dotgate.toml");
+    let old = keygen(dir.path(), "x25519", 10);
+    let dotgate = start_dotgate(bind.addr, addr, &config, &[&old]);
+    let anchor = bind.key_file("127.in-addr.arpa");
+    let queries = dir.path().join("queries.txt");
+    std::fs::write(&queries, "www.example.test A\nns.example.test A\nexample.test SOA\n").unwrap();
+    let zone = "0.0.127.in-addr.arpa";
+    let id = |key: &Path| dotgate::frontend::dnsenc::keys::ServerKey::load(key).unwrap().key_id;
+    let key_id = |key: &Path| id(key).to_string();
+    let validated_key_id = || {
+        let out = query(addr, &anchor, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let shown = text(&out);
+        let line = shown.lines().find(|l| l.starts_with(";; DNSENC: ")).unwrap().to_owned();
+        line.split("key id ").nth(1).unwrap().split(',').next().unwrap().to_owned()
+    };
+
+    assert_eq!(publish(&bind, zone, addr, &[&old], 1).status.code(), Some(0));
+    wait_published(&bind, addr, 1);
+    assert_eq!(validated_key_id(), key_id(&old));
+    let old_clients = load_in_background(addr, &old, &queries, 6);
+    std::thread::sleep(Duration::from_secs(1));
+
+    // 1. The new key, at a higher priority, into service beside the old one.
+    let new = keygen(dir.path(), "x25519", 20);
+    write_config(&config, addr, &[&old, &new]);
+    dotgate.signal(libc::SIGHUP);
+    let ids_in_service = |wanted: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !dotgate.stderr().contains(wanted) {
+            assert!(std::time::Instant::now() < deadline, "no {wanted:?}:\n{}", dotgate.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let sorted = |mut ids: Vec<u32>| {
+        ids.sort();
+        format!("key ids [{}] in service", ids.iter().map(u32::to_string).collect::<Vec<_>>().join(","))
+    };
+    ids_in_service(&sorted(vec![id(&old), id(&new)]));
+
+    // 2. Both published: a client that fetches now validates and takes the new key.
+    assert_eq!(publish(&bind, zone, addr, &[&old, &new], 1).status.code(), Some(0));
+    wait_published(&bind, addr, 2);
+    assert_eq!(validated_key_id(), key_id(&new));
+    let new_clients = load_in_background(addr, &new, &queries, 6);
+
+    // 3. After the TTL (1 s here) and the signatures' lifetime: the old one unpublished.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(publish(&bind, zone, addr, &[&new], 1).status.code(), Some(0));
+    wait_published(&bind, addr, 1);
+    assert_eq!(validated_key_id(), key_id(&new));
+
+    // 4. Once the old key's clients are done (another TTL), it is unloaded.
+    assert_no_loss(old_clients, "the old key's clients");
+    write_config(&config, addr, &[&new]);
+    dotgate.signal(libc::SIGHUP);
+    ids_in_service(&sorted(vec![id(&new)]));
+    assert_no_loss(new_clients, "the new key's clients");
+}

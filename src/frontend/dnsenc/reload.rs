@@ -1,8 +1,10 @@
 //! The DNSENC key files in service: loaded at start (a broken one stops the start: one line,
 //! exit 2) and read again when they change (looked at with the certificate, every
-//! `runtime::reload::POLL_INTERVAL`) and on SIGHUP. New keys are checked as at start and put in
-//! service whole; a broken file is refused with one log line and the keys in service stay. Each
-//! distinct change is tried (and logged) once.
+//! `runtime::reload::POLL_INTERVAL`) and on SIGHUP. When the list of files came from the config
+//! file's `dnsenc-keys`, the list is read again too, so that a key is added or retired (the
+//! rotation of docs/dnsenc.md) without a restart. New keys are checked as at start and put in
+//! service whole; a broken file or config is refused with one log line and the keys in service
+//! stay. Each distinct change is tried (and logged) once.
 //!
 //! It never touches a query in flight: one decrypted before a reload is answered with the key
 //! its client sent.
@@ -36,16 +38,53 @@ pub fn load_server(settings: &DnsencConfig) -> Result<DnsencServer, ConfigError>
 /// Reads the key files again when they change, and on SIGHUP.
 pub struct KeyReloader {
     paths: Vec<PathBuf>,
+    /// The config file whose `dnsenc-keys` is the list, when it is.
+    list_from: Option<PathBuf>,
+    /// Why the list could not be read again, last time (logged once per distinct problem).
+    list_problem: Option<String>,
     server: Arc<DnsencServer>,
     /// The files' contents when last read (or why they could not be read).
     seen: Option<Result<Vec<Vec<u8>>, String>>,
 }
 
 impl KeyReloader {
-    pub fn new(paths: Vec<PathBuf>, server: Arc<DnsencServer>) -> KeyReloader {
-        let mut reloader = KeyReloader { paths, server, seen: None };
+    pub fn new(paths: Vec<PathBuf>, list_from: Option<PathBuf>, server: Arc<DnsencServer>) -> KeyReloader {
+        let mut reloader = KeyReloader { paths, list_from, list_problem: None, server, seen: None };
         reloader.seen = Some(reloader.read());
         reloader
+    }
+
+    /// Takes the config file's `dnsenc-keys` as the list when it changed (and is readable and
+    /// not empty); says why not when it cannot.
+    fn refresh_list(&mut self) {
+        let Some(path) = &self.list_from else { return };
+        let problem = match crate::config::FileConfig::load(path) {
+            Ok(file) => match file.dnsenc_keys {
+                Some(paths) if !paths.is_empty() => {
+                    if paths != self.paths {
+                        tracing::info!(
+                            "the DNSENC key list in {} changed: {} files instead of {}",
+                            path.display(),
+                            paths.len(),
+                            self.paths.len()
+                        );
+                        self.paths = paths;
+                    }
+                    None
+                }
+                _ => Some(format!(
+                    "{} has no dnsenc-keys any more: the DNSENC keys in service stay (a restart turns DNSENC off)",
+                    path.display()
+                )),
+            },
+            Err(e) => Some(format!("cannot read the DNSENC key list again (the keys in service stay): {e}")),
+        };
+        if problem != self.list_problem {
+            if let Some(problem) = &problem {
+                tracing::warn!("{problem}");
+            }
+            self.list_problem = problem;
+        }
     }
 
     fn read(&self) -> Result<Vec<Vec<u8>>, String> {
@@ -66,6 +105,9 @@ impl KeyReloader {
     }
 
     fn reload(&mut self, forced: bool) {
+        let before = self.paths.clone();
+        self.refresh_list();
+        let forced = forced || self.paths != before;
         let contents = self.read();
         if !forced && self.seen.as_ref() == Some(&contents) {
             return;
