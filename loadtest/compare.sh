@@ -88,9 +88,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 # shellcheck source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-root=$(repo_root)
-cd "$root"
-here=$root/loadtest
+enter_repo
 
 all_servers=dotgate,dotgate-linger,dnsdist,dnsdist-mif100,dnsdist-tuned,nginx,haproxy
 all_scenarios=throughput,unpinned,short,handshake,idle,scaling
@@ -120,7 +118,6 @@ set_duration=0
 set_hs=0
 set_idle=0
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1 ;;
@@ -210,28 +207,7 @@ hcsv=$results/$stamp-handshakes.csv
 icsv=$results/$stamp-idle.csv
 mkdir -p "$work" "$results"
 
-unbound_pid=""
-server_pid=""
-client_pids=()
-cleanup() {
-  local rc=$? p
-  trap - EXIT INT TERM
-  for p in "${client_pids[@]}"; do
-    kill -0 "$p" 2>/dev/null && { stop_pid "$p" TERM 5 || true; }
-  done
-  [ -z "$server_pid" ] || stop_tree "$server_pid" 15 || true
-  [ -z "$unbound_pid" ] || stop_pid "$unbound_pid" TERM 10 || true
-  if [ "$keep" = 1 ]; then
-    echo "work folder kept: $work" >&2
-  else
-    rm -rf "$work"
-    rmdir "$root/loadtest/work" 2>/dev/null || true
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+install_cleanup
 
 # Resident memory (VmRSS, KiB) of the whole tree.
 tree_rss_kib() {
@@ -285,13 +261,8 @@ say "generating a zone of $names names, the query file and an ECDSA P-256 certif
 write_bench_zone "$names" "$work"
 nqueries=$(wc -l <"$work/queries.txt")
 nbig=$(( (names + 69) / 70 ))
-check_name=h00001.bench.test.
-big_name=h00070.bench.test.
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-  -keyout "$work/key.pem" -out "$work/cert.pem" -days 7 -subj "/CN=dotgate-loadtest" \
-  -addext "subjectAltName=DNS:dotgate-loadtest,IP:127.0.0.1" 2>"$work/openssl.log" ||
-  { cat "$work/openssl.log" >&2; die "openssl could not make the certificate"; }
+write_bench_cert "$work"
 cat "$work/cert.pem" "$work/key.pem" >"$work/combined.pem" # HAProxy wants both in one file
 
 # ---- Unbound -----------------------------------------------------------------------------------
@@ -308,50 +279,13 @@ done
 incoming_tcp=$((2 * most_tcp + 2000))
 [ "$incoming_tcp" -le $((fd_limit - 500)) ] || incoming_tcp=$((fd_limit - 500))
 uport=$(free_port_from 5400) || die "no free port for Unbound"
-cat >"$work/unbound.conf" <<EOF
-# Backend for loadtest/compare.sh: one thread, answers from local data only.
-server:
-    interface: 127.0.0.1@$uport
-    port: $uport
-    do-ip6: no
-    do-daemonize: no
-    chroot: ""
-    username: ""
-    directory: "$work"
-    pidfile: "$work/unbound.pid"
-    use-syslog: no
-    logfile: ""
-    verbosity: 1
-    module-config: "iterator"
-    num-threads: 1
-    # Local data only: few outgoing sockets, many incoming TCP connections (see compare.sh).
-    outgoing-range: 64
-    incoming-num-tcp: $incoming_tcp
-    tcp-idle-timeout: 300000
-    num-queries-per-thread: 4096
-    so-rcvbuf: 8m
-    so-sndbuf: 8m
-    msg-cache-size: 256m
-    rrset-cache-size: 512m
-    key-cache-size: 16m
-    access-control: 127.0.0.0/8 allow
-    # Never recurse to the Internet: everything else is refused.
-    local-zone: "." refuse
-    local-zone: "bench.test." static
-    local-data: "bench.test. 3600 IN SOA ns.bench.test. hostmaster.bench.test. 1 3600 600 86400 300"
-    include: "$work/zone.conf"
-remote-control:
-    control-enable: no
-EOF
-unbound-checkconf "$work/unbound.conf" >/dev/null || die "generated Unbound config is invalid: $work/unbound.conf"
 say "starting Unbound on 127.0.0.1:$uport (core $backend_cpu, incoming-num-tcp $incoming_tcp)"
-"${backend_pin[@]}" unbound -d -c "$work/unbound.conf" >"$work/unbound.log" 2>&1 &
-unbound_pid=$!
 unbound_ready() { tcp_listening "$uport" && udp_bound "$uport"; }
-if ! wait_for 60 "$unbound_pid" Unbound unbound_ready; then
-  cat "$work/unbound.log" >&2
-  die "Unbound did not start"
-fi
+start_unbound loadtest/compare.sh "$uport" unbound_ready <<EOF
+    port: $uport
+    # Many incoming TCP connections (see above).
+    incoming-num-tcp: $incoming_tcp
+EOF
 
 # ---- the servers under test --------------------------------------------------------------------
 dnsdist_version() { dnsdist --version 2>/dev/null | awk 'NR == 1 { print $2 }'; }

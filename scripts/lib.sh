@@ -105,13 +105,20 @@ stop_pid() {
   wait "$pid" 2>/dev/null
 }
 
-# CPU time (user + system, all threads) of PID in clock ticks; see proc(5).
+# CPU time (user + system, all threads) of PID in clock ticks; see proc(5). With a second
+# argument "reaped": the CPU time of PID's children that it has waited for, instead (cutime +
+# cstime; a child's counts there once it has exited and been waited for, with its own reaped
+# children's).
 cpu_ticks() {
-  local stat
+  local stat reaped=${2:-}
   stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
   # Field 2 (comm) may hold spaces; the fields after its closing ')' start with field 3.
   stat=${stat##*) }
   # shellcheck disable=SC2086 # split the fields on purpose
   set -- $stat
-  echo $((${12} + ${13}))
+  if [ "$reaped" = reaped ]; then
+    echo $((${14} + ${15}))
+  else
+    echo $((${12} + ${13}))
+  fi
 }
