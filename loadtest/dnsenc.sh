@@ -23,9 +23,12 @@
 # The variants. dotgate is the same for all of them, a fresh process for every run: --workers 1,
 # pinned to core 0, DoT on one port and DNSENC (UDP and TCP) on another with three keys loaded,
 # one of each scheme (the client's NSK picks the key):
-#   rsa2048, rsa4096, x25519   `dotgate dnsenc load`, 20 clients (each its own UDP socket, up to
-#                              10 queries in flight; a TC=1 answer is asked again over TCP), the
-#                              NSK of the variant's key
+#   rsa2048, rsa4096, x25519   `dotgate dnsenc load --prepared 20000`, 20 clients (each its own
+#                              UDP socket, up to 10 queries in flight; a TC=1 answer is asked
+#                              again over TCP), the NSK of the variant's key. --prepared: 20,000
+#                              queries encrypted before the run and sent in turn (dotgate keeps no
+#                              state, so its work per query is the same), else the tool's own
+#                              X25519 per query made it, not dotgate, the limit on 2 cores
 #   dot                        dnsperf -m dot to dotgate, 100 TLS connections, 1000 in flight
 #   udp                        dnsperf -m udp straight to Unbound, 100 sockets, 1000 in flight: no
 #                              privacy and no dotgate; its CPU figure is Unbound's
@@ -38,9 +41,8 @@
 #      maximum; dot and udp at x25519's two rates (so that the latencies compare at the same
 #      load); dot at --rate as well, and x25519 too when its maximum reaches --rate. The RSA
 #      schemes cannot reach --rate on one core: their CPU per query is read at 90% of their max.
-# On 2 cores, a maximum may be the clients' rather than dotgate's: `dotgate dnsenc load` encrypts
-# every query (an X25519 costs it about as much CPU as dotgate) and shares core 1 with Unbound.
-# The report says which core was full.
+# On 2 cores, a maximum may be the clients' rather than dotgate's (the clients share core 1 with
+# Unbound). The report says which core was full.
 #
 # Before measuring: Unbound answers plain DNS; dotgate answers each scheme right through
 # `dotgate dnsenc query` (an A with the right address, and a TXT over 1,232 bytes whole: TC=1
@@ -70,6 +72,7 @@ schemes=(rsa2048 rsa4096 x25519)
 variants=("${schemes[@]}" dot udp)
 bench_defaults
 dnsenc_clients=20
+dnsenc_prepared=20000
 dot_clients=100
 
 parse_options "$@"
@@ -165,7 +168,7 @@ measure() {
       ;;
     *)
       cmd=("$dotgate_bin" dnsenc load -s "127.0.0.1:$eport" --nsk "$work/$v.nsk" -f "$work/queries.txt"
-        -c "$dnsenc_clients" -l "$duration")
+        -c "$dnsenc_clients" -l "$duration" --prepared "$dnsenc_prepared")
       n0=$(dnsenc_count "$v") || die "$what: could not read /metrics on 127.0.0.1:$admin_port"
       ;;
   esac
