@@ -16,8 +16,9 @@ set -euo pipefail
 
 # Debian package -> why it is needed.
 #   unbound        backend resolver for the demo, the integration tests and the load test
-#   bind9          second real backend for the integration tests (named)
-#   knot-dnsutils  kdig: a DoT client (+tls, +tls-pin)
+#   bind9          second real backend for the integration tests (named; with bind9-utils, its
+#                  dependency: dnssec-dsfromkey for the DNSENC key-publication tests)
+#   knot-dnsutils  kdig: a DoT client (+tls, +tls-pin); knsupdate: the DS those tests add
 #   dnsperf        DoT load generator (-m dot)
 #   openssl        test certificates; s_client for the session-resumption tests
 #   iproute2       ss (free ports, readiness), ip netns (test hosts)

@@ -341,6 +341,7 @@ fn dnsenc_query_and_load_refuse_bad_input_with_one_line_and_exit_2() {
     assert_config_error(&[load, &["-f", &good_queries, "-c", "0"]].concat(), "clients");
     assert_config_error(&[load, &["-f", &good_queries, "-Q", "0"]].concat(), "qps");
     assert_config_error(&[load, &["-f", &good_queries, "-l", "0"]].concat(), "seconds");
+    assert_config_error(&[load, &["-f", &good_queries, "--prepared", "10"]].concat(), "prepared");
     assert_config_error(&["dnsenc", "load", "-s", "127.0.0.1:9", "--nsk", &not_nsk, "-f", &good_queries], "no NSK");
 }
 
