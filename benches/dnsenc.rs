@@ -13,7 +13,6 @@ use dotgate::config::Cleartext;
 use dotgate::frontend::dnsenc::client;
 use dotgate::frontend::dnsenc::crypto;
 use dotgate::frontend::dnsenc::keys::{KeySet, ServerKey};
-use dotgate::frontend::dnsenc::publish::nsk_of;
 use dotgate::frontend::dnsenc::server::{Action, DnsencServer};
 use dotgate::frontend::dnsenc::wire::CodePoints;
 use rand::rngs::StdRng;
@@ -34,7 +33,7 @@ fn bench(c: &mut Criterion) {
         [("x25519", crypto::X25519_HPKE), ("rsa2048", crypto::RSA2048_OAEP), ("rsa4096", crypto::RSA4096_OAEP)]
     {
         let key = ServerKey::generate(scheme, 10, &mut rng).unwrap();
-        let nsk = nsk_of(&key);
+        let nsk = key.nsk();
         let server = DnsencServer::new(cp, Cleartext::Bootstrap, KeySet::new(vec![key]).unwrap());
         let query = client::prepare(&nsk, "www.example.com", 1, 1232, false, &cp, &mut rng).unwrap();
         let mut out = Vec::new();

@@ -175,16 +175,7 @@ start_unbound() {
 server:
     interface: 127.0.0.1@$port
 $extra
-    do-ip6: no
-    do-daemonize: no
-    chroot: ""
-    username: ""
-    directory: "$work"
-    pidfile: "$work/unbound.pid"
-    use-syslog: no
-    logfile: ""
-    verbosity: 1
-    module-config: "iterator"
+$(unbound_foreground_lines "$work")
     num-threads: 1
     # Local data only: few outgoing sockets.
     outgoing-range: 64

@@ -63,16 +63,7 @@ cat >"$work/unbound.conf" <<EOF
 server:
     interface: 127.0.0.1@$uport
     port: $uport
-    do-ip6: no
-    do-daemonize: no
-    chroot: ""
-    username: ""
-    directory: "$work"
-    pidfile: "$work/unbound.pid"
-    use-syslog: no
-    logfile: ""
-    verbosity: 1
-    module-config: "iterator"
+$(unbound_foreground_lines "$work")
     access-control: 127.0.0.0/8 allow
     # Answer only from local data: never recurse to the Internet.
     local-zone: "." refuse

@@ -122,3 +122,21 @@ cpu_ticks() {
     echo $((${12} + ${13}))
   fi
 }
+
+# unbound_foreground_lines DIR: the server: lines every throw-away Unbound of these scripts
+# has (the demo's, the load tests'): in the foreground, no chroot or user switch, no syslog, no
+# IPv6, no DNSSEC module, working in DIR with its pid file there.
+unbound_foreground_lines() {
+  cat <<EOF
+    do-ip6: no
+    do-daemonize: no
+    chroot: ""
+    username: ""
+    directory: "$1"
+    pidfile: "$1/unbound.pid"
+    use-syslog: no
+    logfile: ""
+    verbosity: 1
+    module-config: "iterator"
+EOF
+}

@@ -170,15 +170,9 @@ pub struct Cli {
     /// "none".
     #[arg(long, value_name = "POLICY")]
     pub dnsenc_cleartext: Option<Cleartext>,
-    /// RR type number of NSK records (the draft leaves it to IANA). Default 65301.
-    #[arg(long, value_name = "N")]
-    pub dnsenc_nsk_type: Option<u16>,
-    /// EDNS option code of the DNSENC option. Default 65050.
-    #[arg(long, value_name = "N")]
-    pub dnsenc_option_code: Option<u16>,
-    /// Extended RCODE of BADCRYPT. Default 3841.
-    #[arg(long, value_name = "N")]
-    pub dnsenc_badcrypt_rcode: Option<u16>,
+    /// The code points the draft leaves to IANA (the same flags as the client tools').
+    #[command(flatten)]
+    pub dnsenc_codepoints: CodePointArgs,
     /// Serve /metrics (Prometheus), /healthz and /readyz over plain HTTP on this address. Off by
     /// default; give a loopback or internal address, never the DoT port.
     #[arg(long, value_name = "ADDR:PORT")]
@@ -941,11 +935,7 @@ fn dnsenc_config(cli: &Cli, file: &FileConfig) -> Result<Option<DnsencConfig>, C
         (false, false) => {}
     }
     let listen = listen.iter().map(|s| parse_addr(s, 53, "dnsenc-listen")).collect::<Result<Vec<_>, _>>()?;
-    let codepoints = dnsenc_code_points(
-        cli.dnsenc_nsk_type.or(file.dnsenc_nsk_type),
-        cli.dnsenc_option_code.or(file.dnsenc_option_code),
-        cli.dnsenc_badcrypt_rcode.or(file.dnsenc_badcrypt_rcode),
-    )?;
+    let codepoints = code_points_over_file(&cli.dnsenc_codepoints, file)?;
     Ok(Some(DnsencConfig {
         listen,
         keys,
@@ -997,8 +987,17 @@ fn dnsenc_code_points(
     })
 }
 
+/// The code points given as flags, else in the config file, else the defaults; checked.
+fn code_points_over_file(args: &CodePointArgs, file: &FileConfig) -> Result<CodePoints, ConfigError> {
+    dnsenc_code_points(
+        args.dnsenc_nsk_type.or(file.dnsenc_nsk_type),
+        args.dnsenc_option_code.or(file.dnsenc_option_code),
+        args.dnsenc_badcrypt_rcode.or(file.dnsenc_badcrypt_rcode),
+    )
+}
+
 fn tool_code_points(args: &CodePointArgs) -> Result<CodePoints, ConfigError> {
-    dnsenc_code_points(args.dnsenc_nsk_type, args.dnsenc_option_code, args.dnsenc_badcrypt_rcode)
+    code_points_over_file(args, &FileConfig::default())
 }
 
 /// `dotgate dnsenc query`, checked: the NSK from a file (`--nsk`) or fetched and validated to
@@ -1068,11 +1067,7 @@ fn dnsenc_publish(args: DnsencPublishArgs) -> Result<Invocation, ConfigError> {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
-    let codepoints = dnsenc_code_points(
-        codepoints.dnsenc_nsk_type.or(file.dnsenc_nsk_type),
-        codepoints.dnsenc_option_code.or(file.dnsenc_option_code),
-        codepoints.dnsenc_badcrypt_rcode.or(file.dnsenc_badcrypt_rcode),
-    )?;
+    let codepoints = code_points_over_file(&codepoints, &file)?;
     let server = parse_addr(&server, 53, "server")?;
     let zone_text = zone.trim_end_matches('.');
     let zone = crate::frontend::dnsenc::wire::name_from_text(zone_text.as_bytes())

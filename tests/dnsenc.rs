@@ -156,27 +156,13 @@ fn every_scheme_over_udp_and_tcp_answers_as_a_plain_query_would() {
 
 /// `msg` to `to` over UDP or TCP from the address 127.0.0.2, and the answer.
 fn exchange_from_127_0_0_2(to: SocketAddr, msg: &[u8], over_tcp: bool) -> Vec<u8> {
-    use std::io::{Read, Write};
-    if !over_tcp {
-        let socket = UdpSocket::bind("127.0.0.2:0").unwrap();
-        socket.set_read_timeout(Some(TIMEOUT)).unwrap();
-        socket.send_to(msg, to).unwrap();
-        let mut buf = vec![0u8; 65_535];
-        let (len, _) = socket.recv_from(&mut buf).expect("an answer over UDP");
-        buf.truncate(len);
-        return buf;
-    }
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.bind(&SocketAddr::from(([127, 0, 0, 2], 0)).into()).unwrap();
-    socket.connect(&to.into()).unwrap();
-    let mut stream: std::net::TcpStream = socket.into();
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    stream.write_all(&support::framed(msg)).unwrap();
-    let mut len = [0u8; 2];
-    stream.read_exact(&mut len).expect("an answer over TCP");
-    let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    stream.read_exact(&mut answer).unwrap();
-    answer
+    let from = std::net::IpAddr::from([127, 0, 0, 2]);
+    let answer = if over_tcp {
+        support::client::tcp_exchange_blocking_from(from, to, msg, TIMEOUT)
+    } else {
+        support::client::udp_exchange_blocking_from(from, to, msg, TIMEOUT)
+    };
+    answer.expect("an answer")
 }
 
 /// BIND as the backend: each scheme over UDP and TCP answers as BIND answers a plain query, and
@@ -375,23 +361,15 @@ async fn access_lists_and_rate_limits_hold_for_dnsenc() {
     assert!(backend.udp_queries() <= 7, "refused queries never reach the backend");
 
     // 127.0.0.2 is denied: no answer over UDP, the TCP connection closed unanswered.
+    let from = std::net::IpAddr::from([127, 0, 0, 2]);
     let denied = tokio::task::spawn_blocking(move || {
-        let socket = UdpSocket::bind("127.0.0.2:0").unwrap();
-        socket.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-        socket.send_to(&query("example.", RecordType::DNSKEY, 1), dnsenc).unwrap();
-        socket.recv_from(&mut [0u8; 512]).is_err()
+        let probe = query("example.", RecordType::DNSKEY, 1);
+        support::client::udp_exchange_blocking_from(from, dnsenc, &probe, Duration::from_millis(500)).is_err()
     });
     assert!(denied.await.unwrap(), "a denied address gets no answer over UDP");
     let closed = tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        socket.bind(&SocketAddr::from(([127, 0, 0, 2], 0)).into()).unwrap();
-        socket.connect(&dnsenc.into()).unwrap();
-        let mut stream: std::net::TcpStream = socket.into();
-        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-        let _ = stream.write_all(&support::framed(&query("example.", RecordType::DNSKEY, 2)));
-        let mut buf = [0u8; 512];
-        matches!(stream.read(&mut buf), Ok(0) | Err(_))
+        let probe = query("example.", RecordType::DNSKEY, 2);
+        support::client::tcp_exchange_blocking_from(from, dnsenc, &probe, TIMEOUT).is_err()
     });
     assert!(closed.await.unwrap(), "a denied address's TCP connection is closed unanswered");
 }

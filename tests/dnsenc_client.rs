@@ -59,6 +59,15 @@ impl Setup {
         Setup { _unbound: unbound, _dotgate: dotgate, dir, nsk, dnsenc }
     }
 
+    /// `dotgate dnsenc load -s DNSENC --nsk NSK -f QUERIES EXTRA...`.
+    fn load(&self, queries: &Path, extra: &[&str]) -> Output {
+        let server = self.dnsenc.to_string();
+        let mut args = vec!["dnsenc", "load", "-s", &server, "--nsk", self.nsk.to_str().unwrap()];
+        args.extend(["-f", queries.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        dotgate(&args)
+    }
+
     /// `dotgate dnsenc query @DNSENC NAME TYPE --nsk NSK EXTRA...`.
     fn query(&self, name: &str, qtype: &str, extra: &[&str]) -> Output {
         let server = format!("@{}", self.dnsenc);
@@ -173,24 +182,7 @@ fn load_sends_at_the_rate_asked_and_loses_nothing() {
     let setup = Setup::start();
     let queries = setup.dir.path().join("queries.txt");
     std::fs::write(&queries, "www.example.test A\nwww.example.test AAAA\nmixed.example.test A\n").unwrap();
-    let server = setup.dnsenc.to_string();
-    let nsk = setup.nsk.to_str().unwrap();
-    let out = dotgate(&[
-        "dnsenc",
-        "load",
-        "-s",
-        &server,
-        "--nsk",
-        nsk,
-        "-f",
-        queries.to_str().unwrap(),
-        "-l",
-        "2",
-        "-c",
-        "5",
-        "-Q",
-        "500",
-    ]);
+    let out = setup.load(&queries, &["-l", "2", "-c", "5", "-Q", "500"]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
     let sent = number(&text, "Queries sent:");
@@ -227,23 +219,7 @@ fn load_with_prepared_queries_is_answered_whole() {
     let setup = Setup::start();
     let queries = setup.dir.path().join("queries.txt");
     std::fs::write(&queries, "www.example.test A\nwww.example.test AAAA\n").unwrap();
-    let server = setup.dnsenc.to_string();
-    let out = dotgate(&[
-        "dnsenc",
-        "load",
-        "-s",
-        &server,
-        "--nsk",
-        setup.nsk.to_str().unwrap(),
-        "-f",
-        queries.to_str().unwrap(),
-        "-l",
-        "1",
-        "-c",
-        "4",
-        "--prepared",
-        "1000",
-    ]);
+    let out = setup.load(&queries, &["-l", "1", "-c", "4", "--prepared", "1000"]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
     let sent = number(&text, "Queries sent:");

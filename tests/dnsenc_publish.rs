@@ -311,7 +311,7 @@ fn publish_refuses_the_apex_and_reports_a_wrong_tsig_secret() {
 fn load_in_background(addr: SocketAddr, key: &Path, queries: &Path, seconds: u32) -> std::process::Child {
     let loaded = dotgate::frontend::dnsenc::keys::ServerKey::load(key).unwrap();
     let nsk_file = key.with_extension("nsk");
-    let nsk = dotgate::frontend::dnsenc::publish::nsk_of(&loaded);
+    let nsk = loaded.nsk();
     std::fs::write(&nsk_file, format!("NSK {}\n", nsk.to_presentation())).unwrap();
     Command::new(env!("CARGO_BIN_EXE_dotgate"))
         .args(["dnsenc", "load", "-s", &addr.to_string(), "--nsk", nsk_file.to_str().unwrap()])

@@ -135,25 +135,11 @@ pub(crate) fn reference_rdata(data: &[u8]) -> Option<Nsk> {
     })
 }
 
-/// The draft's example (§3.1.2), as printed there.
-const DRAFT_EXAMPLE: &str = r#"example.com.  86400 IN NSK (896417428       ; identifier
-                            10              ; priority
-                            ns*.example.com ; applicable NS name
-                            1               ; query encryption
-                                            ; scheme
-                            "bnJfZnJlZV9wYWdlcyAyMTU2NjgKbnJf
-                            YWxsb2NfYmF0Y2ggNDE1OQpucl9pbmFj
-                            dGl2ZV9hbm9uIDM1NzczNwpucl9hY3Rp
-                            IDQ4OTAwMQpucl9kaXJ0eSAxMTUKbnJf
-                            ZCAwCg=="       ; query key, b64 encoded
-                            32769 aes-256   ; response encryption
-                                            ; schemes
-                            )"#;
-
 /// The seed corpus (`fuzz/corpus/dnsenc_nsk/seed-NAME`): records as RDATA and as text in both
 /// forms, and matcher inputs.
 pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
-    let draft = Nsk::parse_presentation(DRAFT_EXAMPLE).expect("the draft's example reads");
+    let draft =
+        Nsk::parse_presentation(crate::frontend::dnsenc::wire::DRAFT_NSK_EXAMPLE).expect("the draft's example reads");
     let x25519 = Nsk {
         key_id: 1,
         priority: 20,
@@ -186,7 +172,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("rdata-response-key", rdata(&response_key)),
         ("rdata-odd", rdata(&odd)),
         ("record-response-key", record),
-        ("text-draft-example", DRAFT_EXAMPLE.as_bytes().to_vec()),
+        ("text-draft-example", crate::frontend::dnsenc::wire::DRAFT_NSK_EXAMPLE.as_bytes().to_vec()),
         ("text-x25519", x25519.to_presentation().into_bytes()),
         ("text-x25519-generic", x25519.to_generic().into_bytes()),
         ("text-escapes", Nsk { reserved: 0, ..odd.clone() }.to_presentation().into_bytes()),

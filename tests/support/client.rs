@@ -700,7 +700,28 @@ pub fn udp_exchange_blocking_proxied(
     msg: &[u8],
     timeout: Duration,
 ) -> io::Result<Vec<u8>> {
-    let sock = std::net::UdpSocket::bind(local_any(addr))?;
+    udp_exchange_blocking_at(local_any(addr), addr, claim, msg, timeout)
+}
+
+/// Blocking [`udp_exchange`] from the local address `from` (another loopback address: another
+/// client).
+pub fn udp_exchange_blocking_from(
+    from: IpAddr,
+    addr: SocketAddr,
+    msg: &[u8],
+    timeout: Duration,
+) -> io::Result<Vec<u8>> {
+    udp_exchange_blocking_at(SocketAddr::new(from, 0), addr, ProxyClaim::NoHeader, msg, timeout)
+}
+
+fn udp_exchange_blocking_at(
+    local: SocketAddr,
+    addr: SocketAddr,
+    claim: impl Into<ProxyClaim>,
+    msg: &[u8],
+    timeout: Duration,
+) -> io::Result<Vec<u8>> {
+    let sock = std::net::UdpSocket::bind(local)?;
     sock.connect(addr)?;
     sock.set_read_timeout(Some(timeout))?;
     let mut datagram = claim.into().header(super::proxy_v2::Transport::Udp, sock.local_addr()?, addr);
@@ -724,8 +745,32 @@ pub fn tcp_exchange_blocking_proxied(
     msg: &[u8],
     timeout: Duration,
 ) -> io::Result<Vec<u8>> {
+    let s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    tcp_exchange_blocking_on(s, addr, claim, msg, timeout)
+}
+
+/// Blocking [`tcp_exchange`] from the local address `from` (another loopback address: another
+/// client). An error when the connection closes without an answer.
+pub fn tcp_exchange_blocking_from(
+    from: IpAddr,
+    addr: SocketAddr,
+    msg: &[u8],
+    timeout: Duration,
+) -> io::Result<Vec<u8>> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.bind(&SocketAddr::new(from, 0).into())?;
+    socket.connect_timeout(&addr.into(), timeout)?;
+    tcp_exchange_blocking_on(socket.into(), addr, ProxyClaim::NoHeader, msg, timeout)
+}
+
+fn tcp_exchange_blocking_on(
+    mut s: std::net::TcpStream,
+    addr: SocketAddr,
+    claim: impl Into<ProxyClaim>,
+    msg: &[u8],
+    timeout: Duration,
+) -> io::Result<Vec<u8>> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
     let mut out = claim.into().header(super::proxy_v2::Transport::Tcp, s.local_addr()?, addr);

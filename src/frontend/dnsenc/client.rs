@@ -115,17 +115,10 @@ pub fn prepare(
     let mut inner_nsk = Nsk { key_id: rng.next_u32(), ..Nsk::response_key(response_scheme, response_key.to_vec()) };
 
     let mut inner = Zeroizing::new(Vec::with_capacity(HEADER_LEN + qname.len() + 4 + 11 + 64));
-    inner.extend_from_slice(&id.to_be_bytes());
-    // RD=1; QDCOUNT 1, ANCOUNT 0, NSCOUNT 0, ARCOUNT 2 (the OPT record and the NSK).
-    inner.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 2]);
-    inner.extend_from_slice(&qname);
-    inner.extend_from_slice(&qtype.to_be_bytes());
-    inner.extend_from_slice(&CLASS_IN.to_be_bytes());
-    let inner_question = inner[HEADER_LEN..].to_vec();
-    inner.push(0);
-    inner.extend_from_slice(&TYPE_OPT.to_be_bytes());
-    inner.extend_from_slice(&udp_size.to_be_bytes());
-    inner.extend_from_slice(&[0, 0, if dnssec_ok { DO_BIT } else { 0 }, 0, 0, 0]);
+    let question_end = write_query(&mut inner, id, false, &qname, qtype, udp_size, dnssec_ok);
+    let inner_question = inner[HEADER_LEN..question_end].to_vec();
+    // The NSK after the OPT record: ARCOUNT 2.
+    inner[11] = 2;
     inner_nsk.write_record(cp, &mut inner);
     let nsk_key_id = inner_nsk.key_id;
     inner_nsk.key.zeroize();
@@ -148,6 +141,34 @@ pub fn prepare(
         response_scheme,
         nsk_key_id,
     })
+}
+
+/// Writes to `out` (cleared) a query as the client tools send it: `id`, RD (and CD when
+/// `checking_disabled`), the one question `qname` (wire form) `qtype` IN, and an OPT record
+/// advertising `udp_size`, with DO when `dnssec_ok` (ARCOUNT 1). Returns where the question
+/// ends.
+pub fn write_query(
+    out: &mut Vec<u8>,
+    id: u16,
+    checking_disabled: bool,
+    qname: &[u8],
+    qtype: u16,
+    udp_size: u16,
+    dnssec_ok: bool,
+) -> usize {
+    out.clear();
+    out.extend_from_slice(&id.to_be_bytes());
+    // RD (CD); QDCOUNT 1, ANCOUNT 0, NSCOUNT 0, ARCOUNT 1 (the OPT record).
+    out.extend_from_slice(&[0x01, if checking_disabled { 0x10 } else { 0 }, 0, 1, 0, 0, 0, 0, 0, 1]);
+    out.extend_from_slice(qname);
+    out.extend_from_slice(&qtype.to_be_bytes());
+    out.extend_from_slice(&CLASS_IN.to_be_bytes());
+    let question_end = out.len();
+    out.push(0);
+    out.extend_from_slice(&TYPE_OPT.to_be_bytes());
+    out.extend_from_slice(&udp_size.to_be_bytes());
+    out.extend_from_slice(&[0, 0, if dnssec_ok { DO_BIT } else { 0 }, 0, 0, 0]);
+    question_end
 }
 
 /// What `response` says about `query`, or `None` when it is not a response to it: the outer ID

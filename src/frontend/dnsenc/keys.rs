@@ -33,6 +33,7 @@ use super::crypto::{
     is_query_scheme, is_response_scheme, scheme_by_name, scheme_name, CryptoError, QueryKey, AES256_GCM,
     CHACHA20_POLY1305,
 };
+use super::wire::Nsk;
 
 /// The answer schemes a new key offers, most preferred first.
 pub const DEFAULT_RESPONSE_SCHEMES: [u16; 2] = [AES256_GCM, CHACHA20_POLY1305];
@@ -109,6 +110,20 @@ impl ServerKey {
         let key = QueryKey::generate(scheme)?;
         let key_id = std::iter::repeat_with(|| rng.next_u32()).find(|&id| id != 0).unwrap_or(1);
         Ok(ServerKey { key_id, priority, response_schemes: DEFAULT_RESPONSE_SCHEMES.to_vec(), key })
+    }
+
+    /// The NSK record that publishes this key: its id, priority, scheme, public key and answer
+    /// schemes, the root as the applicable name ("every server").
+    pub fn nsk(&self) -> Nsk {
+        Nsk {
+            key_id: self.key_id,
+            priority: self.priority,
+            reserved: 0,
+            ns_name: vec![0],
+            scheme: self.key.scheme(),
+            key: self.key.public_key_data(),
+            response_schemes: self.response_schemes.clone(),
+        }
     }
 
     /// The line that describes the key (no newline). Schemes without a name are written as hex

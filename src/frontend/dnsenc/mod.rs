@@ -127,6 +127,18 @@ impl DnsencContext {
         *self.work.borrow_mut() = query;
     }
 
+    /// Seals `answer` for `sealing`'s client and hands the envelope to `send`: one place for
+    /// the worker's buffers and nonce source, and for counting an answer that had to go back as
+    /// a clear TC=1 envelope.
+    fn seal_answer(&self, sealing: &server::Sealing, answer: &[u8], send: impl FnOnce(&[u8])) {
+        let mut sealed = self.sealed.borrow_mut();
+        let mut scratch = self.scratch.borrow_mut();
+        if self.server.seal(sealing, answer, &mut *self.rng.borrow_mut(), &mut scratch, &mut sealed) {
+            self.count_error("truncated");
+        }
+        send(&sealed);
+    }
+
     /// Whether the access lists let `ip` in (checked per datagram).
     fn admits(&self, ip: IpAddr) -> bool {
         if self.gate.acl_allows(ip) {

@@ -27,19 +27,6 @@ const OPCODE_UPDATE: u8 = 5;
 const TYPE_SOA: u16 = 6;
 const CLASS_ANY: u16 = 255;
 
-/// The NSK record of a loaded key: what clients see (the root as the "every server" name).
-pub fn nsk_of(key: &ServerKey) -> Nsk {
-    Nsk {
-        key_id: key.key_id,
-        priority: key.priority,
-        reserved: 0,
-        ns_name: vec![0],
-        scheme: key.key.scheme(),
-        key: key.key.public_key_data(),
-        response_schemes: key.response_schemes.clone(),
-    }
-}
-
 /// The names to publish at: the reverse name of each address, each below `zone` and not its
 /// apex.
 pub fn names(addresses: &[IpAddr], zone: &[u8]) -> Result<Vec<Vec<u8>>, ConfigError> {
@@ -112,7 +99,7 @@ pub fn run(request: &DnsencPublish) -> Result<Report, ConfigError> {
         .map(|path| ServerKey::load(path).map_err(|e| ConfigError::Cli(e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
     let tsig_key = tsig::read_key_file(&request.tsig_key)?;
-    let nsks: Vec<Nsk> = keys.iter().map(nsk_of).collect();
+    let nsks: Vec<Nsk> = keys.iter().map(ServerKey::nsk).collect();
     Ok(match send(request, &names, &nsks, &tsig_key) {
         Ok(text) => Report { text, failure: None },
         Err(line) => Report { text: String::new(), failure: Some(line) },

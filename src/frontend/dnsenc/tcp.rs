@@ -167,12 +167,8 @@ struct SealedReply {
 
 impl ReplyTo for SealedReply {
     fn deliver(&self, answer: &[u8], _tag: u8) {
-        let ctx = &self.ctx;
-        let mut sealed = ctx.sealed.borrow_mut();
-        let mut scratch = ctx.scratch.borrow_mut();
         // Over TCP the size cap is 65,535: never truncated but for an answer that size itself.
-        ctx.server.seal(&self.sealing, answer, &mut *ctx.rng.borrow_mut(), &mut scratch, &mut sealed);
-        self.outgoing.push(&sealed);
+        self.ctx.seal_answer(&self.sealing, answer, |sealed| self.outgoing.push(sealed));
     }
 
     fn is_closed(&self) -> bool {

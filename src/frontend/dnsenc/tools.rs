@@ -52,15 +52,7 @@ pub fn keygen(scheme: &str, dir: &Path, priority: u8) -> Result<String, ConfigEr
         .map_err(|e| ConfigError::Cli(format!("cannot generate a {scheme} key: {e}")))?;
     let path = dir.join(format!("{}.key", key.key_id));
     key.write_new(&path).map_err(|e| ConfigError::Cli(format!("cannot write {}: {e}", path.display())))?;
-    let nsk = Nsk {
-        key_id: key.key_id,
-        priority: key.priority,
-        reserved: 0,
-        ns_name: vec![0],
-        scheme: code,
-        key: key.key.public_key_data(),
-        response_schemes: key.response_schemes.clone(),
-    };
+    let nsk = key.nsk();
     let nsk_type = CodePoints::default().nsk_type;
     Ok(format!(
         "; DNSENC key {id} ({scheme}, priority {priority}) written to {path}\n\

@@ -250,18 +250,9 @@ impl Walk<'_> {
     fn ask(&mut self, name: &[u8], rtype: u16) -> Result<Answer, String> {
         let id: u16 = rand::rng().random();
         let mut query = Vec::with_capacity(12 + name.len() + 4 + 11);
-        query.extend_from_slice(&id.to_be_bytes());
-        // RD, and CD: the resolver hands over what it has; every check is made here.
-        query.extend_from_slice(&[0x01, 0x10, 0, 1, 0, 0, 0, 0, 0, 1]);
-        query.extend_from_slice(name);
-        query.extend_from_slice(&rtype.to_be_bytes());
-        query.extend_from_slice(&CLASS_IN.to_be_bytes());
-        // OPT: root owner, UDP size, extended RCODE 0, version 0, DO.
-        query.push(0);
-        query.extend_from_slice(&41u16.to_be_bytes());
-        query.extend_from_slice(&FETCH_UDP_SIZE.to_be_bytes());
-        query.extend_from_slice(&[0, 0, 0x80, 0, 0, 0]);
-        let question = &query[dns::HEADER_LEN..dns::HEADER_LEN + name.len() + 4];
+        // CD: the resolver hands over what it has; every check is made here. DO: with RRSIGs.
+        let question_end = super::client::write_query(&mut query, id, true, name, rtype, FETCH_UDP_SIZE, true);
+        let question = &query[dns::HEADER_LEN..question_end];
         let accept = |msg: &[u8]| {
             (msg.len() >= dns::HEADER_LEN
                 && dns::is_response(msg)

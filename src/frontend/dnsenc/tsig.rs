@@ -105,24 +105,25 @@ fn strip_comments(text: &str) -> String {
     out
 }
 
-/// The TSIG variables after the key name and before the MAC's inputs end (RFC 8945 §4.3.3):
-/// class, TTL, algorithm, time signed, fudge, error, other data (empty).
-fn variables(key: &TsigKey, time: u64, error: u16, out: &mut Vec<u8>) {
+/// The TSIG variables a MAC covers after the message (RFC 8945 §4.3.3): the key name, class
+/// ANY, TTL 0, the algorithm, time signed, fudge, error and other data.
+fn variables(key: &TsigKey, time: u64, fudge: u16, error: u16, other: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&key.name);
     out.extend_from_slice(&CLASS_ANY.to_be_bytes());
     out.extend_from_slice(&0u32.to_be_bytes());
     out.extend_from_slice(&key.algorithm_name);
     out.extend_from_slice(&time.to_be_bytes()[2..]);
-    out.extend_from_slice(&FUDGE.to_be_bytes());
+    out.extend_from_slice(&fudge.to_be_bytes());
     out.extend_from_slice(&error.to_be_bytes());
-    out.extend_from_slice(&0u16.to_be_bytes());
+    out.extend_from_slice(&(other.len() as u16).to_be_bytes());
+    out.extend_from_slice(other);
 }
 
 /// Signs `msg` (a whole request, header counts as sent) at `time` (seconds since 1970): appends
 /// the TSIG record and counts it in ARCOUNT. Returns the MAC, which the answer's MAC covers.
 pub fn sign(key: &TsigKey, msg: &mut Vec<u8>, time: u64) -> Vec<u8> {
     let mut input = msg.clone();
-    variables(key, time, 0, &mut input);
+    variables(key, time, FUDGE, 0, &[], &mut input);
     let mac = hmac::sign(&key.key, &input).as_ref().to_vec();
     let id = [msg[0], msg[1]];
     let arcount = u16::from_be_bytes([msg[10], msg[11]]) + 1;
@@ -189,15 +190,8 @@ pub fn verify_response(key: &TsigKey, request_mac: &[u8], response: &[u8]) -> Re
     let arcount = message::be16(&unsigned, 10) - 1;
     unsigned[10..12].copy_from_slice(&arcount.to_be_bytes());
     input.extend_from_slice(&unsigned);
-    input.extend_from_slice(&key.name);
-    input.extend_from_slice(&CLASS_ANY.to_be_bytes());
-    input.extend_from_slice(&0u32.to_be_bytes());
-    input.extend_from_slice(&key.algorithm_name);
-    input.extend_from_slice(&time.to_be_bytes()[2..]);
-    input.extend_from_slice(&fixed[6..8]);
-    input.extend_from_slice(&error.to_be_bytes());
-    input.extend_from_slice(&(other_len as u16).to_be_bytes());
-    input.extend_from_slice(tail.get(6..6 + other_len).ok_or_else(bad)?);
+    let other = tail.get(6..6 + other_len).ok_or_else(bad)?;
+    variables(key, time, message::be16(fixed, 6), error, other, &mut input);
     hmac::verify(&key.key, &input, mac).map_err(|_| "the answer's TSIG MAC does not verify".to_owned())
 }
 
@@ -242,7 +236,7 @@ mod tests {
         let mut input = (mac.len() as u16).to_be_bytes().to_vec();
         input.extend_from_slice(&mac);
         input.extend_from_slice(&answer);
-        variables(&key, 1_790_000_001, 0, &mut input);
+        variables(&key, 1_790_000_001, FUDGE, 0, &[], &mut input);
         let answer_mac = hmac::sign(&key.key, &input).as_ref().to_vec();
         let mut signed = answer.clone();
         signed[11] = 1;

@@ -85,14 +85,9 @@ struct SealedReply {
 
 impl ReplyTo for SealedReply {
     fn deliver(&self, answer: &[u8], _tag: u8) {
-        let ctx = &self.ctx;
-        let mut sealed = ctx.sealed.borrow_mut();
-        let mut scratch = ctx.scratch.borrow_mut();
-        let truncated = ctx.server.seal(&self.sealing, answer, &mut *ctx.rng.borrow_mut(), &mut scratch, &mut sealed);
-        if truncated {
-            ctx.count_error("truncated");
-        }
-        let _ = self.socket.try_send_to(&sealed, self.peer);
+        self.ctx.seal_answer(&self.sealing, answer, |sealed| {
+            let _ = self.socket.try_send_to(sealed, self.peer);
+        });
     }
 }
 

@@ -737,6 +737,23 @@ fn parse_generic(tokens: &[Token]) -> Result<Nsk, String> {
 
 // ---- The DNSENC option ---------------------------------------------------------------------
 
+/// The draft's example NSK record (§3.1.2), as printed there: for the tests and the fuzz
+/// seeds.
+#[cfg(any(test, feature = "fuzzing"))]
+pub const DRAFT_NSK_EXAMPLE: &str = r#"example.com.  86400 IN NSK (896417428       ; identifier
+                            10              ; priority
+                            ns*.example.com ; applicable NS name
+                            1               ; query encryption
+                                            ; scheme
+                            "bnJfZnJlZV9wYWdlcyAyMTU2NjgKbnJf
+                            YWxsb2NfYmF0Y2ggNDE1OQpucl9pbmFj
+                            dGl2ZV9hbm9uIDM1NzczNwpucl9hY3Rp
+                            IDQ4OTAwMQpucl9kaXJ0eSAxMTUKbnJf
+                            ZCAwCg=="       ; query key, b64 encoded
+                            32769 aes-256   ; response encryption
+                                            ; schemes
+                            )"#;
+
 /// Reads a DNSENC option's DATA (§3.2): the key identifier and the encrypted payload; `None`
 /// when it is shorter than the key identifier.
 pub fn parse_option(data: &[u8]) -> Option<(u32, &[u8])> {
@@ -1478,24 +1495,9 @@ mod tests {
 
     // ---- Presentation ----------------------------------------------------------------------
 
-    /// §3.1.2's example, character for character.
-    const DRAFT_EXAMPLE: &str = r#"    example.com.  86400 IN NSK (896417428       ; identifier
-                                10              ; priority
-                                ns*.example.com ; applicable NS name
-                                1               ; query encryption
-                                                ; scheme
-                                "bnJfZnJlZV9wYWdlcyAyMTU2NjgKbnJf
-                                YWxsb2NfYmF0Y2ggNDE1OQpucl9pbmFj
-                                dGl2ZV9hbm9uIDM1NzczNwpucl9hY3Rp
-                                IDQ4OTAwMQpucl9kaXJ0eSAxMTUKbnJf
-                                ZCAwCg=="       ; query key, b64 encoded
-                                32769 aes-256   ; response encryption
-                                                ; schemes
-                                )"#;
-
     #[test]
     fn the_drafts_example_is_read() {
-        let nsk = Nsk::parse_presentation(DRAFT_EXAMPLE).unwrap();
+        let nsk = Nsk::parse_presentation(DRAFT_NSK_EXAMPLE).unwrap();
         assert_eq!(nsk.key_id, 896417428);
         assert_eq!(nsk.priority, 10);
         assert_eq!(nsk.ns_name, wire_name("ns*.example.com"));
