@@ -188,7 +188,14 @@ pub fn run(
         let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
         let hangup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
         let acl_file = config.config_file.clone().filter(|_| config.access.lists_from_file);
-        let acl = access::reload::AclReloader::new(acl_file, gate.clone());
+        let keys_from = config.dnsenc.as_ref().and_then(|settings| settings.keys_from.clone());
+        // Read once per look by runtime::reload when the lists or the key list follow it.
+        let config_file = acl_file.clone().or(keys_from);
+        let acl = access::reload::AclReloader::new(
+            acl_file,
+            gate.clone(),
+            runtime::reload::read_config(config_file.as_ref()).as_ref(),
+        );
         let dnsenc_keys = match (&config.dnsenc, &dnsenc) {
             (Some(settings), Some(server)) => Some(frontend::dnsenc::reload::KeyReloader::new(
                 settings.keys.clone(),
@@ -199,6 +206,7 @@ pub fn run(
         };
         tokio::spawn(runtime::reload::watch(
             tls::reload::Reloader::new(&tls),
+            config_file,
             acl,
             dnsenc_keys,
             hangup,

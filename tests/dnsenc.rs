@@ -407,3 +407,41 @@ fn keys_reload_on_sighup_and_a_broken_file_is_refused() {
     assert!(dotgate.wait_for_stderr("refusing the new DNSENC keys", TIMEOUT), "{}", dotgate.stderr());
     assert_eq!(asks(&second, &mut rng), 0, "the key in service stays");
 }
+
+/// With the key list in the config file, a key added there is in service after the next look
+/// (every 2 s), without a signal; a list emptied there is one warning and the keys stay.
+#[test]
+fn the_config_files_key_list_reloads_when_the_file_changes() {
+    let unbound = Unbound::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(2);
+    let (first_path, first) = key_file(dir.path(), crypto::X25519_HPKE, &mut rng);
+    let (second_path, second) = key_file(dir.path(), crypto::X25519_HPKE, &mut rng);
+    let dnsenc = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let config = dir.path().join("dotgate.toml");
+    let write = |keys: &[&Path]| {
+        let keys: Vec<String> = keys.iter().map(|k| format!("{:?}", k.display().to_string())).collect();
+        let text = format!("dnsenc-listen = [\"{dnsenc}\"]\ndnsenc-keys = [{}]\n", keys.join(", "));
+        let temp = dir.path().join("dotgate.tmp");
+        std::fs::write(&temp, text).unwrap();
+        std::fs::rename(&temp, &config).unwrap();
+    };
+    write(&[&first_path]);
+    let dotgate = Dotgate::start(&[unbound.addr], &["--config", config.to_str().unwrap(), "--workers", "2"]);
+    let asks = |key: &ServerKey, rng: &mut StdRng| {
+        let sent = seal_query(key, &query("www.example.test.", RecordType::A, 1), 1232, rng);
+        full_rcode(&udp_exchange(dnsenc, &sent.envelope))
+    };
+    assert_eq!(asks(&first, &mut rng), 0);
+    assert_eq!(asks(&second, &mut rng), 3841, "not loaded yet: BADCRYPT");
+
+    write(&[&first_path, &second_path]);
+    assert!(dotgate.wait_for_stderr("the DNSENC key list in", TIMEOUT), "{}", dotgate.stderr());
+    assert!(dotgate.wait_for_stderr("reloaded the DNSENC keys", TIMEOUT), "{}", dotgate.stderr());
+    assert_eq!(asks(&second, &mut rng), 0, "the added key decrypts, with no signal");
+    assert_eq!(asks(&first, &mut rng), 0, "and the first still does");
+
+    std::fs::write(&config, format!("dnsenc-listen = [\"{dnsenc}\"]\n")).unwrap();
+    assert!(dotgate.wait_for_stderr("has no dnsenc-keys any more", TIMEOUT), "{}", dotgate.stderr());
+    assert_eq!(asks(&second, &mut rng), 0, "the keys in service stay");
+}

@@ -1,5 +1,6 @@
 //! Reload of the access lists from the config file: when its `allow`/`deny` change (looked at
-//! with the certificate, every `runtime::reload::POLL_INTERVAL`) and on SIGHUP.
+//! with the certificate, every `runtime::reload::POLL_INTERVAL`) and on SIGHUP. The file is read
+//! by `runtime::reload`, once per look for everything that follows it.
 //!
 //! Owns what it last saw of the lists. New lists are checked as thoroughly as at start (every
 //! entry must parse) and put in force whole for the next accept; a file that does not parse, or
@@ -11,7 +12,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::gate::Gate;
-use crate::config::{parse_cidrs, ConfigError, FileConfig};
+use crate::config::{parse_cidrs, ConfigError};
+use crate::runtime::reload::ConfigRead;
 
 /// What the file's lists were when last read: the text of each entry, or the error.
 type Seen = Result<(Vec<String>, Vec<String>), String>;
@@ -24,10 +26,11 @@ pub struct AclReloader {
 }
 
 impl AclReloader {
-    /// `file`: the config file, when the lists in force came from it (else nothing reloads).
-    pub fn new(file: Option<PathBuf>, gate: Arc<Gate>) -> AclReloader {
+    /// `file`: the config file, when the lists in force came from it (else nothing reloads);
+    /// `read`, what it holds now.
+    pub fn new(file: Option<PathBuf>, gate: Arc<Gate>, read: Option<&ConfigRead>) -> AclReloader {
         let mut reloader = AclReloader { file, gate, seen: None };
-        reloader.seen = reloader.read();
+        reloader.seen = reloader.lists(read);
         reloader
     }
 
@@ -37,23 +40,25 @@ impl AclReloader {
     }
 
     /// Puts the file's lists in force if they changed since the last look.
-    pub fn poll(&mut self) {
-        self.reload(false);
+    pub fn poll(&mut self, read: Option<&ConfigRead>) {
+        self.reload(read, false);
     }
 
-    /// SIGHUP: reads the lists again and puts them in force, changed or not (and logs it).
-    pub fn reload_now(&mut self) {
-        self.reload(true);
+    /// SIGHUP: puts the file's lists in force, changed or not (and logs it).
+    pub fn reload_now(&mut self, read: Option<&ConfigRead>) {
+        self.reload(read, true);
     }
 
-    fn read(&self) -> Option<Seen> {
-        let path = self.file.as_ref()?;
-        let lists = FileConfig::load(path).map(|file| (file.allow.unwrap_or_default(), file.deny.unwrap_or_default()));
+    /// The lists in what was read of the file, when they come from it.
+    fn lists(&self, read: Option<&ConfigRead>) -> Option<Seen> {
+        self.file.as_ref()?;
+        let lists =
+            read?.as_ref().map(|file| (file.allow.clone().unwrap_or_default(), file.deny.clone().unwrap_or_default()));
         Some(lists.map_err(|e| e.to_string()))
     }
 
-    fn reload(&mut self, forced: bool) {
-        let Some(seen) = self.read() else { return };
+    fn reload(&mut self, read: Option<&ConfigRead>, forced: bool) {
+        let Some(seen) = self.lists(read) else { return };
         if !forced && self.seen.as_ref() == Some(&seen) {
             return;
         }

@@ -1,7 +1,8 @@
 //! The DNSENC key files in service: loaded at start (a broken one stops the start: one line,
 //! exit 2) and read again when they change (looked at with the certificate, every
 //! `runtime::reload::POLL_INTERVAL`) and on SIGHUP. When the list of files came from the config
-//! file's `dnsenc-keys`, the list is read again too, so that a key is added or retired (the
+//! file's `dnsenc-keys`, the list is taken again too (from the file as `runtime::reload` read it
+//! for everything that follows it), so that a key is added or retired (the
 //! rotation of docs/dnsenc.md) without a restart. New keys are checked as at start and put in
 //! service whole; a broken file or config is refused with one log line and the keys in service
 //! stay. Each distinct change is tried (and logged) once.
@@ -16,6 +17,7 @@ use super::keys::{KeySet, ServerKey};
 use super::server::DnsencServer;
 use super::wire::CodePoints;
 use crate::config::{ConfigError, DnsencConfig};
+use crate::runtime::reload::ConfigRead;
 
 /// Loads every key file into one set; the first problem is the error.
 pub fn load_keys(paths: &[PathBuf]) -> Result<KeySet, String> {
@@ -54,12 +56,12 @@ impl KeyReloader {
         reloader
     }
 
-    /// Takes the config file's `dnsenc-keys` as the list when it changed (and is readable and
-    /// not empty); says why not when it cannot.
-    fn refresh_list(&mut self) {
-        let Some(path) = &self.list_from else { return };
-        let problem = match crate::config::FileConfig::load(path) {
-            Ok(file) => match file.dnsenc_keys {
+    /// Takes the config file's `dnsenc-keys` (in `read`) as the list when it changed (and the
+    /// file parsed and the list is not empty); says why not when it cannot.
+    fn refresh_list(&mut self, read: Option<&ConfigRead>) {
+        let (Some(path), Some(read)) = (&self.list_from, read) else { return };
+        let problem = match read {
+            Ok(file) => match file.dnsenc_keys.clone() {
                 Some(paths) if !paths.is_empty() => {
                     if paths != self.paths {
                         tracing::info!(
@@ -94,19 +96,19 @@ impl KeyReloader {
             .collect()
     }
 
-    /// Puts the files' keys in service if they changed since the last look.
-    pub fn poll(&mut self) {
-        self.reload(false);
+    /// Puts the files' keys in service if they (or the list) changed since the last look.
+    pub fn poll(&mut self, read: Option<&ConfigRead>) {
+        self.reload(read, false);
     }
 
     /// SIGHUP: reads the keys again and puts them in service, changed or not.
-    pub fn reload_now(&mut self) {
-        self.reload(true);
+    pub fn reload_now(&mut self, read: Option<&ConfigRead>) {
+        self.reload(read, true);
     }
 
-    fn reload(&mut self, forced: bool) {
+    fn reload(&mut self, read: Option<&ConfigRead>, forced: bool) {
         let before = self.paths.clone();
-        self.refresh_list();
+        self.refresh_list(read);
         let forced = forced || self.paths != before;
         let contents = self.read();
         if !forced && self.seen.as_ref() == Some(&contents) {
