@@ -275,6 +275,83 @@ async fn each_bad_input_gets_its_rcode_and_never_reaches_the_backend() {
     assert_eq!(full_rcode(&ask(sent.envelope).await.unwrap()), 3841, "five RSA blocks: BADCRYPT");
     // A plain query under the default bootstrap policy: REFUSED.
     assert_eq!(full_rcode(&ask(query("www.example.", RecordType::A, 8)).await.unwrap()), 5, "plain A: REFUSED");
+    // The option twice: FORMERR.
+    let mut twice = seal_query(&key, &query("www.example.", RecordType::A, 30), 1232, &mut rng).envelope;
+    let rdlen_at = twice.len() - option_of(&twice).1.len() - 4 - 4 - 2;
+    let rdlen = u16::from_be_bytes([twice[rdlen_at], twice[rdlen_at + 1]]) + 8;
+    twice[rdlen_at..rdlen_at + 2].copy_from_slice(&rdlen.to_be_bytes());
+    twice.extend_from_slice(&CP.option_code.to_be_bytes());
+    twice.extend_from_slice(&4u16.to_be_bytes());
+    twice.extend_from_slice(&key.key_id.to_be_bytes());
+    assert_eq!(full_rcode(&ask(twice).await.unwrap()), 1, "the option twice: FORMERR");
+    // An RSA payload one octet short of whole blocks: BADCRYPT.
+    let whole = seal_query(&rsa_key, &query("www.example.", RecordType::A, 31), 1232, &mut rng).envelope;
+    let (_, payload) = option_of(&whole);
+    let mut cut = Vec::new();
+    wire::write_query_envelope(31, true, &[3; 16], 1232, rsa_key.key_id, &payload[..payload.len() - 1], &CP, &mut cut);
+    assert_eq!(full_rcode(&ask(cut).await.unwrap()), 3841, "a truncated block: BADCRYPT");
+    // The ENCRYPT opcode (Method 2, out of scope): NOTIMP.
+    let mut encrypt = seal_query(&key, &query("www.example.", RecordType::A, 32), 1232, &mut rng).envelope;
+    encrypt[2] = (encrypt[2] & 0x87) | (2 << 3);
+    assert_eq!(full_rcode(&ask(encrypt).await.unwrap()), 4, "opcode ENCRYPT: NOTIMP");
+    // Well sealed, wrong inside: a response (QR=1), two questions, trailing bytes, an answer
+    // scheme the key does not offer, a 16-octet answer key: FORMERR each.
+    let sealed_inner = |inner: Vec<u8>, rng: &mut StdRng| {
+        let public = QueryPublicKey::new(key.key.scheme(), &key.key.public_key_data()).unwrap();
+        let mut payload = Vec::new();
+        public.encrypt(key.key_id, &inner, rng, &mut payload).unwrap();
+        let mut envelope = Vec::new();
+        let id = u16::from_be_bytes([inner[0], inner[1]]);
+        wire::write_query_envelope(id, true, &[4; 16], 1232, key.key_id, &payload, &CP, &mut envelope);
+        envelope
+    };
+    let answer_key = |scheme: u16, len: usize| Nsk {
+        key_id: 9,
+        priority: 0,
+        reserved: 0,
+        ns_name: vec![0],
+        scheme,
+        key: vec![7; len],
+        response_schemes: vec![],
+    };
+    let good_nsk = answer_key(crypto::AES256_GCM, 32);
+    let mut response = with_nsk(&query("www.example.", RecordType::A, 33), &good_nsk);
+    response[2] |= 0x80;
+    let mut two_questions = query("www.example.", RecordType::A, 34);
+    let question = two_questions[12..].to_vec();
+    two_questions[5] = 2;
+    two_questions.extend_from_slice(&question);
+    let mut trailing = with_nsk(&query("www.example.", RecordType::A, 35), &good_nsk);
+    trailing.push(0);
+    for (inner, what) in [
+        (response, "QR=1"),
+        (with_nsk(&two_questions, &good_nsk), "QDCOUNT 2"),
+        (trailing, "trailing bytes"),
+        (with_nsk(&query("www.example.", RecordType::A, 36), &answer_key(0x80F7, 32)), "a scheme not offered"),
+        (with_nsk(&query("www.example.", RecordType::A, 37), &answer_key(crypto::AES256_GCM, 16)), "a 16-octet key"),
+    ] {
+        let envelope = sealed_inner(inner, &mut rng);
+        assert_eq!(full_rcode(&ask(envelope).await.unwrap()), 1, "{what}: FORMERR");
+    }
+    // Random bytes: what the query check says (an answer with its RCODE, or nothing).
+    for round in 0..20 {
+        let bytes: Vec<u8> = (0..40 + round).map(|_| rng.random()).collect();
+        let expected = match dotgate::dns::check_query(&bytes) {
+            dotgate::dns::QueryVerdict::Answer(code) => Some(u16::from(code)),
+            dotgate::dns::QueryVerdict::Close => None,
+            dotgate::dns::QueryVerdict::Relay { .. } => Some(5), // a plain query: REFUSED (bootstrap)
+        };
+        let got = tokio::task::spawn_blocking({
+            let bytes = bytes.clone();
+            move || {
+                let timeout = Duration::from_millis(if expected.is_some() { 2000 } else { 300 });
+                support::client::udp_exchange_blocking(dnsenc, &bytes, timeout).ok().map(|r| full_rcode(&r))
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, expected, "random bytes {bytes:02x?}");
+    }
 
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
@@ -444,4 +521,111 @@ fn the_config_files_key_list_reloads_when_the_file_changes() {
     std::fs::write(&config, format!("dnsenc-listen = [\"{dnsenc}\"]\n")).unwrap();
     assert!(dotgate.wait_for_stderr("has no dnsenc-keys any more", TIMEOUT), "{}", dotgate.stderr());
     assert_eq!(asks(&second, &mut rng), 0, "the keys in service stay");
+}
+
+/// Step 4 of §2.3 end to end, against a controllable backend: the inner query arrives without
+/// its NSK and with its EDNS size capped at what the client's outer size leaves after the
+/// envelope; the backend's RCODE (SERVFAIL) and the relay's own SERVFAIL (no answer within
+/// --upstream-timeout) go back sealed, not in the clear; an answer too big for the client's
+/// size goes back as a clear TC=1 envelope; and /metrics counts it all, by scheme and by reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inner_queries_are_capped_errors_come_back_sealed_and_metrics_count_them() {
+    let backend = FakeBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(44);
+    let (x_path, x_key) = key_file(dir.path(), crypto::X25519_HPKE, &mut rng);
+    let (rsa_path, rsa_key) = key_file(dir.path(), crypto::RSA2048_OAEP, &mut rng);
+    let admin = support::ports::free_addr();
+    let (_dotgate, dnsenc) = tokio::task::spawn_blocking({
+        let (addr, admin) = (backend.addr, admin.to_string());
+        move || start(addr, &[&x_path, &rsa_path], &["--admin", &admin, "--upstream-timeout", "0.3"])
+    })
+    .await
+    .unwrap();
+    let ask = move |key: &ServerKey, inner: Vec<u8>, rng: &mut StdRng| {
+        let sent = seal_query(key, &inner, 1232, rng);
+        let response = udp_exchange(dnsenc, &sent.envelope);
+        (sent, response)
+    };
+
+    // The client's inner OPT says 4096; the outer envelope 1232.
+    let inner = support::client::query_edns_sized("www.example.", RecordType::A, 11, 4096, false, false, vec![]);
+    let (sent, response) = tokio::task::block_in_place(|| ask(&x_key, inner, &mut rng));
+    assert_eq!(parse(&open(&sent, &response)).response_code(), ResponseCode::NoError);
+    let relayed = backend.received().into_iter().last().expect("the backend got the inner query");
+    assert_eq!(u16::from_be_bytes([relayed[10], relayed[11]]), 1, "only the OPT record: the NSK is gone");
+    let question_len = dotgate::dns::question_end(&response).unwrap() - dotgate::dns::HEADER_LEN;
+    let room = 1232 - wire::envelope_overhead(question_len) - crypto::payload_overhead(crypto::AES256_GCM);
+    let opt = support::fake_backend::find_opt(&relayed).expect("the inner OPT record");
+    assert_eq!(usize::from(opt.udp_size), room, "capped to what the outer size leaves");
+
+    // The backend's SERVFAIL, sealed (the clear RCODE is NOERROR).
+    let inner = query("servfail.example.", RecordType::A, 12);
+    let (sent, response) = tokio::task::block_in_place(|| ask(&rsa_key, inner, &mut rng));
+    assert_eq!(response[3] & 0x0F, 0, "NOERROR in the clear");
+    assert_eq!(parse(&open(&sent, &response)).response_code(), ResponseCode::ServFail);
+    // No answer from the backend within 0.3 s: the relay's own SERVFAIL, sealed too.
+    let inner = query("drop.example.", RecordType::A, 13);
+    let (sent, response) = tokio::task::block_in_place(|| ask(&x_key, inner, &mut rng));
+    assert_eq!(response[3] & 0x0F, 0, "NOERROR in the clear");
+    assert_eq!(parse(&open(&sent, &response)).response_code(), ResponseCode::ServFail);
+    // An answer over the client's 1232 bytes: a clear TC=1 envelope.
+    let inner = query("big-3000.example.", RecordType::TXT, 14);
+    let (_, response) = tokio::task::block_in_place(|| ask(&x_key, inner, &mut rng));
+    let envelope = wire::parse_response_envelope(&response, &CP).unwrap();
+    assert!(envelope.tc && envelope.option.is_none(), "TC=1 in the clear");
+
+    // Refused (no option), BADCRYPT (no such key), FORMERR (option too short).
+    let bare = query("abc.dnsenc.arpa.", RecordType::TXT, 15);
+    assert_eq!(full_rcode(&tokio::task::block_in_place(|| udp_exchange(dnsenc, &bare))), 5);
+    let unknown = seal_query(&x_key, &query("www.example.", RecordType::A, 16), 1232, &mut rng).envelope;
+    let (_, payload) = option_of(&unknown);
+    let mut wrong_key = Vec::new();
+    wire::write_query_envelope(16, true, &[1; 16], 1232, x_key.key_id ^ 1, &payload, &CP, &mut wrong_key);
+    assert_eq!(full_rcode(&tokio::task::block_in_place(|| udp_exchange(dnsenc, &wrong_key))), 3841);
+    let mut short = Vec::new();
+    wire::write_query_envelope(17, true, &[7; 16], 1232, x_key.key_id, &[], &CP, &mut short);
+    let short = shorten_option(&short, 3);
+    assert_eq!(full_rcode(&tokio::task::block_in_place(|| udp_exchange(dnsenc, &short))), 1);
+
+    let expected = [
+        ("dotgate_dnsenc_queries_total{scheme=\"x25519\"}", 3.0),
+        ("dotgate_dnsenc_queries_total{scheme=\"rsa2048\"}", 1.0),
+        ("dotgate_dnsenc_queries_total{scheme=\"rsa4096\"}", 0.0),
+        ("dotgate_dnsenc_errors_total{reason=\"truncated\"}", 1.0),
+        ("dotgate_dnsenc_errors_total{reason=\"refused\"}", 1.0),
+        ("dotgate_dnsenc_errors_total{reason=\"badcrypt\"}", 1.0),
+        ("dotgate_dnsenc_errors_total{reason=\"formerr\"}", 1.0),
+    ];
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let page = tokio::task::block_in_place(|| support::http::get(admin, "/metrics").1);
+        let seen: Vec<(&str, Option<f64>)> =
+            expected.iter().map(|(series, _)| (*series, support::http::sample(&page, series))).collect();
+        if seen.iter().zip(&expected).all(|((_, got), (_, want))| *got == Some(*want)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "metrics {seen:?}, want {expected:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// With DNSENC off, a query under dnsenc.arpa. is a query like any other: relayed over DoT to
+/// the backend untouched, and its answer returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_dnsenc_a_dnsenc_arpa_query_is_relayed_like_any_other() {
+    let backend = FakeBackend::start().await;
+    let dotgate = tokio::task::spawn_blocking({
+        let addr = backend.addr;
+        move || Dotgate::start(&[addr], &[])
+    })
+    .await
+    .unwrap();
+    let mut client = support::DotClient::connect(dotgate.addr).await.unwrap();
+    let asked = query("abc.dnsenc.arpa.", RecordType::TXT, 21);
+    let answer = parse(&client.exchange(&asked).await);
+    assert_eq!(answer.response_code(), ResponseCode::NoError);
+    assert_eq!(txt_records(&answer), vec![b"hello".to_vec()], "the backend's answer");
+    let relayed = backend.received().into_iter().last().expect("relayed");
+    assert_eq!(relayed[12..], asked[12..], "everything but the ID as the client sent it");
 }

@@ -228,3 +228,39 @@ fn load_with_prepared_queries_is_answered_whole() {
     assert_eq!(number(&text, "Queries lost:"), 0.0, "{text}");
     assert!(text.contains("Response codes:       NOERROR"), "{text}");
 }
+
+/// The code points are the operator's: a server on other values than the defaults answers a
+/// client given the same values, refuses one on the defaults (its option is not the DNSENC
+/// option there, so the envelope is a name under dnsenc.arpa. without it: REFUSED), and names
+/// its own BADCRYPT.
+#[test]
+fn other_code_points_work_end_to_end_when_both_sides_use_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, nsk) = keygen(dir.path(), "x25519");
+    let other_dir = dir.path().join("other");
+    std::fs::create_dir(&other_dir).unwrap();
+    let (_, other_nsk) = keygen(&other_dir, "x25519");
+    let unbound = Unbound::start();
+    let dnsenc = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let codes = ["--dnsenc-nsk-type", "65400", "--dnsenc-option-code", "65111", "--dnsenc-badcrypt-rcode", "3900"];
+    let mut args = vec!["--dnsenc-listen".to_owned(), dnsenc.to_string(), "--dnsenc-key".to_owned()];
+    args.push(key.to_str().unwrap().to_owned());
+    args.extend(codes.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _dotgate = Dotgate::start(&[unbound.addr], &args);
+    let server = format!("@{dnsenc}");
+    let ask = |nsk: &Path, extra: &[&str]| {
+        let mut args = vec!["dnsenc", "query", &server, "www.example.test", "--nsk", nsk.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        dotgate(&args)
+    };
+    let out = ask(&nsk, &codes);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("www.example.test."), "{}", stdout(&out));
+    let out = ask(&nsk, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("answered REFUSED"), "{}", stderr(&out));
+    let out = ask(&other_nsk, &codes);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("answered BADCRYPT (3900)"), "{}", stderr(&out));
+}

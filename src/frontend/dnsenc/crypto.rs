@@ -832,6 +832,30 @@ mod hpke {
 mod tests {
     use std::sync::OnceLock;
 
+    /// The secrets dotgate holds outside aws-lc (which cleanses its own keys when they are
+    /// freed) are `Zeroizing`, wiped when dropped: the PKCS#8 export, a decrypted query, the
+    /// client's one-time answer key while its query is in flight, and the client tool's copy.
+    /// Changing one of these types fails to compile this test.
+    #[test]
+    fn secrets_outside_aws_lc_are_zeroizing() {
+        let _: fn(&QueryKey) -> Zeroizing<Vec<u8>> = QueryKey::to_pkcs8;
+        fn decrypted(key: &QueryKey, payload: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+            key.decrypt(1, payload).ok()
+        }
+        fn answer_key(sealing: &crate::frontend::dnsenc::server::Sealing) -> &Zeroizing<Vec<u8>> {
+            &sealing.key
+        }
+        fn client_answer_key(query: &crate::frontend::dnsenc::client::Query) -> &Zeroizing<Vec<u8>> {
+            &query.response_key
+        }
+        let _ = (answer_key, client_answer_key, decrypted);
+        let key = QueryKey::generate(X25519_HPKE).unwrap();
+        assert_eq!(
+            QueryKey::from_pkcs8(X25519_HPKE, &key.to_pkcs8()).unwrap().public_key_data(),
+            key.public_key_data()
+        );
+    }
+
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 

@@ -289,3 +289,46 @@ fn cap_udp_size(query: &mut [u8], question_end: usize, cap: u16) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plain_query(name: &[u8], qtype: u16) -> Vec<u8> {
+        let mut msg = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        msg.extend_from_slice(name);
+        msg.extend_from_slice(&qtype.to_be_bytes());
+        msg.extend_from_slice(&1u16.to_be_bytes());
+        msg
+    }
+
+    /// `--dnsenc-cleartext`: `bootstrap` relays only NSK, DNSKEY and DS in the clear, `all`
+    /// everything, `none` nothing; what is not relayed gets REFUSED.
+    #[test]
+    fn the_cleartext_policy_decides_what_plain_queries_are_relayed() {
+        let cp = CodePoints::default();
+        let name = b"\x07example\x00";
+        let mut out = Vec::new();
+        for (policy, relayed) in [
+            (Cleartext::Bootstrap, [true, true, true, false]),
+            (Cleartext::All, [true, true, true, true]),
+            (Cleartext::None, [false, false, false, false]),
+        ] {
+            let server = DnsencServer::new(cp, policy, KeySet::new(Vec::new()).unwrap());
+            for (qtype, want) in [cp.nsk_type, TYPE_DNSKEY, TYPE_DS, 1].into_iter().zip(relayed) {
+                let query = plain_query(name, qtype);
+                match server.handle(&query, false, &mut out) {
+                    Action::RelayPlain { question_end } => {
+                        assert!(want, "{policy:?} relays type {qtype}");
+                        assert_eq!(question_end, query.len());
+                    }
+                    Action::Answer(Verdict::Refused) => {
+                        assert!(!want, "{policy:?} refuses type {qtype}");
+                        assert_eq!((out[3] & 0x0f, &out[..2]), (rcode::REFUSED, &query[..2]));
+                    }
+                    other => panic!("{policy:?}, type {qtype}: {}", matches!(other, Action::Drop)),
+                }
+            }
+        }
+    }
+}

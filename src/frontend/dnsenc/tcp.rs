@@ -140,7 +140,7 @@ fn handle(ctx: &Rc<DnsencContext>, outgoing: &Rc<Outgoing>, msg: &[u8], client: 
     match action {
         Action::Drop => {}
         Action::Answer(verdict) => {
-            ctx.count_error(verdict.label());
+            ctx.count_error(verdict);
             outgoing.in_flight.set(outgoing.in_flight.get() + 1);
             outgoing.push(&out);
         }

@@ -59,7 +59,7 @@ fn handle(ctx: &Rc<DnsencContext>, socket: &Rc<UdpSocket>, msg: &[u8], peer: Soc
     match action {
         Action::Drop => {}
         Action::Answer(verdict) => {
-            ctx.count_error(verdict.label());
+            ctx.count_error(verdict);
             let _ = socket.try_send_to(&out, peer);
         }
         Action::RelayPlain { question_end } => {
