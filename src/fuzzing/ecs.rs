@@ -24,7 +24,6 @@
 //!   as in the original, and the ECS option expected.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::ops::Range;
 
 use super::wire::{self, Section};
 use super::{Cursor, MAX_MESSAGE};
@@ -154,31 +153,6 @@ fn padded(address: &[u8]) -> [u8; 16] {
     out
 }
 
-/// The options of `rdata` up to the first that overruns it, and whether they fill it exactly.
-fn readable_options(msg: &[u8], rdata: Range<usize>) -> (Vec<(u16, Range<usize>)>, bool) {
-    let mut out = Vec::new();
-    let mut pos = rdata.start;
-    while pos + 4 <= rdata.end {
-        let code = u16::from_be_bytes([msg[pos], msg[pos + 1]]);
-        let end = pos + 4 + u16::from_be_bytes([msg[pos + 2], msg[pos + 3]]) as usize;
-        if end > rdata.end {
-            break;
-        }
-        out.push((code, pos..end));
-        pos = end;
-    }
-    (out, pos == rdata.end)
-}
-
-/// `msg` with `record`'s RDATA replaced by `rdata` and its RDLENGTH fixed.
-fn with_rdata(msg: &[u8], record: &wire::Record, rdata: &[u8]) -> Vec<u8> {
-    let mut out = msg[..record.rdlen_at].to_vec();
-    out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-    out.extend_from_slice(rdata);
-    out.extend_from_slice(&msg[record.rdata.end..]);
-    out
-}
-
 /// `msg` with ARCOUNT set.
 fn with_arcount(mut msg: Vec<u8>, arcount: u16) -> Vec<u8> {
     msg[10..12].copy_from_slice(&arcount.to_be_bytes());
@@ -215,7 +189,7 @@ fn expected_query(msg: &[u8], parsed: &wire::Message, client: IpAddr, prefix: Ec
         }
         return (QueryEdit::Edited(ClientEcs::NoOpt), with_added_opt(msg, &ours));
     };
-    let (options, fills) = readable_options(msg, opt.rdata.clone());
+    let (options, fills) = wire::readable_options(msg, opt.rdata.clone());
     let client_ecs: Vec<&[u8]> =
         options.iter().filter(|(code, _)| *code == ECS).map(|(_, range)| &msg[range.start + 4..range.end]).collect();
     let unedited = if client_ecs.is_empty() { QueryEdit::AsItIs } else { QueryEdit::Refuse };
@@ -226,7 +200,7 @@ fn expected_query(msg: &[u8], parsed: &wire::Message, client: IpAddr, prefix: Ec
     let mut rdata: Vec<u8> =
         options.iter().filter(|(code, _)| *code != ECS).flat_map(|(_, range)| msg[range.clone()].to_vec()).collect();
     rdata.extend(ecs_option(family, source, 0, &masked(&octets, source)));
-    let edited = with_rdata(msg, opt, &rdata);
+    let edited = wire::with_rdata(msg, opt, &rdata);
     if edited.len() > MAX_MESSAGE {
         return (unedited, Vec::new());
     }
@@ -273,7 +247,7 @@ fn check_query(msg: &[u8], client: IpAddr, prefix: EcsPrefix) -> Option<(QueryEd
 fn round_trip(query: &[u8], asked: ClientEcs, scope: u8, drop_ecs: bool) {
     let Some(parsed) = strict(query) else { return };
     let Some(opt) = parsed.opt() else { return };
-    let (options, _) = readable_options(query, opt.rdata.clone());
+    let (options, _) = wire::readable_options(query, opt.rdata.clone());
     let mut rdata = Vec::new();
     for (code, range) in options {
         let mut option = query[range].to_vec();
@@ -285,7 +259,7 @@ fn round_trip(query: &[u8], asked: ClientEcs, scope: u8, drop_ecs: bool) {
         }
         rdata.extend(option);
     }
-    let mut answer = with_rdata(query, opt, &rdata);
+    let mut answer = wire::with_rdata(query, opt, &rdata);
     answer[2] |= 0x80;
     check_answer(&answer, asked);
 }
@@ -314,7 +288,7 @@ fn expected_answer(msg: &[u8], parsed: &wire::Message, asked: ClientEcs) -> Opti
         };
         return Some(with_arcount(msg[..start].to_vec(), parsed.count(Section::Additional) as u16 - 1));
     }
-    let (options, fills) = readable_options(msg, opt.rdata.clone());
+    let (options, fills) = wire::readable_options(msg, opt.rdata.clone());
     if !fills {
         return None;
     }
@@ -327,7 +301,7 @@ fn expected_answer(msg: &[u8], parsed: &wire::Message, asked: ClientEcs) -> Opti
     if let Some(echo) = echo(backend_scope) {
         rdata.extend(echo);
     }
-    let edited = with_rdata(msg, opt, &rdata);
+    let edited = wire::with_rdata(msg, opt, &rdata);
     (edited.len() <= MAX_MESSAGE && edited != msg).then_some(edited)
 }
 
@@ -349,7 +323,7 @@ fn check_answer(msg: &[u8], asked: ClientEcs) {
         let reparsed = wire::parse(&out).expect("the edited answer parses");
         assert_eq!(reparsed.trailing, 0);
         let ecs_count = reparsed.opt().map_or(0, |opt| {
-            let (options, fills) = readable_options(&out, opt.rdata.clone());
+            let (options, fills) = wire::readable_options(&out, opt.rdata.clone());
             assert!(fills);
             options.iter().filter(|(code, _)| *code == ECS).count()
         });

@@ -117,20 +117,11 @@ fn check_query(msg: &[u8]) {
         .filter(|(code, _)| *code != KEEPALIVE && *code != PADDING)
         .flat_map(|(_, range)| msg[range.clone()].to_vec())
         .collect();
-    assert_eq!(stripped, with_rdata(msg, &record, &kept), "stripped query is not the query less its hop options");
+    assert_eq!(stripped, wire::with_rdata(msg, &record, &kept), "stripped query is not the query less its hop options");
     let reparsed = wire::parse(&stripped).expect("the stripped query parses");
     let opt = reparsed.opt().expect("the OPT record stays");
     let codes = wire::options(&stripped, opt.rdata.clone()).expect("whole options");
     assert!(codes.iter().all(|(c, _)| *c != KEEPALIVE && *c != PADDING));
-}
-
-/// `msg` with `record`'s RDATA replaced by `rdata` (and its RDLENGTH fixed).
-fn with_rdata(msg: &[u8], record: &wire::Record, rdata: &[u8]) -> Vec<u8> {
-    let mut out = msg[..record.rdlen_at].to_vec();
-    out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-    out.extend_from_slice(rdata);
-    out.extend_from_slice(&msg[record.rdata.end..]);
-    out
 }
 
 fn check_answer(msg: &[u8], hop: HopOptions, idle: u16) {
@@ -199,7 +190,7 @@ fn expected_answer(msg: &[u8], parsed: &wire::Message, opt: Option<&Opt>, hop: H
     }
     // The message without any padding, and where the OPT's RDATA ends in it.
     let unpadded = match opt {
-        Some((record, _)) => with_rdata(msg, record, &rdata),
+        Some((record, _)) => wire::with_rdata(msg, record, &rdata),
         None => {
             assert!(parsed.records.len() < usize::from(u16::MAX));
             let mut m = msg.to_vec();
@@ -221,7 +212,7 @@ fn expected_answer(msg: &[u8], parsed: &wire::Message, opt: Option<&Opt>, hop: H
         }
     }
     let edited = match opt {
-        Some((record, _)) => with_rdata(msg, record, &final_rdata),
+        Some((record, _)) => wire::with_rdata(msg, record, &final_rdata),
         None => {
             let mut m = unpadded[..unpadded.len() - rdata.len() - 2].to_vec();
             m.extend_from_slice(&(final_rdata.len() as u16).to_be_bytes());

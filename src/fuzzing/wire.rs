@@ -185,18 +185,34 @@ fn rdata_names_ok(msg: &[u8], rtype: u16, rdata: &Range<usize>) -> bool {
 
 /// The options in `rdata` as (code, whole option's range); `None` unless they fill it exactly.
 pub fn options(msg: &[u8], rdata: Range<usize>) -> Option<Vec<(u16, Range<usize>)>> {
+    let (options, whole) = readable_options(msg, rdata);
+    whole.then_some(options)
+}
+
+/// The options of `rdata` up to the first that overruns it (or the message), and whether they
+/// fill it exactly.
+pub fn readable_options(msg: &[u8], rdata: Range<usize>) -> (Vec<(u16, Range<usize>)>, bool) {
     let mut out = Vec::new();
     let mut pos = rdata.start;
-    while pos < rdata.end {
-        let code = be16(msg, pos)?;
-        let end = pos + 4 + usize::from(be16(msg, pos + 2)?);
-        if pos + 4 > rdata.end || end > rdata.end {
-            return None;
+    while pos + 4 <= rdata.end {
+        let (Some(code), Some(len)) = (be16(msg, pos), be16(msg, pos + 2)) else { break };
+        let end = pos + 4 + usize::from(len);
+        if end > rdata.end {
+            break;
         }
         out.push((code, pos..end));
         pos = end;
     }
-    Some(out)
+    (out, pos == rdata.end)
+}
+
+/// `msg` with `record`'s RDATA replaced by `rdata` and its RDLENGTH fixed.
+pub fn with_rdata(msg: &[u8], record: &Record, rdata: &[u8]) -> Vec<u8> {
+    let mut out = msg[..record.rdlen_at].to_vec();
+    out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    out.extend_from_slice(rdata);
+    out.extend_from_slice(&msg[record.rdata.end..]);
+    out
 }
 
 /// Where the first question ends, by the strict rules, when it is uncompressed (as a query's
