@@ -47,6 +47,8 @@ use crate::config::{ConfigError, DnsencLoad};
 pub const WINDOW: usize = 10;
 /// A query unanswered this long after it was sent is lost.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How far behind its rate the tool may fall and still catch up (see `Shared::take_slot`).
+const MAX_LAG: Duration = Duration::from_millis(100);
 
 /// The queries of a dnsperf query file: one `NAME [TYPE]` a line (TYPE A when left out), blank
 /// lines and lines starting with `;` skipped. A name or type that is not one, or a file without
@@ -172,9 +174,11 @@ impl Shared {
             .map(Rc::new)
     }
 
-    /// Takes the next sending slot of the rate: the earliest free one, not before `now`.
+    /// Takes the next sending slot of the rate: the earliest free one, even one a late wake-up
+    /// has passed (it is sent at once, so the rate catches up, as dnsperf's does), but not one
+    /// more than [`MAX_LAG`] in the past (after a stall the tool does not burst to make it up).
     fn take_slot(&self, now: Instant, interval: Duration) -> Instant {
-        let at = self.next_slot.get().max(now);
+        let at = self.next_slot.get().max(now.checked_sub(MAX_LAG).unwrap_or(now));
         self.next_slot.set(at + interval);
         at
     }
