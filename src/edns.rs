@@ -480,7 +480,7 @@ mod tests {
         assert!(answer.answers().is_empty() && answer.name_servers().is_empty());
         let edns = answer.extensions().as_ref().expect("an OPT record");
         assert_eq!(edns.max_payload(), 1232);
-        assert!(edns.dnssec_ok(), "DO copied from the query");
+        assert!(edns.flags().dnssec_ok, "DO copied from the query");
         assert_eq!(edns.version(), 0);
         assert_eq!(edns.options().as_ref().len(), 1, "only the EDE option, not the query's cookie");
         let mut ede = 18u16.to_be_bytes().to_vec();
@@ -495,7 +495,7 @@ mod tests {
 
         let mut no_do = q.clone();
         no_do[end + 7] = 0;
-        assert!(!ede_answer(&no_do).1.extensions().as_ref().unwrap().dnssec_ok(), "DO copied when clear too");
+        assert!(!ede_answer(&no_do).1.extensions().as_ref().unwrap().flags().dnssec_ok, "DO copied when clear too");
     }
 
     #[test]

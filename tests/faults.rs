@@ -161,7 +161,7 @@ impl Asked {
                     .answers()
                     .iter()
                     .filter_map(|r| match r.data() {
-                        Some(RData::AAAA(a)) => Some(a.0),
+                        RData::AAAA(a) => Some(a.0),
                         _ => None,
                     })
                     .collect();

@@ -34,7 +34,7 @@ async fn rustls_client_through_unbound_gets_real_answers() {
         .answers()
         .iter()
         .filter_map(|r| match r.data() {
-            Some(RData::AAAA(v6)) => Some(v6.0.to_string()),
+            RData::AAAA(v6) => Some(v6.0.to_string()),
             _ => None,
         })
         .collect();

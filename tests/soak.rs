@@ -108,7 +108,7 @@ impl Ask {
                 Ask::WwwA => m.response_code() == ResponseCode::NoError && a_records(&m) == vec![WWW_A],
                 Ask::WwwAaaa => {
                     m.response_code() == ResponseCode::NoError
-                        && m.answers().iter().any(|r| matches!(r.data(), Some(RData::AAAA(_))))
+                        && m.answers().iter().any(|r| matches!(r.data(), RData::AAAA(_)))
                 }
                 Ask::Mixed => m.response_code() == ResponseCode::NoError && a_records(&m) == vec![MIXED_A],
                 Ask::NxDomain(_) => m.response_code() == ResponseCode::NXDomain,

@@ -971,7 +971,7 @@ mod tests {
             let (family, source, address) = read_reference(&sent_option.1).unwrap();
             prop_assert_eq!(hickory_subnet(&parsed), Some(ClientSubnet::new(ip_of(family, &address), source, 0)));
             let edns = parsed.extensions().as_ref().unwrap();
-            prop_assert_eq!(edns.dnssec_ok(), opt.as_ref().is_some_and(|(_, dnssec_ok, _)| *dnssec_ok));
+            prop_assert_eq!(edns.flags().dnssec_ok, opt.as_ref().is_some_and(|(_, dnssec_ok, _)| *dnssec_ok));
 
             // The backend's answer to it: records, the same OPT fields, the other options, the
             // ECS option with some scope or none, perhaps one more option.

@@ -860,7 +860,7 @@ pub fn a_records(msg: &Message) -> Vec<Ipv4Addr> {
     msg.answers()
         .iter()
         .filter_map(|r| match r.data() {
-            Some(RData::A(a)) => Some(a.0),
+            RData::A(a) => Some(a.0),
             _ => None,
         })
         .collect()
@@ -871,7 +871,7 @@ pub fn txt_records(msg: &Message) -> Vec<Vec<u8>> {
     msg.answers()
         .iter()
         .filter_map(|r| match r.data() {
-            Some(RData::TXT(t)) => Some(t.iter().flat_map(|s| s.iter().copied()).collect()),
+            RData::TXT(t) => Some(t.iter().flat_map(|s| s.iter().copied()).collect()),
             _ => None,
         })
         .collect()
