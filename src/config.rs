@@ -173,6 +173,29 @@ pub struct Cli {
     /// The code points the draft leaves to IANA (the same flags as the client tools').
     #[command(flatten)]
     pub dnsenc_codepoints: CodePointArgs,
+    /// Serve the private-subdomain gateway over UDP and TCP on this address (repeatable). Needs
+    /// --pvt-zone; queries for a --pvt-zone on the DoT listener reach the gateway as well.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub pvt_listen: Vec<String>,
+    /// A `_pvt.DOMAIN` zone the gateway serves (repeatable); turns the gateway on.
+    #[arg(long, value_name = "_pvt.DOMAIN")]
+    pub pvt_zone: Vec<String>,
+    /// The BIND primary that holds the `_pvt` zones (reachable only by dotgate).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub pvt_primary: Option<String>,
+    /// The TSIG key the gateway updates the primary with, as `tsig-keygen` writes it.
+    #[arg(long, value_name = "FILE")]
+    pub pvt_tsig_key: Option<PathBuf>,
+    /// The provider's private key, from `dotgate pvt provider-keygen` (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub pvt_provider_key: Option<PathBuf>,
+    /// The users allowed to register, one per line (`dotgate pvt enroll`); read at each
+    /// registration.
+    #[arg(long, value_name = "FILE")]
+    pub pvt_enrollment: Option<PathBuf>,
+    /// The ENCR RR type's code point (default 65302, private use).
+    #[arg(long, value_name = "TYPE")]
+    pub pvt_encr_type: Option<u16>,
     /// Serve /metrics (Prometheus), /healthz and /readyz over plain HTTP on this address. Off by
     /// default; give a loopback or internal address, never the DoT port.
     #[arg(long, value_name = "ADDR:PORT")]
@@ -402,6 +425,13 @@ pub struct FileConfig {
     pub dnsenc_nsk_type: Option<u16>,
     pub dnsenc_option_code: Option<u16>,
     pub dnsenc_badcrypt_rcode: Option<u16>,
+    pub pvt_listen: Option<Vec<String>>,
+    pub pvt_zone: Option<Vec<String>>,
+    pub pvt_primary: Option<String>,
+    pub pvt_tsig_key: Option<PathBuf>,
+    pub pvt_provider_key: Option<PathBuf>,
+    pub pvt_enrollment: Option<PathBuf>,
+    pub pvt_encr_type: Option<u16>,
     pub admin: Option<String>,
 }
 
@@ -512,7 +542,26 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     /// The DNSENC frontend; `None`: off.
     pub dnsenc: Option<DnsencConfig>,
+    /// The private-subdomain gateway; `None`: off.
+    pub pvt: Option<PvtConfig>,
 }
+
+/// The private-subdomain gateway's settings (the files are read by `frontend::pvt` at start).
+#[derive(Debug, Clone)]
+pub struct PvtConfig {
+    /// Addresses to serve it on, UDP and TCP each (it is reachable through DoT too).
+    pub listen: Vec<SocketAddr>,
+    /// The `_pvt.DOMAIN` zones, lowercased wire form.
+    pub zones: Vec<Vec<u8>>,
+    pub primary: SocketAddr,
+    pub tsig_key: PathBuf,
+    pub provider_key: PathBuf,
+    pub enrollment: PathBuf,
+    pub encr_type: u16,
+}
+
+/// The ENCR RR type dotgate uses unless told otherwise (private use, RFC 6895).
+pub const DEFAULT_PVT_ENCR_TYPE: u16 = crate::frontend::pvt::wire::DEFAULT_TYPE_ENCR;
 
 /// The DNSENC frontend's settings.
 #[derive(Debug, Clone)]
@@ -736,6 +785,7 @@ impl Config {
     pub fn merge(cli: Cli, file: FileConfig, resolve: bool) -> Result<Config, ConfigError> {
         let access = access_config(&cli, &file)?;
         let dnsenc = dnsenc_config(&cli, &file)?;
+        let pvt = pvt_config(&cli, &file)?;
         let listen_strings = if cli.listen.is_empty() { file.listen.unwrap_or_default() } else { cli.listen };
         let listen = if listen_strings.is_empty() {
             vec![
@@ -744,9 +794,10 @@ impl Config {
             ]
         } else if listen_strings.len() == 1 && listen_strings[0].trim() == "none" {
             // No DoT at all: a DNSENC-only deployment.
-            if dnsenc.is_none() {
+            if dnsenc.is_none() && pvt.as_ref().is_none_or(|pvt| pvt.listen.is_empty()) {
                 return Err(ConfigError::Cli(
-                    "--listen none turns DoT off: give --dnsenc-listen, or dotgate has nothing to serve".to_owned(),
+                    "--listen none turns DoT off: give --dnsenc-listen or --pvt-listen, or dotgate has nothing to serve"
+                        .to_owned(),
                 ));
             }
             Vec::new()
@@ -909,8 +960,70 @@ impl Config {
             tcp_fast_open: cli.tcp_fast_open.or(file.tcp_fast_open).unwrap_or(true),
             admin,
             dnsenc,
+            pvt,
         })
     }
+}
+
+/// The gateway's settings: on when a `--pvt-zone` is given, which then needs the primary, its
+/// TSIG key, the provider key and the enrollment file.
+fn pvt_config(cli: &Cli, file: &FileConfig) -> Result<Option<PvtConfig>, ConfigError> {
+    let pick = |flag: &Vec<String>, key: &Option<Vec<String>>| {
+        if flag.is_empty() {
+            key.clone().unwrap_or_default()
+        } else {
+            flag.clone()
+        }
+    };
+    let listen = pick(&cli.pvt_listen, &file.pvt_listen);
+    let zones = pick(&cli.pvt_zone, &file.pvt_zone);
+    if zones.is_empty() {
+        if !listen.is_empty() || cli.pvt_primary.is_some() || file.pvt_primary.is_some() {
+            return Err(ConfigError::Cli("--pvt-listen and --pvt-primary need at least one --pvt-zone".to_owned()));
+        }
+        return Ok(None);
+    }
+    let needed =
+        |value: Option<PathBuf>, flag: &str| value.ok_or_else(|| ConfigError::Cli(format!("--pvt-zone needs {flag}")));
+    let primary = cli.pvt_primary.clone().or(file.pvt_primary.clone());
+    let primary = parse_addr(
+        &primary.ok_or_else(|| ConfigError::Cli("--pvt-zone needs --pvt-primary".to_owned()))?,
+        53,
+        "pvt-primary",
+    )?;
+    let zones = zones
+        .iter()
+        .map(|zone| {
+            let wire = crate::frontend::dnsenc::wire::name_from_text(zone.trim().as_bytes())
+                .map_err(|_| ConfigError::Value { what: "pvt-zone", value: zone.clone(), reason: "not a domain name" })?
+                .to_ascii_lowercase();
+            if wire.get(..5) != Some(b"\x04_pvt".as_slice()) || wire.len() < 7 {
+                return Err(ConfigError::Value {
+                    what: "pvt-zone",
+                    value: zone.clone(),
+                    reason: "must be _pvt.DOMAIN (draft section 3)",
+                });
+            }
+            Ok(wire)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let encr_type = cli.pvt_encr_type.or(file.pvt_encr_type).unwrap_or(DEFAULT_PVT_ENCR_TYPE);
+    if encr_type == 0 || encr_type == 41 || (128..=255).contains(&encr_type) || encr_type == 65535 {
+        return Err(ConfigError::Value {
+            what: "pvt-encr-type",
+            value: encr_type.to_string(),
+            reason: "must be a data RR type: not 0, 41 (OPT), 128-255 (meta types) or 65535",
+        });
+    }
+    Ok(Some(PvtConfig {
+        listen: listen.iter().map(|s| parse_addr(s, 53, "pvt-listen")).collect::<Result<Vec<_>, _>>()?,
+        zones,
+        primary,
+        tsig_key: needed(cli.pvt_tsig_key.clone().or(file.pvt_tsig_key.clone()), "--pvt-tsig-key")?,
+        provider_key: needed(cli.pvt_provider_key.clone().or(file.pvt_provider_key.clone()), "--pvt-provider-key")?,
+        enrollment: needed(cli.pvt_enrollment.clone().or(file.pvt_enrollment.clone()), "--pvt-enrollment")?,
+        encr_type,
+    }))
 }
 
 /// The DNSENC settings: on when a listen address is given, which then needs a key (and a key

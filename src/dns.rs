@@ -15,8 +15,10 @@ const MAX_NAME_LEN: usize = 255;
 
 /// The response codes dotgate sets on answers it makes itself.
 pub mod rcode {
+    pub const NOERROR: u8 = 0;
     pub const FORMERR: u8 = 1;
     pub const SERVFAIL: u8 = 2;
+    pub const NXDOMAIN: u8 = 3;
     pub const NOTIMP: u8 = 4;
     pub const REFUSED: u8 = 5;
 }

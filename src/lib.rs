@@ -41,12 +41,15 @@ pub mod edns;
 pub mod frontend;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod hpke;
+pub mod message;
 pub mod net;
 pub mod recency;
 pub mod relay;
 pub mod runtime;
 pub mod stats;
 pub mod tls;
+pub mod tsig;
 
 use std::sync::Arc;
 use std::thread;
@@ -67,6 +70,8 @@ pub enum RunError {
     Admin { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("cannot set up signal handling: {0}")]
     Signals(std::io::Error),
+    #[error("the private-subdomain gateway cannot start: {0}")]
+    Pvt(String),
 }
 
 /// Binds, starts the workers, and serves until SIGTERM or SIGINT, then drains and returns.
@@ -74,6 +79,7 @@ pub fn run(
     config: Config,
     tls: TlsSetup,
     dnsenc: Option<Arc<frontend::dnsenc::server::DnsencServer>>,
+    pvt: Option<Arc<frontend::pvt::gateway::PvtServer>>,
 ) -> Result<(), RunError> {
     let config = Arc::new(config);
     // Raised before the listeners and connections need descriptors; said after the binds, so
@@ -84,6 +90,13 @@ pub fn run(
         frontend::listen::bind_all(&config.listen, config.workers, config.tcp_fast_open, &mut skipped)?;
     let (mut dnsenc_sockets, dnsenc_bound) = match &config.dnsenc {
         Some(settings) if dnsenc.is_some() => {
+            let (sockets, bound) = frontend::listen::bind_udp_and_tcp_all(&settings.listen, config.workers)?;
+            (sockets.into_iter().map(Some).collect::<Vec<_>>(), bound)
+        }
+        _ => (Vec::new(), Vec::new()),
+    };
+    let (mut pvt_sockets, pvt_bound) = match &config.pvt {
+        Some(settings) if pvt.is_some() => {
             let (sockets, bound) = frontend::listen::bind_udp_and_tcp_all(&settings.listen, config.workers)?;
             (sockets.into_iter().map(Some).collect::<Vec<_>>(), bound)
         }
@@ -115,6 +128,11 @@ pub fn run(
     }
 
     let main_runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(RunError::Signals)?;
+    if let Some(server) = &pvt {
+        // The `_pvt` apexes hold the provider's KEY before the first client can ask for it.
+        main_runtime.block_on(frontend::pvt::tools::publish_provider_key(server)).map_err(RunError::Pvt)?;
+    }
+    let pvt_stats = Arc::new(frontend::pvt::PvtStats::default());
     let (trigger, shutdown) = runtime::shutdown::channel();
     let (exited_tx, mut exited_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, std::io::Result<()>)>();
 
@@ -138,6 +156,9 @@ pub fn run(
             dnsenc: dnsenc
                 .clone()
                 .and_then(|server| Some((server, dnsenc_sockets.get_mut(index).and_then(Option::take)?))),
+            pvt: pvt.clone().map(|server| {
+                (server, pvt_stats.clone(), pvt_sockets.get_mut(index).and_then(Option::take).unwrap_or_default())
+            }),
         };
         let exited_tx = exited_tx.clone();
         let handle = thread::Builder::new()
@@ -168,9 +189,10 @@ pub fn run(
         .collect();
     let rate = |limit: Option<u32>| limit.map_or_else(|| "off".to_owned(), |n| n.to_string());
     tracing::info!(
-        "dotgate started: listen=[{}] dnsenc=[{}] backends=[{}] workers={} allow={} deny={} max-qps-per-client={} max-new-connections-per-client={} admin={} cert={} pin-sha256=\"{}\"",
+        "dotgate started: listen=[{}] dnsenc=[{}] pvt=[{}] backends=[{}] workers={} allow={} deny={} max-qps-per-client={} max-new-connections-per-client={} admin={} cert={} pin-sha256=\"{}\"",
         listen_list.join(","),
         dnsenc_bound.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+        pvt_bound.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
         backend_list.join(" "),
         config.workers,
         config.access.allow.len(),

@@ -43,6 +43,13 @@ fn main() -> ExitCode {
         },
         None => None,
     };
+    let pvt = match &config.pvt {
+        Some(settings) => match dotgate::frontend::pvt::tools::load_server(settings) {
+            Ok(server) => Some(std::sync::Arc::new(server)),
+            Err(e) => return bad_config(&e),
+        },
+        None => None,
+    };
     if check_only {
         println!("dotgate: configuration OK");
         return ExitCode::SUCCESS;
@@ -57,7 +64,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    match dotgate::run(config, tls, dnsenc) {
+    match dotgate::run(config, tls, dnsenc, pvt) {
         Ok(()) => ExitCode::SUCCESS,
         // An address this host cannot listen on is a settings problem like any other.
         Err(e @ (dotgate::RunError::Listen(_) | dotgate::RunError::Admin { .. })) => bad_config(&e),

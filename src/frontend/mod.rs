@@ -7,6 +7,7 @@ pub mod dnsenc;
 pub mod dot;
 pub mod limits;
 pub mod listen;
+pub mod pvt;
 
 use crate::access::prefix::ClientKey;
 use crate::relay::ClientAddr;

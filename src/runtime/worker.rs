@@ -36,6 +36,12 @@ pub struct WorkerSpec {
     pub stats: Arc<WorkerStats>,
     /// The DNSENC frontend's server and this worker's sockets for it, when it is on.
     pub dnsenc: Option<(Arc<crate::frontend::dnsenc::server::DnsencServer>, Vec<crate::frontend::listen::UdpAndTcp>)>,
+    /// The private-subdomain gateway, its counters and this worker's sockets for it, when on.
+    pub pvt: Option<(
+        Arc<crate::frontend::pvt::gateway::PvtServer>,
+        Arc<crate::frontend::pvt::PvtStats>,
+        Vec<crate::frontend::listen::UdpAndTcp>,
+    )>,
 }
 
 /// Runs a worker to completion on the calling thread.
@@ -49,7 +55,7 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
 }
 
 async fn serve(spec: WorkerSpec) -> io::Result<()> {
-    let WorkerSpec { index, config, tls, listeners, mut shutdown, limits, gate, stats, dnsenc } = spec;
+    let WorkerSpec { index, config, tls, listeners, mut shutdown, limits, gate, stats, dnsenc, pvt } = spec;
     let relay = Relay::new(
         RelaySettings {
             backends: config.backends.clone(),
@@ -64,6 +70,10 @@ async fn serve(spec: WorkerSpec) -> io::Result<()> {
     )?;
     relay.start();
     relay.publish_gauges();
+    let pvt = match pvt {
+        Some((server, pvt_stats, sockets)) => Some((start_pvt(index, &config, server, pvt_stats)?, sockets)),
+        None => None,
+    };
     let ctx = Rc::new(DotContext {
         tls,
         relay: relay.clone(),
@@ -81,6 +91,7 @@ async fn serve(spec: WorkerSpec) -> io::Result<()> {
         idle_timeout: std::cell::Cell::new(limits.idle_timeout(config.idle_timeout)),
         limits,
         gate,
+        pvt: pvt.as_ref().map(|(gateway, _)| gateway.clone()),
     });
     for listener in listeners {
         let listener = TcpListener::from_std(listener)?;
@@ -106,6 +117,28 @@ async fn serve(spec: WorkerSpec) -> io::Result<()> {
             tokio::task::spawn_local(crate::frontend::dnsenc::tcp::accept_loop(dnsenc.clone(), tcp, shutdown.clone()));
         }
     }
+    if let Some((gateway, sockets)) = pvt {
+        let settings = Rc::new(crate::frontend::pvt::tcp::TcpSettings {
+            gate: ctx.gate.clone(),
+            limits: ctx.limits.clone(),
+            idle_timeout: config.idle_timeout,
+            max_in_flight: config.max_in_flight,
+        });
+        for crate::frontend::listen::UdpAndTcp { udp, tcp } in sockets {
+            let (udp_ctx, gate, udp_shutdown) = (gateway.clone(), ctx.gate.clone(), shutdown.clone());
+            tokio::task::spawn_local(async move {
+                if let Err(e) = crate::frontend::pvt::udp::serve(udp_ctx, gate, udp, udp_shutdown).await {
+                    tracing::warn!(error = %e, "private-subdomain UDP listener failed");
+                }
+            });
+            tokio::task::spawn_local(crate::frontend::pvt::tcp::accept_loop(
+                gateway.clone(),
+                settings.clone(),
+                tcp,
+                shutdown.clone(),
+            ));
+        }
+    }
     tokio::task::spawn_local(every_second(ctx.clone()));
 
     shutdown.wait().await;
@@ -119,6 +152,32 @@ async fn serve(spec: WorkerSpec) -> io::Result<()> {
         "worker stopped: {stats}"
     );
     Ok(())
+}
+
+/// The worker's gateway, with a relay of its own to the primary (its answers are sealed, never
+/// mixed with the backends').
+fn start_pvt(
+    index: usize,
+    config: &Config,
+    server: Arc<crate::frontend::pvt::gateway::PvtServer>,
+    pvt_stats: Arc<crate::frontend::pvt::PvtStats>,
+) -> io::Result<Rc<crate::frontend::pvt::gateway::PvtContext>> {
+    let relay = Relay::new(
+        RelaySettings {
+            backends: vec![server.primary.addr],
+            upstream_timeout: config.upstream_timeout,
+            upstream_sockets: 1,
+            worker: index,
+            tcp_memory_entries: 0,
+            tcp_memory_ttl: config.tcp_memory_ttl,
+            backend_options: vec![Default::default()],
+        },
+        // The relay's own counters for the primary are not exposed: the gateway counts its
+        // queries itself.
+        Arc::new(WorkerStats::new(1)),
+    )?;
+    relay.start();
+    Ok(Rc::new(crate::frontend::pvt::gateway::PvtContext::new(server, relay, pvt_stats)))
 }
 
 /// Once a second: keeps the worker's idle timeout in step with the connections open on all

@@ -19,7 +19,7 @@ pub mod dnssec;
 pub mod exchange;
 pub mod keys;
 pub mod load;
-pub mod message;
+
 pub mod print;
 pub mod publish;
 pub mod reload;
@@ -27,7 +27,7 @@ pub mod server;
 pub mod tcp;
 pub mod tools;
 pub mod trust;
-pub mod tsig;
+
 pub mod udp;
 pub mod wire;
 

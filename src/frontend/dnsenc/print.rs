@@ -15,9 +15,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use base64::Engine as _;
 
-use super::message::{self, be16, parse, Record};
 use super::wire::{CodePoints, Nsk};
 use crate::dns::HEADER_LEN;
+use crate::message::{self, be16, parse, Record};
 
 const TYPE_OPT: u16 = 41;
 

@@ -18,10 +18,10 @@ use super::keys::ServerKey;
 use super::print;
 use super::tools::Report;
 use super::trust::reverse_name;
-use super::tsig;
 use super::wire::Nsk;
 use crate::config::{ConfigError, DnsencPublish};
 use crate::dns;
+use crate::tsig;
 
 const OPCODE_UPDATE: u8 = 5;
 const TYPE_SOA: u16 = 6;
@@ -189,7 +189,7 @@ mod tests {
             response_schemes: vec![super::super::crypto::AES256_GCM],
         };
         let msg = update_message(0x1234, &zone, std::slice::from_ref(&owner), &[nsk.clone(), nsk], 65301, 300);
-        let parsed = super::super::message::parse(&msg);
+        let parsed = crate::message::parse(&msg);
         assert!(parsed.stopped.is_none());
         assert_eq!(dns::opcode(&msg), OPCODE_UPDATE);
         assert_eq!(parsed.questions, vec![(zone, TYPE_SOA, CLASS_IN)]);

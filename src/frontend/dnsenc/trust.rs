@@ -24,10 +24,10 @@ use rand::Rng;
 
 use super::dnssec::{self, CLASS_IN, TYPE_DNSKEY, TYPE_DS, TYPE_RRSIG};
 use super::exchange::{self, Traffic};
-use super::message;
 use super::wire::{self, CodePoints, Nsk};
 use crate::config::ConfigError;
 use crate::dns;
+use crate::message;
 
 /// Zones a chain may pass through before the walk gives up (the root, a TLD, and a few more).
 const MAX_CHAIN: usize = 16;

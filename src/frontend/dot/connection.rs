@@ -589,6 +589,12 @@ fn take_queries(
         || answers.outstanding() < cap,
         |message| {
             bump(&ctx.stats.queries);
+            if let Some(pvt) = ctx.pvt.as_ref().filter(|pvt| pvt.server.claims(message)) {
+                // A query or UPDATE for a private subdomain: the gateway answers it, once.
+                answers.relayed();
+                pvt.handle(message, answers.clone(), 0, crate::frontend::pvt::gateway::Transport::Stream);
+                return Ok(());
+            }
             match dns::check_query(message) {
                 QueryVerdict::Relay { question_end } => {
                     // Over the client's query rate: REFUSED, saying why, and the backend never

@@ -55,6 +55,8 @@ pub struct DotContext {
     /// The idle timeout in force: `settings.idle_timeout`, shrunk when connections near the
     /// limit. This worker's copy, refreshed at each accept and once a second.
     pub idle_timeout: Cell<Duration>,
+    /// The private-subdomain gateway, when on: queries in its zones go to it, not the relay.
+    pub pvt: Option<Rc<crate::frontend::pvt::gateway::PvtContext>>,
 }
 
 /// A worker's open client connections: counted, so that drain can wait for the last one, and

@@ -14,8 +14,8 @@ use aws_lc_rs::hmac;
 use base64::Engine as _;
 use zeroize::Zeroizing;
 
-use super::message;
 use crate::config::ConfigError;
+use crate::message;
 
 pub const TYPE_TSIG: u16 = 250;
 const CLASS_ANY: u16 = 255;
@@ -71,8 +71,9 @@ pub fn parse_key_file(text: &str) -> Result<TsigKey, String> {
     if secret.is_empty() {
         return Err("the secret is empty".to_owned());
     }
-    let name = super::wire::name_from_text(name.as_bytes()).map_err(|e| format!("the key name: {e}"))?;
-    let algorithm_name = super::wire::name_from_text(algorithm.as_bytes()).expect("a fixed name");
+    let name =
+        crate::frontend::dnsenc::wire::name_from_text(name.as_bytes()).map_err(|e| format!("the key name: {e}"))?;
+    let algorithm_name = crate::frontend::dnsenc::wire::name_from_text(algorithm.as_bytes()).expect("a fixed name");
     Ok(TsigKey {
         name: name.to_ascii_lowercase(),
         algorithm_name,

@@ -1,0 +1,1 @@
+//! The `dotgate pvt` user commands (being written).

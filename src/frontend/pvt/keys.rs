@@ -1,0 +1,379 @@
+//! The private-subdomain keys: Ed25519 (DNSSEC algorithm 15) key pairs in BIND's private-key
+//! file format, their KEY records (Zone bit 0, protocol 3), and the X25519 keys the same pair
+//! seals with (the Ed25519 → X25519 map), and the provider's enrollment file.
+//!
+//! One Ed25519 key both signs SIG(0) and, mapped to X25519, seals and opens HPKE: the private
+//! scalar is the first half of SHA-512(seed), as Ed25519 itself derives it (RFC 8032 §5.1.5),
+//! and the public key is the birational map u = (1 + y) / (1 - y) mod p (RFC 7748 §4.1; the
+//! analysis of using one key for both: eprint 2021/509). aws-lc-rs has no such map and the
+//! public map runs once per key (a worker caches a user's key), so it is done here with
+//! num-bigint rather than with a new curve crate; the secret side is aws-lc-rs only.
+//!
+//! Owns: key generation and files, KEY RDATA, key tags. Never: logs or prints a secret, or puts
+//! one in an error or `Debug`; reads a private key file that others may read.
+
+use std::fmt;
+use std::path::Path;
+
+use aws_lc_rs::{agreement, digest, signature};
+use base64::Engine as _;
+use num_bigint::BigUint;
+use zeroize::Zeroizing;
+
+/// DNSSEC algorithm number of Ed25519 (RFC 8080).
+pub const ALGORITHM_ED25519: u8 = 15;
+/// KEY protocol field: DNSSEC (RFC 2535 §3.1.3).
+pub const PROTOCOL_DNSSEC: u8 = 3;
+/// KEY flags: Zone bit 0, a key for authentication and confidentiality (RFC 2535 §3.1.2).
+pub const KEY_FLAGS: u16 = 0;
+/// RR type KEY.
+pub const TYPE_KEY: u16 = 25;
+/// Bytes of an Ed25519 or X25519 key, public or private.
+pub const KEY_LEN: usize = 32;
+/// Bytes of an Ed25519 signature.
+pub const SIGNATURE_LEN: usize = 64;
+
+/// What is wrong with a key or a key file. Never carries key bytes.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error("{0}")]
+    File(String),
+    #[error("not an Ed25519 (algorithm 15) public key: {0}")]
+    Public(&'static str),
+}
+
+/// A public key as a KEY record carries it, with what sealing to it needs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    /// The Ed25519 key (the KEY record's public key field).
+    pub ed25519: [u8; KEY_LEN],
+    /// Its X25519 image, which HPKE seals to.
+    pub x25519: [u8; KEY_LEN],
+    /// The RFC 4034 Appendix B tag of its KEY RDATA.
+    pub tag: u16,
+}
+
+impl PublicKey {
+    /// From a KEY record's RDATA: flags, protocol 3, algorithm 15, 32 octets. The flags are not
+    /// checked here (the gateway requires Zone bit 0 where a key is registered).
+    pub fn from_key_rdata(rdata: &[u8]) -> Result<PublicKey, KeyError> {
+        if rdata.len() != 4 + KEY_LEN {
+            return Err(KeyError::Public("the KEY RDATA is not 36 octets"));
+        }
+        if rdata[2] != PROTOCOL_DNSSEC {
+            return Err(KeyError::Public("the protocol is not 3 (DNSSEC)"));
+        }
+        if rdata[3] != ALGORITHM_ED25519 {
+            return Err(KeyError::Public("the algorithm is not 15"));
+        }
+        let ed25519: [u8; KEY_LEN] = rdata[4..].try_into().expect("length checked");
+        PublicKey::from_ed25519(ed25519, key_tag(rdata))
+    }
+
+    fn from_ed25519(ed25519: [u8; KEY_LEN], tag: u16) -> Result<PublicKey, KeyError> {
+        let x25519 = edwards_to_montgomery(&ed25519)?;
+        Ok(PublicKey { ed25519, x25519, tag })
+    }
+
+    /// The KEY RDATA: flags 0, protocol 3, algorithm 15, the key.
+    pub fn key_rdata(&self) -> Vec<u8> {
+        key_rdata(&self.ed25519)
+    }
+
+    /// The key in a KEY record's presentation form: `0 3 15 BASE64`.
+    pub fn key_text(&self) -> String {
+        format!(
+            "{KEY_FLAGS} {PROTOCOL_DNSSEC} {ALGORITHM_ED25519} {}",
+            base64::engine::general_purpose::STANDARD.encode(self.ed25519)
+        )
+    }
+
+    /// Checks an Ed25519 signature by this key.
+    pub fn verify(&self, message: &[u8], signature_bytes: &[u8]) -> bool {
+        signature::UnparsedPublicKey::new(&signature::ED25519, &self.ed25519).verify(message, signature_bytes).is_ok()
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey(tag {})", self.tag)
+    }
+}
+
+/// A key pair: signs as Ed25519, opens and seals as X25519.
+pub struct KeyPair {
+    signing: signature::Ed25519KeyPair,
+    /// The X25519 secret (aws-lc wipes it when freed).
+    agreement: agreement::PrivateKey,
+    /// The seed, for writing the key file.
+    seed: Zeroizing<[u8; KEY_LEN]>,
+    pub public: PublicKey,
+}
+
+impl KeyPair {
+    /// A new key pair from the operating system's randomness.
+    pub fn generate() -> KeyPair {
+        let mut seed = Zeroizing::new([0u8; KEY_LEN]);
+        aws_lc_rs::rand::fill(&mut seed[..]).expect("the OS random source");
+        KeyPair::from_seed(&seed).expect("a fresh seed makes a key")
+    }
+
+    /// The key pair of a 32-byte Ed25519 seed (RFC 8032 §5.1.5).
+    pub fn from_seed(seed: &[u8; KEY_LEN]) -> Result<KeyPair, KeyError> {
+        let signing = signature::Ed25519KeyPair::from_seed_unchecked(seed)
+            .map_err(|_| KeyError::File("the Ed25519 seed is not usable".into()))?;
+        let mut scalar = Zeroizing::new([0u8; KEY_LEN]);
+        scalar.copy_from_slice(&digest::digest(&digest::SHA512, seed).as_ref()[..KEY_LEN]);
+        // X25519 clamps the scalar itself (RFC 7748 §5), as Ed25519 does.
+        let agreement = agreement::PrivateKey::from_private_key(&agreement::X25519, &scalar[..])
+            .map_err(|_| KeyError::File("the X25519 key cannot be made".into()))?;
+        let ed25519: [u8; KEY_LEN] =
+            signature::KeyPair::public_key(&signing).as_ref().try_into().expect("32-byte Ed25519 key");
+        let public = PublicKey::from_ed25519(ed25519, key_tag(&key_rdata(&ed25519)))?;
+        Ok(KeyPair { signing, agreement, seed: Zeroizing::new(*seed), public })
+    }
+
+    /// Signs `message` (Ed25519, 64 octets).
+    pub fn sign(&self, message: &[u8]) -> [u8; SIGNATURE_LEN] {
+        self.signing.sign(message).as_ref().try_into().expect("64-byte Ed25519 signature")
+    }
+
+    /// The X25519 secret, for HPKE.
+    pub fn agreement(&self) -> &agreement::PrivateKey {
+        &self.agreement
+    }
+
+    /// The seed, for hickory-proto's signer (PKCS#8) in the client tools.
+    pub fn pkcs8(&self) -> Zeroizing<Vec<u8>> {
+        // RFC 8410: SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING (32) } }.
+        let mut der = Zeroizing::new(vec![
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+        ]);
+        der.extend_from_slice(&self.seed[..]);
+        der
+    }
+
+    /// BIND's private-key file format (v1.3) for an Ed25519 key, which `dnssec-keygen -a
+    /// ED25519` writes and this reads back.
+    pub fn file_text(&self) -> Zeroizing<String> {
+        Zeroizing::new(format!(
+            "Private-key-format: v1.3\nAlgorithm: {ALGORITHM_ED25519} (ED25519)\nPrivateKey: {}\n",
+            base64::engine::general_purpose::STANDARD.encode(&self.seed[..])
+        ))
+    }
+
+    /// Reads a key file ([`KeyPair::file_text`]'s format), refusing one that the group or
+    /// others may read (mode 0600 or stricter, as BIND's own private keys).
+    pub fn read_file(path: &Path) -> Result<KeyPair, KeyError> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let shown = path.display();
+        let meta = std::fs::metadata(path).map_err(|e| KeyError::File(format!("cannot read {shown}: {e}")))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(KeyError::File(format!(
+                "{shown} is open to group or others (mode {:o}); a private key must be 0600",
+                meta.permissions().mode() & 0o777
+            )));
+        }
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path).map_err(|e| KeyError::File(format!("cannot read {shown}: {e}")))?,
+        );
+        KeyPair::parse_file(&text).map_err(|why| KeyError::File(format!("{shown}: {why}")))
+    }
+
+    /// Parses [`KeyPair::file_text`]'s format.
+    pub fn parse_file(text: &str) -> Result<KeyPair, String> {
+        let field = |name: &str| {
+            text.lines().find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(':')).map(str::trim))
+        };
+        if !field("Private-key-format").is_some_and(|v| v.starts_with("v1.")) {
+            return Err("not a private key file (no `Private-key-format: v1.x` line)".into());
+        }
+        let algorithm = field("Algorithm").ok_or("no `Algorithm:` line")?;
+        if algorithm.split_whitespace().next() != Some("15") {
+            return Err(format!("algorithm `{algorithm}`: only 15 (ED25519) is supported"));
+        }
+        let encoded = field("PrivateKey").ok_or("no `PrivateKey:` line")?;
+        let seed = Zeroizing::new(
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map_err(|_| "the PrivateKey is not base64".to_owned())?,
+        );
+        let seed: &[u8; KEY_LEN] = seed[..].try_into().map_err(|_| "the PrivateKey is not 32 octets".to_owned())?;
+        KeyPair::from_seed(seed).map_err(|e| e.to_string())
+    }
+
+    /// Writes the key file with mode 0600, refusing to replace an existing file.
+    pub fn write_file(&self, path: &Path) -> Result<(), KeyError> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| KeyError::File(format!("cannot create {}: {e}", path.display())))?;
+        file.write_all(self.file_text().as_bytes())
+            .map_err(|e| KeyError::File(format!("cannot write {}: {e}", path.display())))
+    }
+}
+
+impl fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyPair(tag {})", self.public.tag)
+    }
+}
+
+/// KEY RDATA for an Ed25519 public key.
+pub fn key_rdata(ed25519: &[u8; KEY_LEN]) -> Vec<u8> {
+    let mut rdata = Vec::with_capacity(4 + KEY_LEN);
+    rdata.extend_from_slice(&KEY_FLAGS.to_be_bytes());
+    rdata.push(PROTOCOL_DNSSEC);
+    rdata.push(ALGORITHM_ED25519);
+    rdata.extend_from_slice(ed25519);
+    rdata
+}
+
+/// RFC 4034 Appendix B: the key tag of a KEY or DNSKEY RDATA (same format, same tag).
+pub fn key_tag(rdata: &[u8]) -> u16 {
+    crate::frontend::dnsenc::dnssec::key_tag(rdata)
+}
+
+/// The Montgomery u of the Edwards point whose compressed form is `ed25519`: u = (1 + y) / (1 - y)
+/// mod p, y being the encoding with its sign bit cleared (RFC 8032 §5.1.3; RFC 7748 §4.1).
+/// Refuses a non-canonical y (≥ p) and y = 1 (the identity, which has no image).
+fn edwards_to_montgomery(ed25519: &[u8; KEY_LEN]) -> Result<[u8; KEY_LEN], KeyError> {
+    let p = (BigUint::from(1u8) << 255u32) - BigUint::from(19u8);
+    let mut y_bytes = *ed25519;
+    y_bytes[31] &= 0x7f;
+    let y = BigUint::from_bytes_le(&y_bytes);
+    if y >= p {
+        return Err(KeyError::Public("a non-canonical point"));
+    }
+    let one = BigUint::from(1u8);
+    if y == one {
+        return Err(KeyError::Public("the identity point"));
+    }
+    let numerator = (&one + &y) % &p;
+    let denominator = (&p + &one - &y) % &p;
+    // p is prime: the inverse is denominator^(p - 2).
+    let inverse = denominator.modpow(&(&p - BigUint::from(2u8)), &p);
+    let u = (numerator * inverse) % &p;
+    let mut out = [0u8; KEY_LEN];
+    let bytes = u.to_bytes_le();
+    out[..bytes.len()].copy_from_slice(&bytes);
+    Ok(out)
+}
+
+/// The provider's enrollment file: the users allowed to register, one label per line (`#`
+/// starts a comment), compared case-insensitively. Read at every registration, so an
+/// enrollment needs no restart.
+pub fn read_enrollment(path: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or("").trim().to_ascii_lowercase())
+        .filter(|line| !line.is_empty())
+        .collect())
+}
+
+/// Adds `user` to the enrollment file (creating it), unless it is there already. A user is one
+/// DNS label of letters, digits and hyphens (it becomes `<user>._pvt.<domain>`).
+pub fn enroll(path: &Path, user: &str) -> Result<bool, String> {
+    use std::io::Write as _;
+    if user.is_empty() || user.len() > 63 || !user.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(format!("user `{user}` is not one label of letters, digits and hyphens"));
+    }
+    let known = if path.exists() { read_enrollment(path)? } else { Vec::new() };
+    if known.iter().any(|u| u.eq_ignore_ascii_case(user)) {
+        return Ok(false);
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    writeln!(file, "{}", user.to_ascii_lowercase()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_x25519_image_of_the_public_key_is_the_public_key_of_the_x25519_secret() {
+        for _ in 0..8 {
+            let pair = KeyPair::generate();
+            let from_secret = pair.agreement().compute_public_key().unwrap();
+            assert_eq!(from_secret.as_ref(), &pair.public.x25519[..]);
+        }
+    }
+
+    #[test]
+    fn rfc8032_test_1_seed_gives_its_public_key_and_signature() {
+        let seed = hex32("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60");
+        let pair = KeyPair::from_seed(&seed).unwrap();
+        assert_eq!(pair.public.ed25519, hex32("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"));
+        let signature = pair.sign(b"");
+        assert!(pair.public.verify(b"", &signature));
+        assert!(!pair.public.verify(b"x", &signature));
+        assert_eq!(&signature[..4], &[0xe5, 0x56, 0x43, 0x00]);
+    }
+
+    #[test]
+    fn key_files_round_trip_and_are_read_strictly() {
+        let pair = KeyPair::generate();
+        let again = KeyPair::parse_file(&pair.file_text()).unwrap();
+        assert_eq!(again.public, pair.public);
+        for (text, why) in [
+            ("Algorithm: 15\nPrivateKey: AAAA\n", "not a private key file"),
+            ("Private-key-format: v1.3\nAlgorithm: 8 (RSASHA256)\nPrivateKey: AAAA\n", "only 15"),
+            ("Private-key-format: v1.3\nAlgorithm: 15 (ED25519)\nPrivateKey: AAAA\n", "not 32 octets"),
+            ("Private-key-format: v1.3\nAlgorithm: 15 (ED25519)\nPrivateKey: %%%\n", "not base64"),
+        ] {
+            let err = KeyPair::parse_file(text).unwrap_err();
+            assert!(err.contains(why), "{text}: {err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        pair.write_file(&path).unwrap();
+        assert_eq!(KeyPair::read_file(&path).unwrap().public, pair.public);
+        assert!(pair.write_file(&path).is_err(), "never overwrites");
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(KeyPair::read_file(&path).unwrap_err().to_string().contains("0600"));
+        assert!(!format!("{pair:?}").contains(&pair.file_text()[60..70]));
+    }
+
+    #[test]
+    fn key_rdata_round_trips_and_bad_keys_are_refused() {
+        let pair = KeyPair::generate();
+        let rdata = pair.public.key_rdata();
+        assert_eq!(PublicKey::from_key_rdata(&rdata).unwrap(), pair.public);
+        let mut rsa = rdata.clone();
+        rsa[3] = 8;
+        assert!(PublicKey::from_key_rdata(&rsa).is_err());
+        let mut identity = [0u8; KEY_LEN];
+        identity[0] = 1;
+        assert_eq!(PublicKey::from_key_rdata(&key_rdata(&identity)), Err(KeyError::Public("the identity point")));
+        assert!(PublicKey::from_key_rdata(&key_rdata(&[0xff; KEY_LEN])).is_err(), "non-canonical");
+        assert!(PublicKey::from_key_rdata(&rdata[..20]).is_err());
+    }
+
+    #[test]
+    fn enrollment_adds_each_user_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("enrolled");
+        assert_eq!(enroll(&path, "Alice"), Ok(true));
+        assert_eq!(enroll(&path, "alice"), Ok(false));
+        assert_eq!(enroll(&path, "bob"), Ok(true));
+        assert!(enroll(&path, "a.b").is_err());
+        assert_eq!(read_enrollment(&path).unwrap(), ["alice", "bob"]);
+    }
+
+    fn hex32(text: &str) -> [u8; KEY_LEN] {
+        let bytes: Vec<u8> =
+            (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect();
+        bytes.try_into().unwrap()
+    }
+}

@@ -1,0 +1,233 @@
+//! What the private-subdomain ciphertexts hold, and sealing and opening them: HPKE (RFC 9180)
+//! in Auth mode between two Ed25519 keys mapped to X25519 (`keys`), so that only the recipient
+//! opens a ciphertext and only the sender's private key can have made it.
+//!
+//! | what               | plaintext                                   | sender → recipient   | info                 |
+//! |--------------------|---------------------------------------------|----------------------|----------------------|
+//! | an encrypted name  | TYPE ‖ the labels left of the zone (no root) | user → provider      | `dotgate-pvt name`   |
+//! | an ENCR record     | TYPE ‖ owner name ‖ RDATA, names uncompressed | either way           | `dotgate-pvt record` |
+//!
+//! The AAD is the user's zone `<user>._pvt.<domain>` in lowercased wire form, so a ciphertext
+//! cannot move to another user's zone; the two `info` strings keep a name from passing as a
+//! record. Names use algorithm 1 (AES-256-GCM); records carry theirs (1 or 2) in ENCR RDATA.
+//!
+//! Owns: the plaintext layouts, the HPKE parameters. Never: draws randomness itself (the
+//! ephemeral key comes from the caller's RNG, so vectors are exact), or says why an open failed.
+
+use rand::RngCore;
+use zeroize::Zeroizing;
+
+use super::keys::{KeyPair, PublicKey};
+use super::wire::{self, Encr, ALG_HPKE_AES256GCM, ALG_HPKE_CHACHA20};
+use crate::hpke::{self, Aead, SenderKey, X25519_KEY_LEN};
+
+const INFO_NAME: &[u8] = b"dotgate-pvt name";
+const INFO_RECORD: &[u8] = b"dotgate-pvt record";
+
+/// A ciphertext that does not open, or opens to something malformed. One error for all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("does not decrypt")]
+pub struct OpenError;
+
+fn aead(algorithm: u8) -> Option<Aead> {
+    match algorithm {
+        ALG_HPKE_AES256GCM => Some(Aead::Aes256Gcm),
+        ALG_HPKE_CHACHA20 => Some(Aead::ChaCha20Poly1305),
+        _ => None,
+    }
+}
+
+fn ephemeral(rng: &mut dyn RngCore) -> Zeroizing<[u8; X25519_KEY_LEN]> {
+    let mut key = Zeroizing::new([0u8; X25519_KEY_LEN]);
+    rng.fill_bytes(&mut key[..]);
+    key
+}
+
+#[allow(clippy::too_many_arguments)]
+fn seal(
+    aead: Aead,
+    rng: &mut dyn RngCore,
+    sender: &KeyPair,
+    recipient: &PublicKey,
+    info: &[u8],
+    zone: &[u8],
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) {
+    let sender_key = SenderKey { private: sender.agreement(), public: &sender.public.x25519 };
+    let aad = zone.to_ascii_lowercase();
+    let start = out.len();
+    // A recipient key comes from a KEY record whose map to X25519 succeeded; the only failure
+    // left is a small-order image, which no valid Ed25519 public key has. Nothing is appended
+    // then, and the result does not open.
+    if hpke::seal(aead, &ephemeral(rng), &recipient.x25519, Some(sender_key), info, &aad, plaintext, out).is_err() {
+        out.truncate(start);
+    }
+}
+
+fn open(
+    aead: Aead,
+    recipient: &KeyPair,
+    sender: &PublicKey,
+    info: &[u8],
+    zone: &[u8],
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+    if sealed.len() < wire::SEAL_OVERHEAD {
+        return Err(OpenError);
+    }
+    let (enc, ciphertext) = sealed.split_at(X25519_KEY_LEN);
+    let aad = zone.to_ascii_lowercase();
+    hpke::open(aead, recipient.agreement(), &recipient.public.x25519, Some(&sender.x25519), enc, info, &aad, ciphertext)
+        .map_err(|_| OpenError)
+}
+
+/// The ciphertext of an encrypted name for `rtype` and `relative` (the labels left of `zone`,
+/// wire form without the root), from the user `sender` to the provider `recipient`.
+pub fn seal_name(
+    rng: &mut dyn RngCore,
+    sender: &KeyPair,
+    recipient: &PublicKey,
+    zone: &[u8],
+    rtype: u16,
+    relative: &[u8],
+) -> Vec<u8> {
+    let mut plaintext = Zeroizing::new(Vec::with_capacity(2 + relative.len()));
+    plaintext.extend_from_slice(&rtype.to_be_bytes());
+    plaintext.extend_from_slice(relative);
+    let mut out = Vec::with_capacity(plaintext.len() + wire::SEAL_OVERHEAD);
+    seal(Aead::Aes256Gcm, rng, sender, recipient, INFO_NAME, zone, &plaintext, &mut out);
+    out
+}
+
+/// Opens an encrypted name's ciphertext: its type and relative labels (checked: labels of 1 to
+/// 63 octets making, with `zone`, at most 255).
+pub fn open_name(
+    recipient: &KeyPair,
+    sender: &PublicKey,
+    zone: &[u8],
+    ciphertext: &[u8],
+) -> Result<(u16, Vec<u8>), OpenError> {
+    let plaintext = open(Aead::Aes256Gcm, recipient, sender, INFO_NAME, zone, ciphertext)?;
+    if plaintext.len() < 2 || !wire::check_relative(&plaintext[2..], zone.len()) {
+        return Err(OpenError);
+    }
+    Ok((u16::from_be_bytes([plaintext[0], plaintext[1]]), plaintext[2..].to_vec()))
+}
+
+/// Appends ENCR RDATA holding `rtype`, `owner` (wire, uncompressed) and `rdata` (names in it
+/// uncompressed), sealed with `algorithm` (1 or 2) from `sender` to `recipient`.
+#[allow(clippy::too_many_arguments)]
+pub fn seal_record(
+    rng: &mut dyn RngCore,
+    algorithm: u8,
+    sender: &KeyPair,
+    recipient: &PublicKey,
+    zone: &[u8],
+    rtype: u16,
+    owner: &[u8],
+    rdata: &[u8],
+    out: &mut Vec<u8>,
+) {
+    let aead = aead(algorithm).unwrap_or(Aead::Aes256Gcm);
+    let mut plaintext = Zeroizing::new(Vec::with_capacity(2 + owner.len() + rdata.len()));
+    plaintext.extend_from_slice(&rtype.to_be_bytes());
+    plaintext.extend_from_slice(owner);
+    plaintext.extend_from_slice(rdata);
+    wire::push_encr_header(algorithm, recipient.tag, out);
+    seal(aead, rng, sender, recipient, INFO_RECORD, zone, &plaintext, out);
+}
+
+/// A record opened out of ENCR RDATA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenedRecord {
+    pub rtype: u16,
+    /// Wire form, as the sender wrote it.
+    pub owner: Vec<u8>,
+    pub rdata: Vec<u8>,
+}
+
+/// Opens ENCR RDATA sealed to `recipient` by `sender`.
+pub fn open_record(
+    recipient: &KeyPair,
+    sender: &PublicKey,
+    zone: &[u8],
+    rdata: &[u8],
+) -> Result<OpenedRecord, OpenError> {
+    let Encr { algorithm, key_tag, sealed } = wire::parse_encr(rdata).ok_or(OpenError)?;
+    let aead = aead(algorithm).ok_or(OpenError)?;
+    if key_tag != recipient.public.tag {
+        return Err(OpenError);
+    }
+    let plaintext = open(aead, recipient, sender, INFO_RECORD, zone, sealed)?;
+    let owner_end = name_end(&plaintext, 2).ok_or(OpenError)?;
+    Ok(OpenedRecord {
+        rtype: u16::from_be_bytes([plaintext[0], plaintext[1]]),
+        owner: plaintext[2..owner_end].to_vec(),
+        rdata: plaintext[owner_end..].to_vec(),
+    })
+}
+
+/// The end of the uncompressed name at `at`, at most 255 octets.
+fn name_end(bytes: &[u8], at: usize) -> Option<usize> {
+    let mut pos = at;
+    loop {
+        let len = usize::from(*bytes.get(pos)?);
+        if len > 63 || pos + 1 - at > 255 {
+            return None;
+        }
+        pos += 1 + len;
+        if len == 0 {
+            return (pos - at <= 255).then_some(pos);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn zone() -> Vec<u8> {
+        crate::frontend::dnsenc::wire::name_from_text(b"alice._pvt.example.test.").unwrap()
+    }
+
+    #[test]
+    fn names_open_only_for_the_provider_from_that_user_in_that_zone() {
+        let (user, provider, stranger) = (KeyPair::generate(), KeyPair::generate(), KeyPair::generate());
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let ciphertext = seal_name(&mut rng, &user, &provider.public, &zone(), 1, b"\x03www");
+        assert_eq!(ciphertext.len(), 2 + 4 + wire::SEAL_OVERHEAD);
+        assert_eq!(
+            open_name(&provider, &user.public, &zone().to_ascii_uppercase(), &ciphertext),
+            Ok((1, b"\x03www".to_vec()))
+        );
+        assert_eq!(open_name(&provider, &stranger.public, &zone(), &ciphertext), Err(OpenError), "another sender");
+        assert_eq!(open_name(&user, &user.public, &zone(), &ciphertext), Err(OpenError), "another recipient");
+        assert_eq!(open_name(&provider, &user.public, b"\x03bob\0", &ciphertext), Err(OpenError), "another zone");
+        let again = seal_name(&mut rng, &user, &provider.public, &zone(), 1, b"\x03www");
+        assert_ne!(again, ciphertext, "randomized");
+    }
+
+    #[test]
+    fn records_round_trip_in_both_algorithms_and_a_name_is_no_record() {
+        let (user, provider) = (KeyPair::generate(), KeyPair::generate());
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        let owner = b"\x03www\x05alice\x04_pvt\x07example\x04test\0";
+        for algorithm in [ALG_HPKE_AES256GCM, ALG_HPKE_CHACHA20] {
+            let mut rdata = Vec::new();
+            seal_record(&mut rng, algorithm, &provider, &user.public, &zone(), 1, owner, &[192, 0, 2, 1], &mut rdata);
+            assert_eq!(rdata[0], algorithm);
+            let opened = open_record(&user, &provider.public, &zone(), &rdata).unwrap();
+            assert_eq!(opened, OpenedRecord { rtype: 1, owner: owner.to_vec(), rdata: vec![192, 0, 2, 1] });
+            let mut flipped = rdata.clone();
+            *flipped.last_mut().unwrap() ^= 1;
+            assert_eq!(open_record(&user, &provider.public, &zone(), &flipped), Err(OpenError));
+        }
+        let name = seal_name(&mut rng, &user, &provider.public, &zone(), 1, b"");
+        let mut as_record = vec![ALG_HPKE_AES256GCM];
+        as_record.extend_from_slice(&provider.public.tag.to_be_bytes());
+        as_record.extend_from_slice(&name);
+        assert_eq!(open_record(&provider, &user.public, &zone(), &as_record), Err(OpenError));
+    }
+}
