@@ -41,6 +41,7 @@ pub mod edns;
 pub mod frontend;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod hpke;
 pub mod net;
 pub mod recency;
 pub mod relay;
