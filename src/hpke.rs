@@ -375,98 +375,114 @@ pub(crate) mod tests {
         key.compute_public_key().unwrap().as_ref().try_into().unwrap()
     }
 
-    /// The inputs RFC 9180's Appendix A shares across its suites.
+    /// One RFC 9180 Appendix A.2 setup (ChaCha20Poly1305, `info` and the plaintext as every
+    /// vector has them) and its sequence-number-0 encryption, hex as the RFC prints it.
+    struct Vector {
+        sk_em: &'static str,
+        sk_rm: &'static str,
+        pk_rm: &'static str,
+        /// skSm and pkSm: auth mode; `None`, base mode.
+        sender: Option<(&'static str, &'static str)>,
+        enc: &'static str,
+        shared_secret: &'static str,
+        secret: &'static str,
+        key: &'static str,
+        base_nonce: &'static str,
+        ct: &'static str,
+    }
+
+    /// The `info` of every Appendix A setup.
     const INFO: &str = "4f6465206f6e2061204772656369616e2055726e";
     /// The plaintext of every Appendix A encryption.
     const PT: &str = "4265617574792069732074727574682c20747275746820626561757479";
     /// The AAD of sequence number 0 ("Count-0").
     const AAD_0: &str = "436f756e742d30";
 
-    /// RFC 9180 Appendix A.2.1: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20Poly1305, base
-    /// mode, the setup and the first encryption (sequence number 0).
-    #[test]
-    fn base_mode_matches_rfc9180_a_2_1() {
+    /// RFC 9180 Appendix A.2.1: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20Poly1305, base.
+    const A_2_1: Vector = Vector {
+        sk_em: "f4ec9b33b792c372c1d2c2063507b684ef925b8c75a42dbcbf57d63ccd381600",
+        sk_rm: "8057991eef8f1f1af18f4a9491d16a1ce333f695d4db8e38da75975c4478e0fb",
+        pk_rm: "4310ee97d88cc1f088a5576c77ab0cf5c3ac797f3d95139c6c84b5429c59662a",
+        sender: None,
+        enc: "1afa08d3dec047a643885163f1180476fa7ddb54c6a8029ea33f95796bf2ac4a",
+        shared_secret: "0bbe78490412b4bbea4812666f7916932b828bba79942424abb65244930d69a7",
+        secret: "5b9cd775e64b437a2335cf499361b2e0d5e444d5cb41a8a53336d8fe402282c6",
+        key: "ad2744de8e17f4ebba575b3f5f5a8fa1f69c2a07f6e7500bc60ca6e3e3ec1c91",
+        base_nonce: "5c4d98150661b848853b547f",
+        ct: "1c5250d8034ec2b784ba2cfd69dbdb8af406cfe3ff938e131f0def8c8b60b4db21993c62ce81883d2dd1b51a28",
+    };
+
+    /// RFC 9180 Appendix A.2.3: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20Poly1305, Auth.
+    const A_2_3: Vector = Vector {
+        sk_em: "c94619e1af28971c8fa7957192b7e62a71ca2dcdde0a7cc4a8a9e741d600ab13",
+        sk_rm: "3ca22a6d1cda1bb9480949ec5329d3bf0b080ca4c45879c95eddb55c70b80b82",
+        pk_rm: "1a478716d63cb2e16786ee93004486dc151e988b34b475043d3e0175bdb01c44",
+        sender: Some((
+            "2def0cb58ffcf83d1062dd085c8aceca7f4c0c3fd05912d847b61f3e54121f05",
+            "f0f4f9e96c54aeed3f323de8534fffd7e0577e4ce269896716bcb95643c8712b",
+        )),
+        enc: "f7674cc8cd7baa5872d1f33dbaffe3314239f6197ddf5ded1746760bfc847e0e",
+        shared_secret: "d2d67828c8bc9fa661cf15a31b3ebf1febe0cafef7abfaaca580aaf6d471e3eb",
+        secret: "3022dfc0a81d6e09a2e6daeeb605bb1ebb9ac49535540d9a4c6560064a6c6da8",
+        key: "b071fd1136680600eb447a845a967d35e9db20749cdf9ce098bcc4deef4b1356",
+        base_nonce: "d20577dff16d7cea2c4bf780",
+        ct: "ab1a13c9d4f01a87ec3440dbd756e2677bd2ecf9df0ce7ed73869b98e00c09be111cb9fdf077347aeb88e61bdf",
+    };
+
+    /// Every step of `v`: the public keys from the private ones, (Auth)Encap and (Auth)Decap,
+    /// the key schedule, then [`seal`] and [`open`] of the first encryption.
+    fn check(v: &Vector) {
         let (info, pt, aad) = (unhex(INFO), unhex(PT), unhex(AAD_0));
-        let sk_em = key32("f4ec9b33b792c372c1d2c2063507b684ef925b8c75a42dbcbf57d63ccd381600");
-        let sk_rm = key32("8057991eef8f1f1af18f4a9491d16a1ce333f695d4db8e38da75975c4478e0fb");
-        let pk_rm = key32("4310ee97d88cc1f088a5576c77ab0cf5c3ac797f3d95139c6c84b5429c59662a");
-        let enc = "1afa08d3dec047a643885163f1180476fa7ddb54c6a8029ea33f95796bf2ac4a";
-        let shared_secret = "0bbe78490412b4bbea4812666f7916932b828bba79942424abb65244930d69a7";
-        let secret = "5b9cd775e64b437a2335cf499361b2e0d5e444d5cb41a8a53336d8fe402282c6";
-        let key = "ad2744de8e17f4ebba575b3f5f5a8fa1f69c2a07f6e7500bc60ca6e3e3ec1c91";
-        let base_nonce = "5c4d98150661b848853b547f";
-        let ct = "1c5250d8034ec2b784ba2cfd69dbdb8af406cfe3ff938e131f0def8c8b60b4db21993c62ce81883d2dd1b51a28";
+        let (sk_em, pk_rm) = (key32(v.sk_em), key32(v.pk_rm));
+        let sk_r = private(&key32(v.sk_rm));
+        assert_eq!(hex(&public(&sk_r)), v.pk_rm, "pkRm from skRm");
+        let sender = v.sender.map(|(sk_sm, pk_sm)| (private(&key32(sk_sm)), key32(pk_sm)));
+        if let Some((sk_s, pk_sm)) = &sender {
+            assert_eq!(hex(&public(sk_s)), hex(pk_sm), "pkSm from skSm");
+        }
+        let sender_key = sender.as_ref().map(|(private, public)| SenderKey { private, public });
+        let sender_public = sender_key.map(|s| s.public);
+        let mode = if sender.is_some() { MODE_AUTH } else { MODE_BASE };
 
-        let sk_r = private(&sk_rm);
-        assert_eq!(hex(&public(&sk_r)), hex(&pk_rm), "pkRm from skRm");
+        let (enc, shared_secret) = encap(&sk_em, &pk_rm, sender_key).unwrap();
+        assert_eq!(hex(&enc), v.enc, "enc (pkEm)");
+        assert_eq!(hex(&shared_secret[..]), v.shared_secret, "shared_secret");
+        assert_eq!(hex(&decap(&sk_r, &pk_rm, sender_public, &enc).unwrap()[..]), v.shared_secret, "Decap");
 
-        let (got_enc, got_shared_secret) = encap(&sk_em, &pk_rm, None).unwrap();
-        assert_eq!(hex(&got_enc), enc, "enc (pkEm)");
-        assert_eq!(hex(&got_shared_secret[..]), shared_secret, "shared_secret");
-        assert_eq!(hex(&decap(&sk_r, &pk_rm, None, &got_enc).unwrap()[..]), shared_secret, "Decap");
-
-        let keys = key_schedule(MODE_BASE, Aead::ChaCha20Poly1305, &got_shared_secret[..], &info).unwrap();
-        assert_eq!(hex(&keys.secret[..]), secret, "secret");
-        assert_eq!(hex(&keys.key[..]), key, "key");
-        assert_eq!(hex(&keys.base_nonce), base_nonce, "base_nonce");
-
-        let mut sealed = Vec::new();
-        seal(Aead::ChaCha20Poly1305, &sk_em, &pk_rm, None, &info, &aad, &pt, &mut sealed).unwrap();
-        assert_eq!(hex(&sealed), format!("{enc}{ct}"), "enc ‖ ct");
-        let opened =
-            open(Aead::ChaCha20Poly1305, &sk_r, &pk_rm, None, &sealed[..32], &info, &aad, &sealed[32..]).unwrap();
-        assert_eq!(&opened[..], &pt[..]);
-        // The same inputs under AES-256-GCM differ, and do not open as ChaCha20-Poly1305.
-        let aes = key_schedule(MODE_BASE, Aead::Aes256Gcm, &got_shared_secret[..], &info).unwrap();
-        assert_ne!(hex(&aes.key[..]), key);
-        let mut aes_sealed = Vec::new();
-        seal(Aead::Aes256Gcm, &sk_em, &pk_rm, None, &info, &aad, &pt, &mut aes_sealed).unwrap();
-        assert_ne!(aes_sealed, sealed);
-        let wrong_aead =
-            open(Aead::ChaCha20Poly1305, &sk_r, &pk_rm, None, &sealed[..32], &info, &aad, &aes_sealed[32..]);
-        assert!(matches!(wrong_aead, Err(HpkeError::Open)));
-    }
-
-    /// RFC 9180 Appendix A.2.3: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20Poly1305, auth
-    /// mode, the setup and the first encryption (sequence number 0).
-    #[test]
-    fn auth_mode_matches_rfc9180_a_2_3() {
-        let (info, pt, aad) = (unhex(INFO), unhex(PT), unhex(AAD_0));
-        let sk_em = key32("c94619e1af28971c8fa7957192b7e62a71ca2dcdde0a7cc4a8a9e741d600ab13");
-        let sk_rm = key32("3ca22a6d1cda1bb9480949ec5329d3bf0b080ca4c45879c95eddb55c70b80b82");
-        let pk_rm = key32("1a478716d63cb2e16786ee93004486dc151e988b34b475043d3e0175bdb01c44");
-        let sk_sm = key32("2def0cb58ffcf83d1062dd085c8aceca7f4c0c3fd05912d847b61f3e54121f05");
-        let pk_sm = key32("f0f4f9e96c54aeed3f323de8534fffd7e0577e4ce269896716bcb95643c8712b");
-        let enc = "f7674cc8cd7baa5872d1f33dbaffe3314239f6197ddf5ded1746760bfc847e0e";
-        let shared_secret = "d2d67828c8bc9fa661cf15a31b3ebf1febe0cafef7abfaaca580aaf6d471e3eb";
-        let secret = "3022dfc0a81d6e09a2e6daeeb605bb1ebb9ac49535540d9a4c6560064a6c6da8";
-        let key = "b071fd1136680600eb447a845a967d35e9db20749cdf9ce098bcc4deef4b1356";
-        let base_nonce = "d20577dff16d7cea2c4bf780";
-        let ct = "ab1a13c9d4f01a87ec3440dbd756e2677bd2ecf9df0ce7ed73869b98e00c09be111cb9fdf077347aeb88e61bdf";
-
-        let (sk_r, sk_s) = (private(&sk_rm), private(&sk_sm));
-        assert_eq!(hex(&public(&sk_r)), hex(&pk_rm), "pkRm from skRm");
-        assert_eq!(hex(&public(&sk_s)), hex(&pk_sm), "pkSm from skSm");
-        let sender = SenderKey { private: &sk_s, public: &pk_sm };
-
-        let (got_enc, got_shared_secret) = encap(&sk_em, &pk_rm, Some(sender)).unwrap();
-        assert_eq!(hex(&got_enc), enc, "enc (pkEm)");
-        assert_eq!(hex(&got_shared_secret[..]), shared_secret, "shared_secret (AuthEncap)");
-        let decapped = decap(&sk_r, &pk_rm, Some(&pk_sm), &got_enc).unwrap();
-        assert_eq!(hex(&decapped[..]), shared_secret, "AuthDecap");
-
-        let keys = key_schedule(MODE_AUTH, Aead::ChaCha20Poly1305, &got_shared_secret[..], &info).unwrap();
-        assert_eq!(hex(&keys.secret[..]), secret, "secret");
-        assert_eq!(hex(&keys.key[..]), key, "key");
-        assert_eq!(hex(&keys.base_nonce), base_nonce, "base_nonce");
+        let keys = key_schedule(mode, Aead::ChaCha20Poly1305, &shared_secret[..], &info).unwrap();
+        assert_eq!(hex(&keys.secret[..]), v.secret, "secret");
+        assert_eq!(hex(&keys.key[..]), v.key, "key");
+        assert_eq!(hex(&keys.base_nonce), v.base_nonce, "base_nonce");
 
         let mut sealed = vec![0xee];
-        seal(Aead::ChaCha20Poly1305, &sk_em, &pk_rm, Some(sender), &info, &aad, &pt, &mut sealed).unwrap();
+        seal(Aead::ChaCha20Poly1305, &sk_em, &pk_rm, sender_key, &info, &aad, &pt, &mut sealed).unwrap();
         assert_eq!(sealed[0], 0xee, "appended");
-        assert_eq!(hex(&sealed[1..]), format!("{enc}{ct}"), "enc ‖ ct");
-        let opened =
-            open(Aead::ChaCha20Poly1305, &sk_r, &pk_rm, Some(&pk_sm), &unhex(enc), &info, &aad, &unhex(ct)).unwrap();
+        assert_eq!(hex(&sealed[1..]), format!("{}{}", v.enc, v.ct), "enc ‖ ct");
+        let (enc, ct) = (unhex(v.enc), unhex(v.ct));
+        let opened = open(Aead::ChaCha20Poly1305, &sk_r, &pk_rm, sender_public, &enc, &info, &aad, &ct).unwrap();
         assert_eq!(&opened[..], &pt[..]);
+    }
+
+    #[test]
+    fn base_mode_matches_rfc9180_a_2_1() {
+        check(&A_2_1);
+        // The same inputs under AES-256-GCM differ, and do not open as ChaCha20-Poly1305.
+        let (sk_em, pk_rm, info) = (key32(A_2_1.sk_em), key32(A_2_1.pk_rm), unhex(INFO));
+        let (_, shared_secret) = encap(&sk_em, &pk_rm, None).unwrap();
+        let aes = key_schedule(MODE_BASE, Aead::Aes256Gcm, &shared_secret[..], &info).unwrap();
+        assert_ne!(hex(&aes.key[..]), A_2_1.key);
+        let mut sealed = Vec::new();
+        seal(Aead::Aes256Gcm, &sk_em, &pk_rm, None, &info, &unhex(AAD_0), &unhex(PT), &mut sealed).unwrap();
+        assert_ne!(hex(&sealed), format!("{}{}", A_2_1.enc, A_2_1.ct));
+        let sk_r = private(&key32(A_2_1.sk_rm));
+        let (enc, ct) = sealed.split_at(X25519_KEY_LEN);
+        let chacha = open(Aead::ChaCha20Poly1305, &sk_r, &pk_rm, None, enc, &info, &unhex(AAD_0), ct);
+        assert!(matches!(chacha, Err(HpkeError::Open)));
+    }
+
+    #[test]
+    fn auth_mode_matches_rfc9180_a_2_3() {
+        check(&A_2_3);
     }
 
     /// A fixed auth-mode message: (recipient, pkR, sender, pkS, enc ‖ ct).

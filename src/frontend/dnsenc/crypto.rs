@@ -22,11 +22,12 @@
 //!
 //! Everything is built on aws-lc-rs, the project's one crypto library. The server's side
 //! (decrypting queries, sealing answers) is aws-lc-rs only; RSA decryption is aws-lc's
-//! constant-time OAEP. The client's RSA encryption does the EME-OAEP encoding here so that
-//! its randomness comes from the caller (test vectors are exact bytes) and the public
-//! operation `m^e mod n` with `num-bigint`: it is not constant-time and does not wipe its
-//! limbs, which is acceptable for a client encrypting its own query and never runs on the
-//! server's secret.
+//! constant-time OAEP. HPKE and the AEAD steps of the answers are [`crate::hpke`]'s (shared with
+//! the private-subdomain gateway); this module maps its errors into [`CryptoError`]. The
+//! client's RSA encryption does the EME-OAEP encoding here so that its randomness comes from
+//! the caller (test vectors are exact bytes) and the public operation `m^e mod n` with
+//! `num-bigint`: it is not constant-time and does not wipe its limbs, which is acceptable for a
+//! client encrypting its own query and never runs on the server's secret.
 //!
 //! This module owns: the scheme numbers and names, key generation and PKCS#8 import/export,
 //! encryption and decryption of payloads. It must never: do I/O or log; put key bytes or
@@ -41,9 +42,11 @@
 use std::fmt;
 
 use aws_lc_rs::encoding::{AsBigEndian, AsDer, Curve25519SeedBin};
-use aws_lc_rs::{aead, agreement, digest, hkdf, hmac, rsa};
+use aws_lc_rs::{agreement, digest, rsa};
 use num_bigint::BigUint;
 use zeroize::Zeroizing;
+
+use crate::hpke::{self, Aead, HpkeError};
 
 /// RSAES-OAEP, 2048-bit key: encrypts queries.
 pub const RSA2048_OAEP: u16 = 0x0001;
@@ -61,9 +64,9 @@ pub const RESPONSE_KEY_LEN: usize = 32;
 /// Bytes of the random nonce in front of an encrypted answer.
 pub const RESPONSE_NONCE_LEN: usize = 12;
 /// Bytes of an AEAD tag (AES-256-GCM, ChaCha20-Poly1305).
-pub const AEAD_TAG_LEN: usize = 16;
+pub const AEAD_TAG_LEN: usize = hpke::TAG_LEN;
 /// Bytes of an X25519 key, public or private (and of HPKE's `enc`).
-pub const X25519_KEY_LEN: usize = 32;
+pub const X25519_KEY_LEN: usize = hpke::X25519_KEY_LEN;
 
 /// Bytes of SHA-256: OAEP's hash and MGF1's.
 const SHA256_LEN: usize = 32;
@@ -122,6 +125,21 @@ pub enum CryptoError {
     /// aws-lc failed where it should not (key generation, sealing).
     #[error("the crypto library failed: {0}")]
     Library(&'static str),
+}
+
+/// HPKE's and the answer AEADs' failures as this module says them: a message that does not open
+/// is [`CryptoError::Decrypt`], a small-order key sealed to is the x25519 key data's fault.
+impl From<HpkeError> for CryptoError {
+    fn from(e: HpkeError) -> CryptoError {
+        match e {
+            HpkeError::Open => CryptoError::Decrypt,
+            HpkeError::SmallOrder => CryptoError::BadPublicKey {
+                scheme: "x25519",
+                why: "a small-order point (X25519 with it gives zero)".into(),
+            },
+            HpkeError::Library(what) => CryptoError::Library(what),
+        }
+    }
 }
 
 /// The name dotgate uses for a scheme (key files, logs), if it knows the scheme.
@@ -255,7 +273,7 @@ impl QueryKey {
         QueryKey::from_rsa(scheme, name, key)
     }
 
-    /// A key from X25519 private key bytes (the RFC 9180 test vectors give them raw).
+    /// A key from raw X25519 private key bytes.
     #[cfg(test)]
     fn from_x25519_raw(raw: &[u8]) -> QueryKey {
         QueryKey::from_x25519(agreement::PrivateKey::from_private_key(&agreement::X25519, raw).unwrap()).unwrap()
@@ -351,7 +369,7 @@ impl QueryKey {
                     return Err(CryptoError::BadPayloadLength { scheme: X25519_HPKE, len: payload.len() });
                 }
                 let (enc, ciphertext) = payload.split_at(X25519_KEY_LEN);
-                hpke::open_base(HpkeAead::Aes256Gcm, key, public, enc, &[], &key_id.to_be_bytes(), ciphertext)
+                Ok(hpke::open(Aead::Aes256Gcm, key, public, None, enc, &[], &key_id.to_be_bytes(), ciphertext)?)
             }
         }
     }
@@ -453,7 +471,8 @@ impl QueryPublicKey {
             PublicInner::X25519 { public } => {
                 let mut ephemeral = Zeroizing::new([0u8; X25519_KEY_LEN]);
                 rng.fill_bytes(&mut ephemeral[..]);
-                hpke::seal_base(HpkeAead::Aes256Gcm, &ephemeral, public, &[], &key_id.to_be_bytes(), plaintext, out)
+                hpke::seal(Aead::Aes256Gcm, &ephemeral, public, None, &[], &key_id.to_be_bytes(), plaintext, out)
+                    .map_err(CryptoError::from)
             }
         };
         if result.is_err() {
@@ -525,7 +544,9 @@ pub fn seal_response(
     let start = out.len();
     out.reserve(RESPONSE_NONCE_LEN + plaintext.len() + AEAD_TAG_LEN);
     out.extend_from_slice(&nonce);
-    aead_seal(algorithm, key, nonce, &key_id.to_be_bytes(), plaintext, out).inspect_err(|_| out.truncate(start))
+    hpke::aead_seal(algorithm, key, nonce, &key_id.to_be_bytes(), plaintext, out)
+        .inspect_err(|_| out.truncate(start))
+        .map_err(CryptoError::from)
 }
 
 /// The answer in a payload [`seal_response`] made with the same scheme, key and key id.
@@ -536,296 +557,20 @@ pub fn open_response(scheme: u16, key: &[u8], key_id: u32, payload: &[u8]) -> Re
     }
     let (nonce, sealed) = payload.split_at(RESPONSE_NONCE_LEN);
     let nonce = nonce.try_into().map_err(|_| CryptoError::Decrypt)?;
-    let mut plaintext = aead_open(algorithm, key, nonce, &key_id.to_be_bytes(), sealed)?;
+    let mut plaintext = hpke::aead_open(algorithm, key, nonce, &key_id.to_be_bytes(), sealed)?;
     Ok(std::mem::take(&mut *plaintext))
 }
 
-fn response_algorithm(scheme: u16, key: &[u8]) -> Result<&'static aead::Algorithm, CryptoError> {
+fn response_algorithm(scheme: u16, key: &[u8]) -> Result<Aead, CryptoError> {
     let algorithm = match scheme {
-        AES256_GCM => &aead::AES_256_GCM,
-        CHACHA20_POLY1305 => &aead::CHACHA20_POLY1305,
+        AES256_GCM => Aead::Aes256Gcm,
+        CHACHA20_POLY1305 => Aead::ChaCha20Poly1305,
         _ => return Err(CryptoError::UnsupportedScheme { scheme, wanted: "response" }),
     };
     if key.len() != RESPONSE_KEY_LEN {
         return Err(CryptoError::BadResponseKeyLength { got: key.len() });
     }
     Ok(algorithm)
-}
-
-/// Appends `plaintext` sealed (ciphertext ‖ tag) to `out`.
-fn aead_seal(
-    algorithm: &'static aead::Algorithm,
-    key: &[u8],
-    nonce: [u8; 12],
-    aad: &[u8],
-    plaintext: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<(), CryptoError> {
-    let key = aead::UnboundKey::new(algorithm, key).map_err(|_| CryptoError::Library("AEAD key"))?;
-    let key = aead::LessSafeKey::new(key);
-    let start = out.len();
-    out.reserve(plaintext.len() + AEAD_TAG_LEN);
-    out.extend_from_slice(plaintext);
-    match key.seal_in_place_separate_tag(
-        aead::Nonce::assume_unique_for_key(nonce),
-        aead::Aad::from(aad),
-        &mut out[start..],
-    ) {
-        Ok(tag) => {
-            out.extend_from_slice(tag.as_ref());
-            Ok(())
-        }
-        Err(_) => {
-            out.truncate(start);
-            Err(CryptoError::Library("AEAD seal"))
-        }
-    }
-}
-
-/// The plaintext of `sealed` (ciphertext ‖ tag); [`CryptoError::Decrypt`] if it does not open.
-fn aead_open(
-    algorithm: &'static aead::Algorithm,
-    key: &[u8],
-    nonce: [u8; 12],
-    aad: &[u8],
-    sealed: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    let key = aead::UnboundKey::new(algorithm, key).map_err(|_| CryptoError::Decrypt)?;
-    let key = aead::LessSafeKey::new(key);
-    let mut buffer = Zeroizing::new(sealed.to_vec());
-    let len = key
-        .open_in_place(aead::Nonce::assume_unique_for_key(nonce), aead::Aad::from(aad), &mut buffer[..])
-        .map_err(|_| CryptoError::Decrypt)?
-        .len();
-    buffer.truncate(len);
-    Ok(buffer)
-}
-
-/// The AEADs the HPKE code runs with: AES-256-GCM is dotgate's; ChaCha20-Poly1305 is there for
-/// RFC 9180's test vector A.2.
-#[derive(Clone, Copy, Debug)]
-enum HpkeAead {
-    Aes256Gcm,
-    #[cfg_attr(not(test), allow(dead_code))]
-    ChaCha20Poly1305,
-}
-
-impl HpkeAead {
-    /// RFC 9180 §7.3 `aead_id`.
-    fn id(self) -> u16 {
-        match self {
-            HpkeAead::Aes256Gcm => 0x0002,
-            HpkeAead::ChaCha20Poly1305 => 0x0003,
-        }
-    }
-
-    fn algorithm(self) -> &'static aead::Algorithm {
-        match self {
-            HpkeAead::Aes256Gcm => &aead::AES_256_GCM,
-            HpkeAead::ChaCha20Poly1305 => &aead::CHACHA20_POLY1305,
-        }
-    }
-}
-
-/// RFC 9180 base mode, single shot, with DHKEM(X25519, HKDF-SHA256) and HKDF-SHA256, on
-/// aws-lc-rs primitives. Extract is HMAC-SHA256 (RFC 5869 §2.2) because aws-lc-rs keeps an
-/// HKDF PRK opaque and the key schedule needs `psk_id_hash` and `info_hash` as bytes.
-mod hpke {
-    use super::*;
-
-    /// RFC 9180 §7.1 `kem_id` of DHKEM(X25519, HKDF-SHA256).
-    const KEM_ID: u16 = 0x0020;
-    /// RFC 9180 §7.2 `kdf_id` of HKDF-SHA256.
-    const KDF_ID: u16 = 0x0001;
-    /// RFC 9180 §5 `mode_base`.
-    const MODE_BASE: u8 = 0x00;
-    /// Nn: bytes of an AEAD nonce.
-    pub(super) const NONCE_LEN: usize = 12;
-    /// Nk: bytes of an AEAD key (both AEADs here have 32).
-    pub(super) const KEY_LEN: usize = 32;
-    /// Nh and Nsecret: bytes of a SHA-256 output.
-    const HASH_LEN: usize = 32;
-
-    /// `"KEM" ‖ I2OSP(kem_id, 2)`.
-    fn kem_suite_id() -> [u8; 5] {
-        let [high, low] = KEM_ID.to_be_bytes();
-        [b'K', b'E', b'M', high, low]
-    }
-
-    /// `"HPKE" ‖ I2OSP(kem_id, 2) ‖ I2OSP(kdf_id, 2) ‖ I2OSP(aead_id, 2)`.
-    fn hpke_suite_id(aead: HpkeAead) -> [u8; 10] {
-        let mut id = [0u8; 10];
-        id[..4].copy_from_slice(b"HPKE");
-        id[4..6].copy_from_slice(&KEM_ID.to_be_bytes());
-        id[6..8].copy_from_slice(&KDF_ID.to_be_bytes());
-        id[8..].copy_from_slice(&aead.id().to_be_bytes());
-        id
-    }
-
-    /// `LabeledExtract(salt, label, ikm) = Extract(salt, "HPKE-v1" ‖ suite_id ‖ label ‖ ikm)`.
-    pub(super) fn labeled_extract(salt: &[u8], suite_id: &[u8], label: &[u8], ikm: &[u8]) -> Zeroizing<[u8; HASH_LEN]> {
-        let mut mac = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA256, salt));
-        for part in [&b"HPKE-v1"[..], suite_id, label, ikm] {
-            mac.update(part);
-        }
-        let mut prk = Zeroizing::new([0u8; HASH_LEN]);
-        prk.copy_from_slice(mac.sign().as_ref());
-        prk
-    }
-
-    /// `LabeledExpand(prk, label, info, L) = Expand(prk, I2OSP(L, 2) ‖ "HPKE-v1" ‖ suite_id ‖
-    /// label ‖ info, L)`, L being `out.len()`.
-    pub(super) fn labeled_expand(
-        prk: &[u8],
-        suite_id: &[u8],
-        label: &[u8],
-        info: &[u8],
-        out: &mut [u8],
-    ) -> Result<(), CryptoError> {
-        struct Len(usize);
-        impl hkdf::KeyType for Len {
-            fn len(&self) -> usize {
-                self.0
-            }
-        }
-        let length = u16::try_from(out.len()).map_err(|_| CryptoError::Library("HKDF length"))?.to_be_bytes();
-        let info = [&length[..], b"HPKE-v1", suite_id, label, info];
-        hkdf::Prk::new_less_safe(hkdf::HKDF_SHA256, prk)
-            .expand(&info, Len(out.len()))
-            .and_then(|okm| okm.fill(out))
-            .map_err(|_| CryptoError::Library("HKDF-Expand"))
-    }
-
-    /// DHKEM's `ExtractAndExpand(dh, enc ‖ pkRm)`: the KEM's shared secret.
-    fn extract_and_expand(
-        dh: &[u8],
-        enc: &[u8],
-        recipient_public: &[u8],
-    ) -> Result<Zeroizing<[u8; HASH_LEN]>, CryptoError> {
-        let suite_id = kem_suite_id();
-        let eae_prk = labeled_extract(b"", &suite_id, b"eae_prk", dh);
-        let mut kem_context = [0u8; 2 * X25519_KEY_LEN];
-        kem_context[..X25519_KEY_LEN].copy_from_slice(enc);
-        kem_context[X25519_KEY_LEN..].copy_from_slice(recipient_public);
-        let mut shared_secret = Zeroizing::new([0u8; HASH_LEN]);
-        labeled_expand(&eae_prk[..], &suite_id, b"shared_secret", &kem_context, &mut shared_secret[..])?;
-        Ok(shared_secret)
-    }
-
-    /// X25519 of `private` with `peer`, refusing the all-zero output of a small-order peer key
-    /// (RFC 9180 §7.1.4).
-    fn diffie_hellman(
-        private: &agreement::PrivateKey,
-        peer: &[u8],
-    ) -> Result<Zeroizing<[u8; X25519_KEY_LEN]>, CryptoError> {
-        let dh = agreement::agree(
-            private,
-            agreement::UnparsedPublicKey::new(&agreement::X25519, peer),
-            CryptoError::Decrypt,
-            |dh| {
-                let mut copy = Zeroizing::new([0u8; X25519_KEY_LEN]);
-                if dh.len() != X25519_KEY_LEN {
-                    return Err(CryptoError::Decrypt);
-                }
-                copy.copy_from_slice(dh);
-                Ok(copy)
-            },
-        )?;
-        if dh.iter().fold(0u8, |acc, byte| acc | byte) == 0 {
-            return Err(CryptoError::Decrypt);
-        }
-        Ok(dh)
-    }
-
-    /// `Encap(pkR)` with the ephemeral private key given: `(enc, shared_secret)`.
-    pub(super) fn encap(
-        ephemeral: &[u8; X25519_KEY_LEN],
-        recipient_public: &[u8; X25519_KEY_LEN],
-    ) -> Result<([u8; X25519_KEY_LEN], Zeroizing<[u8; HASH_LEN]>), CryptoError> {
-        let ephemeral = agreement::PrivateKey::from_private_key(&agreement::X25519, ephemeral)
-            .map_err(|_| CryptoError::Library("X25519 ephemeral key"))?;
-        let enc: [u8; X25519_KEY_LEN] = ephemeral
-            .compute_public_key()
-            .map_err(|_| CryptoError::Library("X25519 public key"))?
-            .as_ref()
-            .try_into()
-            .map_err(|_| CryptoError::Library("X25519 public key length"))?;
-        let dh = diffie_hellman(&ephemeral, recipient_public).map_err(|_| CryptoError::BadPublicKey {
-            scheme: "x25519",
-            why: "a small-order point (X25519 with it gives zero)".into(),
-        })?;
-        Ok((enc, extract_and_expand(&dh[..], &enc, recipient_public)?))
-    }
-
-    /// `Decap(enc, skR)`.
-    pub(super) fn decap(
-        recipient: &agreement::PrivateKey,
-        recipient_public: &[u8],
-        enc: &[u8],
-    ) -> Result<Zeroizing<[u8; HASH_LEN]>, CryptoError> {
-        let dh = diffie_hellman(recipient, enc)?;
-        extract_and_expand(&dh[..], enc, recipient_public)
-    }
-
-    /// The base mode key schedule's outputs dotgate uses (the exporter secret it does not).
-    pub(super) struct Keys {
-        /// Kept for the test vector's check.
-        #[cfg_attr(not(test), allow(dead_code))]
-        pub(super) secret: Zeroizing<[u8; HASH_LEN]>,
-        pub(super) key: Zeroizing<[u8; KEY_LEN]>,
-        pub(super) base_nonce: [u8; NONCE_LEN],
-    }
-
-    /// RFC 9180 §5.1 `KeySchedule(mode_base, shared_secret, info, "", "")`.
-    pub(super) fn key_schedule(aead: HpkeAead, shared_secret: &[u8], info: &[u8]) -> Result<Keys, CryptoError> {
-        let suite_id = hpke_suite_id(aead);
-        let psk_id_hash = labeled_extract(b"", &suite_id, b"psk_id_hash", b"");
-        let info_hash = labeled_extract(b"", &suite_id, b"info_hash", info);
-        let mut context = [0u8; 1 + 2 * HASH_LEN];
-        context[0] = MODE_BASE;
-        context[1..1 + HASH_LEN].copy_from_slice(&psk_id_hash[..]);
-        context[1 + HASH_LEN..].copy_from_slice(&info_hash[..]);
-        let secret = labeled_extract(shared_secret, &suite_id, b"secret", b"");
-        let mut key = Zeroizing::new([0u8; KEY_LEN]);
-        labeled_expand(&secret[..], &suite_id, b"key", &context, &mut key[..])?;
-        let mut base_nonce = [0u8; NONCE_LEN];
-        labeled_expand(&secret[..], &suite_id, b"base_nonce", &context, &mut base_nonce)?;
-        Ok(Keys { secret, key, base_nonce })
-    }
-
-    /// Single-shot `Seal` (sequence number 0, so the nonce is `base_nonce`): appends `enc` ‖
-    /// ciphertext ‖ tag to `out`.
-    pub(super) fn seal_base(
-        aead: HpkeAead,
-        ephemeral: &[u8; X25519_KEY_LEN],
-        recipient_public: &[u8; X25519_KEY_LEN],
-        info: &[u8],
-        aad: &[u8],
-        plaintext: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), CryptoError> {
-        let (enc, shared_secret) = encap(ephemeral, recipient_public)?;
-        let keys = key_schedule(aead, &shared_secret[..], info)?;
-        out.reserve(X25519_KEY_LEN + plaintext.len() + AEAD_TAG_LEN);
-        out.extend_from_slice(&enc);
-        aead_seal(aead.algorithm(), &keys.key[..], keys.base_nonce, aad, plaintext, out)
-    }
-
-    /// Single-shot `Open` of `ciphertext` (ciphertext ‖ tag) sent with `enc`. Every failure is
-    /// [`CryptoError::Decrypt`].
-    pub(super) fn open_base(
-        aead: HpkeAead,
-        recipient: &agreement::PrivateKey,
-        recipient_public: &[u8],
-        enc: &[u8],
-        info: &[u8],
-        aad: &[u8],
-        ciphertext: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        let shared_secret = decap(recipient, recipient_public, enc).map_err(|_| CryptoError::Decrypt)?;
-        let keys = key_schedule(aead, &shared_secret[..], info).map_err(|_| CryptoError::Decrypt)?;
-        aead_open(aead.algorithm(), &keys.key[..], keys.base_nonce, aad, ciphertext)
-    }
 }
 
 #[cfg(test)]
@@ -860,15 +605,7 @@ mod tests {
     use rand::SeedableRng;
 
     use super::*;
-
-    pub(crate) fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    pub(crate) fn unhex(text: &str) -> Vec<u8> {
-        let text: String = text.split_whitespace().collect();
-        (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
-    }
+    use crate::hpke::tests::{hex, unhex};
 
     /// The fixture key in `tests/vectors/dnsenc/keys/` (RSA generation is slow; never in tests).
     fn fixture(file: &str) -> QueryKey {
@@ -919,70 +656,6 @@ mod tests {
         assert_eq!(payload_len(RSA2048_OAEP, 191), Some(512));
         assert_eq!(payload_len(RSA4096_OAEP, 447), Some(1024));
         assert_eq!(payload_len(0x1234, 10), None);
-    }
-
-    /// RFC 9180 Appendix A.2.1: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20Poly1305, base
-    /// mode, the setup and the first encryption (sequence number 0).
-    #[test]
-    fn hpke_matches_rfc9180_a_2_1() {
-        let info = unhex("4f6465206f6e2061204772656369616e2055726e");
-        let sk_em: [u8; 32] =
-            unhex("f4ec9b33b792c372c1d2c2063507b684ef925b8c75a42dbcbf57d63ccd381600").try_into().unwrap();
-        let sk_rm = unhex("8057991eef8f1f1af18f4a9491d16a1ce333f695d4db8e38da75975c4478e0fb");
-        let pk_rm: [u8; 32] =
-            unhex("4310ee97d88cc1f088a5576c77ab0cf5c3ac797f3d95139c6c84b5429c59662a").try_into().unwrap();
-        let enc = "1afa08d3dec047a643885163f1180476fa7ddb54c6a8029ea33f95796bf2ac4a";
-        let shared_secret = "0bbe78490412b4bbea4812666f7916932b828bba79942424abb65244930d69a7";
-        let secret = "5b9cd775e64b437a2335cf499361b2e0d5e444d5cb41a8a53336d8fe402282c6";
-        let key = "ad2744de8e17f4ebba575b3f5f5a8fa1f69c2a07f6e7500bc60ca6e3e3ec1c91";
-        let base_nonce = "5c4d98150661b848853b547f";
-        let pt = unhex("4265617574792069732074727574682c20747275746820626561757479");
-        let aad = unhex("436f756e742d30");
-        let ct = "1c5250d8034ec2b784ba2cfd69dbdb8af406cfe3ff938e131f0def8c8b60b4db21993c62ce81883d2dd1b51a28";
-
-        let recipient = QueryKey::from_x25519_raw(&sk_rm);
-        assert_eq!(hex(&recipient.public_key_data()), hex(&pk_rm), "pkRm from skRm");
-
-        let (got_enc, got_shared_secret) = hpke::encap(&sk_em, &pk_rm).unwrap();
-        assert_eq!(hex(&got_enc), enc, "enc (pkEm)");
-        assert_eq!(hex(&got_shared_secret[..]), shared_secret, "shared_secret");
-        let PrivateInner::X25519 { key: sk_r, public: pk_r } = &recipient.inner else { unreachable!() };
-        assert_eq!(hex(&hpke::decap(sk_r, pk_r, &got_enc).unwrap()[..]), shared_secret, "Decap");
-
-        let keys = hpke::key_schedule(HpkeAead::ChaCha20Poly1305, &got_shared_secret[..], &info).unwrap();
-        assert_eq!(hex(&keys.secret[..]), secret, "secret");
-        assert_eq!(hex(&keys.key[..]), key, "key");
-        assert_eq!(hex(&keys.base_nonce), base_nonce, "base_nonce");
-
-        let mut sealed = Vec::new();
-        hpke::seal_base(HpkeAead::ChaCha20Poly1305, &sk_em, &pk_rm, &info, &aad, &pt, &mut sealed).unwrap();
-        assert_eq!(hex(&sealed), format!("{enc}{ct}"), "enc ‖ ct");
-        let opened =
-            hpke::open_base(HpkeAead::ChaCha20Poly1305, sk_r, pk_r, &sealed[..32], &info, &aad, &sealed[32..]).unwrap();
-        assert_eq!(&opened[..], &pt[..]);
-        // The same inputs under dotgate's AEAD differ, and do not open as ChaCha20-Poly1305.
-        let aes = hpke::key_schedule(HpkeAead::Aes256Gcm, &got_shared_secret[..], &info).unwrap();
-        assert_ne!(hex(&aes.key[..]), key);
-    }
-
-    /// RFC 9180 §4's labeled HKDF written out by hand over HMAC-SHA256 (RFC 5869), against the
-    /// module's, with lengths other than the vector's.
-    #[test]
-    fn labeled_hkdf_follows_rfc9180_section_4() {
-        let hmac = |key: &[u8], parts: &[&[u8]]| {
-            let key = hmac::Key::new(hmac::HMAC_SHA256, key);
-            hmac::sign(&key, &parts.concat()).as_ref().to_vec()
-        };
-        let suite = b"HPKE\x00\x20\x00\x01\x00\x02";
-        let prk = hmac(b"salt", &[b"HPKE-v1", suite, b"label", b"ikm"]);
-        assert_eq!(&hpke::labeled_extract(b"salt", suite, b"label", b"ikm")[..], &prk[..]);
-        // Expand(prk, info, 45): T(1) ‖ T(2), T(i) = HMAC(prk, T(i-1) ‖ info ‖ i).
-        let info = [&45u16.to_be_bytes()[..], b"HPKE-v1", suite, b"lbl", b"context"].concat();
-        let t1 = hmac(&prk, &[&info, &[1]]);
-        let t2 = hmac(&prk, &[&t1, &info, &[2]]);
-        let mut out = [0u8; 45];
-        hpke::labeled_expand(&prk, suite, b"lbl", b"context", &mut out).unwrap();
-        assert_eq!(&out[..], &[t1, t2].concat()[..45]);
     }
 
     #[test]
