@@ -118,6 +118,26 @@ fn describe() {
     metrics::describe_gauge!("dotgate_backend_outstanding", "Queries waiting on the backend (refreshed each second).");
     metrics::describe_gauge!("dotgate_ready", "1 while /readyz answers ready.");
     metrics::describe_gauge!("dotgate_build_info", "Always 1; the version is a label.");
+    metrics::describe_counter!(
+        "dotgate_pvt_queries_total",
+        Unit::Count,
+        "Private-subdomain queries answered: encrypted (SIG(0) verified, relayed to the primary, sealed) or clear (SOA, NS, KEY at an apex)."
+    );
+    metrics::describe_counter!(
+        "dotgate_pvt_updates_total",
+        Unit::Count,
+        "Private-subdomain UPDATEs verified and sent to the primary, by operation (register, records, rekey, destroy)."
+    );
+    metrics::describe_counter!(
+        "dotgate_pvt_refused_total",
+        Unit::Count,
+        "Private-subdomain messages the gateway refused or failed itself, by reason."
+    );
+    metrics::describe_counter!(
+        "dotgate_pvt_truncated_total",
+        Unit::Count,
+        "Sealed private-subdomain answers too large for the client's UDP size, sent as TC=1."
+    );
 }
 
 fn record(state: &AdminState) {
@@ -162,6 +182,17 @@ fn record(state: &AdminState) {
     }
     if let Some(not_after) = state.tls.certificate_not_after() {
         metrics::gauge!("dotgate_certificate_expiry_timestamp_seconds").set(not_after as f64);
+    }
+    if let Some(pvt) = &state.pvt {
+        metrics::counter!("dotgate_pvt_queries_total", "kind" => "encrypted").absolute(pvt.queries_encrypted.load(Relaxed));
+        metrics::counter!("dotgate_pvt_queries_total", "kind" => "clear").absolute(pvt.queries_clear.load(Relaxed));
+        metrics::counter!("dotgate_pvt_truncated_total").absolute(pvt.truncated.load(Relaxed));
+        for (op, count) in pvt.updates() {
+            metrics::counter!("dotgate_pvt_updates_total", "op" => op).absolute(count);
+        }
+        for (reason, count) in pvt.refusals() {
+            metrics::counter!("dotgate_pvt_refused_total", "reason" => reason).absolute(count);
+        }
     }
     let ready = if state.readiness() == Readiness::Ready { 1.0 } else { 0.0 };
     metrics::gauge!("dotgate_ready").set(ready);

@@ -48,6 +48,8 @@ pub struct AdminState {
     /// Shutdown began: no new clients.
     draining: AtomicBool,
     exposition: exposition::Exposition,
+    /// The private-subdomain gateway's counters, when it is on.
+    pub pvt: Option<Arc<crate::frontend::pvt::PvtStats>>,
 }
 
 /// What `/readyz` answers.
@@ -74,7 +76,14 @@ impl AdminState {
             serving: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             exposition: exposition::Exposition::new(),
+            pvt: None,
         }
+    }
+
+    /// Exposes the private-subdomain gateway's counters too.
+    pub fn with_pvt(mut self, stats: Arc<crate::frontend::pvt::PvtStats>) -> AdminState {
+        self.pvt = Some(stats);
+        self
     }
 
     pub fn set_serving(&self) {

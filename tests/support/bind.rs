@@ -82,9 +82,28 @@ zone "1.0.127.in-addr.arpa" {{
 }};
 "#;
 
-fn write_config(dir: &Path, port: u16, querylog: bool, signed: bool) -> std::path::PathBuf {
+/// The zone of [`Bind::start_pvt`]: dotgate's gateway updates it with the TSIG key and may
+/// transfer it; nobody else may do either. `check-names primary ignore` (in `options`) because
+/// BIND's default fails A, AAAA and MX records whose owner is below an underscore label such as
+/// `_pvt` (their owners must be host names).
+const PVT_ZONE: &str = r#"
+key "pvt-gateway" {{ algorithm hmac-sha256; secret "{secret}"; }};
+zone "_pvt.example.test" {{
+    type primary;
+    file "{d}/_pvt.example.test.zone";
+    update-policy {{ grant pvt-gateway subdomain _pvt.example.test. ANY; }};
+    allow-transfer {{ key pvt-gateway; }};
+}};
+"#;
+
+/// The `_pvt` zone's name and the gateway's name in its SOA MNAME.
+pub const PVT_ZONE_NAME: &str = "_pvt.example.test";
+pub const PVT_MNAME: &str = "gw.example.test.";
+
+fn write_config(dir: &Path, port: u16, querylog: bool, signed: bool, pvt: bool) -> std::path::PathBuf {
     let d = dir.display();
     let querylog = if querylog { "\n    querylog yes;" } else { "" };
+    let check_names = if pvt { "\n    check-names primary ignore;" } else { "" };
     let conf = format!(
         r#"options {{
     directory "{d}";
@@ -97,7 +116,7 @@ fn write_config(dir: &Path, port: u16, querylog: bool, signed: bool) -> std::pat
     allow-query {{ any; }};
     dnssec-validation no;
     notify no;
-    tcp-clients 1000;{querylog}
+    tcp-clients 1000;{check_names}{querylog}
 }};
 controls {{ }};
 zone "example.test" {{
@@ -129,6 +148,24 @@ zone "example.test" {{
     } else {
         conf
     };
+    let conf = if pvt {
+        use base64::Engine as _;
+        let secret = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+        std::fs::write(
+            dir.join("pvt-tsig.key"),
+            format!("key \"pvt-gateway\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{secret}\";\n}};\n"),
+        )
+        .expect("write pvt-tsig.key");
+        std::fs::write(
+            dir.join(format!("{PVT_ZONE_NAME}.zone")),
+            format!("$TTL 300\n@ IN SOA {PVT_MNAME} hostmaster.example.test. 1 3600 600 86400 60\n@ IN NS ns.example.test.\n"),
+        )
+        .expect("write the _pvt zone");
+        let zone = PVT_ZONE.replace("{{", "{").replace("}}", "}").replace("{d}", &d.to_string());
+        conf + &zone.replace("{secret}", &secret)
+    } else {
+        conf
+    };
     let zone = format!(
         "$TTL 300\n\
          @   IN SOA ns.example.test. hostmaster.example.test. 1 3600 600 86400 300\n\
@@ -146,12 +183,53 @@ impl Bind {
     /// Starts named and waits (10 s max) until it answers over UDP and TCP.
     /// Retries with a new port (3 tries) if the port was taken meanwhile.
     pub fn start() -> Bind {
-        Bind::start_inner(false, false)
+        Bind::start_inner(false, false, false)
+    }
+
+    /// [`Bind::start_querylog`] with the dynamic zone `_pvt.example.test` (SOA MNAME
+    /// `gw.example.test.`, negative TTL 60) that the TSIG key in [`Bind::pvt_tsig_key_file`]
+    /// may update and transfer, for the private-subdomain gateway.
+    pub fn start_pvt() -> Bind {
+        Bind::start_inner(true, false, true)
+    }
+
+    /// The gateway's TSIG key file (`key "pvt-gateway" { ... };`) of [`Bind::start_pvt`].
+    pub fn pvt_tsig_key_file(&self) -> std::path::PathBuf {
+        self.dir().join("pvt-tsig.key")
+    }
+
+    /// Every record of `_pvt.example.test` as `dig AXFR` prints it (TSIG-signed), sorted, SOA
+    /// serials left out: what a test compares before and after a refused change.
+    pub fn pvt_zone_records(&self) -> Vec<String> {
+        let key = std::fs::read_to_string(self.pvt_tsig_key_file()).unwrap();
+        let secret = key.split('"').nth(3).expect("the secret in pvt-tsig.key");
+        let out = Command::new("kdig")
+            .arg(format!("@{}", self.addr.ip()))
+            .arg("-p")
+            .arg(self.addr.port().to_string())
+            .arg("-y")
+            .arg(format!("hmac-sha256:pvt-gateway:{secret}"))
+            .arg("+nocomments")
+            .arg("+nostats")
+            .arg("AXFR")
+            .arg(PVT_ZONE_NAME)
+            .output()
+            .expect("run kdig");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && text.contains("SOA"), "AXFR of {PVT_ZONE_NAME}: {text}{}", String::from_utf8_lossy(&out.stderr));
+        let mut records: Vec<String> = text
+            .lines()
+            .filter(|line| !line.starts_with(';') && !line.trim().is_empty() && !line.contains("\tSOA\t") && !line.contains("TSIG"))
+            .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        records.sort();
+        records.dedup();
+        records
     }
 
     /// [`Bind::start`] with `querylog yes;`: read the lines with [`Bind::query_log`].
     pub fn start_querylog() -> Bind {
-        Bind::start_inner(true, false)
+        Bind::start_inner(true, false, false)
     }
 
     /// [`Bind::start_querylog`] with three dynamic reverse zones the TSIG key in
@@ -161,7 +239,7 @@ impl Bind {
     /// `1.0.127.in-addr.arpa`, unsigned. Returns once both zones answer DNSKEY with signatures
     /// and the DS is signed (30 s max).
     pub fn start_signed() -> Bind {
-        let bind = Bind::start_inner(true, true);
+        let bind = Bind::start_inner(true, true, false);
         for zone in ["127.in-addr.arpa.", "0.0.127.in-addr.arpa."] {
             bind.wait_signed(zone, RecordType::DNSKEY);
         }
@@ -243,9 +321,9 @@ impl Bind {
         }
     }
 
-    fn start_inner(querylog: bool, signed: bool) -> Bind {
+    fn start_inner(querylog: bool, signed: bool, pvt: bool) -> Bind {
         let (addr, proc, dir) = start_dns_server("named", "www.example.test.", |dir, port| {
-            let conf = write_config(dir, port, querylog, signed);
+            let conf = write_config(dir, port, querylog, signed, pvt);
             let mut cmd = Command::new("named");
             cmd.arg("-g").arg("-c").arg(conf);
             cmd

@@ -576,7 +576,7 @@ fn unescape(raw: &[u8]) -> Result<Vec<u8>, String> {
 
 /// A zone-file name (escapes, unescaped dots between labels) in wire form; absolute whether or
 /// not it ends with a dot; "." is the root.
-pub(crate) fn name_from_text(raw: &[u8]) -> Result<Vec<u8>, String> {
+pub fn name_from_text(raw: &[u8]) -> Result<Vec<u8>, String> {
     if raw == b"." {
         return Ok(vec![0]);
     }

@@ -1,0 +1,419 @@
+//! The private-subdomain gateway end to end (issue 17, docs/pvt.md): a real BIND 9.18 holds
+//! `_pvt.example.test` (dynamic, TSIG `update-policy`), dotgate's gateway is in front of it, and
+//! the `dotgate pvt` client talks to the gateway over UDP and over DoT.
+//!
+//! - The lifecycle: register, add A, SRV and TXT, query them back, delete, rekey (the old key is
+//!   then REFUSED), destroy, and a new registration starts empty.
+//! - Bad input, each with its exact RCODE and BIND's zone unchanged (an AXFR before and after):
+//!   unsigned, another key, an expired SIG(0), a byte flipped after signing, an undecryptable
+//!   name or record, a wrong label count, a second registration, a user not enrolled, writing
+//!   into another user's subtree, a transfer. A forged ENCR is rejected by the client.
+
+mod support;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use dotgate::frontend::pvt::keys::KeyPair;
+use dotgate::frontend::pvt::{seal, sig0, wire};
+use rand::SeedableRng;
+use support::{Bind, Dotgate};
+
+const ZONE: &str = "_pvt.example.test";
+const ENCR: u16 = wire::DEFAULT_TYPE_ENCR;
+
+fn dotgate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dotgate")).args(args).output().expect("run dotgate")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn name(text: &str) -> Vec<u8> {
+    dotgate::frontend::dnsenc::wire::name_from_text(text.as_bytes()).unwrap()
+}
+
+/// BIND, the gateway in front of it (UDP/TCP and DoT), the provider key, alice and bob enrolled.
+struct Setup {
+    bind: Bind,
+    dotgate: Dotgate,
+    /// The gateway's UDP/TCP address.
+    pvt: SocketAddr,
+    dir: tempfile::TempDir,
+    cert: PathBuf,
+    provider: KeyPair,
+}
+
+impl Setup {
+    fn start() -> Setup {
+        let bind = Bind::start_pvt();
+        let dir = tempfile::tempdir().unwrap();
+        let provider_key = dir.path().join("provider.key");
+        let out = dotgate(&["pvt", "provider-keygen", "--zone", ZONE, "--out", provider_key.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "provider-keygen: {}", text(&out));
+        assert!(text(&out).contains(&format!("{ZONE}. 3600 IN KEY 0 3 15 ")), "{}", text(&out));
+        let enrollment = dir.path().join("enrolled");
+        for user in ["alice", "bob"] {
+            let out = dotgate(&["pvt", "enroll", "--file", enrollment.to_str().unwrap(), user]);
+            assert_eq!(out.status.code(), Some(0), "enroll: {}", text(&out));
+        }
+        let (cert, key, _) = support::make_cert(dir.path());
+        let pvt = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+        let dotgate = Dotgate::start(
+            &[bind.addr],
+            &[
+                "--pvt-listen",
+                &pvt.to_string(),
+                "--pvt-zone",
+                ZONE,
+                "--pvt-primary",
+                &bind.addr.to_string(),
+                "--pvt-tsig-key",
+                bind.pvt_tsig_key_file().to_str().unwrap(),
+                "--pvt-provider-key",
+                provider_key.to_str().unwrap(),
+                "--pvt-enrollment",
+                enrollment.to_str().unwrap(),
+                "--cert",
+                cert.to_str().unwrap(),
+                "--key",
+                key.to_str().unwrap(),
+                "--workers",
+                "2",
+            ],
+        );
+        let provider = KeyPair::read_file(&provider_key).unwrap();
+        Setup { bind, dotgate, pvt, dir, cert, provider }
+    }
+
+    /// `dotgate pvt keygen` into the temp dir: the key file.
+    fn keygen(&self, file: &str) -> PathBuf {
+        let path = self.dir.path().join(file);
+        let out = dotgate(&["pvt", "keygen", "--out", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "keygen: {}", text(&out));
+        path
+    }
+
+    /// `dotgate pvt COMMAND` as `user` with `key`, over UDP or DoT, then `extra`.
+    fn pvt(&self, tls: bool, user: &str, key: &Path, command: &str, extra: &[&str]) -> Output {
+        let zone = format!("{user}.{ZONE}");
+        let server = if tls { format!("@{}", self.dotgate.addr) } else { format!("@{}", self.pvt) };
+        let mut args = vec!["pvt", command, &server, "--zone", &zone, "--key", key.to_str().unwrap()];
+        let cert = self.cert.to_str().unwrap();
+        if tls {
+            args.extend_from_slice(&["--tls", "--ca", cert, "--tls-name", "localhost"]);
+        }
+        args.extend_from_slice(extra);
+        dotgate(&args)
+    }
+
+    fn user_key(&self, path: &Path) -> KeyPair {
+        KeyPair::read_file(path).unwrap()
+    }
+}
+
+fn assert_status(out: &Output, status: &str, code: i32, what: &str) {
+    let shown = text(out);
+    assert!(shown.contains(&format!("status: {status}")), "{what}: want {status}:\n{shown}");
+    assert_eq!(out.status.code(), Some(code), "{what}: exit status:\n{shown}");
+}
+
+/// The records the client printed in the answer section.
+fn answers(out: &Output) -> Vec<String> {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = stdout.lines().skip_while(|l| !l.contains("ANSWER SECTION"));
+    lines.next();
+    lines.take_while(|l| !l.trim().is_empty() && !l.starts_with(";;")).map(str::to_owned).collect()
+}
+
+fn lifecycle(tls: bool) {
+    let setup = Setup::start();
+    let key = setup.keygen("alice.key");
+    let run = |key: &Path, command: &str, extra: &[&str]| setup.pvt(tls, "alice", key, command, extra);
+
+    assert_status(&run(&key, "register", &[]), "NOERROR", 0, "register");
+    for record in ["printer 300 A 192.0.2.7", "_ipp._tcp 300 SRV 0 0 631 printer.alice._pvt.example.test.", "printer 300 TXT \"model=x1\""] {
+        assert_status(&run(&key, "add", &[record]), "NOERROR", 0, record);
+    }
+    // BIND holds them in the clear (§3.3: the provider may read them).
+    let zone = setup.bind.pvt_zone_records();
+    assert!(zone.iter().any(|r| r.starts_with("printer.alice._pvt.example.test. 300 IN A 192.0.2.7")), "{zone:#?}");
+
+    let out = run(&key, "query", &["printer", "A"]);
+    assert_status(&out, "NOERROR", 0, "query A");
+    let got = answers(&out);
+    assert_eq!(got.len(), 1, "{}", text(&out));
+    assert!(got[0].contains("192.0.2.7") && got[0].contains("printer.alice._pvt.example.test."), "{got:?}");
+    let out = run(&key, "query", &["_ipp._tcp", "SRV"]);
+    assert_status(&out, "NOERROR", 0, "query SRV");
+    let got = answers(&out);
+    assert_eq!(got.len(), 1, "{}", text(&out));
+    assert!(got[0].contains("0 0 631 printer.alice._pvt.example.test."), "{got:?}");
+    let out = run(&key, "query", &["printer", "TXT"]);
+    let got = answers(&out);
+    assert_eq!(got.len(), 1, "{}", text(&out));
+    assert!(got[0].contains("model=x1"), "{got:?}");
+
+    assert_status(&run(&key, "delete", &["printer A"]), "NOERROR", 0, "delete A");
+    let out = run(&key, "query", &["printer", "A"]);
+    assert_status(&out, "NOERROR", 0, "NODATA after deleting A (TXT is still there)");
+    assert!(answers(&out).is_empty(), "{}", text(&out));
+    assert_status(&run(&key, "delete", &["printer TXT"]), "NOERROR", 0, "delete TXT");
+    assert_status(&run(&key, "query", &["printer", "A"]), "NXDOMAIN", 1, "the name is gone");
+
+    let new_key = setup.keygen("alice2.key");
+    assert_status(&run(&key, "rekey", &["--new-key", new_key.to_str().unwrap()]), "NOERROR", 0, "rekey");
+    assert_status(&run(&key, "query", &["_ipp._tcp", "SRV"]), "REFUSED", 1, "the old key after the rekey");
+    assert_status(&run(&new_key, "query", &["_ipp._tcp", "SRV"]), "NOERROR", 0, "the new key");
+
+    assert_status(&run(&new_key, "destroy", &[]), "NOERROR", 0, "destroy");
+    let zone = setup.bind.pvt_zone_records();
+    assert!(!zone.iter().any(|r| r.contains("alice")), "destroy leaves nothing of alice: {zone:#?}");
+    assert_status(&run(&new_key, "query", &["_ipp._tcp", "SRV"]), "NXDOMAIN", 1, "no zone after destroy");
+
+    let third = setup.keygen("alice3.key");
+    assert_status(&run(&third, "register", &[]), "NOERROR", 0, "register again");
+    assert_status(&run(&third, "query", &["_ipp._tcp", "SRV"]), "NXDOMAIN", 1, "a new registration starts empty");
+}
+
+#[test]
+fn the_lifecycle_works_over_udp() {
+    lifecycle(false);
+}
+
+#[test]
+fn the_lifecycle_works_over_dot() {
+    lifecycle(true);
+}
+
+/// A signed query or UPDATE put together here, for the inputs the client never makes.
+struct Forge<'a> {
+    setup: &'a Setup,
+    user: KeyPair,
+    zone: Vec<u8>,
+    rng: rand::rngs::StdRng,
+}
+
+impl<'a> Forge<'a> {
+    fn new(setup: &'a Setup, user: KeyPair, zone: &str) -> Forge<'a> {
+        Forge { setup, user, zone: name(zone), rng: rand::rngs::StdRng::seed_from_u64(7) }
+    }
+
+    /// The encrypted name of `relative`/`rtype`.
+    fn encrypted(&mut self, rtype: u16, relative: &[u8]) -> Vec<u8> {
+        let ciphertext = seal::seal_name(&mut self.rng, &self.user, &self.setup.provider.public, &self.zone, rtype, relative);
+        wire::encrypted_name(&ciphertext, &self.zone).unwrap()
+    }
+
+    /// A query for `qname`/`qtype`, unsigned.
+    fn query(&self, qname: &[u8], qtype: u16) -> Vec<u8> {
+        let mut msg = vec![0x44, 0x44, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        msg.extend_from_slice(qname);
+        msg.extend_from_slice(&qtype.to_be_bytes());
+        msg.extend_from_slice(&1u16.to_be_bytes());
+        msg
+    }
+
+    /// An UPDATE of `zone` with `updates` (owner, type, class, ttl, rdata), unsigned.
+    fn update(&self, zone: &[u8], updates: &[(Vec<u8>, u16, u16, u32, Vec<u8>)]) -> Vec<u8> {
+        let mut msg = vec![0x55, 0x55, 0x28, 0, 0, 1, 0, 0, 0, updates.len() as u8, 0, 0];
+        msg.extend_from_slice(zone);
+        msg.extend_from_slice(&[0, 6, 0, 1]);
+        for (owner, rtype, class, ttl, rdata) in updates {
+            msg.extend_from_slice(owner);
+            msg.extend_from_slice(&rtype.to_be_bytes());
+            msg.extend_from_slice(&class.to_be_bytes());
+            msg.extend_from_slice(&ttl.to_be_bytes());
+            msg.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+            msg.extend_from_slice(rdata);
+        }
+        msg
+    }
+
+    /// An ENCR add of `relative` `rtype` `rdata`, sealed by this user.
+    fn encr_add(&mut self, relative: &[u8], rtype: u16, rdata: &[u8]) -> (Vec<u8>, u16, u16, u32, Vec<u8>) {
+        let owner = self.encrypted(rtype, relative);
+        let mut plain_owner = relative.to_vec();
+        plain_owner.extend_from_slice(&self.zone);
+        let mut encr = Vec::new();
+        seal::seal_record(
+            &mut self.rng,
+            wire::ALG_HPKE_AES256GCM,
+            &self.user,
+            &self.setup.provider.public,
+            &self.zone,
+            rtype,
+            &plain_owner,
+            rdata,
+            &mut encr,
+        );
+        (owner, ENCR, 1, 300, encr)
+    }
+
+    fn signed(&self, mut msg: Vec<u8>, key: &KeyPair, inception: u32) -> Vec<u8> {
+        sig0::sign(&mut msg, key, &self.zone, inception);
+        msg
+    }
+}
+
+fn exchange(addr: SocketAddr, msg: &[u8]) -> Vec<u8> {
+    support::client::udp_exchange_blocking(addr, msg, Duration::from_secs(5)).expect("an answer from the gateway")
+}
+
+fn rcode(answer: &[u8]) -> u8 {
+    answer[3] & 0x0f
+}
+
+#[test]
+fn bad_input_gets_its_rcode_and_leaves_the_zone_alone() {
+    let setup = Setup::start();
+    let alice_path = setup.keygen("alice.key");
+    assert_status(&setup.pvt(false, "alice", &alice_path, "register", &[]), "NOERROR", 0, "register alice");
+    assert_status(&setup.pvt(false, "alice", &alice_path, "add", &["www 300 A 192.0.2.1"]), "NOERROR", 0, "add");
+    let bob_path = setup.keygen("bob.key");
+    assert_status(&setup.pvt(false, "bob", &bob_path, "register", &[]), "NOERROR", 0, "register bob");
+    let before = setup.bind.pvt_zone_records();
+    let alice = setup.user_key(&alice_path);
+    let now = sig0::now();
+    let mut forge = Forge::new(&setup, setup.user_key(&alice_path), "alice._pvt.example.test.");
+    let zone = forge.zone.clone();
+    let stranger = KeyPair::generate();
+
+    // Queries.
+    let qname = forge.encrypted(1, b"\x03www");
+    let query = forge.query(&qname, ENCR);
+    let cases: Vec<(&str, Vec<u8>, u8)> = vec![
+        ("unsigned", query.clone(), 5),
+        ("signed with another key", forge.signed(query.clone(), &stranger, now), 5),
+        ("an expired SIG(0)", forge.signed(query.clone(), &alice, now - 3600), 5),
+        ("a byte flipped after signing", {
+            let mut msg = forge.signed(query.clone(), &alice, now);
+            msg[1] ^= 1;
+            msg
+        }, 5),
+        ("an undecryptable name", {
+            let mut bad = qname.clone();
+            bad[10] ^= 0x40;
+            forge.signed(forge.query(&bad, ENCR), &alice, now)
+        }, 1),
+        ("a wrong label count", {
+            let mut bad = qname.clone();
+            bad[1] += 1;
+            forge.signed(forge.query(&bad, ENCR), &alice, now)
+        }, 1),
+        ("a plain type below the user apex", forge.signed(forge.query(&name("www.alice._pvt.example.test."), 1), &alice, now), 5),
+        ("AXFR of the _pvt zone", forge.query(&name("_pvt.example.test."), 252), 5),
+        ("AXFR of a user zone", forge.signed(forge.query(&zone, 252), &alice, now), 5),
+    ];
+    for (what, msg, want) in cases {
+        let answer = exchange(setup.pvt, &msg);
+        assert_eq!(rcode(&answer), want, "{what}");
+        assert_eq!(&answer[..2], &msg[..2], "{what}: the ID");
+        assert_eq!(u16::from_be_bytes([answer[6], answer[7]]), 0, "{what}: no answers");
+        if want == 5 && msg.len() > 12 && msg[12..].starts_with(&qname[..4]) {
+            // §4.1: the question as received and the user's SOA in clear.
+            assert_eq!(&answer[12..12 + qname.len()], &qname[..], "{what}: the question as received");
+            assert_eq!(u16::from_be_bytes([answer[8], answer[9]]), 1, "{what}: the SOA in Authority");
+        }
+    }
+    let unknown = forge.query(&name("x.carol._pvt.example.test."), ENCR);
+    let answer = exchange(setup.pvt, &unknown);
+    assert_eq!(rcode(&answer), 3, "an unknown user: NXDOMAIN");
+    assert_eq!(u16::from_be_bytes([answer[8], answer[9]]), 1, "with the _pvt SOA");
+
+    // UPDATEs.
+    let add = forge.encr_add(b"\x04evil", 1, &[192, 0, 2, 66]);
+    let mut undecryptable = add.clone();
+    *undecryptable.4.last_mut().unwrap() ^= 1;
+    let mut mismatched = forge.encr_add(b"\x04evil", 1, &[192, 0, 2, 66]);
+    mismatched.0 = forge.encrypted(16, b"\x04evil");
+    let mut bob_forge = Forge::new(&setup, setup.user_key(&alice_path), "bob._pvt.example.test.");
+    let into_bob = bob_forge.encr_add(b"\x04evil", 1, &[192, 0, 2, 66]);
+    let cases: Vec<(&str, Vec<u8>, u8)> = vec![
+        ("an unsigned UPDATE", forge.update(&zone, &[add.clone()]), 5),
+        ("an UPDATE signed with another key", forge.signed(forge.update(&zone, &[add.clone()]), &stranger, now), 5),
+        ("an expired UPDATE", forge.signed(forge.update(&zone, &[add.clone()]), &alice, now - 3600), 5),
+        ("an UPDATE flipped after signing", {
+            let mut msg = forge.signed(forge.update(&zone, &[add.clone()]), &alice, now);
+            let at = msg.len() - 100;
+            msg[at] ^= 1;
+            msg
+        }, 5),
+        ("an undecryptable record", forge.signed(forge.update(&zone, &[undecryptable]), &alice, now), 1),
+        ("a record whose type disagrees with its owner", forge.signed(forge.update(&zone, &[mismatched]), &alice, now), 1),
+        ("alice writing into bob's zone, signed as alice", bob_forge.signed(bob_forge.update(&name("bob._pvt.example.test."), &[into_bob.clone()]), &alice, now), 5),
+        ("alice's zone naming a record under bob", forge.signed(forge.update(&zone, &[into_bob]), &alice, now), 10),
+    ];
+    for (what, msg, want) in cases {
+        let answer = exchange(setup.pvt, &msg);
+        assert_eq!(rcode(&answer), want, "{what}");
+        assert_eq!(setup.bind.pvt_zone_records(), before, "{what}: BIND's zone unchanged");
+    }
+
+    // Registrations.
+    let out = setup.pvt(false, "alice", &setup.keygen("alice-again.key"), "register", &[]);
+    assert_status(&out, "YXRRSET", 1, "a second registration");
+    let out = setup.pvt(false, "carol", &setup.keygen("carol.key"), "register", &[]);
+    assert_status(&out, "REFUSED", 1, "a user not enrolled");
+    assert_eq!(setup.bind.pvt_zone_records(), before, "registrations refused: BIND's zone unchanged");
+}
+
+#[test]
+fn a_forged_encr_is_rejected_by_the_client() {
+    // A fake gateway: it serves the real provider KEY, and answers every encrypted query with an
+    // ENCR sealed by a key that is not the provider's.
+    let setup_dir = tempfile::tempdir().unwrap();
+    let provider = KeyPair::generate();
+    let forger = KeyPair::generate();
+    let user_path = setup_dir.path().join("alice.key");
+    let out = dotgate(&["pvt", "keygen", "--out", user_path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let user = KeyPair::read_file(&user_path).unwrap();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    let provider_rdata = provider.public.key_rdata();
+    let zone = name("alice._pvt.example.test.");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        while let Ok((len, peer)) = socket.recv_from(&mut buf) {
+            let msg = &buf[..len];
+            let Some(end) = dotgate::dns::question_end(msg) else { continue };
+            let qtype = u16::from_be_bytes([msg[end - 4], msg[end - 3]]);
+            let mut answer = msg[..end].to_vec();
+            answer[2] |= 0x84;
+            answer[6..12].copy_from_slice(&[0, 1, 0, 0, 0, 0]);
+            answer.extend_from_slice(&[0xc0, 0x0c]);
+            let mut rdata = Vec::new();
+            let rtype = if qtype == 25 {
+                rdata = provider_rdata.clone();
+                25
+            } else {
+                let owner = name("www.alice._pvt.example.test.");
+                seal::seal_record(&mut rng, 1, &forger, &user.public, &zone, 1, &owner, &[192, 0, 2, 99], &mut rdata);
+                ENCR
+            };
+            answer.extend_from_slice(&rtype.to_be_bytes());
+            answer.extend_from_slice(&[0, 1, 0, 0, 0, 60]);
+            answer.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+            answer.extend_from_slice(&rdata);
+            let _ = socket.send_to(&answer, peer);
+        }
+    });
+    let out = dotgate(&[
+        "pvt",
+        "query",
+        &format!("@{addr}"),
+        "--zone",
+        "alice._pvt.example.test",
+        "--key",
+        user_path.to_str().unwrap(),
+        "www",
+        "A",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "a forged ENCR: {}", text(&out));
+    assert!(!text(&out).contains("192.0.2.99"), "the forged record is never shown: {}", text(&out));
+}
