@@ -140,7 +140,8 @@ pub fn run(
     let gate = Arc::new(access::gate::Gate::new(&config.access));
     let worker_stats: Vec<Arc<WorkerStats>> =
         (0..listeners.len()).map(|_| Arc::new(WorkerStats::new(config.backends.len()))).collect();
-    let admin_state = admin::AdminState::new(worker_stats.clone(), config.backends.clone(), limits.clone(), tls.clone());
+    let admin_state =
+        admin::AdminState::new(worker_stats.clone(), config.backends.clone(), limits.clone(), tls.clone());
     let admin_state = Arc::new(if pvt.is_some() { admin_state.with_pvt(pvt_stats.clone()) } else { admin_state });
     let mut threads = Vec::new();
     for (index, listeners) in listeners.into_iter().enumerate() {

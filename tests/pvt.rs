@@ -135,7 +135,11 @@ fn lifecycle(tls: bool) {
     let run = |key: &Path, command: &str, extra: &[&str]| setup.pvt(tls, "alice", key, command, extra);
 
     assert_status(&run(&key, "register", &[]), "NOERROR", 0, "register");
-    for record in ["printer 300 A 192.0.2.7", "_ipp._tcp 300 SRV 0 0 631 printer.alice._pvt.example.test.", "printer 300 TXT \"model=x1\""] {
+    for record in [
+        "printer 300 A 192.0.2.7",
+        "_ipp._tcp 300 SRV 0 0 631 printer.alice._pvt.example.test.",
+        "printer 300 TXT \"model=x1\"",
+    ] {
         assert_status(&run(&key, "add", &[record]), "NOERROR", 0, record);
     }
     // BIND holds them in the clear (§3.3: the provider may read them).
@@ -204,7 +208,8 @@ impl<'a> Forge<'a> {
 
     /// The encrypted name of `relative`/`rtype`.
     fn encrypted(&mut self, rtype: u16, relative: &[u8]) -> Vec<u8> {
-        let ciphertext = seal::seal_name(&mut self.rng, &self.user, &self.setup.provider.public, &self.zone, rtype, relative);
+        let ciphertext =
+            seal::seal_name(&mut self.rng, &self.user, &self.setup.provider.public, &self.zone, rtype, relative);
         wire::encrypted_name(&ciphertext, &self.zone).unwrap()
     }
 
@@ -289,22 +294,38 @@ fn bad_input_gets_its_rcode_and_leaves_the_zone_alone() {
         ("unsigned", query.clone(), 5),
         ("signed with another key", forge.signed(query.clone(), &stranger, now), 5),
         ("an expired SIG(0)", forge.signed(query.clone(), &alice, now - 3600), 5),
-        ("a byte flipped after signing", {
-            let mut msg = forge.signed(query.clone(), &alice, now);
-            msg[1] ^= 1;
-            msg
-        }, 5),
-        ("an undecryptable name", {
-            let mut bad = qname.clone();
-            bad[10] ^= 0x40;
-            forge.signed(forge.query(&bad, ENCR), &alice, now)
-        }, 1),
-        ("a wrong label count", {
-            let mut bad = qname.clone();
-            bad[1] += 1;
-            forge.signed(forge.query(&bad, ENCR), &alice, now)
-        }, 1),
-        ("a plain type below the user apex", forge.signed(forge.query(&name("www.alice._pvt.example.test."), 1), &alice, now), 5),
+        (
+            "a byte flipped after signing",
+            {
+                let mut msg = forge.signed(query.clone(), &alice, now);
+                msg[1] ^= 1;
+                msg
+            },
+            5,
+        ),
+        (
+            "an undecryptable name",
+            {
+                let mut bad = qname.clone();
+                bad[10] ^= 0x40;
+                forge.signed(forge.query(&bad, ENCR), &alice, now)
+            },
+            1,
+        ),
+        (
+            "a wrong label count",
+            {
+                let mut bad = qname.clone();
+                bad[1] += 1;
+                forge.signed(forge.query(&bad, ENCR), &alice, now)
+            },
+            1,
+        ),
+        (
+            "a plain type below the user apex",
+            forge.signed(forge.query(&name("www.alice._pvt.example.test."), 1), &alice, now),
+            5,
+        ),
         ("AXFR of the _pvt zone", forge.query(&name("_pvt.example.test."), 252), 5),
         ("AXFR of a user zone", forge.signed(forge.query(&zone, 252), &alice, now), 5),
     ];
@@ -336,15 +357,27 @@ fn bad_input_gets_its_rcode_and_leaves_the_zone_alone() {
         ("an unsigned UPDATE", forge.update(&zone, &[add.clone()]), 5),
         ("an UPDATE signed with another key", forge.signed(forge.update(&zone, &[add.clone()]), &stranger, now), 5),
         ("an expired UPDATE", forge.signed(forge.update(&zone, &[add.clone()]), &alice, now - 3600), 5),
-        ("an UPDATE flipped after signing", {
-            let mut msg = forge.signed(forge.update(&zone, &[add.clone()]), &alice, now);
-            let at = msg.len() - 100;
-            msg[at] ^= 1;
-            msg
-        }, 5),
+        (
+            "an UPDATE flipped after signing",
+            {
+                let mut msg = forge.signed(forge.update(&zone, &[add.clone()]), &alice, now);
+                let at = msg.len() - 100;
+                msg[at] ^= 1;
+                msg
+            },
+            5,
+        ),
         ("an undecryptable record", forge.signed(forge.update(&zone, &[undecryptable]), &alice, now), 1),
-        ("a record whose type disagrees with its owner", forge.signed(forge.update(&zone, &[mismatched]), &alice, now), 1),
-        ("alice writing into bob's zone, signed as alice", bob_forge.signed(bob_forge.update(&name("bob._pvt.example.test."), &[into_bob.clone()]), &alice, now), 5),
+        (
+            "a record whose type disagrees with its owner",
+            forge.signed(forge.update(&zone, &[mismatched]), &alice, now),
+            1,
+        ),
+        (
+            "alice writing into bob's zone, signed as alice",
+            bob_forge.signed(bob_forge.update(&name("bob._pvt.example.test."), &[into_bob.clone()]), &alice, now),
+            5,
+        ),
         ("alice's zone naming a record under bob", forge.signed(forge.update(&zone, &[into_bob]), &alice, now), 10),
     ];
     for (what, msg, want) in cases {

@@ -184,7 +184,8 @@ fn record(state: &AdminState) {
         metrics::gauge!("dotgate_certificate_expiry_timestamp_seconds").set(not_after as f64);
     }
     if let Some(pvt) = &state.pvt {
-        metrics::counter!("dotgate_pvt_queries_total", "kind" => "encrypted").absolute(pvt.queries_encrypted.load(Relaxed));
+        metrics::counter!("dotgate_pvt_queries_total", "kind" => "encrypted")
+            .absolute(pvt.queries_encrypted.load(Relaxed));
         metrics::counter!("dotgate_pvt_queries_total", "kind" => "clear").absolute(pvt.queries_clear.load(Relaxed));
         metrics::counter!("dotgate_pvt_truncated_total").absolute(pvt.truncated.load(Relaxed));
         for (op, count) in pvt.updates() {

@@ -216,10 +216,16 @@ impl Bind {
             .output()
             .expect("run kdig");
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success() && text.contains("SOA"), "AXFR of {PVT_ZONE_NAME}: {text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success() && text.contains("SOA"),
+            "AXFR of {PVT_ZONE_NAME}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut records: Vec<String> = text
             .lines()
-            .filter(|line| !line.starts_with(';') && !line.trim().is_empty() && !line.contains("\tSOA\t") && !line.contains("TSIG"))
+            .filter(|line| {
+                !line.starts_with(';') && !line.trim().is_empty() && !line.contains("\tSOA\t") && !line.contains("TSIG")
+            })
             .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
             .collect();
         records.sort();

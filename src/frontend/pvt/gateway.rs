@@ -165,13 +165,20 @@ impl PvtContext {
             Err(need) => {
                 let (ctx, msg) = (self.clone(), msg.to_vec());
                 tokio::task::spawn_local(async move {
-                    if ctx.fetch(need).await.is_err() {
-                        ctx.local(&msg, &reply, tag, rcode::SERVFAIL);
-                        return;
+                    // At most the `_pvt` apex and the user's KEY are missing.
+                    let mut need = need;
+                    for _ in 0..2 {
+                        if let Err(why) = ctx.fetch(need).await {
+                            tracing::warn!(error = %why, "the private-subdomain primary did not answer");
+                            break;
+                        }
+                        match ctx.query(&msg, &reply, tag, transport) {
+                            Ok(()) => return,
+                            Err(next) => need = next,
+                        }
                     }
-                    if ctx.query(&msg, &reply, tag, transport).is_err() {
-                        ctx.local(&msg, &reply, tag, rcode::SERVFAIL);
-                    }
+                    ctx.stats.refused("primary_failed");
+                    ctx.local(&msg, &reply, tag, rcode::SERVFAIL);
                 });
             }
         }

@@ -209,7 +209,10 @@ impl Primary {
         let answer = tokio::time::timeout(TIMEOUT, exchange)
             .await
             .map_err(|_| format!("no answer from the primary within {TIMEOUT:?}"))??;
-        if answer.len() < 12 || answer[..2] != msg[..2] || !crate::dns::same_question(&answer, &msg) {
+        if answer.len() < 12
+            || answer[..2] != msg[..2]
+            || !crate::dns::answers_question(&answer, &msg[crate::dns::HEADER_LEN..])
+        {
             return Err("the primary's answer is not for the question".into());
         }
         let parsed = message::parse(&answer);
