@@ -531,19 +531,70 @@ impl SealedAnswer {
     /// The client's answer to the primary's `answer`.
     fn seal(&self, answer: &[u8], out: &mut Vec<u8>) {
         let ctx = &self.ctx;
+        let sealing = AnswerSealing {
+            provider: &ctx.server.provider,
+            user: &self.user,
+            user_zone: &self.user_zone,
+            head: self.head,
+            question: &self.question,
+            type_encr: ctx.server.type_encr,
+            edns: self.edns,
+            max_size: self.max_size,
+        };
+        let fallback_soa = || {
+            let apexes = ctx.apexes.borrow();
+            let (apex, _) = apexes[self.zone].as_ref()?;
+            Some((apex.soa_ttl.min(soa_minimum(&apex.soa)), apex.soa.clone()))
+        };
+        if sealing.seal(&mut *ctx.rng.borrow_mut(), answer, fallback_soa, out) {
+            ctx.stats.count(&ctx.stats.truncated);
+        }
+    }
+}
+
+/// What sealing the answer to one encrypted query takes (apart from the worker, so that the
+/// test vectors can run it with a seeded RNG).
+pub struct AnswerSealing<'a> {
+    pub provider: &'a KeyPair,
+    pub user: &'a PublicKey,
+    /// Lowercased wire form.
+    pub user_zone: &'a [u8],
+    /// The query's ID and flags.
+    pub head: [u8; 4],
+    /// The encrypted question, as received.
+    pub question: &'a [u8],
+    pub type_encr: u16,
+    /// Whether the query had an OPT record (the answer gets one).
+    pub edns: bool,
+    /// The largest answer the client takes.
+    pub max_size: usize,
+}
+
+impl AnswerSealing<'_> {
+    /// Writes into `out` the client's answer to the primary's `answer`: the query's ID, the
+    /// primary's RCODE, the encrypted question, every Answer record sealed to the user as an
+    /// ENCR owned by the question's name, and for a negative answer the clear SOA of the user's
+    /// zone (the primary's, else `fallback_soa`). Nothing else of the primary's gets through.
+    /// Returns whether it had to be truncated to `max_size` (TC=1, no records).
+    pub fn seal(
+        &self,
+        rng: &mut dyn rand::RngCore,
+        answer: &[u8],
+        fallback_soa: impl FnOnce() -> Option<(u32, Vec<u8>)>,
+        out: &mut Vec<u8>,
+    ) -> bool {
         let rcode = if answer.len() >= HEADER_LEN { dns::rcode(answer) } else { rcode::SERVFAIL };
         let parsed = message::parse(answer);
         let mut records = Vec::new();
-        let mut rng = ctx.rng.borrow_mut();
         for record in &parsed.sections[0] {
             let Some(rdata) = uncompressed_rdata(answer, record.rtype, record.rdata) else { continue };
             let mut encr = Vec::with_capacity(rdata.len() + record.owner.len() + 64);
             seal::seal_record(
-                &mut *rng,
+                rng,
                 ALG_HPKE_AES256GCM,
-                &ctx.server.provider,
-                &self.user,
-                &self.user_zone,
+                self.provider,
+                self.user,
+                self.user_zone,
                 record.rtype,
                 &record.owner,
                 &rdata,
@@ -556,11 +607,7 @@ impl SealedAnswer {
                 .iter()
                 .find(|r| r.rtype == TYPE_SOA)
                 .and_then(|r| Some((r.ttl, uncompressed_rdata(answer, TYPE_SOA, r.rdata)?)))
-                .or_else(|| {
-                    let apexes = ctx.apexes.borrow();
-                    let (apex, _) = apexes[self.zone].as_ref()?;
-                    Some((apex.soa_ttl.min(soa_minimum(&apex.soa)), apex.soa.clone()))
-                })
+                .or_else(fallback_soa)
         } else {
             None
         };
@@ -573,13 +620,13 @@ impl SealedAnswer {
             for count in [1, an, ns, usize::from(self.edns)] {
                 out.extend_from_slice(&(count as u16).to_be_bytes());
             }
-            out.extend_from_slice(&self.question);
+            out.extend_from_slice(self.question);
             if whole {
                 for (class, ttl, encr) in &records {
-                    push_record(out, &[0xc0, 0x0c], ctx.server.type_encr, *class, *ttl, encr);
+                    push_record(out, &[0xc0, 0x0c], self.type_encr, *class, *ttl, encr);
                 }
                 if let Some((ttl, soa)) = &soa {
-                    push_record(out, &self.user_zone, TYPE_SOA, CLASS_IN, *ttl, soa);
+                    push_record(out, self.user_zone, TYPE_SOA, CLASS_IN, *ttl, soa);
                 }
             }
             if self.edns {
@@ -591,8 +638,9 @@ impl SealedAnswer {
         write(out, true);
         if out.len() > self.max_size {
             write(out, false);
-            ctx.stats.count(&ctx.stats.truncated);
+            return true;
         }
+        false
     }
 }
 
@@ -633,6 +681,89 @@ mod tests {
         assert_eq!(edns_payload(&msg, question_end), Some(1232));
         msg[11] = 0;
         assert_eq!(edns_payload(&msg, question_end), None);
+    }
+
+    fn name(text: &str) -> Vec<u8> {
+        crate::frontend::dnsenc::wire::name_from_text(text.as_bytes()).unwrap()
+    }
+
+    /// What BIND answers for `www.alice._pvt.example.test A` when www is a CNAME: the chain, its
+    /// NS in Authority, glue in Additional.
+    fn primary_answer(rcode: u8, with_records: bool) -> Vec<u8> {
+        let records = u8::from(with_records) * 2;
+        let mut msg = vec![0x12, 0x34, 0x84, rcode, 0, 1, 0, records, 0, 1, 0, u8::from(with_records)];
+        msg.extend_from_slice(&name("www.alice._pvt.example.test."));
+        msg.extend_from_slice(&[0, 1, 0, 1]);
+        let www_target = name("host.alice._pvt.example.test.");
+        if with_records {
+            push_record(&mut msg, &[0xc0, 12], 5, CLASS_IN, 300, &www_target);
+            push_record(&mut msg, &www_target, 1, CLASS_IN, 300, &[192, 0, 2, 1]);
+            push_record(&mut msg, &name("_pvt.example.test."), TYPE_NS, CLASS_IN, 300, &name("ns.example.test."));
+            push_record(&mut msg, &name("ns.example.test."), 1, CLASS_IN, 300, &[127, 0, 0, 1]);
+        } else {
+            let mut soa = name("gw.example.test.");
+            soa.extend_from_slice(&name("hostmaster.example.test."));
+            soa.extend_from_slice(&[0, 0, 0, 7, 0, 0, 14, 16, 0, 0, 2, 88, 0, 1, 81, 128, 0, 0, 0, 60]);
+            push_record(&mut msg, &name("_pvt.example.test."), TYPE_SOA, CLASS_IN, 60, &soa);
+        }
+        msg
+    }
+
+    #[test]
+    fn answers_carry_only_sealed_records_and_the_users_soa() {
+        let (provider, user) = (KeyPair::from_seed(&[1; 32]).unwrap(), KeyPair::from_seed(&[2; 32]).unwrap());
+        let zone = name("alice._pvt.example.test.");
+        let question = {
+            let mut q = name("question.alice._pvt.example.test.");
+            q.extend_from_slice(&[0xff, 0x16, 0, 1]);
+            q
+        };
+        let sealing = AnswerSealing {
+            provider: &provider,
+            user: &user.public,
+            user_zone: &zone,
+            head: [0xab, 0xcd, 0x00, 0x00],
+            question: &question,
+            type_encr: wire::DEFAULT_TYPE_ENCR,
+            edns: true,
+            max_size: 65535,
+        };
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut out = Vec::new();
+        assert!(!sealing.seal(&mut rng, &primary_answer(0, true), || None, &mut out));
+        let parsed = message::parse(&out);
+        assert!(parsed.stopped.is_none());
+        assert_eq!(&out[..2], &[0xab, 0xcd], "the client's ID");
+        assert_eq!(&out[12..12 + question.len()], &question[..], "the question as asked");
+        assert_eq!(parsed.sections[1].len(), 0, "no NS");
+        assert_eq!(parsed.sections[2].iter().map(|r| r.rtype).collect::<Vec<_>>(), [41], "no glue, only OPT");
+        let opened: Vec<_> = parsed.sections[0]
+            .iter()
+            .map(|r| {
+                assert_eq!(
+                    (r.rtype, r.owner.as_slice()),
+                    (wire::DEFAULT_TYPE_ENCR, &name("question.alice._pvt.example.test.")[..])
+                );
+                seal::open_record(&user, &provider.public, &zone, &out[r.rdata.0..r.rdata.1]).unwrap()
+            })
+            .collect();
+        assert_eq!(opened[0].rtype, 5, "the CNAME first");
+        assert_eq!(opened[0].rdata, name("host.alice._pvt.example.test."), "its target uncompressed");
+        assert_eq!((opened[1].rtype, opened[1].owner.clone()), (1, name("host.alice._pvt.example.test.")));
+        let stranger = KeyPair::from_seed(&[3; 32]).unwrap();
+        let first = &parsed.sections[0][0];
+        assert!(seal::open_record(&stranger, &provider.public, &zone, &out[first.rdata.0..first.rdata.1]).is_err());
+
+        assert!(!sealing.seal(&mut rng, &primary_answer(3, false), || None, &mut out));
+        let parsed = message::parse(&out);
+        assert_eq!(dns::rcode(&out), 3);
+        let soa = &parsed.sections[1][0];
+        assert_eq!((soa.rtype, soa.owner.as_slice(), soa.ttl), (TYPE_SOA, &zone[..], 60), "the user's SOA, clear");
+
+        let small = AnswerSealing { max_size: 100, ..sealing };
+        assert!(small.seal(&mut rng, &primary_answer(0, true), || None, &mut out));
+        assert_eq!(out[2] & 0x02, 0x02, "TC");
+        assert_eq!(&out[6..10], &[0, 0, 0, 0], "no records");
     }
 
     #[test]
