@@ -24,6 +24,9 @@ use support::{Bind, Dotgate};
 const ZONE: &str = "_pvt.example.test";
 const ENCR: u16 = wire::DEFAULT_TYPE_ENCR;
 
+/// An update record: owner, type, class, TTL, RDATA.
+type UpdateRecord = (Vec<u8>, u16, u16, u32, Vec<u8>);
+
 fn dotgate(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_dotgate")).args(args).output().expect("run dotgate")
 }
@@ -223,7 +226,7 @@ impl<'a> Forge<'a> {
     }
 
     /// An UPDATE of `zone` with `updates` (owner, type, class, ttl, rdata), unsigned.
-    fn update(&self, zone: &[u8], updates: &[(Vec<u8>, u16, u16, u32, Vec<u8>)]) -> Vec<u8> {
+    fn update(&self, zone: &[u8], updates: &[UpdateRecord]) -> Vec<u8> {
         let mut msg = vec![0x55, 0x55, 0x28, 0, 0, 1, 0, 0, 0, updates.len() as u8, 0, 0];
         msg.extend_from_slice(zone);
         msg.extend_from_slice(&[0, 6, 0, 1]);
@@ -239,7 +242,7 @@ impl<'a> Forge<'a> {
     }
 
     /// An ENCR add of `relative` `rtype` `rdata`, sealed by this user.
-    fn encr_add(&mut self, relative: &[u8], rtype: u16, rdata: &[u8]) -> (Vec<u8>, u16, u16, u32, Vec<u8>) {
+    fn encr_add(&mut self, relative: &[u8], rtype: u16, rdata: &[u8]) -> UpdateRecord {
         let owner = self.encrypted(rtype, relative);
         let mut plain_owner = relative.to_vec();
         plain_owner.extend_from_slice(&self.zone);
@@ -354,13 +357,17 @@ fn bad_input_gets_its_rcode_and_leaves_the_zone_alone() {
     let mut bob_forge = Forge::new(&setup, setup.user_key(&alice_path), "bob._pvt.example.test.");
     let into_bob = bob_forge.encr_add(b"\x04evil", 1, &[192, 0, 2, 66]);
     let cases: Vec<(&str, Vec<u8>, u8)> = vec![
-        ("an unsigned UPDATE", forge.update(&zone, &[add.clone()]), 5),
-        ("an UPDATE signed with another key", forge.signed(forge.update(&zone, &[add.clone()]), &stranger, now), 5),
-        ("an expired UPDATE", forge.signed(forge.update(&zone, &[add.clone()]), &alice, now - 3600), 5),
+        ("an unsigned UPDATE", forge.update(&zone, std::slice::from_ref(&add)), 5),
+        (
+            "an UPDATE signed with another key",
+            forge.signed(forge.update(&zone, std::slice::from_ref(&add)), &stranger, now),
+            5,
+        ),
+        ("an expired UPDATE", forge.signed(forge.update(&zone, std::slice::from_ref(&add)), &alice, now - 3600), 5),
         (
             "an UPDATE flipped after signing",
             {
-                let mut msg = forge.signed(forge.update(&zone, &[add.clone()]), &alice, now);
+                let mut msg = forge.signed(forge.update(&zone, std::slice::from_ref(&add)), &alice, now);
                 let at = msg.len() - 100;
                 msg[at] ^= 1;
                 msg
