@@ -382,7 +382,11 @@ fn bad_input_gets_its_rcode_and_leaves_the_zone_alone() {
         ),
         (
             "alice writing into bob's zone, signed as alice",
-            bob_forge.signed(bob_forge.update(&name("bob._pvt.example.test."), &[into_bob.clone()]), &alice, now),
+            bob_forge.signed(
+                bob_forge.update(&name("bob._pvt.example.test."), std::slice::from_ref(&into_bob)),
+                &alice,
+                now,
+            ),
             5,
         ),
         ("alice's zone naming a record under bob", forge.signed(forge.update(&zone, &[into_bob]), &alice, now), 10),
