@@ -14,6 +14,7 @@
 pub mod client;
 pub mod gateway;
 pub mod keys;
+pub mod load;
 pub mod primary;
 pub mod seal;
 pub mod sig0;
