@@ -1686,6 +1686,55 @@ mod tests {
     }
 
     #[test]
+    fn pvt_settings_go_together_and_are_checked() {
+        let c = parse(&["--backend", "127.0.0.1:53"]).unwrap();
+        assert!(c.pvt.is_none(), "off by default");
+        let full = [
+            "--backend",
+            "127.0.0.1:53",
+            "--pvt-zone",
+            "_pvt.Example.COM.",
+            "--pvt-listen",
+            "127.0.0.1:5353",
+            "--pvt-primary",
+            "127.0.0.1:5300",
+            "--pvt-tsig-key",
+            "t.key",
+            "--pvt-provider-key",
+            "p.key",
+            "--pvt-enrollment",
+            "users",
+        ];
+        let p = parse(&full).unwrap().pvt.expect("on");
+        assert_eq!(p.zones, vec![b"\x04_pvt\x07example\x03com\x00".to_vec()], "lowercased wire form");
+        assert_eq!((p.encr_type, p.listen.len()), (65302, 1));
+        for (drop, wanted) in [
+            ("--pvt-primary", "--pvt-primary"),
+            ("--pvt-tsig-key", "--pvt-tsig-key"),
+            ("--pvt-provider-key", "--pvt-provider-key"),
+            ("--pvt-enrollment", "--pvt-enrollment"),
+        ] {
+            let at = full.iter().position(|a| *a == drop).unwrap();
+            let args: Vec<&str> =
+                full.iter().enumerate().filter(|(i, _)| *i != at && *i != at + 1).map(|(_, a)| *a).collect();
+            let e = parse(&args).unwrap_err().to_string();
+            assert!(e.contains(wanted) && !e.contains('\n'), "without {drop}: {e}");
+        }
+        let mut bad_zone = full;
+        bad_zone[3] = "example.com";
+        let e = parse(&bad_zone).unwrap_err().to_string();
+        assert!(e.contains("_pvt.DOMAIN"), "{e}");
+        let mut bad_type: Vec<&str> = full.to_vec();
+        bad_type.extend_from_slice(&["--pvt-encr-type", "251"]);
+        assert!(parse(&bad_type).unwrap_err().to_string().contains("pvt-encr-type"));
+        let e = parse(&["--backend", "127.0.0.1:53", "--pvt-listen", "127.0.0.1:53"]).unwrap_err().to_string();
+        assert!(e.contains("--pvt-zone"), "{e}");
+        let mut only: Vec<&str> = full.to_vec();
+        only.extend_from_slice(&["--listen", "none"]);
+        assert!(parse(&only).unwrap().listen.is_empty(), "--listen none: the gateway only");
+    }
+
+    #[test]
     fn unknown_file_key_is_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
