@@ -19,6 +19,7 @@ use crate::dns::rcode;
 use crate::message::{self, Record};
 use crate::relay::ReplyTo;
 
+const TYPE_OPT: u16 = 41;
 /// RCODE NOTAUTH (RFC 2136 §2.2): not authoritative for the zone named.
 pub const NOTAUTH: u8 = 9;
 /// RCODE NOTZONE: a record outside the zone named.
@@ -62,7 +63,8 @@ async fn decide(ctx: &PvtContext, msg: &[u8]) -> Result<u8, Refusal> {
     let sig = sig0::find(msg).map_err(|why| Refusal(rcode::REFUSED, why.reason()))?;
     let pvt_zone = &ctx.server.zones[pvt];
     let [prereqs, updates, additional] = &parsed.sections;
-    if additional.len() != 1 {
+    // The SIG(0) ends the message (`sig0::find`); before it only an OPT may be there.
+    if additional[..additional.len().saturating_sub(1)].iter().any(|r| r.rtype != TYPE_OPT) {
         return Err(formerr("formerr_update"));
     }
     if zone_at == 0 {
