@@ -1,10 +1,11 @@
-//! TSIG (RFC 8945) for the dynamic UPDATEs `dotgate dnsenc publish` sends a primary server: the
-//! key file BIND's `tsig-keygen` writes, the MAC a request carries, and the check of the MAC on
-//! the answer (so that a forged "NOERROR" cannot make the operator believe a key is published).
+//! TSIG (RFC 8945) for the dynamic UPDATEs dotgate sends a primary server (`dotgate dnsenc
+//! publish`, and the private-subdomain gateway's UPDATEs and transfers): the key file BIND's
+//! `tsig-keygen` writes, the MAC a request carries, and the check of the MAC on the answer (so
+//! that a forged "NOERROR" cannot make the operator believe a change is made).
 //!
-//! Hand-written on aws-lc-rs's HMAC: one record with fixed fields, where a DNS library would
-//! bring a second hickory-proto into the binary (see `dnssec`). Tested against a real BIND
-//! (tests/dnsenc_publish.rs: a right key is approved, a wrong secret gets BADSIG).
+//! Hand-written on aws-lc-rs's HMAC: one record with fixed fields. It came before hickory-proto
+//! was a dependency; one TSIG in the binary is kept rather than two. Tested against a real BIND
+//! (tests/dnsenc_publish.rs: a right key is approved, a wrong secret gets BADSIG; tests/pvt.rs).
 //!
 //! Never: logs or prints the secret; accepts an answer whose MAC does not verify.
 

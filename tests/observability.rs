@@ -61,10 +61,38 @@ fn load(addr: SocketAddr, stop: Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<
         .collect()
 }
 
-fn start_dotgate(backend: SocketAddr) -> (Dotgate, SocketAddr) {
+/// dotgate with /metrics on a free address, and the private-subdomain gateway on in front of a
+/// BIND of its own (so that the gateway's series are there too: the dashboard has a row for
+/// them). The BIND and the files live as long as the returned guard.
+fn start_dotgate(backend: SocketAddr) -> (Dotgate, SocketAddr, (support::Bind, tempfile::TempDir)) {
     let admin = free_addr();
     let admin_arg = admin.to_string();
-    (Dotgate::start(&[backend], &["--workers", "2", "--admin", &admin_arg]), admin)
+    let bind = support::Bind::start_pvt();
+    let dir = tempfile::tempdir().unwrap();
+    let provider = dir.path().join("provider.key");
+    dotgate::frontend::pvt::keys::KeyPair::generate().write_file(&provider).unwrap();
+    let enrollment = dir.path().join("enrolled");
+    std::fs::write(&enrollment, "").unwrap();
+    let dotgate = Dotgate::start(
+        &[backend],
+        &[
+            "--workers",
+            "2",
+            "--admin",
+            &admin_arg,
+            "--pvt-zone",
+            support::bind::PVT_ZONE_NAME,
+            "--pvt-primary",
+            &bind.addr.to_string(),
+            "--pvt-tsig-key",
+            bind.pvt_tsig_key_file().to_str().unwrap(),
+            "--pvt-provider-key",
+            provider.to_str().unwrap(),
+            "--pvt-enrollment",
+            enrollment.to_str().unwrap(),
+        ],
+    );
+    (dotgate, admin, (bind, dir))
 }
 
 /// What the dashboard shows of the access controls (allow/deny, per-client rate limits): a
@@ -92,7 +120,7 @@ fn instant_query(prometheus: SocketAddr, expr: &str) -> Result<usize, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let backend = FakeBackend::start().await;
-    let (dotgate, admin) = start_dotgate(backend.addr);
+    let (dotgate, admin, _pvt) = start_dotgate(backend.addr);
     let stop = Arc::new(AtomicBool::new(false));
     let clients = load(dotgate.addr, stop.clone());
 
@@ -164,7 +192,7 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scrape_passes_promtool_check_metrics() {
     let backend = FakeBackend::start().await;
-    let (dotgate, admin) = start_dotgate(backend.addr);
+    let (dotgate, admin, _pvt) = start_dotgate(backend.addr);
     let mut client = DotClient::connect(dotgate.addr).await.unwrap();
     client.exchange(&query("lint.example.", RecordType::A, 1)).await;
     let (status, page) = get(admin, "/metrics");

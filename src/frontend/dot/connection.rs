@@ -591,21 +591,17 @@ fn take_queries(
             bump(&ctx.stats.queries);
             if let Some(pvt) = ctx.pvt.as_ref().filter(|pvt| pvt.server.claims(message)) {
                 // A query or UPDATE for a private subdomain: the gateway answers it, once.
+                if over_rate(ctx, answers, client, message) {
+                    return Ok(());
+                }
                 answers.relayed();
                 pvt.handle(message, answers.clone(), 0, crate::frontend::pvt::gateway::Transport::Stream);
                 return Ok(());
             }
             match dns::check_query(message) {
                 QueryVerdict::Relay { question_end } => {
-                    // Over the client's query rate: REFUSED, saying why, and the backend never
-                    // sees it.
-                    if let Some(client) = client.filter(|_| ctx.gate.limits_queries()) {
-                        if !ctx.gate.allow_query(client.key, std::time::Instant::now()) {
-                            bump(&ctx.stats.rate_limited_queries);
-                            bump(&ctx.stats.answers_refused);
-                            answers.push_local_ede(message, dns::rcode::REFUSED, edns::ede::PROHIBITED, "rate limited");
-                            return Ok(());
-                        }
+                    if over_rate(ctx, answers, client, message) {
+                        return Ok(());
                     }
                     if ctx.settings.log_queries {
                         log_query(message, question_end);
@@ -638,6 +634,19 @@ fn take_queries(
             Ok(())
         },
     )
+}
+
+/// Whether `message` is over its client's query rate: then it is answered REFUSED, saying why,
+/// and the backend (or the private-subdomain gateway) never sees it.
+fn over_rate(ctx: &DotContext, answers: &AnswerQueue, client: Option<&Client>, message: &[u8]) -> bool {
+    let Some(client) = client.filter(|_| ctx.gate.limits_queries()) else { return false };
+    if ctx.gate.allow_query(client.key, std::time::Instant::now()) {
+        return false;
+    }
+    bump(&ctx.stats.rate_limited_queries);
+    bump(&ctx.stats.answers_refused);
+    answers.push_local_ede(message, dns::rcode::REFUSED, edns::ede::PROHIBITED, "rate limited");
+    true
 }
 
 /// Logs a query's name and type (only with `--log-queries`).

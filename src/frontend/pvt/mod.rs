@@ -1,4 +1,4 @@
-//! The private-subdomain gateway (draft-pusateri-dnsop-private-subdomains-00 as docs/pvt.md
+//! The private-subdomain gateway (the Private DNS Subdomains draft, Pusateri 2019, as docs/pvt.md
 //! profiles it): a stateless authoritative front for `<user>._pvt.<domain>` zones that a real
 //! BIND (the primary) holds in the clear, reachable only by dotgate. It verifies SIG(0),
 //! decrypts names and records, relays plain questions through `Relay::submit`, seals the answers

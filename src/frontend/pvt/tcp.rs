@@ -53,7 +53,7 @@ pub async fn accept_loop(
         let (ctx, settings, shutdown) = (ctx.clone(), settings.clone(), shutdown.clone());
         tokio::task::spawn_local(async move {
             let _admission = admission;
-            serve(ctx, settings, stream, shutdown).await;
+            serve(ctx, settings, stream, peer, shutdown).await;
         });
     }
 }
@@ -84,7 +84,13 @@ impl ReplyTo for Answers {
     }
 }
 
-async fn serve(ctx: Rc<PvtContext>, settings: Rc<TcpSettings>, stream: TcpStream, mut shutdown: Shutdown) {
+async fn serve(
+    ctx: Rc<PvtContext>,
+    settings: Rc<TcpSettings>,
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    mut shutdown: Shutdown,
+) {
     let (mut reader, mut writer) = stream.into_split();
     let answers = Rc::new(Answers::default());
     let mut buf = Vec::with_capacity(4096);
@@ -111,6 +117,12 @@ async fn serve(ctx: Rc<PvtContext>, settings: Rc<TcpSettings>, stream: TcpStream
             if crate::dns::is_response(&msg) {
                 answers.closed.set(true);
                 return;
+            }
+            let gate = &settings.gate;
+            if gate.limits_queries() && !gate.allow_query(gate.client_key(peer.ip()), std::time::Instant::now()) {
+                ctx.stats.refused("rate_limited");
+                ctx.local(&msg, &reply, 0, crate::dns::rcode::REFUSED);
+                continue;
             }
             ctx.handle(&msg, reply, 0, Transport::Stream);
         }

@@ -26,9 +26,11 @@ pub const NOTAUTH: u8 = 9;
 pub const NOTZONE: u8 = 10;
 /// KEY flags bit 7 (RFC 2535 §3.1.2): a zone key. Must be 0 here (draft §3).
 const FLAG_ZONE: u16 = 0x0100;
-/// Types a user may not write: the zone's own (SOA, NS, KEY at any name), DNSSEC's, and the
-/// meta-types. NS would cut the zone at the primary and hide the records below it.
-const FORBIDDEN_TYPES: [u16; 12] = [2, 6, 24, 25, 41, 43, 46, 47, 48, 50, 250, 251];
+/// Types a user may not write: the zone's own (SOA, NS, KEY at any name), DNSSEC's (SIG, DS,
+/// RRSIG, NSEC, DNSKEY, NSEC3, NSEC3PARAM, CDS, CDNSKEY), and the meta-types (OPT, TKEY, TSIG,
+/// IXFR, AXFR, MAILB, MAILA; ANY only to delete). NS would cut the zone at the primary and hide
+/// the records below it.
+const FORBIDDEN_TYPES: [u16; 20] = [2, 6, 24, 25, 41, 43, 46, 47, 48, 50, 51, 59, 60, 249, 250, 251, 252, 253, 254, 0];
 
 /// An UPDATE's refusal: the RCODE and the reason counted.
 struct Refusal(u8, &'static str);
@@ -86,7 +88,8 @@ async fn decide(ctx: &PvtContext, msg: &[u8]) -> Result<u8, Refusal> {
     sig0::verify(msg, &sig, &zone, &user, sig0::now(), &mut scratch)
         .map_err(|why| Refusal(rcode::REFUSED, why.reason()))?;
     let at_apex_key = |r: &Record| r.rtype == TYPE_KEY && r.owner.eq_ignore_ascii_case(&zone);
-    let result = if updates.iter().any(at_apex_key) {
+    let changes_key = updates.iter().any(at_apex_key);
+    let result = if changes_key {
         if prereqs.is_empty() && updates.len() == 1 && matches!(updates[0].class, CLASS_ANY | CLASS_NONE) {
             ctx.stats.count(&ctx.stats.updates_destroy);
             destroy(primary, pvt_zone, &zone, &current).await
@@ -112,7 +115,8 @@ async fn decide(ctx: &PvtContext, msg: &[u8]) -> Result<u8, Refusal> {
         tracing::warn!(error = %why, "a private-subdomain UPDATE to the primary failed");
         Refusal(rcode::SERVFAIL, "primary_failed")
     })?;
-    if rcode == rcode::NOERROR {
+    if rcode == rcode::NOERROR && changes_key {
+        // Every worker of this process drops its cached KEYs (other replicas within 60 s).
         ctx.server.key_generation.fetch_add(1, Relaxed);
     }
     Ok(rcode)
