@@ -217,6 +217,9 @@ pub enum Tool {
     /// DNSENC tools: key generation, the client, the load generator.
     #[command(subcommand, subcommand_required = true)]
     Dnsenc(DnsencTool),
+    /// Private-subdomain tools: the user's keys and client, the provider's key, enrollment, admin.
+    #[command(subcommand, subcommand_required = true)]
+    Pvt(crate::frontend::pvt::cli::PvtTool),
     /// Print the SPKI pin (pin-sha256, base64) of the first certificate in a PEM file.
     Pin {
         /// PEM certificate chain; the first certificate is pinned.
@@ -634,6 +637,8 @@ pub enum Invocation {
     DnsencLoad(DnsencLoad),
     /// `dnsenc publish --server ADDR --zone ZONE --tsig-key FILE ...`: UPDATE the NSK RRsets.
     DnsencPublish(DnsencPublish),
+    /// `pvt ...`: a private-subdomain tool, checked when it runs (`frontend::pvt::cli::run`).
+    Pvt(crate::frontend::pvt::cli::PvtTool),
 }
 
 /// What `dotgate dnsenc publish` sends, checked (the files are read when it runs).
@@ -754,6 +759,7 @@ impl Config {
             Some(Tool::Dnsenc(DnsencTool::Query(args))) => return dnsenc_query(args),
             Some(Tool::Dnsenc(DnsencTool::Load(args))) => return dnsenc_load(args),
             Some(Tool::Dnsenc(DnsencTool::Publish(args))) => return dnsenc_publish(args),
+            Some(Tool::Pvt(tool)) => return Ok(Invocation::Pvt(tool)),
             None => {}
         }
         let check_only = cli.check_config;
@@ -1398,7 +1404,7 @@ fn may_overlap(a: IpAddr, b: IpAddr) -> bool {
         || (b.is_unspecified() && (b.is_ipv6() || a.is_ipv4()))
 }
 
-fn parse_addr(s: &str, default_port: u16, what: &'static str) -> Result<SocketAddr, ConfigError> {
+pub(crate) fn parse_addr(s: &str, default_port: u16, what: &'static str) -> Result<SocketAddr, ConfigError> {
     let s = s.trim();
     if let Ok(addr) = s.parse::<SocketAddr>() {
         return Ok(addr);

@@ -1,7 +1,8 @@
 //! The `dotgate` binary: parse the command line, load the TLS material, run (or run one of the
-//! tools: `ticket-keys new`, `pin`, `dnsenc keygen|query|load`). Exit status 2 for anything wrong
-//! with the settings or a file, a listen address that cannot be bound included (one line on
-//! stderr), 1 for a failure while running (a client tool's timeout or error answer included).
+//! tools: `ticket-keys new`, `pin`, `dnsenc keygen|query|load|publish`, `pvt ...`). Exit status
+//! 2 for anything wrong with the settings or a file, a listen address that cannot be bound
+//! included (one line on stderr), 1 for a failure while running (a client tool's timeout or
+//! error answer included).
 
 #![forbid(unsafe_code)]
 
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         Invocation::DnsencQuery(request) => return report(dotgate::frontend::dnsenc::tools::query(&request)),
         Invocation::DnsencLoad(request) => return report(dotgate::frontend::dnsenc::load::run(&request)),
         Invocation::DnsencPublish(request) => return report(dotgate::frontend::dnsenc::publish::run(&request)),
+        Invocation::Pvt(tool) => return report(dotgate::frontend::pvt::cli::run(tool)),
         Invocation::Check(config) => (config, true),
         Invocation::Run(config) => (config, false),
     };

@@ -1,8 +1,8 @@
-//! One request and the one answer taken for it, over UDP or TCP, for the DNSENC client tools
-//! (`tools::query` and the NSK fetch in `trust`): what counts as the answer is the caller's
-//! `accept`; everything else that arrives is ignored until the deadline, since anyone on the
-//! path can send a datagram (and ICMP errors, which anyone can forge, only colour the timeout
-//! message).
+//! One request and the one answer taken for it, over UDP, TCP or TLS, for the DNSENC client tools
+//! (`tools::query` and the NSK fetch in `trust`) and the `dotgate pvt` client: what counts as
+//! the answer is the caller's `accept`; everything else that arrives is ignored until the
+//! deadline, since anyone on the path can send a datagram (and ICMP errors, which anyone can
+//! forge, only colour the timeout message).
 //!
 //! Blocking std sockets: a tool asks one thing at a time. Never used by the listeners.
 
@@ -64,30 +64,86 @@ pub fn tcp<T>(
     request: &[u8],
     timeout: Duration,
     traffic: &mut Traffic,
-    mut accept: impl FnMut(&[u8]) -> Option<T>,
+    accept: impl FnMut(&[u8]) -> Option<T>,
 ) -> Result<T, String> {
-    let deadline = Instant::now() + timeout;
-    let timed_out = || format!("no answer from {server} within {} s over TCP", timeout.as_secs_f64());
-    let mut stream = TcpStream::connect_timeout(&server, timeout)
+    let wait = Wait { server, over: "TCP", timeout, deadline: Instant::now() + timeout };
+    let (stream, socket) = connect(&wait)?;
+    framed(stream, &socket, &wait, request, traffic, accept)
+}
+
+/// The same over TLS (DNS over TLS, RFC 7858): `config` checks the server's certificate for
+/// `name`, and nothing is sent before the handshake has done so.
+pub fn tls<T>(
+    server: SocketAddr,
+    config: std::sync::Arc<rustls::ClientConfig>,
+    name: rustls_pki_types::ServerName<'static>,
+    request: &[u8],
+    timeout: Duration,
+    traffic: &mut Traffic,
+    accept: impl FnMut(&[u8]) -> Option<T>,
+) -> Result<T, String> {
+    let wait = Wait { server, over: "TLS", timeout, deadline: Instant::now() + timeout };
+    let (stream, socket) = connect(&wait)?;
+    let tls =
+        rustls::ClientConnection::new(config, name).map_err(|e| format!("cannot start TLS with {server}: {e}"))?;
+    framed(rustls::StreamOwned::new(tls, stream), &socket, &wait, request, traffic, accept)
+}
+
+/// Where a stream exchange goes, over what, and until when.
+struct Wait {
+    server: SocketAddr,
+    over: &'static str,
+    timeout: Duration,
+    deadline: Instant,
+}
+
+impl Wait {
+    fn timed_out(&self) -> String {
+        format!("no answer from {} within {} s over {}", self.server, self.timeout.as_secs_f64(), self.over)
+    }
+}
+
+/// A new connection, twice: one to talk over, one to set its time limits with.
+fn connect(wait: &Wait) -> Result<(TcpStream, TcpStream), String> {
+    let server = wait.server;
+    let stream = TcpStream::connect_timeout(&server, wait.timeout)
         .map_err(|e| format!("cannot connect to {server} over TCP: {e}"))?;
     let _ = stream.set_nodelay(true);
+    let socket = stream.try_clone().map_err(|e| format!("cannot use the TCP connection to {server}: {e}"))?;
+    Ok((stream, socket))
+}
+
+/// Writes `request` with its length and reads length-prefixed messages from `stream` until
+/// `accept` takes one; `socket` is the TCP connection under it, for the time limits.
+fn framed<T>(
+    mut stream: impl Read + Write,
+    socket: &TcpStream,
+    wait: &Wait,
+    request: &[u8],
+    traffic: &mut Traffic,
+    mut accept: impl FnMut(&[u8]) -> Option<T>,
+) -> Result<T, String> {
+    let (server, over) = (wait.server, wait.over);
     let mut framed = Vec::with_capacity(2 + request.len());
     framed.extend_from_slice(&(request.len() as u16).to_be_bytes());
     framed.extend_from_slice(request);
-    stream.set_write_timeout(Some(timeout)).map_err(|e| format!("cannot send to {server} over TCP: {e}"))?;
-    stream.write_all(&framed).map_err(|e| format!("cannot send to {server} over TCP: {e}"))?;
+    let send_error = |e: io::Error| format!("cannot send to {server} over {over}: {e}");
+    // A TLS handshake reads while it writes: both wait at most the whole timeout.
+    socket.set_write_timeout(Some(wait.timeout)).map_err(send_error)?;
+    socket.set_read_timeout(Some(wait.timeout)).map_err(send_error)?;
+    stream.write_all(&framed).and_then(|()| stream.flush()).map_err(send_error)?;
     traffic.sent += request.len();
     traffic.round_trips += 1;
     let mut read = |buf: &mut [u8]| -> Result<(), String> {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = wait.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(timed_out());
+            return Err(wait.timed_out());
         }
-        stream.set_read_timeout(Some(left)).map_err(|e| format!("cannot wait on the TCP connection: {e}"))?;
+        socket.set_read_timeout(Some(left)).map_err(|e| format!("cannot wait on the {over} connection: {e}"))?;
         stream.read_exact(buf).map_err(|e| match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => timed_out(),
-            io::ErrorKind::UnexpectedEof => format!("{server} closed the TCP connection without an answer"),
-            _ => format!("cannot receive from {server} over TCP: {e}"),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => wait.timed_out(),
+            io::ErrorKind::UnexpectedEof => format!("{server} closed the {over} connection without an answer"),
+            _ => format!("cannot receive from {server} over {over}: {e}"),
         })
     };
     loop {

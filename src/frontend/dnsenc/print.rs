@@ -2,8 +2,8 @@
 //! flags, the EDNS pseudosection, the question, and every record as `name TTL CLASS TYPE rdata`.
 //!
 //! Owns: the names of RR types, classes, opcodes and RCODEs (BADCRYPT and NSK by the configured
-//! code points), and the presentation of A, AAAA, NS, CNAME, DNAME, PTR, MX, TXT, SOA, DNSKEY, DS
-//! and NSK data; any other type, and any RDATA of those types that does not read as it should,
+//! code points), and the presentation of A, AAAA, NS, CNAME, DNAME, PTR, MX, SRV, TXT, SOA, DNSKEY,
+//! DS and NSK data; any other type, and any RDATA of those types that does not read as it should,
 //! is shown in RFC 3597's generic form (`\# <length> <hex>`).
 //!
 //! Never: does I/O, or panics on any bytes (a message that stops parsing is shown up to there,
@@ -155,6 +155,9 @@ fn rdata_text(msg: &[u8], record: &Record, cp: &CodePoints) -> Option<String> {
         28 => Ipv6Addr::from(<[u8; 16]>::try_from(data).ok()?).to_string(),
         2 | 5 | 12 | 39 => name_to_end(start)?,
         15 if data.len() > 2 => format!("{} {}", be16(data, 0), name_to_end(start + 2)?),
+        33 if data.len() > 6 => {
+            format!("{} {} {} {}", be16(data, 0), be16(data, 2), be16(data, 4), name_to_end(start + 6)?)
+        }
         6 => {
             let (mname, after) = read_name(msg, start).filter(|&(_, e)| e < end)?;
             let (rname, after) = read_name(msg, after).filter(|&(_, e)| e + 20 == end)?;
@@ -340,6 +343,7 @@ mod tests {
             (28, &[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10]),
             (5, b"\x05alias\xc0\x0c"),
             (15, b"\x00\x0a\x04mail\xc0\x10"),
+            (33, b"\x00\x01\x00\x02\x02\x77\x03ipp\xc0\x10"),
             (16, b"\x05hello\x07a \"b\"\\\x01\x00"),
             (6, &soa),
             (48, &[1, 1, 3, 13, 0xde, 0xad]),
@@ -351,13 +355,14 @@ mod tests {
         let text = message(&response(&records, 0), &CP);
         for want in [
             ";; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 4660",
-            ";; flags: qr rd ra ad; QUERY: 1, ANSWER: 11, AUTHORITY: 0, ADDITIONAL: 1",
+            ";; flags: qr rd ra ad; QUERY: 1, ANSWER: 12, AUTHORITY: 0, ADDITIONAL: 1",
             "; EDNS: version: 0, flags: do; udp: 1232",
             ";www.example.test.\t\tIN\tA",
             "www.example.test.\t300\tIN\tA\t192.0.2.10",
             "www.example.test.\t300\tIN\tAAAA\t2001:db8::10",
             "www.example.test.\t300\tIN\tCNAME\talias.www.example.test.",
             "www.example.test.\t300\tIN\tMX\t10 mail.example.test.",
+            "www.example.test.\t300\tIN\tSRV\t1 2 631 ipp.example.test.",
             "www.example.test.\t300\tIN\tTXT\t\"hello\" \"a \\\"b\\\"\\\\\\001\"",
             "www.example.test.\t300\tIN\tSOA\tns.example.test. admin.example.test. 1 2 3 4 5",
             "www.example.test.\t300\tIN\tDNSKEY\t257 3 13 3q0=",

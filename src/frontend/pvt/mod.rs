@@ -7,10 +7,11 @@
 //! `keys` the Ed25519 keys and their X25519 images; `wire` the ENCR RDATA and the encrypted
 //! name layout; `seal` what the ciphertexts hold; `sig0` request signatures; `gateway` what a
 //! query gets and the per-worker caches; `update` what an UPDATE gets; `primary` the gateway's
-//! TSIG client of BIND; `udp` and `tcp` the listeners (DoT hands its share over too); `client`
-//! and `tools` the `dotgate pvt` commands. It talks to the relay only through `Relay::submit` and
-//! its own `ReplyTo`s.
+//! TSIG client of BIND; `udp` and `tcp` the listeners (DoT hands its share over too); `cli`,
+//! `client` and `tools` the `dotgate pvt` commands. It talks to the relay only through
+//! `Relay::submit` and its own `ReplyTo`s.
 
+pub mod cli;
 pub mod client;
 pub mod gateway;
 pub mod keys;
