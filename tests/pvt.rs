@@ -461,3 +461,26 @@ fn a_forged_encr_is_rejected_by_the_client() {
     assert_eq!(out.status.code(), Some(1), "a forged ENCR: {}", text(&out));
     assert!(!text(&out).contains("192.0.2.99"), "the forged record is never shown: {}", text(&out));
 }
+
+#[test]
+fn load_sends_prepared_queries_and_every_one_is_answered() {
+    let setup = Setup::start();
+    let key = setup.keygen("alice.key");
+    assert_status(&setup.pvt(false, "alice", &key, "register", &[]), "NOERROR", 0, "register");
+    assert_status(&setup.pvt(false, "alice", &key, "add", &["www 300 A 192.0.2.1"]), "NOERROR", 0, "add");
+    let queries = setup.dir.path().join("queries");
+    std::fs::write(&queries, "www A\nnothere A\n").unwrap();
+    let out = setup.pvt(
+        false,
+        "alice",
+        &key,
+        "load",
+        &["-f", queries.to_str().unwrap(), "--prepared", "200", "-c", "4", "-Q", "500", "-l", "2"],
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("Queries lost:         0 (0.00%)"), "{shown}");
+    let sent: u64 = shown.lines().find_map(|l| l.trim().strip_prefix("Queries sent:")).unwrap().trim().parse().unwrap();
+    assert!((900..=1100).contains(&sent), "about 500 a second for 2 s: {shown}");
+    assert!(shown.contains("NOERROR") && shown.contains("NXDOMAIN"), "both names were asked: {shown}");
+}

@@ -82,6 +82,30 @@ pub enum PvtTool {
     },
     /// Give the zone up: delete its KEY, and with it every record in it.
     Destroy(UserArgs),
+    /// Load the gateway as dnsperf would (over UDP): queries from a file of `NAME TYPE` lines
+    /// (NAME relative to the zone), signed and encrypted before the run, sent in turn by
+    /// independent clients, each with up to 10 in flight; prints dnsperf's summary.
+    Load {
+        #[command(flatten)]
+        user: UserArgs,
+        /// The query file: `NAME TYPE` a line.
+        #[arg(short = 'f', long = "queries", value_name = "FILE")]
+        queries: PathBuf,
+        /// Queries made before the run and sent in turn (each its own ID; at most 65,536).
+        #[arg(long, value_name = "N", default_value_t = 20_000)]
+        prepared: usize,
+        /// Clients (each its own socket).
+        #[arg(short = 'c', long, value_name = "N", default_value_t = 20)]
+        clients: usize,
+        /// At most this many queries per second, all clients together.
+        #[arg(short = 'Q', long, value_name = "QPS")]
+        qps: Option<u32>,
+        /// Seconds to send for.
+        #[arg(short = 'l', long = "duration", value_name = "SECS", default_value_t = 10)]
+        duration: u64,
+        #[command(flatten)]
+        encr: EncrArgs,
+    },
     /// Write a new provider key (mode 0600) and print the KEY record to publish at _pvt.DOMAIN.
     ProviderKeygen {
         /// The provider's zone.
@@ -213,6 +237,38 @@ pub fn run(tool: PvtTool) -> Result<Report, ConfigError> {
             client::rekey(&user(args)?, &new)
         }
         PvtTool::Destroy(args) => client::destroy(&user(args)?),
+        PvtTool::Load { user: args, queries, prepared, clients, qps, duration, encr } => {
+            let zone = user_zone(&args.zone)?;
+            let text = std::fs::read_to_string(&queries)
+                .map_err(|e| ConfigError::Cli(format!("cannot read the query file {}: {e}", queries.display())))?;
+            let mut list = Vec::new();
+            for (number, line) in text.lines().enumerate() {
+                let mut fields = line.split_whitespace();
+                let (Some(name), Some(qtype), None) = (fields.next(), fields.next(), fields.next()) else {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    return Err(ConfigError::Cli(format!("{} line {}: want NAME TYPE", queries.display(), number + 1)));
+                };
+                let relative = client::relative_name(name, &zone)
+                    .map_err(|why| ConfigError::Cli(format!("{} line {}: {why}", queries.display(), number + 1)))?;
+                let qtype = client::type_by_name(qtype).ok_or_else(|| {
+                    ConfigError::Cli(format!(
+                        "{} line {}: {qtype:?} is not a record type",
+                        queries.display(),
+                        number + 1
+                    ))
+                })?;
+                list.push((relative, qtype));
+            }
+            if list.is_empty() || prepared == 0 || clients == 0 || duration == 0 {
+                return Err(ConfigError::Cli(
+                    "load needs a query in the file, and --prepared, --clients and --duration above 0".into(),
+                ));
+            }
+            let encr = encr_type(&encr)?;
+            client::load(&user(args)?, encr, &list, prepared, (clients, qps, std::time::Duration::from_secs(duration)))
+        }
         PvtTool::ProviderKeygen { zone, out } => tools::provider_keygen(&pvt_zone(&zone, "--zone")?, &out),
         PvtTool::Enroll { file, user } => tools::enroll(&file, &user),
         PvtTool::Admin(AdminTool::Rekey { user, key_file, primary }) => {

@@ -104,22 +104,34 @@ pub fn change(user: &User, encr_type: u16, record: &RecordText) -> Result<Report
         Ok(provider) => provider,
         Err(line) => return Ok(failed(line)),
     };
+    let update = change_request(&mut StdRng::from_os_rng(), rand::random(), user, &provider, encr_type, record)?;
+    send_update(user, update)
+}
+
+/// The UPDATE of `change`, with ID `id` and every random byte from `rng`, not yet signed.
+pub fn change_request(
+    rng: &mut StdRng,
+    id: u16,
+    user: &User,
+    provider: &PublicKey,
+    encr_type: u16,
+    record: &RecordText,
+) -> Result<Message, ConfigError> {
     let (class, ttl, rdata) = match (record.add, &record.rdata) {
         (true, Some(rdata)) => (DNSClass::IN, record.ttl, &rdata[..]),
         (false, None) => (DNSClass::ANY, 0, &[][..]),
         (false, Some(rdata)) => (DNSClass::NONE, 0, &rdata[..]),
         (true, None) => return Err(ConfigError::Cli("a record to add needs its RDATA".into())),
     };
-    let mut rng = StdRng::from_os_rng();
-    let owner = encrypted_name(&mut rng, user, &provider, record.rtype, &record.relative)?;
+    let owner = encrypted_name(rng, user, provider, record.rtype, &record.relative)?;
     let mut plain_owner = record.relative.clone();
     plain_owner.extend_from_slice(&user.zone);
     let mut sealed = Vec::new();
     seal::seal_record(
-        &mut rng,
+        rng,
         wire::ALG_HPKE_AES256GCM,
         &user.key,
-        &provider,
+        provider,
         &user.zone,
         record.rtype,
         &plain_owner,
@@ -129,8 +141,8 @@ pub fn change(user: &User, encr_type: u16, record: &RecordText) -> Result<Report
     let mut encr = Record::from_rdata(name(&owner)?, ttl, encr_data(encr_type, sealed));
     encr.set_dns_class(class);
     let mut update = update_of(&user.zone)?;
-    update.add_update(encr);
-    send_update(user, update)
+    update.set_id(id).add_update(encr);
+    Ok(update)
 }
 
 /// `dotgate pvt rekey`: the current KEY as the prerequisite, the KEY RRset deleted and `new`'s
@@ -167,26 +179,40 @@ pub fn query(user: &User, encr_type: u16, relative: &[u8], qtype: u16) -> Result
         Ok(provider) => provider,
         Err(line) => return Ok(failed(line)),
     };
-    let request = query_message(user, &provider, encr_type, relative, qtype)?;
+    let request = query_request(
+        &mut StdRng::from_os_rng(),
+        rand::random(),
+        sig0::now(),
+        user,
+        &provider,
+        encr_type,
+        relative,
+        qtype,
+    )?;
     Ok(match exchange(user, &request) {
         Ok(answer) => read_answer(user, &provider, &Asked { request: &request, relative, qtype, encr_type }, &answer),
         Err(line) => failed(line),
     })
 }
 
-/// The signed query: random ID, RD=0, the encrypted name of `qtype` at `relative` asking for
-/// ENCR, an OPT record (payload 1232), the SIG(0).
-fn query_message(
+/// The signed query: ID `id`, RD=0, the encrypted name of `qtype` at `relative` asking for
+/// ENCR, an OPT record (payload 1232), the SIG(0) from `now`. Every random byte comes from
+/// `rng` (the test vectors and `dotgate pvt load` give their own).
+#[allow(clippy::too_many_arguments)]
+pub fn query_request(
+    rng: &mut StdRng,
+    id: u16,
+    now: u32,
     user: &User,
     provider: &PublicKey,
     encr_type: u16,
     relative: &[u8],
     qtype: u16,
 ) -> Result<Vec<u8>, ConfigError> {
-    let qname = encrypted_name(&mut StdRng::from_os_rng(), user, provider, qtype, relative)?;
+    let qname = encrypted_name(rng, user, provider, qtype, relative)?;
     let mut message = Message::new();
     message
-        .set_id(rand::random())
+        .set_id(id)
         .set_message_type(MessageType::Query)
         .set_op_code(OpCode::Query)
         .set_recursion_desired(false)
@@ -194,7 +220,7 @@ fn query_message(
     let mut edns = Edns::new();
     edns.set_max_payload(UDP_PAYLOAD);
     message.set_edns(edns);
-    signed(message, &user.key, &user.zone, sig0::now()).map_err(ConfigError::Cli)
+    signed(message, &user.key, &user.zone, now).map_err(ConfigError::Cli)
 }
 
 /// A query as sent, and what it asks in clear.
@@ -284,7 +310,7 @@ fn update_of(zone: &[u8]) -> Result<Message, ConfigError> {
 }
 
 /// Signs and sends `update`, and reports its answer's RCODE.
-fn send_update(user: &User, update: Message) -> Result<Report, ConfigError> {
+pub fn send_update(user: &User, update: Message) -> Result<Report, ConfigError> {
     let request = signed(update, &user.key, &user.zone, sig0::now()).map_err(ConfigError::Cli)?;
     Ok(match exchange(user, &request) {
         Ok(answer) => status(
@@ -362,7 +388,7 @@ fn encrypted_name(
 
 /// The provider's key: the first algorithm-15 KEY the server holds at `_pvt.DOMAIN`, asked in
 /// clear (it is public: draft §3).
-fn provider_key(user: &User) -> Result<PublicKey, String> {
+pub fn provider_key(user: &User) -> Result<PublicKey, String> {
     let apex = &user.zone[1 + usize::from(user.zone[0])..];
     let mut message = Message::new();
     let qname = name(apex).map_err(|e| e.to_string())?;
@@ -951,4 +977,31 @@ mod tests {
             assert!(error.contains(why), "{error}");
         }
     }
+}
+
+/// `dotgate pvt load`: `prepared` signed queries made from `queries` (relative name, type) in
+/// turn, each with its own ID, sent as [`super::load`] says.
+pub fn load(
+    user: &User,
+    encr_type: u16,
+    queries: &[(Vec<u8>, u16)],
+    prepared: usize,
+    settings: (usize, Option<u32>, Duration),
+) -> Result<Report, ConfigError> {
+    let provider = match provider_key(user) {
+        Ok(provider) => provider,
+        Err(line) => return Ok(failed(line)),
+    };
+    let mut rng = StdRng::from_os_rng();
+    let now = sig0::now();
+    let mut ids: Vec<u16> = (0..=u16::MAX).collect();
+    rand::seq::SliceRandom::shuffle(&mut ids[..], &mut rng);
+    let requests = (0..prepared.min(ids.len()))
+        .map(|i| {
+            let (relative, qtype) = &queries[i % queries.len()];
+            query_request(&mut rng, ids[i], now, user, &provider, encr_type, relative, *qtype)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (clients, qps, duration) = settings;
+    Ok(super::load::run(super::load::Load { server: user.server, queries: requests, clients, qps, duration }))
 }
