@@ -567,6 +567,33 @@ fn generic_rdata(text: &str) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
+/// `dotgate pvt load`: `prepared` signed queries made from `queries` (relative name, type) in
+/// turn, each with its own ID, sent as [`super::load`] says.
+pub fn load(
+    user: &User,
+    encr_type: u16,
+    queries: &[(Vec<u8>, u16)],
+    prepared: usize,
+    settings: (usize, Option<u32>, Duration),
+) -> Result<Report, ConfigError> {
+    let provider = match provider_key(user) {
+        Ok(provider) => provider,
+        Err(line) => return Ok(failed(line)),
+    };
+    let mut rng = StdRng::from_os_rng();
+    let now = sig0::now();
+    let mut ids: Vec<u16> = (0..=u16::MAX).collect();
+    rand::seq::SliceRandom::shuffle(&mut ids[..], &mut rng);
+    let requests = (0..prepared.min(ids.len()))
+        .map(|i| {
+            let (relative, qtype) = &queries[i % queries.len()];
+            query_request(&mut rng, ids[i], now, user, &provider, encr_type, relative, *qtype)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (clients, qps, duration) = settings;
+    Ok(super::load::run(super::load::Load { server: user.server, queries: requests, clients, qps, duration }))
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::{Read as _, Write as _};
@@ -647,7 +674,17 @@ mod tests {
         let bytes = signed(message, &user.key, ZONE, 1).unwrap();
         assert_eq!(&bytes[HEADER_LEN..HEADER_LEN + qname.len()], &qname[..]);
         // And a real query: the gateway's own reading of it gives back the type and the name.
-        let request = query_message(&user, &provider.public, ENCR, b"\x07Printer", 28).unwrap();
+        let request = query_request(
+            &mut StdRng::seed_from_u64(11),
+            0x4242,
+            sig0::now(),
+            &user,
+            &provider.public,
+            ENCR,
+            b"\x07Printer",
+            28,
+        )
+        .unwrap();
         let end = dns::question_end(&request).unwrap();
         let qname = &request[HEADER_LEN..end - 4];
         assert_eq!(&request[end - 4..end], &[0xff, 0x16, 0, 1]);
@@ -697,7 +734,17 @@ mod tests {
             assert_eq!((record.rtype, record.rdata.as_deref()), (rtype, Some(&rdata[..])), "{text}");
             // Sealed by the provider as the gateway would, opened and shown by the client.
             let (user, provider) = (nowhere(), KeyPair::generate());
-            let request = query_message(&user, &provider.public, ENCR, &record.relative, rtype).unwrap();
+            let request = query_request(
+                &mut StdRng::seed_from_u64(11),
+                0x4242,
+                sig0::now(),
+                &user,
+                &provider.public,
+                ENCR,
+                &record.relative,
+                rtype,
+            )
+            .unwrap();
             let mut answer =
                 response(&request, 0, &[(ENCR, sealed(&provider, &user, rtype, &record.relative, &rdata))]);
             let ttl_at = dns::question_end(&request).unwrap() + 6;
@@ -736,7 +783,17 @@ mod tests {
     #[test]
     fn an_answer_is_shown_only_when_every_record_opens() {
         let (user, provider, stranger) = (nowhere(), KeyPair::generate(), KeyPair::generate());
-        let request = query_message(&user, &provider.public, ENCR, b"\x07printer", 1).unwrap();
+        let request = query_request(
+            &mut StdRng::seed_from_u64(11),
+            0x4242,
+            sig0::now(),
+            &user,
+            &provider.public,
+            ENCR,
+            b"\x07printer",
+            1,
+        )
+        .unwrap();
         let asked = Asked { request: &request, relative: b"\x07printer", qtype: 1, encr_type: ENCR };
         let genuine = sealed(&provider, &user, 1, b"\x07printer", &[192, 0, 2, 7]);
         let read = |answer: &[u8]| read_answer(&user, &provider.public, &asked, answer);
@@ -977,31 +1034,4 @@ mod tests {
             assert!(error.contains(why), "{error}");
         }
     }
-}
-
-/// `dotgate pvt load`: `prepared` signed queries made from `queries` (relative name, type) in
-/// turn, each with its own ID, sent as [`super::load`] says.
-pub fn load(
-    user: &User,
-    encr_type: u16,
-    queries: &[(Vec<u8>, u16)],
-    prepared: usize,
-    settings: (usize, Option<u32>, Duration),
-) -> Result<Report, ConfigError> {
-    let provider = match provider_key(user) {
-        Ok(provider) => provider,
-        Err(line) => return Ok(failed(line)),
-    };
-    let mut rng = StdRng::from_os_rng();
-    let now = sig0::now();
-    let mut ids: Vec<u16> = (0..=u16::MAX).collect();
-    rand::seq::SliceRandom::shuffle(&mut ids[..], &mut rng);
-    let requests = (0..prepared.min(ids.len()))
-        .map(|i| {
-            let (relative, qtype) = &queries[i % queries.len()];
-            query_request(&mut rng, ids[i], now, user, &provider, encr_type, relative, *qtype)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let (clients, qps, duration) = settings;
-    Ok(super::load::run(super::load::Load { server: user.server, queries: requests, clients, qps, duration }))
 }
