@@ -23,6 +23,8 @@ pub mod tcp;
 pub mod tools;
 pub mod udp;
 pub mod update;
+#[cfg(test)]
+mod vectors;
 pub mod wire;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
