@@ -93,7 +93,7 @@ for u in alice bob; do "$dotgate_bin" pvt enroll --file "$work/enrolled" "$u" >/
 mkdir -p "$work/dnsenc-keys"
 "$dotgate_bin" dnsenc keygen --scheme x25519 --out "$work/dnsenc-keys" >/dev/null
 take_ports dot_port pvt_port udp_port admin_port
-gateway_answers() { kdig @127.0.0.1 -p "$pvt_port" +timeout=1 +retry=0 "$zone" KEY | grep -q NOERROR; }
+gateway_answers() { kdig @127.0.0.1 -p "$pvt_port" +timeout=1 +retry=0 "$zone" KEY 2>/dev/null | grep -q NOERROR; }
 start_bench_dotgate pvt gateway_answers --listen "127.0.0.1:$dot_port" --backend "127.0.0.1:$bind_port" \
   --pvt-listen "127.0.0.1:$pvt_port" --pvt-zone "$zone" --pvt-primary "127.0.0.1:$bind_port" \
   --pvt-tsig-key "$work/tsig.key" --pvt-provider-key "$work/provider.key" --pvt-enrollment "$work/enrolled" \
@@ -135,33 +135,30 @@ measure() {
   fi
   local cpu
   cpu=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$completed" \
-    'BEGIN { printf "%.1f", n > 0 ? t / hz * 1e6 / n : 0 }')
+    'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }')
   csv_line "$variant" "$round" "$qps" "$completed" "$lost" "$cpu" "$p50" "$p99" "$bq" "$ba" >>"$csv"
   say "$variant #$round: $qps qps, $cpu us/query dotgate CPU, p50 $p50 ms, p99 $p99 ms, lost $lost of $sent"
 }
-pvt_load() {
-  "$dotgate_bin" pvt load "@127.0.0.1:$pvt_port" --zone "$user_zone" --key "$work/alice.key" \
-    -f "$1" --prepared 20000 -c 20 -l "$duration" "${@:2}"
-}
-udp_load() {
-  dnsperf -m udp -s 127.0.0.1 -p "$udp_port" -d "$work/plain" -c 20 -q 200 -l "$duration" -v "$@"
-}
+# The two clients (arrays: run_client runs them pinned, through taskset).
+pvt_load=("$dotgate_bin" pvt load "@127.0.0.1:$pvt_port" --zone "$user_zone" --key "$work/alice.key"
+  --prepared 20000 -c 20 -l "$duration")
+udp_load=(dnsperf -m udp -s 127.0.0.1 -p "$udp_port" -d "$work/plain" -c 20 -q 200 -l "$duration" -v)
 
 check_quiet
 for round in $(seq 1 "$repeats"); do
   rate_now=0
-  measure pvt-max "$round" pvt_load "$work/q-www"
-  measure udp-max "$round" udp_load
+  measure pvt-max "$round" "${pvt_load[@]}" -f "$work/q-www"
+  measure udp-max "$round" "${udp_load[@]}"
 done
 half=$(awk -F, '$1 == "pvt-max" { print $3 }' "$csv" | sort -n | awk '{ a[NR] = $1 } END { printf "%d", a[int((NR + 1) / 2)] / 2 }')
 say "both at $half qps (half the gateway's median maximum)"
 for round in $(seq 1 "$repeats"); do
   rate_now=$half
-  measure pvt-half "$round" pvt_load "$work/q-www" -Q "$half"
-  measure udp-half "$round" udp_load -Q "$half"
+  measure pvt-half "$round" "${pvt_load[@]}" -f "$work/q-www" -Q "$half"
+  measure udp-half "$round" "${udp_load[@]}" -Q "$half"
 done
 rate_now=0
-measure pvt-multi 1 pvt_load "$work/q-multi" -Q 500
+measure pvt-multi 1 "${pvt_load[@]}" -f "$work/q-multi" -Q 500
 
 # ---- UPDATEs -------------------------------------------------------------------------------------
 say "100 UPDATEs through the gateway, 100 straight to BIND"
@@ -211,7 +208,8 @@ for size in "${sizes[@]}"; do
 done
 
 update_bytes=$(awk -F' = ' '$1 == "update" { print length($2) / 2 }' tests/vectors/pvt/messages.txt)
-python3 - "$csv" "$md" "$gateway_update_s" "$direct_update_s" "$update_bytes" "$(run_note "$busy_start")" \
+python3 - "$csv" "$md" "$gateway_update_s" "$direct_update_s" "$update_bytes" \
+  "$(run_note "$busy_start" | sed 's/, Unbound [^,]*,/,/'), BIND $(named -v | awk '{ print $2 }')" \
   "$(for s in "${sizes[@]}"; do printf '%s:%s:%s ' "$s" "${register_s[$s]}" "${destroy_s[$s]}"; done)" <<'PYEOF'
 import csv, statistics, sys
 path, md, gw, direct, update_bytes, note, sizes = sys.argv[1:]

@@ -48,6 +48,8 @@ struct Setup {
     dir: tempfile::TempDir,
     cert: PathBuf,
     provider: KeyPair,
+    /// dotgate's /metrics.
+    admin: SocketAddr,
 }
 
 impl Setup {
@@ -65,6 +67,7 @@ impl Setup {
         }
         let (cert, key, _) = support::make_cert(dir.path());
         let pvt = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+        let admin = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
         let dotgate = Dotgate::start(
             &[bind.addr],
             &[
@@ -86,10 +89,12 @@ impl Setup {
                 key.to_str().unwrap(),
                 "--workers",
                 "2",
+                "--admin",
+                &admin.to_string(),
             ],
         );
         let provider = KeyPair::read_file(&provider_key).unwrap();
-        Setup { bind, dotgate, pvt, dir, cert, provider }
+        Setup { bind, dotgate, pvt, dir, cert, provider, admin }
     }
 
     /// `dotgate pvt keygen` into the temp dir: the key file.
@@ -115,6 +120,12 @@ impl Setup {
 
     fn user_key(&self, path: &Path) -> KeyPair {
         KeyPair::read_file(path).unwrap()
+    }
+
+    /// One series of dotgate's /metrics (0 when absent).
+    fn metric(&self, series: &str) -> f64 {
+        let (_, page) = support::http::get(self.admin, "/metrics");
+        support::http::sample(&page, series).unwrap_or(0.0)
     }
 }
 
@@ -169,7 +180,14 @@ fn lifecycle(tls: bool) {
     assert_status(&out, "NOERROR", 0, "NODATA after deleting A (TXT is still there)");
     assert!(answers(&out).is_empty(), "{}", text(&out));
     assert_status(&run(&key, "delete", &["printer TXT"]), "NOERROR", 0, "delete TXT");
-    assert_status(&run(&key, "query", &["printer", "A"]), "NXDOMAIN", 1, "the name is gone");
+    let out = run(&key, "query", &["printer", "A"]);
+    assert_status(&out, "NXDOMAIN", 1, "the name is gone");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("alice._pvt.example.test.\t60\tIN\tSOA")
+            || String::from_utf8_lossy(&out.stdout).contains("alice._pvt.example.test. 60 IN SOA"),
+        "NXDOMAIN carries the user's SOA in clear: {}",
+        text(&out)
+    );
 
     let new_key = setup.keygen("alice2.key");
     assert_status(&run(&key, "rekey", &["--new-key", new_key.to_str().unwrap()]), "NOERROR", 0, "rekey");
@@ -368,7 +386,8 @@ fn bad_input_gets_its_rcode_and_leaves_the_zone_alone() {
             "an UPDATE flipped after signing",
             {
                 let mut msg = forge.signed(forge.update(&zone, std::slice::from_ref(&add)), &alice, now);
-                let at = msg.len() - 100;
+                // Inside the ENCR record, before the SIG record (118 octets here).
+                let at = msg.len() - 130;
                 msg[at] ^= 1;
                 msg
             },
@@ -403,6 +422,63 @@ fn bad_input_gets_its_rcode_and_leaves_the_zone_alone() {
     let out = setup.pvt(false, "carol", &setup.keygen("carol.key"), "register", &[]);
     assert_status(&out, "REFUSED", 1, "a user not enrolled");
     assert_eq!(setup.bind.pvt_zone_records(), before, "registrations refused: BIND's zone unchanged");
+
+    // Each refusal counted by its reason; the registrations and the record by operation.
+    for (reason, at_least) in [
+        ("unsigned", 2.0),
+        ("wrong_signer", 2.0),
+        ("sig0_time", 2.0),
+        ("bad_signature", 2.0),
+        ("formerr_name", 2.0),
+        ("formerr_record", 2.0),
+        ("not_encr", 1.0),
+        ("transfer", 2.0),
+        ("unknown_user", 1.0),
+        ("notzone", 1.0),
+        ("not_enrolled", 1.0),
+    ] {
+        let got = setup.metric(&format!("dotgate_pvt_refused_total{{reason=\"{reason}\"}}"));
+        assert!(got >= at_least, "{reason}: {got} counted, at least {at_least} expected");
+    }
+    assert_eq!(
+        setup.metric("dotgate_pvt_updates_total{op=\"register\"}"),
+        3.0,
+        "alice, bob, alice again, and none for carol"
+    );
+    assert!(setup.metric("dotgate_pvt_updates_total{op=\"records\"}") >= 1.0);
+}
+
+#[test]
+fn the_apexes_answer_soa_ns_and_key_in_clear() {
+    let setup = Setup::start();
+    let key = setup.keygen("alice.key");
+    assert_status(&setup.pvt(false, "alice", &key, "register", &[]), "NOERROR", 0, "register");
+    let alice = setup.user_key(&key);
+    let forge = Forge::new(&setup, setup.user_key(&key), "alice._pvt.example.test.");
+    for (apex, qtype, want) in [
+        ("_pvt.example.test.", 6u16, None),
+        ("_pvt.example.test.", 2, None),
+        ("_pvt.example.test.", 25, Some(setup.provider.public.key_rdata())),
+        ("alice._pvt.example.test.", 6, None),
+        ("alice._pvt.example.test.", 2, None),
+        ("alice._pvt.example.test.", 25, Some(alice.public.key_rdata())),
+    ] {
+        let answer = exchange(setup.pvt, &forge.query(&name(apex), qtype));
+        assert_eq!(rcode(&answer), 0, "{apex} {qtype}");
+        let parsed = dotgate::message::parse(&answer);
+        assert_eq!(parsed.sections[0].len(), 1, "{apex} {qtype}: one record");
+        let record = &parsed.sections[0][0];
+        assert_eq!((record.rtype, record.owner.to_ascii_lowercase()), (qtype, name(apex)), "{apex} {qtype}");
+        if let Some(rdata) = want {
+            assert_eq!(answer[record.rdata.0..record.rdata.1].to_vec(), rdata, "{apex} KEY");
+        }
+        assert!(parsed.sections[1].is_empty() && parsed.sections[2].is_empty(), "{apex} {qtype}: nothing else");
+    }
+    // Other types at the apexes are refused; an IXFR too.
+    for (apex, qtype) in [("_pvt.example.test.", 1u16), ("alice._pvt.example.test.", 1), ("_pvt.example.test.", 251)] {
+        assert_eq!(rcode(&exchange(setup.pvt, &forge.query(&name(apex), qtype))), 5, "{apex} {qtype}");
+    }
+    assert!(setup.metric("dotgate_pvt_queries_total{kind=\"clear\"}") >= 6.0);
 }
 
 #[test]
