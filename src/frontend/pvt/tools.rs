@@ -39,6 +39,7 @@ pub fn load_server(settings: &PvtConfig) -> Result<PvtServer, ConfigError> {
         enrollment: settings.enrollment.clone(),
         primary: Primary { addr: settings.primary, tsig },
         type_encr: settings.encr_type,
+        rsa_compat: settings.rsa_compat,
         key_generation: AtomicU64::new(0),
     })
 }
