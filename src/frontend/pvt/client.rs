@@ -640,6 +640,32 @@ mod tests {
     }
 
     #[test]
+    fn an_rsa_sig0_by_hickory_verifies_with_the_gateways_verifier() {
+        let pair = crate::frontend::pvt::keys::tests::rsa_pair();
+        let key = UserKeyPair::Rsa(RsaKeyPair::from_pkcs8(pair.pkcs8()).unwrap());
+        let UserPublic::Rsa(public) = key.public() else { unreachable!() };
+        let mut update = update_of(ZONE).unwrap();
+        update.add_update(Record::from_rdata(name(ZONE).unwrap(), 3600, key_data(&key.public()).unwrap()));
+        let now = 1_000_000;
+        let msg = signed(update, &key, ZONE, now).unwrap();
+        let sig = sig0::find(&msg).unwrap();
+        assert_eq!((sig.algorithm, sig.key_tag, sig.signature.len()), (8, public.tag, 256));
+        assert_eq!((sig.signer, sig.inception, sig.expiration), (ZONE, now, now + sig0::SIGN_WINDOW));
+        let mut scratch = Vec::new();
+        assert_eq!(sig0::verify(&msg, &sig, ZONE, &public, now + 10, &mut scratch), Ok(()));
+        assert_eq!(sig0::verify(&msg, &sig, ZONE, &key.public(), now + 10, &mut scratch), Ok(()));
+        let ed = KeyPair::generate();
+        assert_eq!(sig0::verify(&msg, &sig, ZONE, &ed.public, now, &mut scratch), Err(sig0::Sig0Error::WrongSigner));
+        for at in [1, 13, 60, msg.len() - 100, msg.len() - 1] {
+            let mut flipped = msg.clone();
+            flipped[at] ^= 0x01;
+            let verdict =
+                sig0::find(&flipped).and_then(|sig| sig0::verify(&flipped, &sig, ZONE, &public, now, &mut scratch));
+            assert_eq!(verdict, Err(sig0::Sig0Error::Signature), "byte {at}");
+        }
+    }
+
+    #[test]
     fn encrypted_labels_go_on_the_wire_byte_for_byte() {
         let (user, provider) = (nowhere(), KeyPair::generate());
         // Upper case, dots, zero and high octets, and more than one label's worth.

@@ -792,6 +792,37 @@ mod tests {
     }
 
     #[test]
+    fn answers_to_an_rsa_user_are_algorithm_3() {
+        let provider = KeyPair::from_seed(&[1; 32]).unwrap();
+        let pair = crate::frontend::pvt::keys::tests::rsa_pair();
+        let user = UserPublic::Rsa(pair.public.clone());
+        let zone = name("alice._pvt.example.test.");
+        let question = [name("question.alice._pvt.example.test."), vec![0xff, 0x16, 0, 1]].concat();
+        let sealing = AnswerSealing {
+            provider: &provider,
+            user: &user,
+            user_zone: &zone,
+            head: [0xab, 0xcd, 0x00, 0x00],
+            question: &question,
+            type_encr: wire::DEFAULT_TYPE_ENCR,
+            edns: false,
+            max_size: 65535,
+        };
+        let mut out = Vec::new();
+        assert!(!sealing.seal(&mut StdRng::seed_from_u64(6), &primary_answer(0, true), || None, &mut out));
+        let parsed = message::parse(&out);
+        let opened: Vec<_> = parsed.sections[0]
+            .iter()
+            .map(|r| {
+                let rdata = &out[r.rdata.0..r.rdata.1];
+                assert_eq!(rdata[0], wire::ALG_RSA_OAEP);
+                seal::open_record_rsa(pair, &zone, rdata).unwrap()
+            })
+            .collect();
+        assert_eq!(opened.iter().map(|r| r.rtype).collect::<Vec<_>>(), [5, 1], "the CNAME chain, sealed");
+    }
+
+    #[test]
     fn sig0_reasons_are_distinct() {
         use super::sig0::Sig0Error;
         let reasons =

@@ -598,7 +598,7 @@ pub fn enroll(path: &Path, user: &str) -> Result<bool, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -670,6 +670,69 @@ mod tests {
         assert_eq!(enroll(&path, "bob"), Ok(true));
         assert!(enroll(&path, "a.b").is_err());
         assert_eq!(read_enrollment(&path).unwrap(), ["alice", "bob"]);
+    }
+
+    /// One RSA key for the tests (2048-bit generation takes a while).
+    pub(crate) fn rsa_pair() -> &'static RsaKeyPair {
+        static PAIR: std::sync::OnceLock<RsaKeyPair> = std::sync::OnceLock::new();
+        PAIR.get_or_init(|| RsaKeyPair::generate().unwrap())
+    }
+
+    #[test]
+    fn rsa_key_rdata_is_rfc_3110_both_ways() {
+        let pair = rsa_pair();
+        let public = &pair.public;
+        assert_eq!((public.modulus_len, public.e.as_slice()), (256, &[1, 0, 1][..]));
+        let rdata = &public.rdata;
+        assert_eq!(&rdata[..5], &[0, 0, 3, 8, 3], "flags 0, protocol 3, algorithm 8, a 3-octet exponent");
+        assert_eq!((&rdata[5..8], &rdata[8..]), (&[1, 0, 1][..], &public.n[..]));
+        assert_eq!(RsaPublicKey::from_key_rdata(rdata).as_ref(), Ok(public));
+        assert_eq!(key_tag(rdata), public.tag);
+        // The long exponent-length form (0, then two octets) reads as the same key.
+        let long: Vec<u8> = [&rdata[..4], &[0, 0, 3], &rdata[5..]].concat();
+        let read = RsaPublicKey::from_key_rdata(&long).unwrap();
+        assert_eq!((read.n.as_slice(), read.e.as_slice()), (public.n.as_slice(), public.e.as_slice()));
+        assert!(public.key_text().starts_with("0 3 8 AwEAA"), "{}", public.key_text());
+        // Only with the compatibility mode is it a user key.
+        assert_eq!(UserPublic::from_key_rdata(rdata, true), Ok(UserPublic::Rsa(public.clone())));
+        assert!(UserPublic::from_key_rdata(rdata, false).is_err());
+        let ed = KeyPair::generate();
+        assert_eq!(UserPublic::from_key_rdata(&ed.public.key_rdata(), true), Ok(UserPublic::Ed25519(ed.public)));
+        let small = [&rdata[..8], &public.n[..128]].concat();
+        let mut even_exponent = rdata.clone();
+        even_exponent[7] = 2;
+        for (bad, why) in [
+            ([&rdata[..3], &[15], &rdata[4..]].concat(), "algorithm"),
+            ([&rdata[..2], &[2], &rdata[3..]].concat(), "protocol"),
+            (small, "1024 bits"),
+            (even_exponent, "even exponent"),
+            ([&rdata[..4], &[200], &rdata[5..40]].concat(), "exponent past the end"),
+            ([&rdata[..8], &[0], &rdata[8..]].concat(), "a leading zero"),
+            (rdata[..4].to_vec(), "no key"),
+        ] {
+            assert!(RsaPublicKey::from_key_rdata(&bad).is_err(), "{why}");
+        }
+    }
+
+    #[test]
+    fn rsa_key_files_are_pkcs8_pem_and_read_strictly() {
+        let pair = rsa_pair();
+        let text = pair.file_text();
+        assert!(text.starts_with("-----BEGIN PRIVATE KEY-----\n") && text.lines().all(|l| l.len() <= 64));
+        assert_eq!(RsaKeyPair::parse_file(&text).unwrap().public, pair.public);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rsa.key");
+        UserKeyPair::Rsa(RsaKeyPair::parse_file(&text).unwrap()).write_file(&path).unwrap();
+        let UserKeyPair::Rsa(read) = UserKeyPair::read_file(&path).unwrap() else { panic!("not RSA") };
+        assert_eq!(read.public, pair.public);
+        let ed_path = dir.path().join("ed.key");
+        KeyPair::generate().write_file(&ed_path).unwrap();
+        assert!(matches!(UserKeyPair::read_file(&ed_path).unwrap(), UserKeyPair::Ed25519(_)));
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(UserKeyPair::read_file(&path).unwrap_err().to_string().contains("0600"));
+        assert!(RsaKeyPair::parse_file("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").is_err());
+        assert!(!format!("{:?}", UserKeyPair::Rsa(read)).contains(&text[40..60]));
     }
 
     fn hex32(text: &str) -> [u8; KEY_LEN] {

@@ -375,4 +375,75 @@ mod tests {
         as_record.extend_from_slice(&name);
         assert_eq!(open_record(&provider, &user.public, &zone(), &as_record), Err(OpenError));
     }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn the_ed25519_path_makes_the_same_bytes_as_before_the_rsa_mode() {
+        // Recorded from the code before the Base-mode and algorithm-3 functions were added.
+        let (user, provider) = (KeyPair::from_seed(&[4; 32]).unwrap(), KeyPair::from_seed(&[5; 32]).unwrap());
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let name = seal_name(&mut rng, &user, &provider.public, &zone(), 1, b"\x03www");
+        let mut record = Vec::new();
+        let owner = b"\x03www\x05alice\x04_pvt\x07example\x04test\0";
+        seal_record(&mut rng, 1, &provider, &user.public, &zone(), 1, owner, &[192, 0, 2, 1], &mut record);
+        assert_eq!(
+            hex(&name),
+            "aca45503f969a2c89444716ec3dff2f68da6e86ac8cbddd94ddbe0b90defd077fe651b5bc8791c85dec77653237444bba5081e916183"
+        );
+        assert_eq!(
+            hex(&record),
+            "011e27dd7df52b89b7e298d188fdb01c761497f86a4c195e528b70cbeb1e851b6b0505972f3c139d0218df2cbb5d25fdc6fc4e1a97c4c26b\
+             095ed61cdc50dc0e27193a436dd490ef7737c9fffdb5132b05a7b15dc97e"
+        );
+    }
+
+    #[test]
+    fn base_mode_names_and_records_round_trip_and_are_not_auth_mode() {
+        let (user, provider) = (KeyPair::generate(), KeyPair::generate());
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let ciphertext = seal_name_base(&mut rng, &provider.public, &zone(), 16, b"\x04_ipp\x04_tcp");
+        assert_eq!(open_name_base(&provider, &zone(), &ciphertext), Ok((16, b"\x04_ipp\x04_tcp".to_vec())));
+        assert_eq!(open_name(&provider, &user.public, &zone(), &ciphertext), Err(OpenError), "not Auth mode");
+        assert_eq!(open_name_base(&user, &zone(), &ciphertext), Err(OpenError), "another recipient");
+        assert_eq!(open_name_base(&provider, b"\x03bob\0", &ciphertext), Err(OpenError), "another zone");
+        let auth = seal_name(&mut rng, &user, &provider.public, &zone(), 1, b"");
+        assert_eq!(open_name_base(&provider, &zone(), &auth), Err(OpenError), "Auth mode is not Base mode");
+        let owner = b"\x03www\x05alice\x04_pvt\x07example\x04test\0";
+        for algorithm in [ALG_HPKE_AES256GCM, ALG_HPKE_CHACHA20] {
+            let mut rdata = Vec::new();
+            seal_record_base(&mut rng, algorithm, &provider.public, &zone(), 1, owner, &[192, 0, 2, 1], &mut rdata);
+            let opened = open_record_base(&provider, &zone(), &rdata).unwrap();
+            assert_eq!(opened, OpenedRecord { rtype: 1, owner: owner.to_vec(), rdata: vec![192, 0, 2, 1] });
+            assert_eq!(open_record(&provider, &user.public, &zone(), &rdata), Err(OpenError));
+            *rdata.last_mut().unwrap() ^= 1;
+            assert_eq!(open_record_base(&provider, &zone(), &rdata), Err(OpenError));
+        }
+    }
+
+    #[test]
+    fn algorithm_3_records_open_only_with_the_rsa_key_and_unaltered() {
+        let pair = crate::frontend::pvt::keys::tests::rsa_pair();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let owner = b"\x07printer\x05alice\x04_pvt\x07example\x04test\0";
+        let mut rdata = Vec::new();
+        seal_record_rsa(&mut rng, &pair.public, &zone(), 1, owner, &[192, 0, 2, 7], &mut rdata);
+        assert_eq!(rdata[0], ALG_RSA_OAEP);
+        assert_eq!(u16::from_be_bytes([rdata[1], rdata[2]]), pair.public.tag);
+        assert_eq!(rdata.len(), 3 + 256 + 2 + owner.len() + 4 + TAG_LEN, "header, one block, the record, the tag");
+        let want = OpenedRecord { rtype: 1, owner: owner.to_vec(), rdata: vec![192, 0, 2, 7] };
+        assert_eq!(open_record_rsa(pair, &zone().to_ascii_uppercase(), &rdata), Ok(want));
+        assert_eq!(open_record_rsa(pair, b"\x03bob\0", &rdata), Err(OpenError), "another zone");
+        for at in [0, 1, 3, 100, 3 + 256, rdata.len() - 1] {
+            let mut flipped = rdata.clone();
+            flipped[at] ^= 1;
+            assert_eq!(open_record_rsa(pair, &zone(), &flipped), Err(OpenError), "byte {at}");
+        }
+        assert_eq!(open_record_rsa(pair, &zone(), &rdata[..3 + 256 + 10]), Err(OpenError), "cut short");
+        let mut again = Vec::new();
+        seal_record_rsa(&mut rng, &pair.public, &zone(), 1, owner, &[192, 0, 2, 7], &mut again);
+        assert_ne!(again, rdata, "a fresh key and OAEP seed each time");
+    }
 }
