@@ -52,6 +52,11 @@ struct Setup {
 
 impl Setup {
     fn start() -> Setup {
+        Setup::start_with(&[])
+    }
+
+    /// As [`Setup::start`], with `extra` gateway flags.
+    fn start_with(extra: &[&str]) -> Setup {
         let bind = Bind::start_pvt();
         let dir = tempfile::tempdir().unwrap();
         let provider_key = dir.path().join("provider.key");
@@ -65,37 +70,44 @@ impl Setup {
         }
         let (cert, key, _) = support::make_cert(dir.path());
         let pvt = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
-        let dotgate = Dotgate::start(
-            &[bind.addr],
-            &[
-                "--pvt-listen",
-                &pvt.to_string(),
-                "--pvt-zone",
-                ZONE,
-                "--pvt-primary",
-                &bind.addr.to_string(),
-                "--pvt-tsig-key",
-                bind.pvt_tsig_key_file().to_str().unwrap(),
-                "--pvt-provider-key",
-                provider_key.to_str().unwrap(),
-                "--pvt-enrollment",
-                enrollment.to_str().unwrap(),
-                "--cert",
-                cert.to_str().unwrap(),
-                "--key",
-                key.to_str().unwrap(),
-                "--workers",
-                "2",
-            ],
-        );
+        let (pvt_text, bind_text, tsig_key) = (pvt.to_string(), bind.addr.to_string(), bind.pvt_tsig_key_file());
+        let mut args = vec![
+            "--pvt-listen",
+            &pvt_text,
+            "--pvt-zone",
+            ZONE,
+            "--pvt-primary",
+            &bind_text,
+            "--pvt-tsig-key",
+            tsig_key.to_str().unwrap(),
+            "--pvt-provider-key",
+            provider_key.to_str().unwrap(),
+            "--pvt-enrollment",
+            enrollment.to_str().unwrap(),
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--workers",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        let dotgate = Dotgate::start(&[bind.addr], &args);
         let provider = KeyPair::read_file(&provider_key).unwrap();
         Setup { bind, dotgate, pvt, dir, cert, provider }
     }
 
     /// `dotgate pvt keygen` into the temp dir: the key file.
     fn keygen(&self, file: &str) -> PathBuf {
+        self.keygen_with(file, &[])
+    }
+
+    /// `dotgate pvt keygen` with `extra` flags (`--algorithm rsasha256`).
+    fn keygen_with(&self, file: &str, extra: &[&str]) -> PathBuf {
         let path = self.dir.path().join(file);
-        let out = dotgate(&["pvt", "keygen", "--out", path.to_str().unwrap()]);
+        let mut args = vec!["pvt", "keygen", "--out", path.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = dotgate(&args);
         assert_eq!(out.status.code(), Some(0), "keygen: {}", text(&out));
         path
     }
@@ -194,6 +206,70 @@ fn the_lifecycle_works_over_udp() {
 #[test]
 fn the_lifecycle_works_over_dot() {
     lifecycle(true);
+}
+
+const RSA: &[&str] = &["--algorithm", "rsasha256"];
+
+#[test]
+fn an_rsa_user_lives_its_life_with_the_compatibility_mode() {
+    let setup = Setup::start_with(&["--pvt-rsa-compat"]);
+    let run = |key: &Path, command: &str, extra: &[&str]| setup.pvt(false, "alice", key, command, extra);
+    let out = dotgate(&[
+        "pvt",
+        "keygen",
+        "--out",
+        setup.dir.path().join("shown.key").to_str().unwrap(),
+        "--algorithm",
+        "rsasha256",
+    ]);
+    assert!(text(&out).starts_with("0 3 8 AwEAA"), "an RSASHA256 KEY, exponent 65537: {}", text(&out));
+    let key = setup.keygen_with("alice-rsa.key", RSA);
+    assert_status(&run(&key, "register", &[]), "NOERROR", 0, "register an RSA key");
+    let zone = setup.bind.pvt_zone_records();
+    assert!(zone.iter().any(|r| r.starts_with("alice._pvt.example.test. 3600 IN KEY 0 3 8 ")), "{zone:#?}");
+    for record in ["printer 300 A 192.0.2.7", "printer 300 TXT \"model=x1\""] {
+        assert_status(&run(&key, "add", &[record]), "NOERROR", 0, record);
+    }
+    let zone = setup.bind.pvt_zone_records();
+    assert!(zone.iter().any(|r| r.starts_with("printer.alice._pvt.example.test. 300 IN A 192.0.2.7")), "{zone:#?}");
+
+    let out = run(&key, "query", &["printer", "A"]);
+    assert_status(&out, "NOERROR", 0, "query A as an RSA user");
+    let got = answers(&out);
+    assert_eq!(got.len(), 1, "{}", text(&out));
+    assert!(got[0].contains("192.0.2.7") && got[0].contains("printer.alice._pvt.example.test."), "{got:?}");
+
+    assert_status(&run(&key, "delete", &["printer A"]), "NOERROR", 0, "delete A");
+    let out = run(&key, "query", &["printer", "A"]);
+    assert_status(&out, "NOERROR", 0, "NODATA after the delete");
+    assert!(answers(&out).is_empty(), "{}", text(&out));
+
+    // Rekey from RSA to Ed25519 and back to RSA: each new key then asks alone.
+    let ed = setup.keygen("alice-ed.key");
+    assert_status(&run(&key, "rekey", &["--new-key", ed.to_str().unwrap()]), "NOERROR", 0, "rekey RSA to Ed25519");
+    assert_status(&run(&key, "query", &["printer", "TXT"]), "REFUSED", 1, "the RSA key after the rekey");
+    let out = run(&ed, "query", &["printer", "TXT"]);
+    assert_status(&out, "NOERROR", 0, "the Ed25519 key");
+    assert!(answers(&out).iter().any(|r| r.contains("model=x1")), "{}", text(&out));
+    let rsa2 = setup.keygen_with("alice-rsa2.key", RSA);
+    assert_status(&run(&ed, "rekey", &["--new-key", rsa2.to_str().unwrap()]), "NOERROR", 0, "rekey Ed25519 to RSA");
+    let out = run(&rsa2, "query", &["printer", "TXT"]);
+    assert_status(&out, "NOERROR", 0, "the new RSA key");
+    assert!(answers(&out).iter().any(|r| r.contains("model=x1")), "{}", text(&out));
+
+    assert_status(&run(&rsa2, "destroy", &[]), "NOERROR", 0, "destroy");
+    let zone = setup.bind.pvt_zone_records();
+    assert!(!zone.iter().any(|r| r.contains("alice")), "destroy leaves nothing of alice: {zone:#?}");
+    assert_status(&run(&rsa2, "query", &["printer", "TXT"]), "NXDOMAIN", 1, "no zone after destroy");
+}
+
+#[test]
+fn without_the_compatibility_mode_an_rsa_registration_is_formerr() {
+    let setup = Setup::start();
+    let before = setup.bind.pvt_zone_records();
+    let key = setup.keygen_with("alice-rsa.key", RSA);
+    assert_status(&setup.pvt(false, "alice", &key, "register", &[]), "FORMERR", 1, "an RSA key, the mode off");
+    assert_eq!(setup.bind.pvt_zone_records(), before, "BIND's zone unchanged");
 }
 
 /// A signed query or UPDATE put together here, for the inputs the client never makes.
