@@ -1721,7 +1721,16 @@ mod tests {
         ];
         let p = parse(&full).unwrap().pvt.expect("on");
         assert_eq!(p.zones, vec![b"\x04_pvt\x07example\x03com\x00".to_vec()], "lowercased wire form");
-        assert_eq!((p.encr_type, p.listen.len()), (65302, 1));
+        assert_eq!((p.encr_type, p.listen.len(), p.rsa_compat), (65302, 1, false), "RSA off by default");
+        let mut rsa: Vec<&str> = full.to_vec();
+        rsa.push("--pvt-rsa-compat");
+        assert!(parse(&rsa).unwrap().pvt.unwrap().rsa_compat);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "pvt-rsa-compat = true\n").unwrap();
+        let mut from_file: Vec<&str> = full.to_vec();
+        from_file.extend_from_slice(&["--config", path.to_str().unwrap()]);
+        assert!(parse(&from_file).unwrap().pvt.unwrap().rsa_compat, "the config key pvt-rsa-compat");
         for (drop, wanted) in [
             ("--pvt-primary", "--pvt-primary"),
             ("--pvt-tsig-key", "--pvt-tsig-key"),
