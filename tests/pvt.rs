@@ -8,6 +8,9 @@
 //!   unsigned, another key, an expired SIG(0), a byte flipped after signing, an undecryptable
 //!   name or record, a wrong label count, a second registration, a user not enrolled, writing
 //!   into another user's subtree, a transfer. A forged ENCR is rejected by the client.
+//! - RSA users (`--pvt-rsa-compat`): the lifecycle with an RSASHA256 key and algorithm-3
+//!   answers, rekeys to and from Ed25519; without the flag an RSA registration is FORMERR and an
+//!   RSA user registered elsewhere is unknown (NXDOMAIN, NOTAUTH).
 
 mod support;
 
@@ -47,7 +50,39 @@ struct Setup {
     pvt: SocketAddr,
     dir: tempfile::TempDir,
     cert: PathBuf,
+    /// The key of `cert`.
+    tls_key: PathBuf,
     provider: KeyPair,
+}
+
+/// A gateway in front of `bind`, with the provider key and enrollment file in `dir`, its DoT
+/// certificate `cert` and `tls_key`, and `extra` flags: its process and UDP/TCP address.
+fn gateway(bind: &Bind, dir: &Path, cert: &Path, tls_key: &Path, extra: &[&str]) -> (Dotgate, SocketAddr) {
+    let pvt = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let (pvt_text, bind_text, tsig_key) = (pvt.to_string(), bind.addr.to_string(), bind.pvt_tsig_key_file());
+    let (provider_key, enrollment) = (dir.join("provider.key"), dir.join("enrolled"));
+    let mut args = vec![
+        "--pvt-listen",
+        &pvt_text,
+        "--pvt-zone",
+        ZONE,
+        "--pvt-primary",
+        &bind_text,
+        "--pvt-tsig-key",
+        tsig_key.to_str().unwrap(),
+        "--pvt-provider-key",
+        provider_key.to_str().unwrap(),
+        "--pvt-enrollment",
+        enrollment.to_str().unwrap(),
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        tls_key.to_str().unwrap(),
+        "--workers",
+        "2",
+    ];
+    args.extend_from_slice(extra);
+    (Dotgate::start(&[bind.addr], &args), pvt)
 }
 
 impl Setup {
@@ -68,33 +103,16 @@ impl Setup {
             let out = dotgate(&["pvt", "enroll", "--file", enrollment.to_str().unwrap(), user]);
             assert_eq!(out.status.code(), Some(0), "enroll: {}", text(&out));
         }
-        let (cert, key, _) = support::make_cert(dir.path());
-        let pvt = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
-        let (pvt_text, bind_text, tsig_key) = (pvt.to_string(), bind.addr.to_string(), bind.pvt_tsig_key_file());
-        let mut args = vec![
-            "--pvt-listen",
-            &pvt_text,
-            "--pvt-zone",
-            ZONE,
-            "--pvt-primary",
-            &bind_text,
-            "--pvt-tsig-key",
-            tsig_key.to_str().unwrap(),
-            "--pvt-provider-key",
-            provider_key.to_str().unwrap(),
-            "--pvt-enrollment",
-            enrollment.to_str().unwrap(),
-            "--cert",
-            cert.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-            "--workers",
-            "2",
-        ];
-        args.extend_from_slice(extra);
-        let dotgate = Dotgate::start(&[bind.addr], &args);
+        let (cert, tls_key, _) = support::make_cert(dir.path());
+        let (dotgate, pvt) = gateway(&bind, dir.path(), &cert, &tls_key, extra);
         let provider = KeyPair::read_file(&provider_key).unwrap();
-        Setup { bind, dotgate, pvt, dir, cert, provider }
+        Setup { bind, dotgate, pvt, dir, cert, tls_key, provider }
+    }
+
+    /// Another gateway in front of the same BIND, with the same keys and `extra` flags: its
+    /// process and UDP/TCP address.
+    fn another_gateway(&self, extra: &[&str]) -> (Dotgate, SocketAddr) {
+        gateway(&self.bind, self.dir.path(), &self.cert, &self.tls_key, extra)
     }
 
     /// `dotgate pvt keygen` into the temp dir: the key file.
@@ -264,12 +282,31 @@ fn an_rsa_user_lives_its_life_with_the_compatibility_mode() {
 }
 
 #[test]
-fn without_the_compatibility_mode_an_rsa_registration_is_formerr() {
+fn without_the_compatibility_mode_rsa_keys_are_refused_and_unusable() {
     let setup = Setup::start();
     let before = setup.bind.pvt_zone_records();
     let key = setup.keygen_with("alice-rsa.key", RSA);
     assert_status(&setup.pvt(false, "alice", &key, "register", &[]), "FORMERR", 1, "an RSA key, the mode off");
     assert_eq!(setup.bind.pvt_zone_records(), before, "BIND's zone unchanged");
+
+    // Registered through a gateway with the mode on, the RSA user has no usable key at one
+    // without it: queries NXDOMAIN (an unknown user), UPDATEs NOTAUTH.
+    let (_with, with_addr) = setup.another_gateway(&["--pvt-rsa-compat"]);
+    let at = |addr: SocketAddr, command: &str, extra: &[&str]| {
+        let mut args = vec!["pvt", command];
+        let (server, key) = (format!("@{addr}"), key.to_str().unwrap().to_owned());
+        args.extend_from_slice(&[&server, "--zone", "alice._pvt.example.test", "--key", &key]);
+        args.extend_from_slice(extra);
+        dotgate(&args)
+    };
+    assert_status(&at(with_addr, "register", &[]), "NOERROR", 0, "register with the mode on");
+    assert_status(&at(with_addr, "add", &["printer 300 A 192.0.2.7"]), "NOERROR", 0, "add with the mode on");
+    let with_alice = setup.bind.pvt_zone_records();
+    assert_status(&at(setup.pvt, "query", &["printer", "A"]), "NXDOMAIN", 1, "query with the mode off");
+    assert_status(&at(setup.pvt, "add", &["www 300 A 192.0.2.8"]), "NOTAUTH", 1, "add with the mode off");
+    assert_eq!(setup.bind.pvt_zone_records(), with_alice, "nothing changed with the mode off");
+    let out = at(with_addr, "query", &["printer", "A"]);
+    assert_status(&out, "NOERROR", 0, "still there with the mode on");
 }
 
 /// A signed query or UPDATE put together here, for the inputs the client never makes.

@@ -666,6 +666,46 @@ mod tests {
     }
 
     #[test]
+    fn an_rsa_user_sends_base_mode_and_opens_only_untouched_algorithm_3_answers() {
+        let pair = crate::frontend::pvt::keys::tests::rsa_pair();
+        let mut user = nowhere();
+        user.key = UserKeyPair::Rsa(RsaKeyPair::from_pkcs8(pair.pkcs8()).unwrap());
+        let provider = KeyPair::generate();
+        let request = query_message(&user, &provider.public, ENCR, b"\x07printer", 1).unwrap();
+        let end = dns::question_end(&request).unwrap();
+        let qname = &request[HEADER_LEN..end - 4];
+        let ciphertext = wire::encrypted_labels(qname, wire::zone_suffix(qname, ZONE).unwrap()).unwrap();
+        assert_eq!(seal::open_name_base(&provider, ZONE, &ciphertext), Ok((1, b"\x07printer".to_vec())));
+        let mut encr = Vec::new();
+        let owner = [&b"\x07printer"[..], ZONE].concat();
+        seal::seal_record_rsa(&mut StdRng::seed_from_u64(8), &pair.public, ZONE, 1, &owner, &[192, 0, 2, 7], &mut encr);
+        let asked = Asked { request: &request, relative: b"\x07printer", qtype: 1, encr_type: ENCR };
+        let report = read_answer(&user, &provider.public, &asked, &response(&request, 0, &[(ENCR, encr.clone())]));
+        assert_eq!(report.failure, None);
+        assert!(report.text.contains("printer.alice._pvt.example.test.\t300\tIN\tA\t192.0.2.7"), "{}", report.text);
+        let mut flipped = encr.clone();
+        flipped[100] ^= 1;
+        let ed_user = KeyPair::generate();
+        let mut auth = Vec::new();
+        seal::seal_record(
+            &mut StdRng::seed_from_u64(9),
+            1,
+            &provider,
+            &ed_user.public,
+            ZONE,
+            1,
+            &owner,
+            &[1; 4],
+            &mut auth,
+        );
+        for bad in [flipped, auth] {
+            let report = read_answer(&user, &provider.public, &asked, &response(&request, 0, &[(ENCR, bad)]));
+            assert!(report.failure.unwrap().contains("does not open"));
+            assert_eq!(report.text, "");
+        }
+    }
+
+    #[test]
     fn encrypted_labels_go_on_the_wire_byte_for_byte() {
         let (user, provider) = (nowhere(), KeyPair::generate());
         // Upper case, dots, zero and high octets, and more than one label's worth.

@@ -9,6 +9,10 @@
 //! public map runs once per key (a worker caches a user's key), so it is done here with
 //! num-bigint rather than with a new curve crate; the secret side is aws-lc-rs only.
 //!
+//! The compatibility mode's RSA user keys (RSASHA256, RFC 5702; RFC 3110 KEY RDATA) are here
+//! too: [`RsaPublicKey`] for the gateway, [`RsaKeyPair`] (PKCS#8 PEM) for the client, and
+//! [`UserPublic`] / [`UserKeyPair`] over both kinds. The provider's key is always Ed25519.
+//!
 //! Owns: key generation and files, KEY RDATA, key tags. Never: logs or prints a secret, or puts
 //! one in an error or `Debug`; reads a private key file that others may read.
 
