@@ -210,7 +210,6 @@ fn seal_record_from(
 /// (SHA-256, MGF1-SHA-256, empty label) of a fresh 32-byte AES-256-GCM key (one modulus-long
 /// block), then the record sealed under that key (nonce zero, AAD the lowercased zone) with its
 /// tag. Every random byte comes from `rng`.
-#[allow(clippy::too_many_arguments)]
 pub fn seal_record_rsa(
     rng: &mut dyn RngCore,
     recipient: &RsaPublicKey,
@@ -226,6 +225,7 @@ pub fn seal_record_rsa(
     let (n, e) = (num_bigint::BigUint::from_bytes_be(&recipient.n), num_bigint::BigUint::from_bytes_be(&recipient.e));
     let start = out.len();
     wire::push_encr_header(ALG_RSA_OAEP, recipient.tag, out);
+    // `&mut dyn RngCore` is itself an RngCore, which the OAEP encoder takes by `&mut`.
     let mut rng = rng;
     crate::frontend::dnsenc::crypto::oaep_encrypt_block(recipient.modulus_len, &n, &e, &key[..], &mut rng, out);
     let aad = zone.to_ascii_lowercase();
