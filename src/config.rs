@@ -196,6 +196,10 @@ pub struct Cli {
     /// The ENCR RR type's code point (default 65302, private use).
     #[arg(long, value_name = "TYPE")]
     pub pvt_encr_type: Option<u16>,
+    /// The compatibility mode: users may register RSASHA256 (algorithm 8) keys; answers to them
+    /// are ENCR algorithm 3 (RSA-OAEP-SHA256 wrapping an AES-256-GCM key). Off by default.
+    #[arg(long)]
+    pub pvt_rsa_compat: bool,
     /// Serve /metrics (Prometheus), /healthz and /readyz over plain HTTP on this address. Off by
     /// default; give a loopback or internal address, never the DoT port.
     #[arg(long, value_name = "ADDR:PORT")]
@@ -435,6 +439,7 @@ pub struct FileConfig {
     pub pvt_provider_key: Option<PathBuf>,
     pub pvt_enrollment: Option<PathBuf>,
     pub pvt_encr_type: Option<u16>,
+    pub pvt_rsa_compat: Option<bool>,
     pub admin: Option<String>,
 }
 
@@ -561,6 +566,8 @@ pub struct PvtConfig {
     pub provider_key: PathBuf,
     pub enrollment: PathBuf,
     pub encr_type: u16,
+    /// `--pvt-rsa-compat`: RSA user keys allowed.
+    pub rsa_compat: bool,
 }
 
 /// The ENCR RR type dotgate uses unless told otherwise (private use, RFC 6895).
@@ -1029,6 +1036,7 @@ fn pvt_config(cli: &Cli, file: &FileConfig) -> Result<Option<PvtConfig>, ConfigE
         provider_key: needed(cli.pvt_provider_key.clone().or(file.pvt_provider_key.clone()), "--pvt-provider-key")?,
         enrollment: needed(cli.pvt_enrollment.clone().or(file.pvt_enrollment.clone()), "--pvt-enrollment")?,
         encr_type,
+        rsa_compat: cli.pvt_rsa_compat || file.pvt_rsa_compat.unwrap_or(false),
     }))
 }
 
@@ -1713,7 +1721,16 @@ mod tests {
         ];
         let p = parse(&full).unwrap().pvt.expect("on");
         assert_eq!(p.zones, vec![b"\x04_pvt\x07example\x03com\x00".to_vec()], "lowercased wire form");
-        assert_eq!((p.encr_type, p.listen.len()), (65302, 1));
+        assert_eq!((p.encr_type, p.listen.len(), p.rsa_compat), (65302, 1, false), "RSA off by default");
+        let mut rsa: Vec<&str> = full.to_vec();
+        rsa.push("--pvt-rsa-compat");
+        assert!(parse(&rsa).unwrap().pvt.unwrap().rsa_compat);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "pvt-rsa-compat = true\n").unwrap();
+        let mut from_file: Vec<&str> = full.to_vec();
+        from_file.extend_from_slice(&["--config", path.to_str().unwrap()]);
+        assert!(parse(&from_file).unwrap().pvt.unwrap().rsa_compat, "the config key pvt-rsa-compat");
         for (drop, wanted) in [
             ("--pvt-primary", "--pvt-primary"),
             ("--pvt-tsig-key", "--pvt-tsig-key"),

@@ -8,6 +8,9 @@
 //!   unsigned, another key, an expired SIG(0), a byte flipped after signing, an undecryptable
 //!   name or record, a wrong label count, a second registration, a user not enrolled, writing
 //!   into another user's subtree, a transfer. A forged ENCR is rejected by the client.
+//! - RSA users (`--pvt-rsa-compat`): the lifecycle with an RSASHA256 key and algorithm-3
+//!   answers, rekeys to and from Ed25519; without the flag an RSA registration is FORMERR and an
+//!   RSA user registered elsewhere is unknown (NXDOMAIN, NOTAUTH).
 
 mod support;
 
@@ -47,13 +50,55 @@ struct Setup {
     pvt: SocketAddr,
     dir: tempfile::TempDir,
     cert: PathBuf,
+    /// The key of `cert`.
+    tls_key: PathBuf,
     provider: KeyPair,
     /// dotgate's /metrics.
     admin: SocketAddr,
 }
 
+/// A gateway in front of `bind`, with the provider key and enrollment file in `dir`, its DoT
+/// certificate `cert` and `tls_key`, and `extra` flags: its process, its UDP/TCP address and
+/// its /metrics address.
+fn gateway(bind: &Bind, dir: &Path, cert: &Path, tls_key: &Path, extra: &[&str]) -> (Dotgate, SocketAddr, SocketAddr) {
+    let pvt = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let admin = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let (pvt_text, bind_text, tsig_key) = (pvt.to_string(), bind.addr.to_string(), bind.pvt_tsig_key_file());
+    let admin_text = admin.to_string();
+    let (provider_key, enrollment) = (dir.join("provider.key"), dir.join("enrolled"));
+    let mut args = vec![
+        "--pvt-listen",
+        &pvt_text,
+        "--pvt-zone",
+        ZONE,
+        "--pvt-primary",
+        &bind_text,
+        "--pvt-tsig-key",
+        tsig_key.to_str().unwrap(),
+        "--pvt-provider-key",
+        provider_key.to_str().unwrap(),
+        "--pvt-enrollment",
+        enrollment.to_str().unwrap(),
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        tls_key.to_str().unwrap(),
+        "--workers",
+        "2",
+        "--admin",
+        &admin_text,
+    ];
+    args.extend_from_slice(extra);
+    (Dotgate::start(&[bind.addr], &args), pvt, admin)
+}
+
 impl Setup {
     fn start() -> Setup {
+        Setup::start_with(&[])
+    }
+
+    /// As [`Setup::start`], with `extra` gateway flags.
+    fn start_with(extra: &[&str]) -> Setup {
         let bind = Bind::start_pvt();
         let dir = tempfile::tempdir().unwrap();
         let provider_key = dir.path().join("provider.key");
@@ -65,42 +110,30 @@ impl Setup {
             let out = dotgate(&["pvt", "enroll", "--file", enrollment.to_str().unwrap(), user]);
             assert_eq!(out.status.code(), Some(0), "enroll: {}", text(&out));
         }
-        let (cert, key, _) = support::make_cert(dir.path());
-        let pvt = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
-        let admin = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
-        let dotgate = Dotgate::start(
-            &[bind.addr],
-            &[
-                "--pvt-listen",
-                &pvt.to_string(),
-                "--pvt-zone",
-                ZONE,
-                "--pvt-primary",
-                &bind.addr.to_string(),
-                "--pvt-tsig-key",
-                bind.pvt_tsig_key_file().to_str().unwrap(),
-                "--pvt-provider-key",
-                provider_key.to_str().unwrap(),
-                "--pvt-enrollment",
-                enrollment.to_str().unwrap(),
-                "--cert",
-                cert.to_str().unwrap(),
-                "--key",
-                key.to_str().unwrap(),
-                "--workers",
-                "2",
-                "--admin",
-                &admin.to_string(),
-            ],
-        );
+        let (cert, tls_key, _) = support::make_cert(dir.path());
+        let (dotgate, pvt, admin) = gateway(&bind, dir.path(), &cert, &tls_key, extra);
         let provider = KeyPair::read_file(&provider_key).unwrap();
-        Setup { bind, dotgate, pvt, dir, cert, provider, admin }
+        Setup { bind, dotgate, pvt, dir, cert, tls_key, provider, admin }
+    }
+
+    /// Another gateway in front of the same BIND, with the same keys and `extra` flags: its
+    /// process and UDP/TCP address.
+    fn another_gateway(&self, extra: &[&str]) -> (Dotgate, SocketAddr) {
+        let (dotgate, pvt, _) = gateway(&self.bind, self.dir.path(), &self.cert, &self.tls_key, extra);
+        (dotgate, pvt)
     }
 
     /// `dotgate pvt keygen` into the temp dir: the key file.
     fn keygen(&self, file: &str) -> PathBuf {
+        self.keygen_with(file, &[])
+    }
+
+    /// `dotgate pvt keygen` with `extra` flags (`--algorithm rsasha256`).
+    fn keygen_with(&self, file: &str, extra: &[&str]) -> PathBuf {
         let path = self.dir.path().join(file);
-        let out = dotgate(&["pvt", "keygen", "--out", path.to_str().unwrap()]);
+        let mut args = vec!["pvt", "keygen", "--out", path.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = dotgate(&args);
         assert_eq!(out.status.code(), Some(0), "keygen: {}", text(&out));
         path
     }
@@ -212,6 +245,89 @@ fn the_lifecycle_works_over_udp() {
 #[test]
 fn the_lifecycle_works_over_dot() {
     lifecycle(true);
+}
+
+const RSA: &[&str] = &["--algorithm", "rsasha256"];
+
+#[test]
+fn an_rsa_user_lives_its_life_with_the_compatibility_mode() {
+    let setup = Setup::start_with(&["--pvt-rsa-compat"]);
+    let run = |key: &Path, command: &str, extra: &[&str]| setup.pvt(false, "alice", key, command, extra);
+    let out = dotgate(&[
+        "pvt",
+        "keygen",
+        "--out",
+        setup.dir.path().join("shown.key").to_str().unwrap(),
+        "--algorithm",
+        "rsasha256",
+    ]);
+    assert!(text(&out).starts_with("0 3 8 AwEAA"), "an RSASHA256 KEY, exponent 65537: {}", text(&out));
+    let key = setup.keygen_with("alice-rsa.key", RSA);
+    assert_status(&run(&key, "register", &[]), "NOERROR", 0, "register an RSA key");
+    let zone = setup.bind.pvt_zone_records();
+    assert!(zone.iter().any(|r| r.starts_with("alice._pvt.example.test. 3600 IN KEY 0 3 8 ")), "{zone:#?}");
+    for record in ["printer 300 A 192.0.2.7", "printer 300 TXT \"model=x1\""] {
+        assert_status(&run(&key, "add", &[record]), "NOERROR", 0, record);
+    }
+    let zone = setup.bind.pvt_zone_records();
+    assert!(zone.iter().any(|r| r.starts_with("printer.alice._pvt.example.test. 300 IN A 192.0.2.7")), "{zone:#?}");
+
+    let out = run(&key, "query", &["printer", "A"]);
+    assert_status(&out, "NOERROR", 0, "query A as an RSA user");
+    let got = answers(&out);
+    assert_eq!(got.len(), 1, "{}", text(&out));
+    assert!(got[0].contains("192.0.2.7") && got[0].contains("printer.alice._pvt.example.test."), "{got:?}");
+
+    assert_status(&run(&key, "delete", &["printer A"]), "NOERROR", 0, "delete A");
+    let out = run(&key, "query", &["printer", "A"]);
+    assert_status(&out, "NOERROR", 0, "NODATA after the delete");
+    assert!(answers(&out).is_empty(), "{}", text(&out));
+
+    // Rekey from RSA to Ed25519 and back to RSA: each new key then asks alone.
+    let ed = setup.keygen("alice-ed.key");
+    assert_status(&run(&key, "rekey", &["--new-key", ed.to_str().unwrap()]), "NOERROR", 0, "rekey RSA to Ed25519");
+    assert_status(&run(&key, "query", &["printer", "TXT"]), "REFUSED", 1, "the RSA key after the rekey");
+    let out = run(&ed, "query", &["printer", "TXT"]);
+    assert_status(&out, "NOERROR", 0, "the Ed25519 key");
+    assert!(answers(&out).iter().any(|r| r.contains("model=x1")), "{}", text(&out));
+    let rsa2 = setup.keygen_with("alice-rsa2.key", RSA);
+    assert_status(&run(&ed, "rekey", &["--new-key", rsa2.to_str().unwrap()]), "NOERROR", 0, "rekey Ed25519 to RSA");
+    let out = run(&rsa2, "query", &["printer", "TXT"]);
+    assert_status(&out, "NOERROR", 0, "the new RSA key");
+    assert!(answers(&out).iter().any(|r| r.contains("model=x1")), "{}", text(&out));
+
+    assert_status(&run(&rsa2, "destroy", &[]), "NOERROR", 0, "destroy");
+    let zone = setup.bind.pvt_zone_records();
+    assert!(!zone.iter().any(|r| r.contains("alice")), "destroy leaves nothing of alice: {zone:#?}");
+    assert_status(&run(&rsa2, "query", &["printer", "TXT"]), "NXDOMAIN", 1, "no zone after destroy");
+}
+
+#[test]
+fn without_the_compatibility_mode_rsa_keys_are_refused_and_unusable() {
+    let setup = Setup::start();
+    let before = setup.bind.pvt_zone_records();
+    let key = setup.keygen_with("alice-rsa.key", RSA);
+    assert_status(&setup.pvt(false, "alice", &key, "register", &[]), "FORMERR", 1, "an RSA key, the mode off");
+    assert_eq!(setup.bind.pvt_zone_records(), before, "BIND's zone unchanged");
+
+    // Registered through a gateway with the mode on, the RSA user has no usable key at one
+    // without it: queries NXDOMAIN (an unknown user), UPDATEs NOTAUTH.
+    let (_with, with_addr) = setup.another_gateway(&["--pvt-rsa-compat"]);
+    let at = |addr: SocketAddr, command: &str, extra: &[&str]| {
+        let mut args = vec!["pvt", command];
+        let (server, key) = (format!("@{addr}"), key.to_str().unwrap().to_owned());
+        args.extend_from_slice(&[&server, "--zone", "alice._pvt.example.test", "--key", &key]);
+        args.extend_from_slice(extra);
+        dotgate(&args)
+    };
+    assert_status(&at(with_addr, "register", &[]), "NOERROR", 0, "register with the mode on");
+    assert_status(&at(with_addr, "add", &["printer 300 A 192.0.2.7"]), "NOERROR", 0, "add with the mode on");
+    let with_alice = setup.bind.pvt_zone_records();
+    assert_status(&at(setup.pvt, "query", &["printer", "A"]), "NXDOMAIN", 1, "query with the mode off");
+    assert_status(&at(setup.pvt, "add", &["www 300 A 192.0.2.8"]), "NOTAUTH", 1, "add with the mode off");
+    assert_eq!(setup.bind.pvt_zone_records(), with_alice, "nothing changed with the mode off");
+    let out = at(with_addr, "query", &["printer", "A"]);
+    assert_status(&out, "NOERROR", 0, "still there with the mode on");
 }
 
 /// A signed query or UPDATE put together here, for the inputs the client never makes.

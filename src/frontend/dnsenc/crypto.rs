@@ -489,8 +489,9 @@ impl fmt::Debug for QueryPublicKey {
 }
 
 /// RFC 8017 §7.1.1: EME-OAEP (SHA-256, MGF1-SHA-256, empty label) of `piece`, then `m^e mod n`,
-/// appended to `out` as `modulus_len` bytes. `piece` is at most `modulus_len - 66` bytes.
-fn oaep_encrypt_block(
+/// appended to `out` as `modulus_len` bytes. `piece` is at most `modulus_len - 66` bytes. Also
+/// the private-subdomain gateway's ENCR algorithm 3 (`frontend::pvt::seal`).
+pub(crate) fn oaep_encrypt_block(
     modulus_len: usize,
     modulus: &BigUint,
     exponent: &BigUint,

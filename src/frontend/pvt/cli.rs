@@ -23,8 +23,9 @@ use crate::frontend::dnsenc::tools::Report;
 /// `dotgate pvt ...`
 #[derive(Debug, Subcommand)]
 pub enum PvtTool {
-    /// Write a new user key (Ed25519, BIND's private-key format, mode 0600) and print its KEY
-    /// record (or, without --zone, the record's data).
+    /// Write a new user key (mode 0600) and print its KEY record (or, without --zone, the
+    /// record's data): Ed25519 in BIND's private-key format, or with --algorithm rsasha256 a
+    /// 2048-bit RSA key in PKCS#8 PEM (for a gateway with --pvt-rsa-compat).
     Keygen {
         /// The key file to write (an existing file is never replaced).
         #[arg(long, value_name = "FILE")]
@@ -32,6 +33,9 @@ pub enum PvtTool {
         /// The zone the key is for.
         #[arg(long, value_name = "USER._pvt.DOMAIN")]
         zone: Option<String>,
+        /// The key's algorithm.
+        #[arg(long, value_enum, default_value_t = KeyAlgorithm::Ed25519)]
+        algorithm: KeyAlgorithm,
     },
     /// Claim the zone: an UPDATE of _pvt.DOMAIN adding the key's KEY at USER._pvt.DOMAIN, signed
     /// by that key. Exit 0 on NOERROR, 1 on any other answer (YXRRSET: the zone is taken).
@@ -130,6 +134,15 @@ pub enum PvtTool {
     Admin(AdminTool),
 }
 
+/// The algorithm of a user key (`keygen --algorithm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyAlgorithm {
+    /// Ed25519 (DNSSEC algorithm 15): the profile's.
+    Ed25519,
+    /// RSA/SHA-256 (DNSSEC algorithm 8), 2048 bits: the gateway's compatibility mode only.
+    Rsasha256,
+}
+
 /// `dotgate pvt admin ...`
 #[derive(Debug, Subcommand)]
 pub enum AdminTool {
@@ -205,7 +218,11 @@ pub struct PrimaryArgs {
 /// Runs a `dotgate pvt` command: its report, or what is wrong with what it was given.
 pub fn run(tool: PvtTool) -> Result<Report, ConfigError> {
     match tool {
-        PvtTool::Keygen { out, zone } => client::keygen(&out, zone.map(|z| user_zone(&z)).transpose()?.as_deref()),
+        PvtTool::Keygen { out, zone, algorithm } => client::keygen(
+            &out,
+            zone.map(|z| user_zone(&z)).transpose()?.as_deref(),
+            algorithm == KeyAlgorithm::Rsasha256,
+        ),
         PvtTool::Register(args) => client::register(&user(args)?),
         PvtTool::Add { user: args, record, encr } => {
             let zone = user_zone(&args.zone)?;
@@ -232,8 +249,8 @@ pub fn run(tool: PvtTool) -> Result<Report, ConfigError> {
             client::query(&user(args)?, encr, &relative, qtype)
         }
         PvtTool::Rekey { user: args, new_key } => {
-            let new =
-                super::keys::KeyPair::read_file(&new_key).map_err(|e| ConfigError::Cli(format!("--new-key: {e}")))?;
+            let new = super::keys::UserKeyPair::read_file(&new_key)
+                .map_err(|e| ConfigError::Cli(format!("--new-key: {e}")))?;
             client::rekey(&user(args)?, &new)
         }
         PvtTool::Destroy(args) => client::destroy(&user(args)?),
@@ -303,7 +320,7 @@ fn user(args: UserArgs) -> Result<User, ConfigError> {
         (false, Some(_)) => return Err(ConfigError::Cli("--ca goes with --tls".into())),
         (false, None) => None,
     };
-    let key = super::keys::KeyPair::read_file(&key).map_err(|e| ConfigError::Cli(format!("--key: {e}")))?;
+    let key = super::keys::UserKeyPair::read_file(&key).map_err(|e| ConfigError::Cli(format!("--key: {e}")))?;
     Ok(User { server, tls, zone, key })
 }
 

@@ -16,9 +16,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_proto::dnssec::crypto::Ed25519SigningKey;
+use hickory_proto::dnssec::crypto::{Ed25519SigningKey, RsaSigningKey};
 use hickory_proto::dnssec::rdata::DNSSECRData;
-use hickory_proto::dnssec::SigSigner;
+use hickory_proto::dnssec::{Algorithm, SigSigner, SigningKey};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, UpdateMessage};
 use hickory_proto::rr::rdata::NULL;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
@@ -30,7 +30,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer, ServerName};
 
 use super::gateway::{push_record, uncompressed_rdata, UDP_PAYLOAD};
-use super::keys::{KeyPair, PublicKey, TYPE_KEY};
+use super::keys::{KeyPair, PublicKey, RsaKeyPair, UserKeyPair, UserPublic, TYPE_KEY};
 use super::primary::{TYPE_ANY, TYPE_SOA};
 use super::sig0;
 use super::{seal, wire};
@@ -55,7 +55,8 @@ pub struct User {
     pub tls: Option<Tls>,
     /// `USER._pvt.DOMAIN`, lowercased wire form.
     pub zone: Vec<u8>,
-    pub key: KeyPair,
+    /// Ed25519, or RSA for a gateway in the compatibility mode.
+    pub key: UserKeyPair,
 }
 
 /// How the gateway's certificate is checked.
@@ -78,13 +79,19 @@ pub struct RecordText {
 }
 
 /// `dotgate pvt keygen`: writes a new key to `out` (mode 0600, never over a file) and returns
-/// its KEY record at `zone`, or without one the record's data.
-pub fn keygen(out: &Path, zone: Option<&[u8]>) -> Result<Report, ConfigError> {
-    let pair = KeyPair::generate();
+/// its KEY record at `zone`, or without one the record's data. `rsa`: a 2048-bit RSASHA256 key
+/// (PKCS#8 PEM) for a gateway in the compatibility mode, else Ed25519.
+pub fn keygen(out: &Path, zone: Option<&[u8]>, rsa: bool) -> Result<Report, ConfigError> {
+    let pair = if rsa {
+        UserKeyPair::Rsa(RsaKeyPair::generate().map_err(|e| ConfigError::Cli(e.to_string()))?)
+    } else {
+        UserKeyPair::Ed25519(KeyPair::generate())
+    };
     pair.write_file(out).map_err(|e| ConfigError::Cli(format!("--out: {e}")))?;
+    let key_text = pair.public().key_text();
     let text = match zone {
-        Some(zone) => format!("{} {KEY_TTL} IN KEY {}\n", display_name(zone), pair.public.key_text()),
-        None => format!("{}\n", pair.public.key_text()),
+        Some(zone) => format!("{} {KEY_TTL} IN KEY {key_text}\n", display_name(zone)),
+        None => format!("{key_text}\n"),
     };
     Ok(Report { text, failure: None })
 }
@@ -93,7 +100,7 @@ pub fn keygen(out: &Path, zone: Option<&[u8]>) -> Result<Report, ConfigError> {
 pub fn register(user: &User) -> Result<Report, ConfigError> {
     let pvt_zone = &user.zone[1 + usize::from(user.zone[0])..];
     let mut update = update_of(pvt_zone)?;
-    update.add_update(Record::from_rdata(name(&user.zone)?, KEY_TTL, key_data(&user.key.public)?));
+    update.add_update(Record::from_rdata(name(&user.zone)?, KEY_TTL, key_data(&user.key.public())?));
     send_update(user, update)
 }
 
@@ -127,17 +134,16 @@ pub fn change_request(
     let mut plain_owner = record.relative.clone();
     plain_owner.extend_from_slice(&user.zone);
     let mut sealed = Vec::new();
-    seal::seal_record(
-        rng,
-        wire::ALG_HPKE_AES256GCM,
-        &user.key,
-        provider,
-        &user.zone,
-        record.rtype,
-        &plain_owner,
-        rdata,
-        &mut sealed,
-    );
+    let (zone, rtype, algorithm) = (&user.zone, record.rtype, wire::ALG_HPKE_AES256GCM);
+    match &user.key {
+        UserKeyPair::Ed25519(key) => {
+            seal::seal_record(rng, algorithm, key, provider, zone, rtype, &plain_owner, rdata, &mut sealed)
+        }
+        // An RSA user has no X25519 key: Base mode, vouched for by the SIG(0).
+        UserKeyPair::Rsa(_) => {
+            seal::seal_record_base(rng, algorithm, provider, zone, rtype, &plain_owner, rdata, &mut sealed)
+        }
+    }
     let mut encr = Record::from_rdata(name(&owner)?, ttl, encr_data(encr_type, sealed));
     encr.set_dns_class(class);
     let mut update = update_of(&user.zone)?;
@@ -147,20 +153,21 @@ pub fn change_request(
 
 /// `dotgate pvt rekey`: the current KEY as the prerequisite, the KEY RRset deleted and `new`'s
 /// added, signed with the current key (draft §3.3).
-pub fn rekey(user: &User, new: &KeyPair) -> Result<Report, ConfigError> {
-    if new.public == user.key.public {
+pub fn rekey(user: &User, new: &UserKeyPair) -> Result<Report, ConfigError> {
+    if new.public() == user.key.public() {
         return Err(ConfigError::Cli("--new-key is the key the zone has now (--key)".into()));
     }
     let zone = name(&user.zone)?;
     let mut update = update_of(&user.zone)?;
-    update.add_pre_requisite(Record::from_rdata(zone.clone(), 0, key_data(&user.key.public)?));
+    update.add_pre_requisite(Record::from_rdata(zone.clone(), 0, key_data(&user.key.public())?));
     update.add_update(delete_keys(zone.clone()));
-    update.add_update(Record::from_rdata(zone, KEY_TTL, key_data(&new.public)?));
+    update.add_update(Record::from_rdata(zone, KEY_TTL, key_data(&new.public())?));
     let mut report = send_update(user, update)?;
     if report.failure.is_none() {
-        report
-            .text
-            .push_str(&format!("; the zone's KEY is now tag {}: sign with --new-key from now on\n", new.public.tag));
+        report.text.push_str(&format!(
+            "; the zone's KEY is now tag {}: sign with --new-key from now on\n",
+            new.public().tag()
+        ));
     }
     Ok(report)
 }
@@ -259,7 +266,11 @@ pub fn read_answer(user: &User, provider: &PublicKey, asked: &Asked<'_>, answer:
             ));
         }
         let rdata = &answer[record.rdata.0..record.rdata.1];
-        let Ok(opened) = seal::open_record(&user.key, provider, &user.zone, rdata) else {
+        let opened = match &user.key {
+            UserKeyPair::Ed25519(key) => seal::open_record(key, provider, &user.zone, rdata),
+            UserKeyPair::Rsa(key) => seal::open_record_rsa(key, &user.zone, rdata),
+        };
+        let Ok(opened) = opened else {
             return refused(format!("answer record {} does not open (forged, or sealed to another key)", index + 1));
         };
         records.push((opened.owner, opened.rtype, record.class, record.ttl, opened.rdata));
@@ -333,14 +344,21 @@ fn delete_keys(owner: Name) -> Record {
 /// [`sig0::SIGN_WINDOW`] seconds: hickory's SIG(0) window is fixed at inception + 300 s, the
 /// one wanted (`sig_duration` can neither be set through `SigSigner::sig0` nor is it read for
 /// SIG(0); the tests hold it to 300).
-pub fn signed(mut message: Message, key: &KeyPair, zone: &[u8], now: u32) -> Result<Vec<u8>, String> {
-    let pkcs8 = key.pkcs8();
-    let signing = Ed25519SigningKey::from_pkcs8(&PrivatePkcs8KeyDer::from(&pkcs8[..]))
-        .map_err(|e| format!("the key cannot sign: {e}"))?;
-    let RData::DNSSEC(DNSSECRData::KEY(public)) = key_data(&key.public).map_err(|e| e.to_string())? else {
+pub fn signed(mut message: Message, key: &UserKeyPair, zone: &[u8], now: u32) -> Result<Vec<u8>, String> {
+    let cannot = |e: hickory_proto::dnssec::DnsSecError| format!("the key cannot sign: {e}");
+    let signing: Box<dyn SigningKey> = match key {
+        UserKeyPair::Ed25519(key) => {
+            let pkcs8 = key.pkcs8();
+            Box::new(Ed25519SigningKey::from_pkcs8(&PrivatePkcs8KeyDer::from(&pkcs8[..])).map_err(cannot)?)
+        }
+        UserKeyPair::Rsa(key) => Box::new(
+            RsaSigningKey::from_pkcs8(&PrivatePkcs8KeyDer::from(key.pkcs8()), Algorithm::RSASHA256).map_err(cannot)?,
+        ),
+    };
+    let RData::DNSSEC(DNSSECRData::KEY(public)) = key_data(&key.public()).map_err(|e| e.to_string())? else {
         return Err("the key's KEY record does not read back".into());
     };
-    let signer = SigSigner::sig0(public, Box::new(signing), name(zone).map_err(|e| e.to_string())?);
+    let signer = SigSigner::sig0(public, signing, name(zone).map_err(|e| e.to_string())?);
     message.finalize(&signer, now).map_err(|e| format!("cannot sign the message: {e}"))?;
     message.to_vec().map_err(|e| format!("cannot write the message: {e}"))
 }
@@ -362,7 +380,7 @@ pub fn name(wire: &[u8]) -> Result<Name, ConfigError> {
 }
 
 /// A KEY record's data, read by hickory from the key's RDATA.
-fn key_data(public: &PublicKey) -> Result<RData, ConfigError> {
+fn key_data(public: &UserPublic) -> Result<RData, ConfigError> {
     let rdata = public.key_rdata();
     RData::read(&mut BinDecoder::new(&rdata), RecordType::KEY, Restrict::new(rdata.len() as u16))
         .map_err(|e| ConfigError::Cli(format!("the KEY record does not read: {e}")))
@@ -381,7 +399,10 @@ fn encrypted_name(
     rtype: u16,
     relative: &[u8],
 ) -> Result<Vec<u8>, ConfigError> {
-    let ciphertext = seal::seal_name(rng, &user.key, provider, &user.zone, rtype, relative);
+    let ciphertext = match &user.key {
+        UserKeyPair::Ed25519(key) => seal::seal_name(rng, key, provider, &user.zone, rtype, relative),
+        UserKeyPair::Rsa(_) => seal::seal_name_base(rng, provider, &user.zone, rtype, relative),
+    };
     wire::encrypted_name(&ciphertext, &user.zone)
         .map_err(|e| ConfigError::Cli(format!("the name cannot be encrypted below {}: {e}", display_name(&user.zone))))
 }
@@ -609,7 +630,15 @@ mod tests {
         \0\0\0\x01\0\0\0\x02\0\0\0\x03\0\0\0\x04\0\0\0\x05";
 
     fn user(server: SocketAddr) -> User {
-        User { server, tls: None, zone: ZONE.to_vec(), key: KeyPair::generate() }
+        User { server, tls: None, zone: ZONE.to_vec(), key: UserKeyPair::Ed25519(KeyPair::generate()) }
+    }
+
+    /// The Ed25519 key of a user made by [`user`].
+    fn ed(user: &User) -> &KeyPair {
+        match &user.key {
+            UserKeyPair::Ed25519(key) => key,
+            UserKeyPair::Rsa(_) => panic!("an RSA user"),
+        }
     }
 
     fn nowhere() -> User {
@@ -635,7 +664,7 @@ mod tests {
         let owner = [relative, ZONE].concat();
         let mut out = Vec::new();
         let mut rng = StdRng::seed_from_u64(7);
-        seal::seal_record(&mut rng, ALG_HPKE_AES256GCM, sender, &user.key.public, ZONE, rtype, &owner, rdata, &mut out);
+        seal::seal_record(&mut rng, ALG_HPKE_AES256GCM, sender, &ed(user).public, ZONE, rtype, &owner, rdata, &mut out);
         out
     }
 
@@ -651,15 +680,91 @@ mod tests {
         let msg = signed(update, &user.key, ZONE, now).unwrap();
         let sig = sig0::find(&msg).unwrap();
         assert_eq!((sig.signer, sig.inception, sig.expiration), (ZONE, now, now + sig0::SIGN_WINDOW));
-        assert_eq!(sig.key_tag, user.key.public.tag);
+        assert_eq!(sig.key_tag, ed(&user).public.tag);
         let mut scratch = Vec::new();
-        assert_eq!(sig0::verify(&msg, &sig, ZONE, &user.key.public, now + 10, &mut scratch), Ok(()));
+        assert_eq!(sig0::verify(&msg, &sig, ZONE, &ed(&user).public, now + 10, &mut scratch), Ok(()));
         for at in 0..msg.len() {
             let mut flipped = msg.clone();
             flipped[at] ^= 0x01;
             let verdict = sig0::find(&flipped)
-                .and_then(|sig| sig0::verify(&flipped, &sig, ZONE, &user.key.public, now, &mut scratch));
+                .and_then(|sig| sig0::verify(&flipped, &sig, ZONE, &ed(&user).public, now, &mut scratch));
             assert!(verdict.is_err(), "byte {at} of {}", msg.len());
+        }
+    }
+
+    #[test]
+    fn an_rsa_sig0_by_hickory_verifies_with_the_gateways_verifier() {
+        let pair = crate::frontend::pvt::keys::tests::rsa_pair();
+        let key = UserKeyPair::Rsa(RsaKeyPair::from_pkcs8(pair.pkcs8()).unwrap());
+        let UserPublic::Rsa(public) = key.public() else { unreachable!() };
+        let mut update = update_of(ZONE).unwrap();
+        update.add_update(Record::from_rdata(name(ZONE).unwrap(), 3600, key_data(&key.public()).unwrap()));
+        let now = 1_000_000;
+        let msg = signed(update, &key, ZONE, now).unwrap();
+        let sig = sig0::find(&msg).unwrap();
+        assert_eq!((sig.algorithm, sig.key_tag, sig.signature.len()), (8, public.tag, 256));
+        assert_eq!((sig.signer, sig.inception, sig.expiration), (ZONE, now, now + sig0::SIGN_WINDOW));
+        let mut scratch = Vec::new();
+        assert_eq!(sig0::verify(&msg, &sig, ZONE, &public, now + 10, &mut scratch), Ok(()));
+        assert_eq!(sig0::verify(&msg, &sig, ZONE, &key.public(), now + 10, &mut scratch), Ok(()));
+        let ed = KeyPair::generate();
+        assert_eq!(sig0::verify(&msg, &sig, ZONE, &ed.public, now, &mut scratch), Err(sig0::Sig0Error::WrongSigner));
+        for at in [1, 13, 60, msg.len() - 100, msg.len() - 1] {
+            let mut flipped = msg.clone();
+            flipped[at] ^= 0x01;
+            let verdict =
+                sig0::find(&flipped).and_then(|sig| sig0::verify(&flipped, &sig, ZONE, &public, now, &mut scratch));
+            assert_eq!(verdict, Err(sig0::Sig0Error::Signature), "byte {at}");
+        }
+    }
+
+    #[test]
+    fn an_rsa_user_sends_base_mode_and_opens_only_untouched_algorithm_3_answers() {
+        let pair = crate::frontend::pvt::keys::tests::rsa_pair();
+        let mut user = nowhere();
+        user.key = UserKeyPair::Rsa(RsaKeyPair::from_pkcs8(pair.pkcs8()).unwrap());
+        let provider = KeyPair::generate();
+        let request = query_request(
+            &mut StdRng::seed_from_u64(11),
+            0x4242,
+            sig0::now(),
+            &user,
+            &provider.public,
+            ENCR,
+            b"\x07printer",
+            1,
+        )
+        .unwrap();
+        let end = dns::question_end(&request).unwrap();
+        let qname = &request[HEADER_LEN..end - 4];
+        let ciphertext = wire::encrypted_labels(qname, wire::zone_suffix(qname, ZONE).unwrap()).unwrap();
+        assert_eq!(seal::open_name_base(&provider, ZONE, &ciphertext), Ok((1, b"\x07printer".to_vec())));
+        let mut encr = Vec::new();
+        let owner = [&b"\x07printer"[..], ZONE].concat();
+        seal::seal_record_rsa(&mut StdRng::seed_from_u64(8), &pair.public, ZONE, 1, &owner, &[192, 0, 2, 7], &mut encr);
+        let asked = Asked { request: &request, relative: b"\x07printer", qtype: 1, encr_type: ENCR };
+        let report = read_answer(&user, &provider.public, &asked, &response(&request, 0, &[(ENCR, encr.clone())]));
+        assert_eq!(report.failure, None);
+        assert!(report.text.contains("printer.alice._pvt.example.test.\t300\tIN\tA\t192.0.2.7"), "{}", report.text);
+        let mut flipped = encr.clone();
+        flipped[100] ^= 1;
+        let ed_user = KeyPair::generate();
+        let mut auth = Vec::new();
+        seal::seal_record(
+            &mut StdRng::seed_from_u64(9),
+            1,
+            &provider,
+            &ed_user.public,
+            ZONE,
+            1,
+            &owner,
+            &[1; 4],
+            &mut auth,
+        );
+        for bad in [flipped, auth] {
+            let report = read_answer(&user, &provider.public, &asked, &response(&request, 0, &[(ENCR, bad)]));
+            assert!(report.failure.unwrap().contains("does not open"));
+            assert_eq!(report.text, "");
         }
     }
 
@@ -690,7 +795,7 @@ mod tests {
         assert_eq!(&request[end - 4..end], &[0xff, 0x16, 0, 1]);
         let at = wire::zone_suffix(qname, ZONE).unwrap();
         let ciphertext = wire::encrypted_labels(qname, at).unwrap();
-        let opened = seal::open_name(&provider, &user.key.public, ZONE, &ciphertext).unwrap();
+        let opened = seal::open_name(&provider, &ed(&user).public, ZONE, &ciphertext).unwrap();
         assert_eq!(opened, (28, b"\x07Printer".to_vec()));
         let parsed = message::parse(&request);
         assert_eq!(parsed.sections[2].iter().map(|r| r.rtype).collect::<Vec<_>>(), [41, sig0::TYPE_SIG]);
@@ -941,10 +1046,10 @@ mod tests {
     #[test]
     fn every_command_reaches_a_gateway_over_udp_and_tcp_after_truncation() {
         let mut user = nowhere();
-        let (address, thread) = gateway(provider(), user.key.public.clone(), 10, true, None);
+        let (address, thread) = gateway(provider(), ed(&user).public.clone(), 10, true, None);
         user.server = address;
         let update = ";; ->>HEADER<<- opcode: UPDATE, status: NOERROR, id: ";
-        let new = KeyPair::generate();
+        let new = UserKeyPair::Ed25519(KeyPair::generate());
         let reports = [
             register(&user).unwrap(),
             change(&user, ENCR, &parse_record("printer 3600 A 192.0.2.7", ZONE, true).unwrap()).unwrap(),
@@ -971,7 +1076,7 @@ mod tests {
         // register: _pvt.example.test SOA IN; the KEY; the SIG.
         assert_eq!(parsed[0].questions, [(ZONE[6..].to_vec(), TYPE_SOA, 1)]);
         assert_eq!(fields(0, 1), [(TYPE_KEY, 1, KEY_TTL)]);
-        assert_eq!((parsed[0].sections[1][0].owner.as_slice(), rdata(0, 1, 0)), (ZONE, user.key.public.key_rdata()));
+        assert_eq!((parsed[0].sections[1][0].owner.as_slice(), rdata(0, 1, 0)), (ZONE, ed(&user).public.key_rdata()));
         assert_eq!(fields(0, 2), [(sig0::TYPE_SIG, 255, 0)]);
         // add and delete: the provider KEY asked in clear, then one sealed update record each.
         for (m, class, ttl, plain) in [(2, 1, 3600, vec![192, 0, 2, 7]), (4, 255, 0, vec![])] {
@@ -982,10 +1087,10 @@ mod tests {
             let owner = &parsed[m].sections[1][0].owner;
             let ciphertext = wire::encrypted_labels(owner, wire::zone_suffix(owner, ZONE).unwrap()).unwrap();
             assert_eq!(
-                seal::open_name(&provider, &user.key.public, ZONE, &ciphertext),
+                seal::open_name(&provider, &ed(&user).public, ZONE, &ciphertext),
                 Ok((1, b"\x07printer".to_vec()))
             );
-            let opened = seal::open_record(&provider, &user.key.public, ZONE, &rdata(m, 1, 0)).unwrap();
+            let opened = seal::open_record(&provider, &ed(&user).public, ZONE, &rdata(m, 1, 0)).unwrap();
             assert_eq!(
                 opened,
                 seal::OpenedRecord { rtype: 1, owner: [&b"\x07printer"[..], ZONE].concat(), rdata: plain }
@@ -995,12 +1100,12 @@ mod tests {
         assert_eq!(seen[6], seen[7]);
         // rekey: the old KEY required; the KEYs deleted, the new one added.
         assert_eq!(fields(8, 0), [(TYPE_KEY, 1, 0)]);
-        assert_eq!(rdata(8, 0, 0), user.key.public.key_rdata());
+        assert_eq!(rdata(8, 0, 0), ed(&user).public.key_rdata());
         assert_eq!(fields(8, 1), [(TYPE_KEY, 255, 0), (TYPE_KEY, 1, KEY_TTL)]);
-        assert_eq!((rdata(8, 1, 0), rdata(8, 1, 1)), (vec![], new.public.key_rdata()));
+        assert_eq!((rdata(8, 1, 0), rdata(8, 1, 1)), (vec![], new.public().key_rdata()));
         // destroy: the KEYs deleted, nothing else.
         assert_eq!((fields(9, 0), fields(9, 1)), (vec![], vec![(TYPE_KEY, 255, 0)]));
-        assert_eq!(rdata(9, 1, 0), vec![]);
+        assert_eq!(rdata(9, 1, 0), Vec::<u8>::new());
     }
 
     #[test]
@@ -1018,7 +1123,7 @@ mod tests {
                 .with_single_cert(vec![made.cert.der().clone()], key)
                 .unwrap();
         let mut user = nowhere();
-        let (address, thread) = gateway(provider(), user.key.public.clone(), 2, false, Some(Arc::new(config)));
+        let (address, thread) = gateway(provider(), ed(&user).public.clone(), 2, false, Some(Arc::new(config)));
         user.server = address;
         // Checked as its address, which the certificate does not hold: nothing is asked.
         user.tls = Some(tls_settings(&ca, None, address.ip()).unwrap());

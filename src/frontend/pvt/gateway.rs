@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::keys::{KeyPair, PublicKey, TYPE_KEY};
+use super::keys::{KeyPair, UserPublic, TYPE_KEY};
 use super::primary::{Primary, CLASS_IN, TYPE_SOA};
 use super::sig0;
 use super::wire::{self, ALG_HPKE_AES256GCM};
@@ -51,6 +51,8 @@ pub struct PvtServer {
     pub enrollment: std::path::PathBuf,
     pub primary: Primary,
     pub type_encr: u16,
+    /// `--pvt-rsa-compat`: user keys of algorithm 8 are usable (else a zone with one has no key).
+    pub rsa_compat: bool,
     /// Bumped whenever an UPDATE changes a KEY: workers drop their KEY caches.
     pub key_generation: AtomicU64,
 }
@@ -89,7 +91,7 @@ pub struct ZoneApex {
 /// A user's KEY as the primary holds it, or that it holds none.
 #[derive(Debug, Clone)]
 pub enum UserKey {
-    Known { key: PublicKey, rdata: Vec<u8>, ttl: u32 },
+    Known { key: UserPublic, rdata: Vec<u8>, ttl: u32 },
     Unknown,
 }
 
@@ -193,7 +195,7 @@ impl PvtContext {
                 self.apexes.borrow_mut()[zone] = Some((Rc::new(apex_records), Instant::now()));
             }
             Need::User(user_zone) => {
-                let key = fetch_user_key(&self.server.primary, &user_zone).await?;
+                let key = fetch_user_key(&self.server.primary, &user_zone, self.server.rsa_compat).await?;
                 let mut users = self.users.borrow_mut();
                 if users.1.len() >= CACHE_ENTRIES {
                     users.1.clear();
@@ -318,7 +320,7 @@ impl PvtContext {
         }
         let opened = wire::encrypted_labels(name, user_at)
             .ok()
-            .and_then(|ciphertext| seal::open_name(&self.server.provider, &user.0, user_zone, &ciphertext).ok());
+            .and_then(|ciphertext| open_user_name(&self.server.provider, &user.0, user_zone, &ciphertext).ok());
         let Some((plain_type, relative)) = opened else {
             self.stats.refused("formerr_name");
             self.local(msg, reply, tag, rcode::FORMERR);
@@ -501,13 +503,30 @@ pub async fn fetch_apex(primary: &Primary, apex: &[u8]) -> Result<ZoneApex, Stri
     Ok(ZoneApex { soa, soa_ttl, ns, ns_ttl, key, key_ttl })
 }
 
-/// A user's KEY, asked of the primary now.
-pub async fn fetch_user_key(primary: &Primary, user_zone: &[u8]) -> Result<UserKey, String> {
+/// A user's KEY, asked of the primary now: the first usable one (Ed25519, or with
+/// `rsa_compat` RSASHA256 too).
+pub async fn fetch_user_key(primary: &Primary, user_zone: &[u8], rsa_compat: bool) -> Result<UserKey, String> {
     let (keys, ttl) = primary.rrset(user_zone, TYPE_KEY).await?;
     Ok(keys
         .into_iter()
-        .find_map(|rdata| PublicKey::from_key_rdata(&rdata).ok().map(|key| UserKey::Known { key, rdata, ttl }))
+        .find_map(|rdata| {
+            UserPublic::from_key_rdata(&rdata, rsa_compat).ok().map(|key| UserKey::Known { key, rdata, ttl })
+        })
         .unwrap_or(UserKey::Unknown))
+}
+
+/// Opens an encrypted name the user `user` sent: Auth mode from an Ed25519 user, Base mode from
+/// an RSA user (whose SIG(0) vouches for it).
+pub fn open_user_name(
+    provider: &KeyPair,
+    user: &UserPublic,
+    zone: &[u8],
+    ciphertext: &[u8],
+) -> Result<(u16, Vec<u8>), seal::OpenError> {
+    match user {
+        UserPublic::Ed25519(key) => seal::open_name(provider, key, zone, ciphertext),
+        UserPublic::Rsa(_) => seal::open_name_base(provider, zone, ciphertext),
+    }
 }
 
 /// Where the primary's answer to a decrypted query goes: sealed to the user, then to the client.
@@ -519,7 +538,7 @@ struct SealedAnswer {
     head: [u8; 4],
     /// The encrypted question, as received.
     question: Vec<u8>,
-    user: PublicKey,
+    user: UserPublic,
     /// Lowercased wire form.
     user_zone: Vec<u8>,
     zone: usize,
@@ -556,7 +575,8 @@ impl SealedAnswer {
 /// test vectors can run it with a seeded RNG).
 pub struct AnswerSealing<'a> {
     pub provider: &'a KeyPair,
-    pub user: &'a PublicKey,
+    /// The user: Ed25519 gets algorithm 1, RSA algorithm 3.
+    pub user: &'a UserPublic,
     /// Lowercased wire form.
     pub user_zone: &'a [u8],
     /// The query's ID and flags.
@@ -589,17 +609,22 @@ impl AnswerSealing<'_> {
         for record in &parsed.sections[0] {
             let Some(rdata) = uncompressed_rdata(answer, record.rtype, record.rdata) else { continue };
             let mut encr = Vec::with_capacity(rdata.len() + record.owner.len() + 64);
-            seal::seal_record(
-                rng,
-                ALG_HPKE_AES256GCM,
-                self.provider,
-                self.user,
-                self.user_zone,
-                record.rtype,
-                &record.owner,
-                &rdata,
-                &mut encr,
-            );
+            match self.user {
+                UserPublic::Ed25519(user) => seal::seal_record(
+                    rng,
+                    ALG_HPKE_AES256GCM,
+                    self.provider,
+                    user,
+                    self.user_zone,
+                    record.rtype,
+                    &record.owner,
+                    &rdata,
+                    &mut encr,
+                ),
+                UserPublic::Rsa(user) => {
+                    seal::seal_record_rsa(rng, user, self.user_zone, record.rtype, &record.owner, &rdata, &mut encr)
+                }
+            }
             records.push((record.class, record.ttl, encr));
         }
         let soa = if records.is_empty() && matches!(rcode, rcode::NOERROR | rcode::NXDOMAIN) {
@@ -720,7 +745,7 @@ mod tests {
         };
         let sealing = AnswerSealing {
             provider: &provider,
-            user: &user.public,
+            user: &UserPublic::Ed25519(user.public.clone()),
             user_zone: &zone,
             head: [0xab, 0xcd, 0x00, 0x00],
             question: &question,
@@ -764,6 +789,37 @@ mod tests {
         assert!(small.seal(&mut rng, &primary_answer(0, true), || None, &mut out));
         assert_eq!(out[2] & 0x02, 0x02, "TC");
         assert_eq!(&out[6..10], &[0, 0, 0, 0], "no records");
+    }
+
+    #[test]
+    fn answers_to_an_rsa_user_are_algorithm_3() {
+        let provider = KeyPair::from_seed(&[1; 32]).unwrap();
+        let pair = crate::frontend::pvt::keys::tests::rsa_pair();
+        let user = UserPublic::Rsa(pair.public.clone());
+        let zone = name("alice._pvt.example.test.");
+        let question = [name("question.alice._pvt.example.test."), vec![0xff, 0x16, 0, 1]].concat();
+        let sealing = AnswerSealing {
+            provider: &provider,
+            user: &user,
+            user_zone: &zone,
+            head: [0xab, 0xcd, 0x00, 0x00],
+            question: &question,
+            type_encr: wire::DEFAULT_TYPE_ENCR,
+            edns: false,
+            max_size: 65535,
+        };
+        let mut out = Vec::new();
+        assert!(!sealing.seal(&mut StdRng::seed_from_u64(6), &primary_answer(0, true), || None, &mut out));
+        let parsed = message::parse(&out);
+        let opened: Vec<_> = parsed.sections[0]
+            .iter()
+            .map(|r| {
+                let rdata = &out[r.rdata.0..r.rdata.1];
+                assert_eq!(rdata[0], wire::ALG_RSA_OAEP);
+                seal::open_record_rsa(pair, &zone, rdata).unwrap()
+            })
+            .collect();
+        assert_eq!(opened.iter().map(|r| r.rtype).collect::<Vec<_>>(), [5, 1], "the CNAME chain, sealed");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! decrypts names and records, relays plain questions through `Relay::submit`, seals the answers
 //! to the user's key, and turns signed UPDATEs into TSIG-signed ones.
 //!
-//! `keys` the Ed25519 keys and their X25519 images; `wire` the ENCR RDATA and the encrypted
+//! `keys` the Ed25519 keys and their X25519 images (and the RSA user keys of
+//! `--pvt-rsa-compat`); `wire` the ENCR RDATA and the encrypted
 //! name layout; `seal` what the ciphertexts hold; `sig0` request signatures; `gateway` what a
 //! query gets and the per-worker caches; `update` what an UPDATE gets; `primary` the gateway's
 //! TSIG client of BIND; `udp` and `tcp` the listeners (DoT hands its share over too); `cli`,

@@ -1,6 +1,6 @@
 //! SIG(0) (RFC 2931) over the bytes of a message as they were received: finding the SIG record
-//! that ends a request, checking its fields and time window, and verifying its Ed25519
-//! signature with the signer's KEY.
+//! that ends a request, checking its fields and time window, and verifying its signature with
+//! the signer's KEY: Ed25519, or RSASHA256 for a user key of the compatibility mode.
 //!
 //! Hand-written rather than hickory-proto's verifier: RFC 2931 §3.1 signs the message as sent,
 //! and hickory re-encodes a parsed message to check it, which can differ from the sender's bytes
@@ -14,7 +14,9 @@
 
 use crate::dns::{skip_name, HEADER_LEN};
 
-use super::keys::{KeyPair, PublicKey, ALGORITHM_ED25519, SIGNATURE_LEN};
+use super::keys::{
+    KeyPair, PublicKey, RsaPublicKey, UserPublic, ALGORITHM_ED25519, ALGORITHM_RSASHA256, SIGNATURE_LEN,
+};
 
 /// RR type SIG.
 pub const TYPE_SIG: u16 = 24;
@@ -138,27 +140,75 @@ fn uncompressed_name_end(bytes: &[u8], mut at: usize) -> Option<usize> {
     }
 }
 
+/// A key a SIG(0) can be verified with: its tag, its DNSSEC algorithm, and the check of a
+/// signature over the signed data (which also refuses a signature of the wrong length).
+pub trait Sig0Key {
+    fn tag(&self) -> u16;
+    fn algorithm(&self) -> u8;
+    fn verify(&self, message: &[u8], signature: &[u8]) -> bool;
+}
+
+impl Sig0Key for PublicKey {
+    fn tag(&self) -> u16 {
+        self.tag
+    }
+    fn algorithm(&self) -> u8 {
+        ALGORITHM_ED25519
+    }
+    fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        signature.len() == SIGNATURE_LEN && PublicKey::verify(self, message, signature)
+    }
+}
+
+impl Sig0Key for RsaPublicKey {
+    fn tag(&self) -> u16 {
+        self.tag
+    }
+    fn algorithm(&self) -> u8 {
+        ALGORITHM_RSASHA256
+    }
+    fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        // PKCS #1 v1.5: one block, as long as the modulus.
+        signature.len() == self.modulus_len && RsaPublicKey::verify(self, message, signature)
+    }
+}
+
+impl Sig0Key for UserPublic {
+    fn tag(&self) -> u16 {
+        UserPublic::tag(self)
+    }
+    fn algorithm(&self) -> u8 {
+        match self {
+            UserPublic::Ed25519(key) => key.algorithm(),
+            UserPublic::Rsa(key) => key.algorithm(),
+        }
+    }
+    fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        match self {
+            UserPublic::Ed25519(key) => Sig0Key::verify(key, message, signature),
+            UserPublic::Rsa(key) => Sig0Key::verify(key, message, signature),
+        }
+    }
+}
+
 /// Checks `sig` (found in `msg` by [`find`]): signed by `zone` (wire form, any case) with `key`,
 /// at `now` (seconds since 1970, the low 32 bits) within its window give or take [`FUDGE`].
 /// `scratch` is where the signed data is put together.
-pub fn verify(
+pub fn verify<K: Sig0Key + ?Sized>(
     msg: &[u8],
     sig: &Sig0<'_>,
     zone: &[u8],
-    key: &PublicKey,
+    key: &K,
     now: u32,
     scratch: &mut Vec<u8>,
 ) -> Result<(), Sig0Error> {
-    if !sig.signer.eq_ignore_ascii_case(zone) || sig.algorithm != ALGORITHM_ED25519 || sig.key_tag != key.tag {
+    if !sig.signer.eq_ignore_ascii_case(zone) || sig.algorithm != key.algorithm() || sig.key_tag != key.tag() {
         return Err(Sig0Error::WrongSigner);
     }
     // Serial-number arithmetic (RFC 1982) on the 32-bit times, as RFC 4034 §3.1.5 asks.
     let after = |a: u32, b: u32| (a.wrapping_sub(b) as i32) >= 0;
     if !after(now.wrapping_add(FUDGE), sig.inception) || !after(sig.expiration.wrapping_add(FUDGE), now) {
         return Err(Sig0Error::Time);
-    }
-    if sig.signature.len() != SIGNATURE_LEN {
-        return Err(Sig0Error::Signature);
     }
     scratch.clear();
     scratch.extend_from_slice(sig.rdata_head);

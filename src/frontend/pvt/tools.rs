@@ -5,7 +5,8 @@
 //!
 //! Never: starts with a provider key file others may read, replaces a KEY at a `_pvt` apex
 //! that is not the provider's own (it adds its own beside it), or puts a KEY with the Zone bit
-//! set, or not of algorithm 15, at a user's apex.
+//! set, or not of algorithm 15 or 8 (RSASHA256, for a gateway with `--pvt-rsa-compat`), at a
+//! user's apex.
 
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
@@ -13,7 +14,7 @@ use std::sync::atomic::AtomicU64;
 use base64::Engine as _;
 
 use super::gateway::PvtServer;
-use super::keys::{self, KeyPair, PublicKey, TYPE_KEY};
+use super::keys::{self, KeyPair, UserKeyPair, UserPublic, TYPE_KEY};
 use super::primary::{Primary, UpdateBuilder, CLASS_IN};
 use crate::config::{ConfigError, PvtConfig};
 use crate::dns::display_name;
@@ -39,6 +40,7 @@ pub fn load_server(settings: &PvtConfig) -> Result<PvtServer, ConfigError> {
         enrollment: settings.enrollment.clone(),
         primary: Primary { addr: settings.primary, tsig },
         type_encr: settings.encr_type,
+        rsa_compat: settings.rsa_compat,
         key_generation: AtomicU64::new(0),
     })
 }
@@ -92,7 +94,7 @@ pub fn admin_rekey(primary: &Primary, pvt_zone: &[u8], user: &str, key_file: &Pa
     let key = read_public_key(key_file)?;
     let rdata = key.key_rdata();
     let outcome = block_on(super::update::replace_key(primary, pvt_zone, &user_zone, None, &rdata, PROVIDER_KEY_TTL))?;
-    Ok(admin_report(primary, &user_zone, outcome, &format!("KEY replaced (tag {})", key.tag)))
+    Ok(admin_report(primary, &user_zone, outcome, &format!("KEY replaced (tag {})", key.tag())))
 }
 
 /// `dotgate pvt admin destroy`: every record at and below `user`'s apex deleted, if its KEY is
@@ -134,13 +136,13 @@ fn admin_report(primary: &Primary, user_zone: &[u8], outcome: Result<u8, String>
 }
 
 /// The public key in a key file from `dotgate pvt keygen` (read as a private key: mode 0600),
-/// or in a file whose text holds its KEY record (`... KEY 0 3 15 BASE64` or `0 3 15 BASE64`;
-/// `;` and `#` start comments).
-pub fn read_public_key(path: &Path) -> Result<PublicKey, ConfigError> {
+/// or in a file whose text holds its KEY record (`... KEY 0 3 15 BASE64` or `0 3 15 BASE64`,
+/// or `0 3 8 BASE64` for an RSA user of the compatibility mode; `;` and `#` start comments).
+pub fn read_public_key(path: &Path) -> Result<UserPublic, ConfigError> {
     let shown = path.display();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Cli(format!("cannot read {shown}: {e}")))?;
-    if text.contains("Private-key-format:") {
-        return KeyPair::read_file(path).map(|pair| pair.public).map_err(|e| ConfigError::Cli(e.to_string()));
+    if text.contains("Private-key-format:") || text.contains("-----BEGIN PRIVATE KEY-----") {
+        return UserKeyPair::read_file(path).map(|pair| pair.public()).map_err(|e| ConfigError::Cli(e.to_string()));
     }
     let mut first_error = None;
     for line in text.lines() {
@@ -163,15 +165,25 @@ pub fn read_public_key(path: &Path) -> Result<PublicKey, ConfigError> {
     )))
 }
 
-/// `FLAGS 3 15 BASE64...` as a KEY a user zone may hold: flags 0 (draft section 3), Ed25519.
-fn public_key_of(words: &[&str]) -> Result<PublicKey, String> {
+/// `FLAGS 3 15 BASE64...` (or `0 3 8`) as a KEY a user zone may hold: flags 0 (draft section
+/// 3), Ed25519 or RSASHA256.
+fn public_key_of(words: &[&str]) -> Result<UserPublic, String> {
     let [flags, protocol, algorithm, key @ ..] = words else { return Err("not `FLAGS 3 15 BASE64`".into()) };
-    if (*flags, *protocol, *algorithm) != ("0", "3", "15") || key.is_empty() {
-        return Err(format!("`{flags} {protocol} {algorithm}` where `0 3 15` (flags 0, DNSSEC, Ed25519) belongs"));
-    }
+    let algorithm_number = match (*flags, *protocol, *algorithm) {
+        ("0", "3", "15") if !key.is_empty() => 15,
+        ("0", "3", "8") if !key.is_empty() => 8,
+        _ => {
+            return Err(format!(
+            "`{flags} {protocol} {algorithm}` where `0 3 15` (flags 0, DNSSEC, Ed25519) or `0 3 8` (RSASHA256) belongs"
+        ))
+        }
+    };
     let key = base64::engine::general_purpose::STANDARD.decode(key.concat()).map_err(|_| "the key is not base64")?;
-    let key: [u8; keys::KEY_LEN] = key.try_into().map_err(|_| "the key is not 32 octets")?;
-    PublicKey::from_key_rdata(&keys::key_rdata(&key)).map_err(|e| e.to_string())
+    if algorithm_number == 15 && key.len() != keys::KEY_LEN {
+        return Err("the key is not 32 octets".into());
+    }
+    let rdata = [&[0, 0, 3, algorithm_number][..], &key].concat();
+    UserPublic::from_key_rdata(&rdata, true).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -184,15 +196,23 @@ mod tests {
         let pair = KeyPair::generate();
         let private = dir.path().join("private");
         pair.write_file(&private).unwrap();
-        assert_eq!(read_public_key(&private).unwrap(), pair.public);
+        assert_eq!(read_public_key(&private).unwrap(), UserPublic::Ed25519(pair.public.clone()));
         for text in [
             format!("alice._pvt.example.test. 3600 IN KEY {}\n", pair.public.key_text()),
             format!("; from keygen\n{} ; the key\n", pair.public.key_text()),
         ] {
             let path = dir.path().join("public");
             std::fs::write(&path, text).unwrap();
-            assert_eq!(read_public_key(&path).unwrap(), pair.public);
+            assert_eq!(read_public_key(&path).unwrap(), UserPublic::Ed25519(pair.public.clone()));
         }
+        let rsa = crate::frontend::pvt::keys::tests::rsa_pair();
+        let rsa_private = dir.path().join("rsa");
+        UserKeyPair::Rsa(keys::RsaKeyPair::from_pkcs8(rsa.pkcs8()).unwrap()).write_file(&rsa_private).unwrap();
+        assert_eq!(read_public_key(&rsa_private).unwrap(), UserPublic::Rsa(rsa.public.clone()));
+        let rsa_record = dir.path().join("rsa-record");
+        std::fs::write(&rsa_record, format!("alice._pvt.example.test. 3600 IN KEY {}\n", rsa.public.key_text()))
+            .unwrap();
+        assert_eq!(read_public_key(&rsa_record).unwrap(), UserPublic::Rsa(rsa.public.clone()));
         let base64 = pair.public.key_text().rsplit(' ').next().unwrap().to_owned();
         for (text, why) in [
             (format!("KEY 256 3 15 {base64}"), "`256 3 15`"),

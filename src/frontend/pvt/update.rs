@@ -10,8 +10,8 @@
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::gateway::{fetch_user_key, PvtContext, UserKey};
-use super::keys::{PublicKey, TYPE_KEY};
+use super::gateway::{fetch_user_key, open_user_name, PvtContext, UserKey};
+use super::keys::{UserPublic, TYPE_KEY};
 use super::primary::{Primary, UpdateBuilder, CLASS_ANY, CLASS_IN, CLASS_NONE, TYPE_ANY, TYPE_SOA};
 use super::sig0;
 use super::{seal, wire};
@@ -76,7 +76,7 @@ async fn decide(ctx: &PvtContext, msg: &[u8]) -> Result<u8, Refusal> {
         return Err(Refusal(NOTAUTH, "not_authoritative"));
     }
     let primary = &ctx.server.primary;
-    let (user, current) = match fetch_user_key(primary, &zone).await {
+    let (user, current) = match fetch_user_key(primary, &zone, ctx.server.rsa_compat).await {
         Ok(UserKey::Known { key, rdata, .. }) => (key, rdata),
         Ok(UserKey::Unknown) => return Err(Refusal(NOTAUTH, "unknown_user")),
         Err(why) => {
@@ -94,7 +94,7 @@ async fn decide(ctx: &PvtContext, msg: &[u8]) -> Result<u8, Refusal> {
             ctx.stats.count(&ctx.stats.updates_destroy);
             destroy(primary, pvt_zone, &zone, &current).await
         } else {
-            let new_key = rekey_request(msg, prereqs, updates, &zone, &current)?;
+            let new_key = rekey_request(msg, prereqs, updates, &zone, &current, ctx.server.rsa_compat)?;
             ctx.stats.count(&ctx.stats.updates_rekey);
             replace_key(primary, pvt_zone, &zone, Some(&current), &new_key, updates_ttl(updates)).await
         }
@@ -146,10 +146,7 @@ async fn register(
         return Err(Refusal(NOTZONE, "notzone"));
     }
     let rdata = &msg[record.rdata.0..record.rdata.1];
-    let key = PublicKey::from_key_rdata(rdata).map_err(|_| formerr("bad_key"))?;
-    if u16::from_be_bytes([rdata[0], rdata[1]]) & FLAG_ZONE != 0 {
-        return Err(formerr("bad_key"));
-    }
+    let key = user_key(rdata, ctx.server.rsa_compat)?;
     let mut scratch = Vec::new();
     sig0::verify(msg, sig, &owner, &key, sig0::now(), &mut scratch)
         .map_err(|why| Refusal(rcode::REFUSED, why.reason()))?;
@@ -185,6 +182,7 @@ fn rekey_request(
     updates: &[Record],
     zone: &[u8],
     current: &[u8],
+    rsa_compat: bool,
 ) -> Result<Vec<u8>, Refusal> {
     let [old] = prereqs else { return Err(formerr("formerr_update")) };
     if old.rtype != TYPE_KEY || old.class != CLASS_IN || !old.owner.eq_ignore_ascii_case(zone) {
@@ -202,10 +200,7 @@ fn rekey_request(
         }
         match record.class {
             CLASS_IN if new_key.is_none() => {
-                PublicKey::from_key_rdata(rdata).map_err(|_| formerr("bad_key"))?;
-                if u16::from_be_bytes([rdata[0], rdata[1]]) & FLAG_ZONE != 0 {
-                    return Err(formerr("bad_key"));
-                }
+                user_key(rdata, rsa_compat)?;
                 new_key = Some(rdata.to_vec());
             }
             CLASS_ANY if rdata.is_empty() => {}
@@ -216,13 +211,23 @@ fn rekey_request(
     new_key.ok_or(formerr("formerr_update"))
 }
 
+/// A KEY a user may have (registered, or the new one of a rekey): Ed25519, or RSASHA256 with
+/// `rsa_compat`; the Zone bit 0. Else FORMERR, `bad_key`.
+fn user_key(rdata: &[u8], rsa_compat: bool) -> Result<UserPublic, Refusal> {
+    let key = UserPublic::from_key_rdata(rdata, rsa_compat).map_err(|_| formerr("bad_key"))?;
+    if u16::from_be_bytes([rdata[0], rdata[1]]) & FLAG_ZONE != 0 {
+        return Err(formerr("bad_key"));
+    }
+    Ok(key)
+}
+
 /// One encrypted update record, checked and decrypted, added to `update` in the clear.
 fn plain_update(
     ctx: &PvtContext,
     msg: &[u8],
     record: &Record,
     zone: &[u8],
-    user: &PublicKey,
+    user: &UserPublic,
     update: &mut UpdateBuilder,
 ) -> Result<(), Refusal> {
     let provider = &ctx.server.provider;
@@ -231,9 +236,14 @@ fn plain_update(
         return Err(formerr("formerr_record"));
     }
     let ciphertext = wire::encrypted_labels(&record.owner, user_at).map_err(|_| formerr("formerr_name"))?;
-    let (rtype, relative) = seal::open_name(provider, user, zone, &ciphertext).map_err(|_| formerr("formerr_name"))?;
-    let opened = seal::open_record(provider, user, zone, &msg[record.rdata.0..record.rdata.1])
-        .map_err(|_| formerr("formerr_record"))?;
+    let (rtype, relative) = open_user_name(provider, user, zone, &ciphertext).map_err(|_| formerr("formerr_name"))?;
+    let sealed = &msg[record.rdata.0..record.rdata.1];
+    // An RSA user has no X25519 key: its records come in Base mode, its SIG(0) vouching for them.
+    let opened = match user {
+        UserPublic::Ed25519(user) => seal::open_record(provider, user, zone, sealed),
+        UserPublic::Rsa(_) => seal::open_record_base(provider, zone, sealed),
+    }
+    .map_err(|_| formerr("formerr_record"))?;
     let mut owner = relative;
     owner.extend_from_slice(zone);
     if opened.rtype != rtype || !opened.owner.eq_ignore_ascii_case(&owner) {

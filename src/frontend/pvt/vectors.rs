@@ -15,7 +15,7 @@ use rand::SeedableRng;
 
 use super::client::{self, User};
 use super::gateway::{push_record, AnswerSealing};
-use super::keys::KeyPair;
+use super::keys::{KeyPair, UserKeyPair, UserPublic};
 use super::primary::CLASS_IN;
 use super::wire::DEFAULT_TYPE_ENCR;
 use super::{seal, sig0, wire};
@@ -32,11 +32,23 @@ fn file() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/pvt/messages.txt")
 }
 
+/// The user's key pair of [`keys`].
+fn user_pair(user: &User) -> &KeyPair {
+    match &user.key {
+        UserKeyPair::Ed25519(pair) => pair,
+        UserKeyPair::Rsa(_) => unreachable!("the vectors' user is Ed25519"),
+    }
+}
+
 fn keys() -> (KeyPair, User) {
     let provider = KeyPair::from_seed(&PROVIDER_SEED).unwrap();
     let zone = crate::frontend::dnsenc::wire::name_from_text(ZONE.as_bytes()).unwrap();
-    let user =
-        User { server: "127.0.0.1:53".parse().unwrap(), tls: None, zone, key: KeyPair::from_seed(&USER_SEED).unwrap() };
+    let user = User {
+        server: "127.0.0.1:53".parse().unwrap(),
+        tls: None,
+        zone,
+        key: UserKeyPair::Ed25519(KeyPair::from_seed(&USER_SEED).unwrap()),
+    };
     (provider, user)
 }
 
@@ -79,7 +91,7 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
     let question_end = crate::dns::question_end(&query).unwrap();
     let sealing = AnswerSealing {
         provider: &provider,
-        user: &user.key.public,
+        user: &UserPublic::Ed25519(user_pair(&user).public.clone()),
         user_zone: &user.zone,
         head: [query[0], query[1], query[2], query[3]],
         question: &query[crate::dns::HEADER_LEN..question_end],
@@ -128,22 +140,26 @@ fn file_matches_and_each_message_reads_back() {
     // The query: the user's SIG(0), and the name opens to `www A` for the provider.
     let query = from_file("query");
     let sig = sig0::find(&query).unwrap();
-    assert_eq!(sig0::verify(&query, &sig, &user.zone, &user.key.public, NOW + 10, &mut scratch), Ok(()));
+    assert_eq!(sig0::verify(&query, &sig, &user.zone, &user_pair(&user).public, NOW + 10, &mut scratch), Ok(()));
     let end = crate::dns::question_end(&query).unwrap();
     let qname = &query[12..end - 4];
     let at = wire::zone_suffix(qname, &user.zone).unwrap();
     let ciphertext = wire::encrypted_labels(qname, at).unwrap();
-    assert_eq!(seal::open_name(&provider, &user.key.public, &user.zone, &ciphertext), Ok((1, b"\x03www".to_vec())));
+    assert_eq!(
+        seal::open_name(&provider, &user_pair(&user).public, &user.zone, &ciphertext),
+        Ok((1, b"\x03www".to_vec()))
+    );
 
     // The UPDATE: signed, and its one record opens to the A record.
     let update = from_file("update");
     let sig = sig0::find(&update).unwrap();
-    assert_eq!(sig0::verify(&update, &sig, &user.zone, &user.key.public, NOW, &mut scratch), Ok(()));
+    assert_eq!(sig0::verify(&update, &sig, &user.zone, &user_pair(&user).public, NOW, &mut scratch), Ok(()));
     let parsed = message::parse(&update);
     let record = &parsed.sections[1][0];
     assert_eq!((record.rtype, record.class, record.ttl), (DEFAULT_TYPE_ENCR, CLASS_IN, 300));
     let opened =
-        seal::open_record(&provider, &user.key.public, &user.zone, &update[record.rdata.0..record.rdata.1]).unwrap();
+        seal::open_record(&provider, &user_pair(&user).public, &user.zone, &update[record.rdata.0..record.rdata.1])
+            .unwrap();
     let mut www = b"\x03www".to_vec();
     www.extend_from_slice(&user.zone);
     assert_eq!((opened.rtype, opened.owner.clone(), opened.rdata), (1, www.clone(), vec![192, 0, 2, 1]));
@@ -155,7 +171,8 @@ fn file_matches_and_each_message_reads_back() {
     let record = &parsed.sections[0][0];
     assert_eq!(record.owner, qname);
     let opened =
-        seal::open_record(&user.key, &provider.public, &user.zone, &answer[record.rdata.0..record.rdata.1]).unwrap();
+        seal::open_record(user_pair(&user), &provider.public, &user.zone, &answer[record.rdata.0..record.rdata.1])
+            .unwrap();
     assert_eq!((opened.rtype, opened.owner, opened.rdata), (1, www, vec![192, 0, 2, 1]));
 }
 
