@@ -24,7 +24,7 @@ set -euo pipefail
 root=$(repo_root)
 cd "$root/fuzz"
 
-ALL=(frames query upstream_match edns config inflight dnsenc_nsk dnsenc_outer dnsenc_server)
+ALL=(frames query upstream_match edns config inflight dnsenc_nsk dnsenc_outer dnsenc_server pvt_name pvt_encr pvt_sig0)
 which=${1:-all}
 seconds=${2:-60}
 sanitizer=${FUZZ_SANITIZER:-address}

@@ -97,6 +97,56 @@ fn the_dnsenc_seeds_reach_the_accepting_paths() {
     assert!(Nsk::parse_presentation(std::str::from_utf8(&text).unwrap()).is_ok());
 }
 
+/// The private-subdomain seeds reach the accepting paths: a signed message as received verifies,
+/// ENCR RDATA reads with the user's tag, encrypted labels under the zone give their ciphertext.
+#[test]
+fn the_pvt_seeds_reach_the_accepting_paths() {
+    use dotgate::frontend::pvt::{sig0, wire as pvt_wire};
+    use dotgate::fuzzing::pvt::{keys, USER_ZONE};
+    let seed = |target: &str, name: &str| {
+        corpus(target).into_iter().find(|(f, _)| f == &format!("seed-{name}")).expect(name).1
+    };
+    for name in ["received-query", "received-update"] {
+        let msg = &seed("pvt_sig0", name)[1..];
+        let sig = sig0::find(msg).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(sig0::verify(msg, &sig, USER_ZONE, &keys().user.public, sig.inception, &mut Vec::new()), Ok(()));
+    }
+    let rdata = seed("pvt_encr", "received-to-user");
+    assert_eq!(pvt_wire::parse_encr(&rdata[1..]).map(|e| e.key_tag), Some(keys().user.public.tag));
+    let name = [&seed("pvt_name", "labels-user")[3..], USER_ZONE].concat();
+    let at = pvt_wire::zone_suffix(&name, USER_ZONE).expect("under the zone");
+    assert!(pvt_wire::encrypted_labels(&name, at).is_ok());
+}
+
+/// Reported, not fixed here: `gateway::uncompressed_rdata` copies the RDATA of RFC 1035's MD,
+/// MF, MB, MG, MR and MINFO as it is, though a server may compress the names in it (RFC 3597 §4;
+/// BIND's towire for these types does), so a compressed one is sealed to the user with pointers
+/// into the primary's answer, which mean nothing in the user's. The fuzz target `pvt_sig0`
+/// leaves these types out of its check until this passes.
+#[test]
+#[ignore = "reported: gateway::uncompressed_rdata leaves compression pointers in MD/MF/MB/MG/MR/MINFO RDATA"]
+fn pvt_uncompresses_every_rfc1035_rdata_name() {
+    use dotgate::frontend::pvt::gateway::uncompressed_rdata;
+    // Header, then "mail.example." at 12 and "example." at 17; one name's RDATA after it.
+    let mut msg = vec![0; 12];
+    msg.extend_from_slice(b"\x04mail\x07example\x00");
+    let start = msg.len();
+    msg.extend_from_slice(&[0xc0, 12, 0xc0, 17]);
+    let (one, two) = ((start, start + 2), (start, start + 4));
+    let mail = b"\x04mail\x07example\x00".to_vec();
+    let example = b"\x07example\x00".to_vec();
+    for (rtype, rdata, want) in [
+        (3, one, mail.clone()),
+        (4, one, mail.clone()),
+        (7, one, mail.clone()),
+        (8, one, mail.clone()),
+        (9, one, mail.clone()),
+        (14, two, [mail.clone(), example].concat()),
+    ] {
+        assert_eq!(uncompressed_rdata(&msg, rtype, rdata), Some(want), "type {rtype}");
+    }
+}
+
 // ---- Mutated seeds ------------------------------------------------------------------------
 
 #[derive(Debug, Clone)]
@@ -188,6 +238,15 @@ proptest! {
 
     #[test]
     fn mutated_dnsenc_outer(data in mutated("dnsenc_outer")) { target("dnsenc_outer")(&data) }
+
+    #[test]
+    fn mutated_pvt_name(data in mutated("pvt_name")) { target("pvt_name")(&data) }
+
+    #[test]
+    fn mutated_pvt_encr(data in mutated("pvt_encr")) { target("pvt_encr")(&data) }
+
+    #[test]
+    fn mutated_pvt_sig0(data in mutated("pvt_sig0")) { target("pvt_sig0")(&data) }
 }
 
 // ---- Generated DNS messages ---------------------------------------------------------------
@@ -583,6 +642,99 @@ proptest! {
 
     #[test]
     fn generated_config_files(text in toml_file()) { target("config")(&text) }
+}
+
+// ---- Generated private-subdomain inputs ---------------------------------------------------
+
+/// Labels in wire form without the root (a relative name, or the labels of an encrypted one).
+fn labels() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(label(), 0..5)
+        .prop_map(|labels| labels.into_iter().flat_map(|l| std::iter::once(l.len() as u8).chain(l)).collect())
+}
+
+proptest! {
+    #![proptest_config(cases(512))]
+
+    /// Encrypted names and relative names under each zone: labels mostly valid, sometimes
+    /// with a count octet that counts them, sometimes a whole name with its root.
+    #[test]
+    fn generated_pvt_names(
+        zone in any::<u8>(),
+        count in any::<u8>(),
+        overhead in prop_oneof![Just(50u8), any::<u8>()],
+        labels in labels(),
+        counted in any::<bool>(),
+        tail in prop::option::weighted(0.2, name()),
+    ) {
+        let mut rest = labels;
+        if counted && !rest.is_empty() && rest[0] < 63 {
+            // The first label grows a count octet: the number of labels.
+            let n = dotgate::fuzzing::wire::read_uncompressed_name(&[rest.clone(), vec![0]].concat(), 0)
+                .map_or(1, |(l, _)| l.len());
+            rest[0] += 1;
+            rest.insert(1, n as u8);
+        }
+        rest.extend(tail.unwrap_or_default());
+        target("pvt_name")(&[&[zone, count, overhead][..], &rest].concat())
+    }
+
+    /// Messages as received, with records of every kind and names compressed or not.
+    #[test]
+    fn generated_pvt_sig0_messages(msg in message()) {
+        target("pvt_sig0")(&[&[0u8][..], &msg].concat())
+    }
+
+    /// ENCR RDATA as received: a known algorithm mostly, a key's tag mostly.
+    #[test]
+    fn generated_pvt_encr_received(
+        algorithm in prop_oneof![1..=3u8, any::<u8>()],
+        tag in prop_oneof![Just(0u8), Just(1), Just(2), any::<u8>()],
+        sealed in prop::collection::vec(any::<u8>(), 40..120),
+    ) {
+        let keys = dotgate::fuzzing::pvt::keys();
+        let tag = match tag {
+            0 => keys.user.public.tag,
+            1 => keys.provider.public.tag,
+            2 => keys.stranger.public.tag,
+            other => u16::from(other),
+        };
+        target("pvt_encr")(&[&[0u8, algorithm][..], &tag.to_be_bytes(), &sealed].concat())
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(128))]
+
+    /// Records and names sealed and opened: owners that are names (some near 255 octets),
+    /// relative labels, or bytes, cut anywhere from the RDATA that follows.
+    #[test]
+    fn generated_pvt_encr_round_trips(
+        mode in any::<u8>(),
+        algorithm in prop_oneof![4 => 1..=2u8, 1 => any::<u8>()],
+        rtype in rr_type(),
+        seed in any::<u8>(),
+        owner in prop_oneof![name(), labels(), prop::collection::vec(any::<u8>(), 0..40)],
+        cut in prop_oneof![Just(0usize), 1..4usize, any::<usize>()],
+        flip in any::<[u8; 3]>(),
+        rdata in prop::collection::vec(any::<u8>(), 0..80),
+    ) {
+        // The owner's last `cut` octets (up to 255 left) go to the front of the RDATA.
+        let at = owner.len().saturating_sub(cut).min(255);
+        let (owner, rdata) = (&owner[..at], [&owner[at..], &rdata[..]].concat());
+        let mut input = vec![mode | 1, algorithm];
+        input.extend_from_slice(&rtype.to_be_bytes());
+        input.extend_from_slice(&[seed, owner.len() as u8]);
+        input.extend_from_slice(owner);
+        input.extend_from_slice(&flip);
+        input.extend_from_slice(&rdata);
+        target("pvt_encr")(&input)
+    }
+
+    /// Messages signed and checked: any control bytes, names and records from the input.
+    #[test]
+    fn generated_pvt_sig0_signed(mode in any::<u8>(), rest in prop::collection::vec(any::<u8>(), 0..200)) {
+        target("pvt_sig0")(&[&[mode | 1][..], &rest].concat())
+    }
 }
 
 // ---- The in-flight table, driven through the relay ----------------------------------------

@@ -2,8 +2,9 @@
 //! messages: kdig's queries and a real Unbound's answers, captured by a relay in between on
 //! loopback, over UDP and over TCP (whose byte streams are the frame reader's seeds); the
 //! TOML of `dotgate.example.toml`, the Kubernetes ConfigMap and the CLI tests for the config
-//! target; a few op sequences for the in-flight model; DNSENC records and messages from
-//! dotgate's own writers (`dnsenc_nsk`, `dnsenc_outer`).
+//! target; a few op sequences for the in-flight model; DNSENC records and messages, and the
+//! private-subdomain names, ENCR records and signed messages, from dotgate's own writers
+//! (`dnsenc_nsk`, `dnsenc_outer`, `pvt_name`, `pvt_encr`, `pvt_sig0`).
 //!
 //! Ignored by default (it needs unbound and kdig, and rewrites committed files):
 //!
@@ -11,8 +12,8 @@
 //! cargo test --test seed_corpus -- --ignored
 //! ```
 //!
-//! The DNSENC seeds need no server: `write_dnsenc_seeds` rewrites only them, and
-//! `dnsenc_seeds_are_current` (not ignored) checks that the committed ones are what their
+//! The seeds from dotgate's own writers need no server: `write_own_seeds` rewrites only them,
+//! and `own_seeds_are_current` (not ignored) checks that the committed ones are what their
 //! writers make now.
 //!
 //! Files named `regression-*` (inputs that once failed) are never touched.
@@ -30,7 +31,7 @@ use dotgate::fuzzing::ecs::seed as ecs_seed;
 use dotgate::fuzzing::frames::Input as FramesInput;
 use dotgate::fuzzing::inflight::{Op, Twist};
 use dotgate::fuzzing::upstream_match::CONTROL_LEN;
-use dotgate::fuzzing::{dnsenc_nsk, dnsenc_outer};
+use dotgate::fuzzing::{dnsenc_nsk, dnsenc_outer, pvt_encr, pvt_name, pvt_sig0};
 use dotgate::relay::ecs::EcsPrefix;
 use support::process::start_dns_server;
 
@@ -185,11 +186,17 @@ fn capture_tcp(unbound: SocketAddr, name: &str, args: &[&str]) -> (Vec<u8>, Vec<
     (client, server, exchanges)
 }
 
-/// The DNSENC targets' seeds, as (target, name, bytes).
-fn dnsenc_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
-    let nsk = dnsenc_nsk::seeds().into_iter().map(|(name, bytes)| ("dnsenc_nsk", name, bytes));
-    let outer = dnsenc_outer::seeds().into_iter().map(|(name, bytes)| ("dnsenc_outer", name, bytes));
-    nsk.chain(outer).collect()
+/// The targets whose seeds dotgate's own writers make (no server needed).
+const OWN_SEEDS: [&str; 5] = ["dnsenc_nsk", "dnsenc_outer", "pvt_name", "pvt_encr", "pvt_sig0"];
+
+/// Their seeds, as (target, name, bytes).
+fn own_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    let writers = [dnsenc_nsk::seeds, dnsenc_outer::seeds, pvt_name::seeds, pvt_encr::seeds, pvt_sig0::seeds];
+    OWN_SEEDS
+        .into_iter()
+        .zip(writers)
+        .flat_map(|(target, seeds)| seeds().into_iter().map(move |(name, bytes)| (target, name, bytes)))
+        .collect()
 }
 
 /// The `seed-*` files of `target`'s corpus, by name.
@@ -207,9 +214,9 @@ fn committed_seeds(target: &str) -> Vec<(String, Vec<u8>)> {
 }
 
 #[test]
-fn dnsenc_seeds_are_current() {
-    for target in ["dnsenc_nsk", "dnsenc_outer"] {
-        let mut want: Vec<(String, Vec<u8>)> = dnsenc_seeds()
+fn own_seeds_are_current() {
+    for target in OWN_SEEDS {
+        let mut want: Vec<(String, Vec<u8>)> = own_seeds()
             .into_iter()
             .filter(|(t, _, _)| *t == target)
             .map(|(_, name, bytes)| (name.to_owned(), bytes))
@@ -217,21 +224,21 @@ fn dnsenc_seeds_are_current() {
         want.sort();
         assert!(
             committed_seeds(target) == want,
-            "fuzz/corpus/{target}/seed-* are stale: cargo test --test seed_corpus -- --ignored write_dnsenc_seeds"
+            "fuzz/corpus/{target}/seed-* are stale: cargo test --test seed_corpus -- --ignored write_own_seeds"
         );
     }
 }
 
 #[test]
-#[ignore = "rewrites fuzz/corpus/dnsenc_*/seed-*"]
-fn write_dnsenc_seeds() {
-    for target in ["dnsenc_nsk", "dnsenc_outer"] {
+#[ignore = "rewrites fuzz/corpus/{dnsenc,pvt}_*/seed-*"]
+fn write_own_seeds() {
+    for target in OWN_SEEDS {
         std::fs::create_dir_all(corpus_dir(target)).unwrap();
         for (name, _) in committed_seeds(target) {
             std::fs::remove_file(corpus_dir(target).join(format!("seed-{name}"))).unwrap();
         }
     }
-    for (target, name, bytes) in dnsenc_seeds() {
+    for (target, name, bytes) in own_seeds() {
         write(target, name, &bytes);
     }
 }
@@ -419,7 +426,7 @@ fn generate_seed_corpus() {
         write("inflight", name, &bytes);
     }
 
-    for (target, name, bytes) in dnsenc_seeds() {
+    for (target, name, bytes) in own_seeds() {
         write(target, name, &bytes);
     }
 }

@@ -22,6 +22,12 @@
 //! | `dnsenc_server` | the DNSENC server's whole check and the sealing of its answers      |
 //! |                 | (`frontend::dnsenc::server`), raw messages and sealed plaintexts    |
 //! | `inflight`      | the real `Relay` under insert, answer, timeout and close            |
+//! | `pvt_name`      | encrypted owner names (`frontend::pvt::wire`): `encrypted_name`,    |
+//! |                 | `zone_suffix`, `encrypted_labels`, `check_relative`, label counts   |
+//! | `pvt_encr`      | ENCR RDATA (`wire::parse_encr`) and the seals (`frontend::pvt::seal`|
+//! |                 | `seal_record`, `open_record`, `seal_name`, `open_name`), fixed keys |
+//! | `pvt_sig0`      | SIG(0) (`frontend::pvt::sig0`: `find`, `verify`, `sign`) and the    |
+//! |                 | gateway's `edns_payload` and `uncompressed_rdata`                   |
 //!
 //! Built only with the `fuzzing` feature (tests and fuzz/ turn it on). Nothing here is on the
 //! served path, and nothing here may change what dotgate does: it only calls and checks.
@@ -33,6 +39,10 @@ pub mod dnsenc_server;
 pub mod ecs;
 pub mod edns;
 pub mod frames;
+pub mod pvt;
+pub mod pvt_encr;
+pub mod pvt_name;
+pub mod pvt_sig0;
 pub mod query;
 pub mod upstream_match;
 pub mod wire;
@@ -46,7 +56,7 @@ pub const MAX_MESSAGE: usize = u16::MAX as usize;
 pub type Target = fn(&[u8]);
 
 /// The targets by name, as `fuzz/fuzz_targets/` and `fuzz/corpus/` name them.
-pub const TARGETS: [(&str, Target); 10] = [
+pub const TARGETS: [(&str, Target); 13] = [
     ("frames", frames::run),
     ("query", query::run),
     ("upstream_match", upstream_match::run),
@@ -57,6 +67,9 @@ pub const TARGETS: [(&str, Target); 10] = [
     ("dnsenc_nsk", dnsenc_nsk::run),
     ("dnsenc_outer", dnsenc_outer::run),
     ("dnsenc_server", dnsenc_server::run),
+    ("pvt_name", pvt_name::run),
+    ("pvt_encr", pvt_encr::run),
+    ("pvt_sig0", pvt_sig0::run),
 ];
 
 /// Reads control values off the front of a fuzz input; past its end every value is 0, so any
@@ -82,6 +95,10 @@ impl<'a> Cursor<'a> {
 
     pub fn u16(&mut self) -> u16 {
         u16::from_be_bytes([self.u8(), self.u8()])
+    }
+
+    pub fn u32(&mut self) -> u32 {
+        u32::from_be_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
     }
 
     /// `n` bytes (fewer at the end).

@@ -34,6 +34,8 @@ pub struct Question {
 #[derive(Debug, Clone)]
 pub struct Record {
     pub section: Section,
+    /// Where the record (its owner name) starts.
+    pub start: usize,
     pub rtype: u16,
     /// Offset of the RDLENGTH field.
     pub rdlen_at: usize,
@@ -86,6 +88,7 @@ pub fn parse(msg: &[u8]) -> Option<Message> {
         [(Section::Answer, counts[1]), (Section::Authority, counts[2]), (Section::Additional, counts[3])]
     {
         for _ in 0..count {
+            let start = pos;
             let (_, end) = read_name(msg, pos)?;
             let rtype = be16(msg, end)?;
             let rdlen = usize::from(be16(msg, end + 8)?);
@@ -94,7 +97,7 @@ pub fn parse(msg: &[u8]) -> Option<Message> {
                 return None;
             }
             pos = rdata.end;
-            records.push(Record { section, rtype, rdlen_at: end + 8, rdata });
+            records.push(Record { section, start, rtype, rdlen_at: end + 8, rdata });
         }
     }
     Some(Message { id: be16(msg, 0)?, flags: be16(msg, 2)?, questions, records, trailing: msg.len() - pos })
@@ -105,13 +108,19 @@ pub fn parse(msg: &[u8]) -> Option<Message> {
 /// and the name it leads to must end there too: a prior occurrence of a name, never bytes that
 /// come later (so pointers cannot loop, and editing later bytes never changes an earlier name).
 pub fn read_name(msg: &[u8], start: usize) -> Option<(Vec<Vec<u8>>, usize)> {
+    read_name_within(msg, start, msg.len()).map(|(labels, end, _)| (labels, end))
+}
+
+/// [`read_name`], and how many compression pointers the name followed.
+pub fn read_name_counting(msg: &[u8], start: usize) -> Option<(Vec<Vec<u8>>, usize, usize)> {
     read_name_within(msg, start, msg.len())
 }
 
-/// [`read_name`], with the name's own bytes (up to its first pointer) inside `..limit`.
-fn read_name_within(msg: &[u8], start: usize, mut limit: usize) -> Option<(Vec<Vec<u8>>, usize)> {
+/// [`read_name_counting`], with the name's own bytes (up to its first pointer) inside `..limit`.
+fn read_name_within(msg: &[u8], start: usize, mut limit: usize) -> Option<(Vec<Vec<u8>>, usize, usize)> {
     let mut labels = Vec::new();
     let mut octets = 0;
+    let mut pointers = 0;
     let mut pos = start;
     // Where the name continues in the message, once the first pointer was followed.
     let mut end = None;
@@ -129,7 +138,7 @@ fn read_name_within(msg: &[u8], start: usize, mut limit: usize) -> Option<(Vec<V
                     return None;
                 }
                 if len == 0 {
-                    return Some((labels, end.unwrap_or(pos + 1)));
+                    return Some((labels, end.unwrap_or(pos + 1), pointers));
                 }
                 if pos + 1 + len > limit {
                     return None;
@@ -146,6 +155,7 @@ fn read_name_within(msg: &[u8], start: usize, mut limit: usize) -> Option<(Vec<V
                     return None;
                 }
                 end.get_or_insert(pos + 2);
+                pointers += 1;
                 limit = run;
                 run = target;
                 pos = target;
@@ -159,24 +169,29 @@ fn read_name_within(msg: &[u8], start: usize, mut limit: usize) -> Option<(Vec<V
 /// SIG, NAPTR, IPSECKEY, RRSIG, NSEC, HIP, SVCB, HTTPS, TKEY, TSIG, AMTRELAY.
 pub const UNCHECKED_NAMES_IN_RDATA: [u16; 11] = [24, 35, 45, 46, 47, 55, 64, 65, 249, 250, 260];
 
+/// The RDATA layout of the types whose layout is a few fixed bytes and names (RFC 1035 and the
+/// types after it that allow compression): fixed bytes before the names, number of names, fixed
+/// bytes after them. `None` for the others (opaque here).
+pub fn rdata_layout(rtype: u16) -> Option<(usize, usize, usize)> {
+    match rtype {
+        2..=5 | 7..=9 | 12 | 39 => Some((0, 1, 0)), // NS, MD, MF, CNAME, MB, MG, MR, PTR, DNAME
+        15 | 18 | 21 | 36 => Some((2, 1, 0)),       // MX, AFSDB, RT, KX
+        6 => Some((0, 2, 20)),                      // SOA
+        14 | 17 => Some((0, 2, 0)),                 // MINFO, RP
+        33 => Some((6, 1, 0)),                      // SRV
+        _ => None,
+    }
+}
+
 /// Checks the names in the RDATA of the types whose layout is a few fixed bytes and names
 /// (RFC 1035 and the types after it that allow compression): each inside the RDATA, by the
 /// rules of [`read_name`]. Other types' RDATA is opaque here.
 fn rdata_names_ok(msg: &[u8], rtype: u16, rdata: &Range<usize>) -> bool {
-    // (fixed bytes before the names, number of names, fixed bytes after them).
-    let layout = match rtype {
-        2..=5 | 7..=9 | 12 | 39 => (0, 1, 0), // NS, MD, MF, CNAME, MB, MG, MR, PTR, DNAME
-        15 | 18 | 21 | 36 => (2, 1, 0),       // MX, AFSDB, RT, KX
-        6 => (0, 2, 20),                      // SOA
-        14 | 17 => (0, 2, 0),                 // MINFO, RP
-        33 => (6, 1, 0),                      // SRV
-        _ => return true,
-    };
-    let (before, names, after) = layout;
+    let Some((before, names, after)) = rdata_layout(rtype) else { return true };
     let mut pos = rdata.start + before;
     for _ in 0..names {
         match read_name_within(msg, pos, rdata.end) {
-            Some((_, end)) if end <= rdata.end => pos = end,
+            Some((_, end, _)) if end <= rdata.end => pos = end,
             _ => return false,
         }
     }
@@ -238,4 +253,32 @@ pub fn same_question(a: &[u8], b: &[u8]) -> bool {
         (Some((la, ta)), Some((lb, tb))) => la == lb && ta == tb,
         _ => false,
     }
+}
+
+/// Reads an uncompressed name at `at` of `bytes` (no message around it): labels of 1 to 63
+/// octets up to the root, at most 255 octets in all, no pointer. Its labels (lower-cased) and
+/// the offset just past its root.
+pub fn read_uncompressed_name(bytes: &[u8], at: usize) -> Option<(Vec<Vec<u8>>, usize)> {
+    let mut labels = Vec::new();
+    let mut pos = at;
+    loop {
+        let len = usize::from(*bytes.get(pos)?);
+        if len > 63 || pos + 1 + len - at > MAX_NAME_OCTETS {
+            return None;
+        }
+        if len == 0 {
+            return Some((labels, pos + 1));
+        }
+        labels.push(bytes.get(pos + 1..pos + 1 + len)?.to_ascii_lowercase());
+        pos += 1 + len;
+    }
+}
+
+/// Whether `relative` is a run of labels (1 to 63 octets each, no root) that, before a zone of
+/// `zone_len` wire octets, makes a name of at most 255 octets: read with the root put after it.
+pub fn is_relative_name(relative: &[u8], zone_len: usize) -> bool {
+    let mut rooted = relative.to_vec();
+    rooted.push(0);
+    relative.len() + zone_len <= MAX_NAME_OCTETS
+        && read_uncompressed_name(&rooted, 0).is_some_and(|(_, end)| end == rooted.len())
 }
