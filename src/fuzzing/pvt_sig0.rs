@@ -39,10 +39,6 @@ const CLASS_ANY: u16 = 255;
 const SIG_FIXED: usize = 18;
 /// Pointers a name may follow in `message::read_name` (its loop guard).
 const MAX_POINTERS: usize = 128;
-/// Types whose RDATA names a server may compress (RFC 1035, RFC 3597 §4; BIND does) and that
-/// `uncompressed_rdata` copies with their pointers: MD, MF, MB, MG, MR, MINFO. Reported; the
-/// ignored test `pvt_uncompresses_every_rfc1035_rdata_name` in tests/properties.rs shows it.
-const REPORTED_STILL_COMPRESSED: [u16; 6] = [3, 4, 7, 8, 9, 14];
 /// RP names no server compresses (a type after RFC 1035, RFC 3597 §4): copied as they are.
 const TYPE_RP: u16 = 17;
 
@@ -297,7 +293,6 @@ fn check_uncompressed_rdata(msg: &[u8]) {
         let (start, end) = record.rdata;
         let out = uncompressed_rdata(msg, record.rtype, record.rdata);
         let layout = match record.rtype {
-            rtype if REPORTED_STILL_COMPRESSED.contains(&rtype) => continue,
             TYPE_RP => None,
             rtype => rdata_layout(rtype),
         };

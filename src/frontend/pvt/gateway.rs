@@ -454,6 +454,9 @@ fn soa_minimum(soa: &[u8]) -> u32 {
 
 /// The UDP payload size of the query's OPT record, if it has one.
 pub fn edns_payload(msg: &[u8], question_end: usize) -> Option<u16> {
+    if msg.len() < HEADER_LEN {
+        return None;
+    }
     let count = |at: usize| usize::from(u16::from_be_bytes([msg[at], msg[at + 1]]));
     let mut pos = question_end;
     for index in 0..count(6) + count(8) + count(10) {
@@ -469,15 +472,16 @@ pub fn edns_payload(msg: &[u8], question_end: usize) -> Option<u16> {
 }
 
 /// RDATA with the names in it uncompressed, for the types whose RDATA names may be compressed
-/// (RFC 3597 §4: the well-known ones) and SRV, which some servers compress anyway. Other types'
-/// RDATA is copied as it is. `None` if a name does not parse.
+/// (RFC 3597 §4: RFC 1035's, the obsolete MD, MF, MB, MG, MR and MINFO too) and SRV, which some
+/// servers compress anyway. Other types' RDATA is copied as it is. `None` if a name does not parse.
 pub fn uncompressed_rdata(msg: &[u8], rtype: u16, (start, end): (usize, usize)) -> Option<Vec<u8>> {
-    // (octets before the names, names, whether octets follow)
+    // (octets before the names, names); what follows the names is copied.
     let (prefix, names) = match rtype {
-        2 | 5 | 12 | 39 => (0, 1),   // NS, CNAME, PTR, DNAME
-        15 | 18 | 21 | 36 => (2, 1), // MX, AFSDB, RT, KX
-        33 => (6, 1),                // SRV
-        6 => (0, 2),                 // SOA, then 20 octets
+        2..=5 | 7..=9 | 12 | 39 => (0, 1), // NS, MD, MF, CNAME, MB, MG, MR, PTR, DNAME
+        14 => (0, 2),                      // MINFO
+        15 | 18 | 21 | 36 => (2, 1),       // MX, AFSDB, RT, KX
+        33 => (6, 1),                      // SRV
+        6 => (0, 2),                       // SOA, then 20 octets
         _ => return Some(msg[start..end].to_vec()),
     };
     let mut out = msg.get(start..start + prefix)?.to_vec();

@@ -127,7 +127,8 @@ pub fn find(msg: &[u8]) -> Result<Sig0<'_>, Sig0Error> {
     })
 }
 
-fn uncompressed_name_end(bytes: &[u8], mut at: usize) -> Option<usize> {
+fn uncompressed_name_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let mut at = start;
     loop {
         let len = usize::from(*bytes.get(at)?);
         if len == 0 {
@@ -137,6 +138,10 @@ fn uncompressed_name_end(bytes: &[u8], mut at: usize) -> Option<usize> {
             return None;
         }
         at += 1 + len;
+        // The root octet still follows: a name is at most 255 octets with it.
+        if at - start + 1 > 255 {
+            return None;
+        }
     }
 }
 
