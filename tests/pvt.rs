@@ -676,3 +676,28 @@ fn load_sends_prepared_queries_and_every_one_is_answered() {
     assert!((900..=1100).contains(&sent), "about 500 a second for 2 s: {shown}");
     assert!(shown.contains("NOERROR") && shown.contains("NXDOMAIN"), "both names were asked: {shown}");
 }
+
+#[test]
+fn destroying_a_zone_too_big_for_one_update_deletes_all_of_it() {
+    use dotgate::frontend::pvt::primary::{Primary, UpdateBuilder, CLASS_IN};
+    let setup = Setup::start();
+    let key = setup.keygen("alice.key");
+    assert_status(&setup.pvt(false, "alice", &key, "register", &[]), "NOERROR", 0, "register");
+    // 4,000 names below alice, straight at BIND (about 150 kB of deletes: three UPDATEs).
+    let primary =
+        Primary { addr: setup.bind.addr, tsig: dotgate::tsig::read_key_file(&setup.bind.pvt_tsig_key_file()).unwrap() };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for batch in 0..8 {
+        let mut update = UpdateBuilder::new(&name("_pvt.example.test."));
+        for i in 0..500 {
+            let owner = name(&format!("host-number-{batch}-{i}.alice._pvt.example.test."));
+            update.update(&owner, 1, CLASS_IN, 300, &[192, 0, 2, (i % 250) as u8]);
+        }
+        assert_eq!(runtime.block_on(primary.update(&update)), Ok(0), "filling batch {batch}");
+    }
+    let alices = |records: &[String]| records.iter().filter(|r| r.contains("alice._pvt")).count();
+    assert_eq!(alices(&setup.bind.pvt_zone_records()), 4001, "4,000 records and the KEY");
+    assert_status(&setup.pvt(false, "alice", &key, "destroy", &[]), "NOERROR", 0, "destroy");
+    assert_eq!(alices(&setup.bind.pvt_zone_records()), 0, "nothing of alice is left");
+    assert_status(&setup.pvt(false, "alice", &key, "register", &[]), "NOERROR", 0, "register again");
+}
