@@ -511,6 +511,37 @@ impl Drop for Link {
 }
 
 /// dnsperf's summary of a run that took `run_time` (until the last query was answered or lost).
+/// The part of dnsperf's summary both load tools print alike: the response codes (already
+/// written as `NAME COUNT (SHARE%)`), the run time, the queries per second and the latencies.
+pub(crate) fn write_rates(
+    out: &mut String,
+    rcodes: &[String],
+    run_time: Duration,
+    completed: u64,
+    latencies: &[Duration],
+) {
+    let _ = writeln!(out, "\n  Response codes:       {}", rcodes.join(", "));
+    let _ = writeln!(out, "  Run time (s):         {:.6}", run_time.as_secs_f64());
+    let qps = if run_time.is_zero() { 0.0 } else { completed as f64 / run_time.as_secs_f64() };
+    let _ = writeln!(out, "  Queries per second:   {qps:.2}");
+    let mut latencies = latencies.to_vec();
+    latencies.sort_unstable();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    // Nearest rank: the smallest latency at least `p` percent of the answers had.
+    let percentile =
+        |p: usize| latencies.get((latencies.len() * p).div_ceil(100).saturating_sub(1)).copied().map_or(0.0, ms);
+    let average =
+        if latencies.is_empty() { 0.0 } else { latencies.iter().map(|&d| ms(d)).sum::<f64>() / latencies.len() as f64 };
+    let _ = writeln!(
+        out,
+        "\n  Average Latency (ms): {average:.3} (min {:.3}, max {:.3})",
+        latencies.first().copied().map_or(0.0, ms),
+        latencies.last().copied().map_or(0.0, ms)
+    );
+    let _ = writeln!(out, "  Latency p50 (ms):     {:.3}", percentile(50));
+    let _ = writeln!(out, "  Latency p99 (ms):     {:.3}", percentile(99));
+}
+
 fn summary(settings: &DnsencLoad, stats: &Stats, run_time: Duration) -> String {
     let percent = |n: u64| if stats.sent == 0 { 0.0 } else { 100.0 * n as f64 / stats.sent as f64 };
     let mut out = String::new();
@@ -536,26 +567,7 @@ fn summary(settings: &DnsencLoad, stats: &Stats, run_time: Duration) -> String {
             format!("{} {n} ({share:.2}%)", print::rcode_name(rcode, &settings.codepoints))
         })
         .collect();
-    let _ = writeln!(out, "\n  Response codes:       {}", rcodes.join(", "));
-    let _ = writeln!(out, "  Run time (s):         {:.6}", run_time.as_secs_f64());
-    let qps = if run_time.is_zero() { 0.0 } else { stats.completed as f64 / run_time.as_secs_f64() };
-    let _ = writeln!(out, "  Queries per second:   {qps:.2}");
-    let mut latencies = stats.latencies.clone();
-    latencies.sort_unstable();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    // Nearest rank: the smallest latency at least `p` percent of the answers had.
-    let percentile =
-        |p: usize| latencies.get((latencies.len() * p).div_ceil(100).saturating_sub(1)).copied().map_or(0.0, ms);
-    let average =
-        if latencies.is_empty() { 0.0 } else { latencies.iter().map(|&d| ms(d)).sum::<f64>() / latencies.len() as f64 };
-    let _ = writeln!(
-        out,
-        "\n  Average Latency (ms): {average:.3} (min {:.3}, max {:.3})",
-        latencies.first().copied().map_or(0.0, ms),
-        latencies.last().copied().map_or(0.0, ms)
-    );
-    let _ = writeln!(out, "  Latency p50 (ms):     {:.3}", percentile(50));
-    let _ = writeln!(out, "  Latency p99 (ms):     {:.3}", percentile(99));
+    write_rates(&mut out, &rcodes, run_time, stats.completed, &stats.latencies);
     let _ = writeln!(
         out,
         "\n  Bytes per query:      outer {:.1}, inner {:.1}",

@@ -216,25 +216,7 @@ fn summary(
             format!("{name} {n} ({share:.2}%)")
         })
         .collect();
-    let _ = writeln!(out, "\n  Response codes:       {}", rcodes.join(", "));
-    let _ = writeln!(out, "  Run time (s):         {:.6}", run_time.as_secs_f64());
-    let rate = if run_time.is_zero() { 0.0 } else { stats.completed as f64 / run_time.as_secs_f64() };
-    let _ = writeln!(out, "  Queries per second:   {rate:.2}");
-    let mut latencies = stats.latencies.clone();
-    latencies.sort_unstable();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let percentile =
-        |p: usize| latencies.get((latencies.len() * p).div_ceil(100).saturating_sub(1)).copied().map_or(0.0, ms);
-    let average =
-        if latencies.is_empty() { 0.0 } else { latencies.iter().map(|&d| ms(d)).sum::<f64>() / latencies.len() as f64 };
-    let _ = writeln!(
-        out,
-        "\n  Average Latency (ms): {average:.3} (min {:.3}, max {:.3})",
-        latencies.first().copied().map_or(0.0, ms),
-        latencies.last().copied().map_or(0.0, ms)
-    );
-    let _ = writeln!(out, "  Latency p50 (ms):     {:.3}", percentile(50));
-    let _ = writeln!(out, "  Latency p99 (ms):     {:.3}", percentile(99));
+    crate::frontend::dnsenc::load::write_rates(&mut out, &rcodes, run_time, stats.completed, &stats.latencies);
     let per = |bytes: u64, n: u64| if n == 0 { 0.0 } else { bytes as f64 / n as f64 };
     let _ = writeln!(out, "\n  Bytes per query:      {:.1}", per(stats.query_bytes, stats.sent));
     let _ = writeln!(out, "  Bytes per answer:     {:.1}", per(stats.answer_bytes, stats.completed));

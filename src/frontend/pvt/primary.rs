@@ -40,13 +40,7 @@ pub struct UpdateBuilder {
 
 fn push_record(section: &mut (u16, Vec<u8>), owner: &[u8], rtype: u16, class: u16, ttl: u32, rdata: &[u8]) {
     section.0 += 1;
-    let out = &mut section.1;
-    out.extend_from_slice(owner);
-    out.extend_from_slice(&rtype.to_be_bytes());
-    out.extend_from_slice(&class.to_be_bytes());
-    out.extend_from_slice(&ttl.to_be_bytes());
-    out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-    out.extend_from_slice(rdata);
+    super::gateway::push_record(&mut section.1, owner, rtype, class, ttl, rdata);
 }
 
 impl UpdateBuilder {
