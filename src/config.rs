@@ -1758,6 +1758,26 @@ mod tests {
     }
 
     #[test]
+    fn pvt_settings_come_from_the_config_file_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let text =
+            "backend = [\"127.0.0.1:53\"]\npvt-zone = [\"_pvt.example.com\"]\npvt-listen = [\"127.0.0.1:5353\"]\n\
+                    pvt-primary = \"127.0.0.1:5300\"\npvt-tsig-key = \"t.key\"\npvt-provider-key = \"p.key\"\n\
+                    pvt-enrollment = \"users\"\npvt-encr-type = 65400\npvt-rsa-compat = true\n";
+        std::fs::write(&path, text).unwrap();
+        let p = parse(&["--config", path.to_str().unwrap()]).unwrap().pvt.expect("on from the file");
+        assert_eq!(p.zones, vec![b"\x04_pvt\x07example\x03com\x00".to_vec()]);
+        assert_eq!((p.encr_type, p.rsa_compat, p.primary.port()), (65400, true, 5300));
+        assert_eq!(
+            (p.tsig_key.to_str(), p.provider_key.to_str(), p.enrollment.to_str()),
+            (Some("t.key"), Some("p.key"), Some("users"))
+        );
+        let flags = parse(&["--config", path.to_str().unwrap(), "--pvt-encr-type", "65401"]).unwrap().pvt.unwrap();
+        assert_eq!(flags.encr_type, 65401, "a flag over the file");
+    }
+
+    #[test]
     fn unknown_file_key_is_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");

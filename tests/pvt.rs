@@ -595,6 +595,18 @@ fn the_apexes_answer_soa_ns_and_key_in_clear() {
         assert_eq!(rcode(&exchange(setup.pvt, &forge.query(&name(apex), qtype))), 5, "{apex} {qtype}");
     }
     assert!(setup.metric("dotgate_pvt_queries_total{kind=\"clear\"}") >= 6.0);
+
+    // Over TCP (RFC 7766 framing) as over UDP: a clear apex query, and a signed encrypted one.
+    let tcp = |msg: &[u8]| {
+        support::client::tcp_exchange_blocking(setup.pvt, msg, Duration::from_secs(5)).expect("an answer over TCP")
+    };
+    assert_eq!(rcode(&tcp(&forge.query(&name("_pvt.example.test."), 25))), 0, "the provider KEY over TCP");
+    let mut forge = forge;
+    let qname = forge.encrypted(1, b"\x03www");
+    let signed = forge.signed(forge.query(&qname, ENCR), &alice, sig0::now());
+    let answer = tcp(&signed);
+    assert_eq!(rcode(&answer), 3, "www does not exist: NXDOMAIN, over TCP");
+    assert_eq!(&answer[12..12 + qname.len()], &qname[..], "the encrypted question echoed");
 }
 
 #[test]
