@@ -27,7 +27,8 @@ set -euo pipefail
 #   python3-venv   scripts/check-deploy.sh's virtualenv (kubernetes-validate, PyYAML)
 #   prometheus     Prometheus and promtool: the dashboard, metrics and alert-rule tests
 #   (shellcheck)   lint for these scripts, run by scripts/test.sh
-PACKAGES=(unbound bind9 knot-dnsutils dnsperf openssl iproute2 procps python3 python3-venv prometheus shellcheck "$@")
+#   curl           a DNS-over-HTTPS client (GET and POST, HTTP/2 and HTTP/1.1) for the DoH tests
+PACKAGES=(unbound bind9 knot-dnsutils dnsperf openssl iproute2 procps python3 python3-venv prometheus shellcheck curl "$@")
 # Daemons those packages ship; none of them may be left running by the install.
 DAEMONS=(unbound named dnsdist prometheus)
 

@@ -72,6 +72,13 @@ pub struct Cli {
     /// (a DNSENC-only deployment).
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Vec<String>,
+    /// Accept DNS over HTTPS (RFC 8484; HTTP/2 or HTTP/1.1 over TLS, the DoT certificate) on
+    /// this address (repeatable). Off by default.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub doh_listen: Vec<String>,
+    /// The path DoH queries go to (default /dns-query).
+    #[arg(long, value_name = "PATH")]
+    pub doh_path: Option<String>,
     /// Plain-DNS backend to relay to (repeatable), with options after commas: `proxy-protocol`
     /// (a PROXY v2 header with the client's address on every query) or `ecs=V4:V6` (an EDNS
     /// Client Subnet option with the client's address cut to those prefix lengths).
@@ -401,6 +408,8 @@ pub enum TicketKeysTool {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct FileConfig {
     pub listen: Option<Vec<String>>,
+    pub doh_listen: Option<Vec<String>>,
+    pub doh_path: Option<String>,
     pub backend: Option<Vec<BackendEntry>>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
@@ -504,6 +513,10 @@ impl AccessConfig {
 pub struct Config {
     /// Addresses to accept DoT on; every worker listens on each (SO_REUSEPORT).
     pub listen: Vec<SocketAddr>,
+    /// Addresses to accept DoH on, likewise (empty: off).
+    pub doh_listen: Vec<SocketAddr>,
+    /// The path of DoH queries.
+    pub doh_path: String,
     /// Plain-DNS backends, in the order given.
     pub backends: Vec<SocketAddr>,
     /// Each backend's options, in the same order as `backends`.
@@ -569,6 +582,9 @@ pub struct PvtConfig {
     /// `--pvt-rsa-compat`: RSA user keys allowed.
     pub rsa_compat: bool,
 }
+
+/// Where DoH queries go unless told otherwise (RFC 8484's example).
+pub const DEFAULT_DOH_PATH: &str = "/dns-query";
 
 /// The ENCR RR type dotgate uses unless told otherwise (private use, RFC 6895).
 pub const DEFAULT_PVT_ENCR_TYPE: u16 = crate::frontend::pvt::wire::DEFAULT_TYPE_ENCR;
@@ -925,8 +941,24 @@ impl Config {
             });
         }
 
+        let doh_listen = if cli.doh_listen.is_empty() {
+            file.doh_listen.clone().unwrap_or_default()
+        } else {
+            cli.doh_listen.clone()
+        };
+        let doh_listen = doh_listen.iter().map(|s| parse_addr(s, 443, "doh-listen")).collect::<Result<Vec<_>, _>>()?;
+        let doh_path = cli.doh_path.clone().or(file.doh_path.clone()).unwrap_or_else(|| DEFAULT_DOH_PATH.to_owned());
+        if !doh_path.starts_with('/') || doh_path.contains(['?', '#', ' ']) {
+            return Err(ConfigError::Value {
+                what: "doh-path",
+                value: doh_path,
+                reason: "must be a path starting with / (no query, fragment or space)",
+            });
+        }
         Ok(Config {
             listen,
+            doh_listen,
+            doh_path,
             backends,
             backend_options,
             access,

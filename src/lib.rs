@@ -88,6 +88,12 @@ pub fn run(
     let mut skipped = Vec::new();
     let (listeners, bound) =
         frontend::listen::bind_all(&config.listen, config.workers, config.tcp_fast_open, &mut skipped)?;
+    let (doh_listeners, doh_bound) = if config.doh_listen.is_empty() {
+        ((0..config.workers).map(|_| Vec::new()).collect::<Vec<_>>(), Vec::new())
+    } else {
+        frontend::listen::bind_all(&config.doh_listen, config.workers, config.tcp_fast_open, &mut skipped)?
+    };
+    let mut doh_listeners: Vec<Option<Vec<std::net::TcpListener>>> = doh_listeners.into_iter().map(Some).collect();
     let (mut dnsenc_sockets, dnsenc_bound) = match &config.dnsenc {
         Some(settings) if dnsenc.is_some() => {
             let (sockets, bound) = frontend::listen::bind_udp_and_tcp_all(&settings.listen, config.workers)?;
@@ -157,6 +163,7 @@ pub fn run(
             dnsenc: dnsenc
                 .clone()
                 .and_then(|server| Some((server, dnsenc_sockets.get_mut(index).and_then(Option::take)?))),
+            doh_listeners: doh_listeners.get_mut(index).and_then(Option::take).unwrap_or_default(),
             pvt: pvt.clone().map(|server| {
                 (server, pvt_stats.clone(), pvt_sockets.get_mut(index).and_then(Option::take).unwrap_or_default())
             }),
@@ -190,8 +197,9 @@ pub fn run(
         .collect();
     let rate = |limit: Option<u32>| limit.map_or_else(|| "off".to_owned(), |n| n.to_string());
     tracing::info!(
-        "dotgate started: listen=[{}] dnsenc=[{}] pvt=[{}] backends=[{}] workers={} allow={} deny={} max-qps-per-client={} max-new-connections-per-client={} admin={} cert={} pin-sha256=\"{}\"",
+        "dotgate started: listen=[{}] doh=[{}] dnsenc=[{}] pvt=[{}] backends=[{}] workers={} allow={} deny={} max-qps-per-client={} max-new-connections-per-client={} admin={} cert={} pin-sha256=\"{}\"",
         listen_list.join(","),
+        doh_bound.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
         dnsenc_bound.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
         pvt_bound.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
         backend_list.join(" "),

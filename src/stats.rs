@@ -118,6 +118,13 @@ pub struct WorkerStats {
     pub dnsenc_errors_formerr: Counter,
     pub dnsenc_errors_badcrypt: Counter,
     pub dnsenc_errors_truncated: Counter,
+    /// DoH responses by HTTP status.
+    pub doh_status_200: Counter,
+    pub doh_status_400: Counter,
+    pub doh_status_404: Counter,
+    pub doh_status_405: Counter,
+    pub doh_status_413: Counter,
+    pub doh_status_415: Counter,
     /// Queries retried on another backend after a timeout.
     pub upstream_retries: Counter,
     /// UDP answers with TC=1 asked again over TCP.
@@ -193,7 +200,7 @@ const fn exposed(
 }
 
 /// The help text of each counter metric.
-pub const COUNTER_HELP: [(&str, &str); 18] = [
+pub const COUNTER_HELP: [(&str, &str); 19] = [
     ("queries_received_total", "DNS messages read from clients, well-formed or not."),
     ("answers_total", "Answers written to clients, by source (backend or local) and RCODE."),
     ("upstream_retries_total", "Queries retried on another backend after a timeout."),
@@ -219,6 +226,7 @@ pub const COUNTER_HELP: [(&str, &str); 18] = [
         "dnsenc_errors_total",
         "DNSENC messages dotgate answered itself (refused, formerr, badcrypt) and answers sent as a TC=1 envelope (truncated).",
     ),
+    ("doh_responses_total", "DNS-over-HTTPS responses, by HTTP status."),
     ("worker_wakeups_total", "Times a worker thread woke from sleep to handle events."),
     ("worker_lingers_total", "Times a worker lingered before sleeping so that the next events share one wake-up."),
 ];
@@ -239,7 +247,7 @@ impl WorkerStats {
     }
 
     /// Every counter with how it is exposed: the one list of them.
-    pub fn counters(&self) -> [(Exposed, &Counter); 42] {
+    pub fn counters(&self) -> [(Exposed, &Counter); 48] {
         [
             (exposed("queries", "queries_received_total", &[]), &self.queries),
             (
@@ -299,6 +307,12 @@ impl WorkerStats {
                 exposed("dnsenc_errors_truncated", "dnsenc_errors_total", &[("reason", "truncated")]),
                 &self.dnsenc_errors_truncated,
             ),
+            (exposed("doh_status_200", "doh_responses_total", &[("status", "200")]), &self.doh_status_200),
+            (exposed("doh_status_400", "doh_responses_total", &[("status", "400")]), &self.doh_status_400),
+            (exposed("doh_status_404", "doh_responses_total", &[("status", "404")]), &self.doh_status_404),
+            (exposed("doh_status_405", "doh_responses_total", &[("status", "405")]), &self.doh_status_405),
+            (exposed("doh_status_413", "doh_responses_total", &[("status", "413")]), &self.doh_status_413),
+            (exposed("doh_status_415", "doh_responses_total", &[("status", "415")]), &self.doh_status_415),
             (exposed("upstream_retries", "upstream_retries_total", &[]), &self.upstream_retries),
             (exposed("tc_fallbacks", "upstream_tc_fallbacks_total", &[]), &self.tc_fallbacks),
             (exposed("tcp_direct", "upstream_tcp_direct_total", &[]), &self.tcp_direct),

@@ -49,6 +49,9 @@ pub struct TlsSetup {
     /// For clients that offer only other protocols: negotiates none rather than refusing them,
     /// so that ALPN is never required. Shares tickets and the session cache with `with_alpn`.
     pub without_alpn: Arc<ServerConfig>,
+    /// For DNS over HTTPS: ALPN "h2" or "http/1.1" (RFC 8484 §5.2: HTTP/2 is the minimum
+    /// recommended), the same certificate, tickets and session cache.
+    pub doh: Arc<ServerConfig>,
     /// base64(SHA-256(SubjectPublicKeyInfo)), the pin of RFC 7858 §4.2 / RFC 7469, of the
     /// certificate loaded at start (a reload logs the new one).
     pub spki_pin: String,
@@ -125,6 +128,7 @@ impl TlsSetup {
         Ok(TlsSetup {
             with_alpn: build(vec![ALPN_DOT.to_vec()])?,
             without_alpn: build(Vec::new())?,
+            doh: build(vec![b"h2".to_vec(), b"http/1.1".to_vec()])?,
             spki_pin,
             self_signed: cert_files.is_none(),
             live: Arc::new(Live {

@@ -4,6 +4,7 @@
 //! gateway are meant to be siblings of `dot/`, touching nothing outside their own folder
 //! but a line in the worker that starts them.
 pub mod dnsenc;
+pub mod doh;
 pub mod dot;
 pub mod limits;
 pub mod listen;

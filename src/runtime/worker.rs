@@ -36,6 +36,8 @@ pub struct WorkerSpec {
     pub stats: Arc<WorkerStats>,
     /// The DNSENC frontend's server and this worker's sockets for it, when it is on.
     pub dnsenc: Option<(Arc<crate::frontend::dnsenc::server::DnsencServer>, Vec<crate::frontend::listen::UdpAndTcp>)>,
+    /// This worker's DoH listening sockets (SO_REUSEPORT siblings of the other workers').
+    pub doh_listeners: Vec<std::net::TcpListener>,
     /// The private-subdomain gateway, its counters and this worker's sockets for it, when on.
     pub pvt: Option<(
         Arc<crate::frontend::pvt::gateway::PvtServer>,
@@ -55,7 +57,8 @@ pub fn run(spec: WorkerSpec) -> io::Result<()> {
 }
 
 async fn serve(spec: WorkerSpec) -> io::Result<()> {
-    let WorkerSpec { index, config, tls, listeners, mut shutdown, limits, gate, stats, dnsenc, pvt } = spec;
+    let WorkerSpec { index, config, tls, listeners, mut shutdown, limits, gate, stats, dnsenc, doh_listeners, pvt } =
+        spec;
     let relay = Relay::new(
         RelaySettings {
             backends: config.backends.clone(),
@@ -96,6 +99,22 @@ async fn serve(spec: WorkerSpec) -> io::Result<()> {
     for listener in listeners {
         let listener = TcpListener::from_std(listener)?;
         tokio::task::spawn_local(accept::accept_loop(listener, ctx.clone(), shutdown.clone()));
+    }
+    if !doh_listeners.is_empty() {
+        let doh = Rc::new(crate::frontend::doh::DohContext {
+            relay: relay.clone(),
+            stats: stats.clone(),
+            tls: ctx.tls.doh.clone(),
+            gate: ctx.gate.clone(),
+            limits: ctx.limits.clone(),
+            path: config.doh_path.clone(),
+            handshake_timeout: config.handshake_timeout,
+            idle_timeout: config.idle_timeout,
+            max_in_flight: config.max_in_flight,
+        });
+        for listener in doh_listeners {
+            tokio::task::spawn_local(crate::frontend::doh::accept_loop(doh.clone(), listener, shutdown.clone()));
+        }
     }
     if let Some((server, sockets)) = dnsenc {
         let dnsenc = Rc::new(crate::frontend::dnsenc::DnsencContext::new(

@@ -1,0 +1,283 @@
+//! DNS over HTTPS (RFC 8484) on the relay core: TLS with ALPN "h2" or "http/1.1" (the DoT
+//! certificate and ticket keys), HTTP/2 or HTTP/1.1 by hyper, GET `?dns=` and POST
+//! `application/dns-message` at `--doh-path`, each query relayed through `Relay::submit` like a
+//! DoT query and answered as it completes (HTTP/2 streams out of order; HTTP/1.1 in order, as
+//! that protocol requires).
+//!
+//! Owns: the DoH listeners and connections, the HTTP mapping (status codes, `Cache-Control`).
+//! Never: relays anything that `dns::check_query` refuses, answers a DNS problem with an HTTP
+//! error (FORMERR, NOTIMP and the relay's SERVFAIL are `200` with that RCODE, as over DoT), or
+//! holds more than `--max-in-flight` streams per HTTP/2 connection.
+//!
+//! hyper does the HTTP: per query it allocates a request, a response and a task, which the
+//! measurements in loadtest/ set against DoT's hand-driven path.
+
+use std::cell::RefCell;
+use std::convert::Infallible;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::access::gate::Gate;
+use crate::dns::{self, QueryVerdict};
+use crate::frontend::limits::ConnectionLimits;
+use crate::relay::{Relay, ReplyTo};
+use crate::runtime::shutdown::Shutdown;
+use crate::stats::{bump, WorkerStats};
+
+/// The media type of RFC 8484 §6.
+pub const DNS_MESSAGE: &str = "application/dns-message";
+/// The largest DNS message: a longer POST body is 413.
+pub const MAX_MESSAGE: usize = 65_535;
+
+/// What a worker's DoH connections share.
+pub struct DohContext {
+    pub relay: Rc<Relay>,
+    pub stats: Arc<WorkerStats>,
+    pub tls: Arc<rustls::ServerConfig>,
+    pub gate: Arc<Gate>,
+    pub limits: Arc<ConnectionLimits>,
+    pub path: String,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`: DoT's in-flight cap per connection.
+    pub max_in_flight: u32,
+}
+
+/// hyper's HTTP/2 runs each stream as a task: on this worker's `LocalSet` (the handlers hold
+/// `Rc`s and never leave the worker).
+#[derive(Clone, Copy)]
+struct LocalExec;
+
+impl<F> hyper::rt::Executor<F> for LocalExec
+where
+    F: Future + 'static,
+{
+    fn execute(&self, future: F) {
+        tokio::task::spawn_local(future);
+    }
+}
+
+/// Accepts until shutdown; each connection is a task of the worker.
+pub async fn accept_loop(ctx: Rc<DohContext>, listener: std::net::TcpListener, mut shutdown: Shutdown) {
+    let Ok(listener) = TcpListener::from_std(listener) else { return };
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = shutdown.wait() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, peer)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        if ctx.gate.admit(peer.ip(), std::time::Instant::now()).is_err() {
+            bump(&ctx.stats.connections_refused_acl);
+            continue;
+        }
+        let Ok(admission) = ctx.limits.admit(peer.ip()) else {
+            bump(&ctx.stats.connections_refused_limit);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+        tokio::task::spawn_local(async move {
+            let _admission = admission;
+            connection(ctx, stream, peer.ip(), shutdown).await;
+        });
+    }
+}
+
+async fn connection(ctx: Rc<DohContext>, stream: tokio::net::TcpStream, ip: std::net::IpAddr, mut shutdown: Shutdown) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(ctx.tls.clone());
+    let Ok(Ok(tls)) = tokio::time::timeout(ctx.handshake_timeout, acceptor.accept(stream)).await else {
+        bump(&ctx.stats.handshake_failures);
+        return;
+    };
+    let io = TokioIo::new(tls);
+    let handler_ctx = ctx.clone();
+    let service = hyper::service::service_fn(move |request| handle(handler_ctx.clone(), ip, request));
+    let mut builder = hyper_util::server::conn::auto::Builder::new(LocalExec);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(ctx.idle_timeout)
+        .keep_alive(true)
+        .max_buf_size(MAX_MESSAGE + 16 * 1024);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(ctx.max_in_flight)
+        // Flood protections (CVE-2023-44487 and its kin): streams reset before they are
+        // answered, header lists and pending frames, each closing only this connection.
+        .max_pending_accept_reset_streams(Some(20))
+        .max_local_error_reset_streams(Some(256))
+        .max_header_list_size(16 * 1024)
+        .max_send_buf_size(MAX_MESSAGE + 1024)
+        .keep_alive_interval(None);
+    // HTTP/2 when ALPN chose "h2" (hyper reads the preface), HTTP/1.1 otherwise.
+    let connection = builder.serve_connection(io, service);
+    tokio::pin!(connection);
+    let idle = ctx.idle_timeout;
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        _ = shutdown.wait() => {
+            // Drain: GOAWAY (HTTP/2) or close after the response in progress (HTTP/1.1), then
+            // answer what is in flight.
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(idle.max(Duration::from_secs(5)), connection.as_mut()).await;
+        }
+    }
+}
+
+type Answer = Response<Full<Bytes>>;
+
+fn status(code: StatusCode, counter: &crate::stats::Counter) -> Answer {
+    bump(counter);
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = code;
+    response
+}
+
+/// One HTTP request: a DNS query, relayed, or an HTTP error.
+async fn handle(ctx: Rc<DohContext>, ip: std::net::IpAddr, request: Request<Incoming>) -> Result<Answer, Infallible> {
+    let stats = ctx.stats.clone();
+    if request.uri().path() != ctx.path {
+        return Ok(status(StatusCode::NOT_FOUND, &stats.doh_status_404));
+    }
+    let message = match *request.method() {
+        Method::GET => {
+            let dns = request
+                .uri()
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("dns="))
+                .map(|value| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(value));
+            match dns {
+                Some(Ok(message)) if message.len() <= MAX_MESSAGE => message,
+                _ => return Ok(status(StatusCode::BAD_REQUEST, &stats.doh_status_400)),
+            }
+        }
+        Method::POST => {
+            let content_type = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+            if content_type.map(|t| t.split(';').next().unwrap_or("").trim()) != Some(DNS_MESSAGE) {
+                return Ok(status(StatusCode::UNSUPPORTED_MEDIA_TYPE, &stats.doh_status_415));
+            }
+            match read_body(request.into_body()).await {
+                Body::Message(message) => message,
+                Body::TooLarge => return Ok(status(StatusCode::PAYLOAD_TOO_LARGE, &stats.doh_status_413)),
+                Body::Broken => return Ok(status(StatusCode::BAD_REQUEST, &stats.doh_status_400)),
+            }
+        }
+        _ => {
+            let mut response = status(StatusCode::METHOD_NOT_ALLOWED, &stats.doh_status_405);
+            response.headers_mut().insert(hyper::header::ALLOW, HeaderValue::from_static("GET, POST"));
+            return Ok(response);
+        }
+    };
+    if message.len() < dns::HEADER_LEN {
+        return Ok(status(StatusCode::BAD_REQUEST, &stats.doh_status_400));
+    }
+    bump(&stats.queries);
+    let answer = match dns::check_query(&message) {
+        QueryVerdict::Relay { question_end } => {
+            if ctx.gate.limits_queries() && !ctx.gate.allow_query(ctx.gate.client_key(ip), std::time::Instant::now()) {
+                bump(&stats.rate_limited_queries);
+                bump(&stats.answers_refused);
+                local(&message, dns::rcode::REFUSED)
+            } else {
+                let (sender, receiver) = oneshot::channel();
+                let reply: Rc<dyn ReplyTo> = Rc::new(DohReply { sender: RefCell::new(Some(sender)) });
+                ctx.relay.submit(&message, question_end, reply, 0, None);
+                match receiver.await {
+                    Ok(answer) => answer,
+                    Err(_) => local(&message, dns::rcode::SERVFAIL),
+                }
+            }
+        }
+        QueryVerdict::Answer(rcode) => {
+            bump(if rcode == dns::rcode::NOTIMP { &stats.answers_notimp } else { &stats.answers_formerr });
+            local(&message, rcode)
+        }
+        // A response sent as a query: not a DNS client.
+        QueryVerdict::Close => return Ok(status(StatusCode::BAD_REQUEST, &stats.doh_status_400)),
+    };
+    bump(&stats.doh_status_200);
+    // RFC 8484 §5.1: fresh for the smallest TTL in the answer (a negative answer's: its SOA's
+    // TTL, at most its MINIMUM, as the resolver sends it, RFC 2308).
+    let max_age = dns::answer_min_ttl(&answer).unwrap_or(0);
+    let mut response = Response::new(Full::new(Bytes::from(answer)));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(DNS_MESSAGE));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_str(&format!("max-age={max_age}")).expect("a header value"));
+    Ok(response)
+}
+
+/// A POST body, as read.
+enum Body {
+    Message(Vec<u8>),
+    TooLarge,
+    Broken,
+}
+
+/// Octets of a too-large body read and dropped before the 413 goes: a client that sends a little
+/// too much gets its answer after its upload (an early answer makes some HTTP/2 clients see a
+/// reset stream); one that sends more has its stream or connection cut.
+const DRAIN_LIMIT: usize = 4 * MAX_MESSAGE;
+
+async fn read_body(mut body: Incoming) -> Body {
+    let mut message = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { return Body::Broken };
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen > DRAIN_LIMIT {
+                return Body::TooLarge;
+            }
+            if seen <= MAX_MESSAGE {
+                message.extend_from_slice(&data);
+            }
+        }
+    }
+    if seen > MAX_MESSAGE {
+        Body::TooLarge
+    } else {
+        Body::Message(message)
+    }
+}
+
+/// An answer dotgate makes itself for `query`.
+fn local(query: &[u8], rcode: u8) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    dns::write_local_answer(query, dns::id(query), rcode, &mut out);
+    out
+}
+
+/// Where the relay's answer to one DoH query goes: the request's task, waiting.
+struct DohReply {
+    sender: RefCell<Option<oneshot::Sender<Vec<u8>>>>,
+}
+
+impl ReplyTo for DohReply {
+    fn deliver(&self, answer: &[u8], _tag: u8) {
+        if let Some(sender) = self.sender.borrow_mut().take() {
+            let _ = sender.send(answer.to_vec());
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.sender.borrow().as_ref().is_none_or(oneshot::Sender::is_closed)
+    }
+}
