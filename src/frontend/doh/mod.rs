@@ -171,10 +171,14 @@ async fn handle(ctx: Rc<DohContext>, ip: std::net::IpAddr, request: Request<Inco
         }
         Method::POST => {
             let content_type = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
-            if content_type.map(|t| t.split(';').next().unwrap_or("").trim()) != Some(DNS_MESSAGE) {
+            let is_dns = content_type.map(|t| t.split(';').next().unwrap_or("").trim()) == Some(DNS_MESSAGE);
+            // The body is read whatever the answer: answered before its upload ends, a stream is
+            // reset, and some HTTP/2 clients (curl 7.88) then lose the answer.
+            let body = read_body(request.into_body()).await;
+            if !is_dns {
                 return Ok(status(StatusCode::UNSUPPORTED_MEDIA_TYPE, &stats.doh_status_415));
             }
-            match read_body(request.into_body()).await {
+            match body {
                 Body::Message(message) => message,
                 Body::TooLarge => return Ok(status(StatusCode::PAYLOAD_TOO_LARGE, &stats.doh_status_413)),
                 Body::Broken => return Ok(status(StatusCode::BAD_REQUEST, &stats.doh_status_400)),
