@@ -181,3 +181,18 @@ fn kdig_https_gets_the_same_answers_as_a_plain_query() {
         );
     }
 }
+
+#[test]
+fn a_large_answer_comes_whole() {
+    let unbound = Unbound::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (_dotgate, doh, cert) = start(&unbound, dir.path());
+    // The huge TXT (about 39 KB): whole over HTTP/2 and HTTP/1.1, after the relay's TCP fallback.
+    for version in ["--http2", "--http1.1"] {
+        let path = format!("/dns-query?dns={}", query_b64("huge.example.test.", RecordType::TXT));
+        let (code, head, answer) = split(&curl(doh, &cert, &path, &[version]));
+        assert_eq!(code, 200, "{version}: {head}");
+        assert!(answer.len() > 32_768, "{version}: a {}-octet answer", answer.len());
+        assert_eq!(support::txt_records(&support::parse(&answer)).len(), support::unbound::HUGE_TXT_RECORDS);
+    }
+}
