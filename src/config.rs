@@ -815,6 +815,7 @@ impl Config {
         let access = access_config(&cli, &file)?;
         let dnsenc = dnsenc_config(&cli, &file)?;
         let pvt = pvt_config(&cli, &file)?;
+        let doh_wanted = !cli.doh_listen.is_empty() || file.doh_listen.as_ref().is_some_and(|l| !l.is_empty());
         let listen_strings = if cli.listen.is_empty() { file.listen.unwrap_or_default() } else { cli.listen };
         let listen = if listen_strings.is_empty() {
             vec![
@@ -822,10 +823,10 @@ impl Config {
                 SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), DEFAULT_DOT_PORT),
             ]
         } else if listen_strings.len() == 1 && listen_strings[0].trim() == "none" {
-            // No DoT at all: a DNSENC-only deployment.
-            if dnsenc.is_none() && pvt.as_ref().is_none_or(|pvt| pvt.listen.is_empty()) {
+            // No DoT at all: DoH, DNSENC or the gateway alone.
+            if !doh_wanted && dnsenc.is_none() && pvt.as_ref().is_none_or(|pvt| pvt.listen.is_empty()) {
                 return Err(ConfigError::Cli(
-                    "--listen none turns DoT off: give --dnsenc-listen or --pvt-listen, or dotgate has nothing to serve"
+                    "--listen none turns DoT off: give --doh-listen, --dnsenc-listen or --pvt-listen, or dotgate has nothing to serve"
                         .to_owned(),
                 ));
             }
@@ -1787,6 +1788,21 @@ mod tests {
         let mut only: Vec<&str> = full.to_vec();
         only.extend_from_slice(&["--listen", "none"]);
         assert!(parse(&only).unwrap().listen.is_empty(), "--listen none: the gateway only");
+    }
+
+    #[test]
+    fn doh_settings_are_checked() {
+        let c = parse(&["--backend", "127.0.0.1:53"]).unwrap();
+        assert!(c.doh_listen.is_empty(), "off by default");
+        assert_eq!(c.doh_path, "/dns-query");
+        let c = parse(&["--backend", "127.0.0.1:53", "--doh-listen", "127.0.0.1", "--doh-path", "/q"]).unwrap();
+        assert_eq!((c.doh_listen, c.doh_path.as_str()), (vec!["127.0.0.1:443".parse().unwrap()], "/q"));
+        for bad in ["q", "/q?x=1", "/a b"] {
+            let e = parse(&["--backend", "127.0.0.1:53", "--doh-path", bad]).unwrap_err().to_string();
+            assert!(e.contains("doh-path") && !e.contains('\n'), "{bad}: {e}");
+        }
+        let c = parse(&["--backend", "127.0.0.1:53", "--listen", "none", "--doh-listen", "127.0.0.1:8443"]).unwrap();
+        assert!(c.listen.is_empty(), "--listen none: DoH alone");
     }
 
     #[test]
