@@ -35,6 +35,73 @@ pub enum Refusal {
     PerIp,
 }
 
+/// Admits a stream connection from `ip` as every frontend does: the access lists, the client's
+/// connection rate, then the connection limits; each refusal counted in `stats`. DoT's accept
+/// loop does the same checks in its own order around its TLS hand-over; DNSENC over TCP, the
+/// private-subdomain gateway over TCP and DoH call this.
+pub fn admit_connection(
+    gate: &crate::access::gate::Gate,
+    limits: &Arc<ConnectionLimits>,
+    stats: &crate::stats::WorkerStats,
+    ip: IpAddr,
+) -> Option<Admission> {
+    use crate::access::gate;
+    use crate::stats::bump;
+    if let Err(refusal) = gate.admit(ip, std::time::Instant::now()) {
+        bump(match refusal {
+            gate::Refusal::Acl => &stats.connections_refused_acl,
+            gate::Refusal::ConnectionRate => &stats.rate_limited_connections,
+        });
+        return None;
+    }
+    match limits.admit(ip) {
+        Ok(admission) => Some(admission),
+        Err(refusal) => {
+            bump(match refusal {
+                Refusal::Limit => &stats.connections_refused_limit,
+                Refusal::PerIp => &stats.connections_refused_per_ip,
+            });
+            None
+        }
+    }
+}
+
+/// Accepts on `listener` until `shutdown`, admits each connection ([`admit_connection`]; one
+/// over a limit is closed at once, before anything is read) and serves it with `serve` as a
+/// task of the worker that holds its admission until it ends. After an accept error (out of
+/// descriptors, most likely) it waits 100 ms for connections to close.
+pub async fn accept_admitted<Serve, Serving>(
+    listener: std::net::TcpListener,
+    gate: Arc<crate::access::gate::Gate>,
+    limits: Arc<ConnectionLimits>,
+    stats: Arc<crate::stats::WorkerStats>,
+    mut shutdown: crate::runtime::shutdown::Shutdown,
+    serve: Serve,
+) where
+    Serve: Fn(tokio::net::TcpStream, std::net::SocketAddr) -> Serving,
+    Serving: std::future::Future<Output = ()> + 'static,
+{
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = shutdown.wait() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, peer)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let Some(admission) = admit_connection(&gate, &limits, &stats, peer.ip()) else { continue };
+        let _ = stream.set_nodelay(true);
+        let serving = serve(stream, peer);
+        tokio::task::spawn_local(async move {
+            serving.await;
+            drop(admission);
+        });
+    }
+}
+
 /// A connection's place under the limits, given back when it is dropped.
 pub struct Admission {
     limits: Arc<ConnectionLimits>,

@@ -139,6 +139,7 @@ async fn serve(spec: WorkerSpec) -> io::Result<()> {
     if let Some((gateway, sockets)) = pvt {
         let settings = Rc::new(crate::frontend::pvt::tcp::TcpSettings {
             gate: ctx.gate.clone(),
+            stats: stats.clone(),
             limits: ctx.limits.clone(),
             idle_timeout: config.idle_timeout,
             max_in_flight: config.max_in_flight,

@@ -40,8 +40,8 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::access::gate::{self, Gate};
-use crate::frontend::limits::{ConnectionLimits, Refusal};
+use crate::access::gate::Gate;
+use crate::frontend::limits::ConnectionLimits;
 use crate::relay::Relay;
 use crate::stats::{bump, WorkerStats};
 use keys::KeySet;
@@ -156,28 +156,6 @@ impl DnsencContext {
         }
         bump(&self.stats.rate_limited_queries);
         false
-    }
-
-    /// Admits a TCP connection from `ip` as DoT does: the access lists, the client's connection
-    /// rate, then the connection limits; counted when refused.
-    fn admit_connection(&self, ip: IpAddr) -> Option<crate::frontend::limits::Admission> {
-        if let Err(refusal) = self.gate.admit(ip, std::time::Instant::now()) {
-            bump(match refusal {
-                gate::Refusal::Acl => &self.stats.connections_refused_acl,
-                gate::Refusal::ConnectionRate => &self.stats.rate_limited_connections,
-            });
-            return None;
-        }
-        match self.limits.admit(ip) {
-            Ok(admission) => Some(admission),
-            Err(refusal) => {
-                bump(match refusal {
-                    Refusal::Limit => &self.stats.connections_refused_limit,
-                    Refusal::PerIp => &self.stats.connections_refused_per_ip,
-                });
-                None
-            }
-        }
     }
 
     fn count_query(&self, scheme: u16) {

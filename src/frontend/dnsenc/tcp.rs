@@ -13,7 +13,7 @@ use std::rc::Rc;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use super::server::{Action, Sealing};
@@ -24,30 +24,15 @@ use crate::runtime::shutdown::Shutdown;
 /// Spare room in the read buffer before each read.
 const READ_ROOM: usize = 4096;
 
-/// Accepts connections on one listener until shutdown.
-pub async fn accept_loop(ctx: Rc<DnsencContext>, listener: std::net::TcpListener, mut shutdown: Shutdown) {
-    let Ok(listener) = TcpListener::from_std(listener) else { return };
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = shutdown.wait() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let Ok((stream, peer)) = accepted else {
-            // Out of descriptors, most likely: let connections close before trying again.
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            continue;
-        };
-        // Closed at once, before reading anything, like a DoT connection over a limit.
-        let Some(admission) = ctx.admit_connection(peer.ip()) else { continue };
-        let _ = stream.set_nodelay(true);
+/// Accepts connections on one listener until shutdown (`limits::accept_admitted`).
+pub async fn accept_loop(ctx: Rc<DnsencContext>, listener: std::net::TcpListener, shutdown: Shutdown) {
+    let (gate, limits, stats) = (ctx.gate.clone(), ctx.limits.clone(), ctx.stats.clone());
+    let serving_shutdown = shutdown.clone();
+    crate::frontend::limits::accept_admitted(listener, gate, limits, stats, shutdown, move |stream, peer| {
         let local = stream.local_addr().unwrap_or(peer);
-        let serving = serve(ctx.clone(), stream, peer, local, shutdown.clone());
-        tokio::task::spawn_local(async move {
-            serving.await;
-            drop(admission);
-        });
-    }
+        serve(ctx.clone(), stream, peer, local, serving_shutdown.clone())
+    })
+    .await;
 }
 
 /// What a connection's replies share with its task.

@@ -25,7 +25,6 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::access::gate::Gate;
@@ -68,34 +67,14 @@ where
     }
 }
 
-/// Accepts until shutdown; each connection is a task of the worker.
-pub async fn accept_loop(ctx: Rc<DohContext>, listener: std::net::TcpListener, mut shutdown: Shutdown) {
-    let Ok(listener) = TcpListener::from_std(listener) else { return };
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = shutdown.wait() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let Ok((stream, peer)) = accepted else {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        };
-        if ctx.gate.admit(peer.ip(), std::time::Instant::now()).is_err() {
-            bump(&ctx.stats.connections_refused_acl);
-            continue;
-        }
-        let Ok(admission) = ctx.limits.admit(peer.ip()) else {
-            bump(&ctx.stats.connections_refused_limit);
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
-        tokio::task::spawn_local(async move {
-            let _admission = admission;
-            connection(ctx, stream, peer.ip(), shutdown).await;
-        });
-    }
+/// Accepts until shutdown (`limits::accept_admitted`); each connection is a task of the worker.
+pub async fn accept_loop(ctx: Rc<DohContext>, listener: std::net::TcpListener, shutdown: Shutdown) {
+    let (gate, limits, stats) = (ctx.gate.clone(), ctx.limits.clone(), ctx.stats.clone());
+    let serving_shutdown = shutdown.clone();
+    crate::frontend::limits::accept_admitted(listener, gate, limits, stats, shutdown, move |stream, peer| {
+        connection(ctx.clone(), stream, peer.ip(), serving_shutdown.clone())
+    })
+    .await;
 }
 
 async fn connection(ctx: Rc<DohContext>, stream: tokio::net::TcpStream, ip: std::net::IpAddr, mut shutdown: Shutdown) {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use super::gateway::{PvtContext, Transport};
@@ -23,39 +23,26 @@ use crate::runtime::shutdown::Shutdown;
 /// What a worker's TCP connections share.
 pub struct TcpSettings {
     pub gate: Arc<Gate>,
+    /// The worker's counters (refused connections).
+    pub stats: Arc<crate::stats::WorkerStats>,
     pub limits: Arc<ConnectionLimits>,
     pub idle_timeout: Duration,
     pub max_in_flight: u32,
 }
 
-/// Accepts until shutdown; each connection is a task of the worker.
+/// Accepts until shutdown (`limits::accept_admitted`); each connection is a task of the worker.
 pub async fn accept_loop(
     ctx: Rc<PvtContext>,
     settings: Rc<TcpSettings>,
     listener: std::net::TcpListener,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) {
-    let Ok(listener) = TcpListener::from_std(listener) else { return };
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = shutdown.wait() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let Ok((stream, peer)) = accepted else {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        };
-        if settings.gate.admit(peer.ip(), std::time::Instant::now()).is_err() {
-            continue;
-        }
-        let Ok(admission) = settings.limits.admit(peer.ip()) else { continue };
-        let (ctx, settings, shutdown) = (ctx.clone(), settings.clone(), shutdown.clone());
-        tokio::task::spawn_local(async move {
-            let _admission = admission;
-            serve(ctx, settings, stream, peer, shutdown).await;
-        });
-    }
+    let (gate, limits, stats) = (settings.gate.clone(), settings.limits.clone(), settings.stats.clone());
+    let serving_shutdown = shutdown.clone();
+    crate::frontend::limits::accept_admitted(listener, gate, limits, stats, shutdown, move |stream, peer| {
+        serve(ctx.clone(), settings.clone(), stream, peer, serving_shutdown.clone())
+    })
+    .await;
 }
 
 /// A connection's answers waiting to be written, framed.
