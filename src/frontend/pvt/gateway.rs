@@ -215,22 +215,21 @@ impl PvtContext {
         }
     }
 
-    /// The user's KEY from this worker's cache (lowercased zone as the key).
-    fn user(&self, user_zone: &[u8]) -> Result<UserKey, Need> {
-        let lower = user_zone.to_ascii_lowercase();
+    /// The user's KEY from this worker's cache; `lower` is the user zone, lowercased.
+    fn user(&self, lower: &[u8]) -> Result<UserKey, Need> {
         let mut users = self.users.borrow_mut();
         let generation = self.server.key_generation.load(Relaxed);
         if users.0 != generation {
             *users = (generation, HashMap::new());
         }
-        match users.1.get(&lower) {
+        match users.1.get(lower) {
             Some((UserKey::Unknown, at)) if at.elapsed() < NEGATIVE_TTL => Ok(UserKey::Unknown),
             Some((known @ UserKey::Known { ttl, .. }, at))
                 if at.elapsed() < CACHE_TTL.min(Duration::from_secs(u64::from(*ttl))) =>
             {
                 Ok(known.clone())
             }
-            _ => Err(Need::User(lower)),
+            _ => Err(Need::User(lower.to_vec())),
         }
     }
 
@@ -282,7 +281,9 @@ impl PvtContext {
             return Ok(());
         };
         let user_zone = &name[user_at..];
-        let user = match self.user(user_zone)? {
+        // Lowercased once: the cache key, the plain question's suffix and the seals' AAD.
+        let lower_zone = user_zone.to_ascii_lowercase();
+        let user = match self.user(&lower_zone)? {
             UserKey::Unknown => {
                 self.stats.refused("unknown_user");
                 self.negative(msg, question_end, reply, tag, rcode::NXDOMAIN, &name[place.zone_at..], &apex);
@@ -335,7 +336,7 @@ impl PvtContext {
         let mut plain = Vec::with_capacity(HEADER_LEN + relative.len() + user_zone.len() + 4 + 11);
         plain.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1]);
         plain.extend_from_slice(&relative);
-        plain.extend_from_slice(&user_zone.to_ascii_lowercase());
+        plain.extend_from_slice(&lower_zone);
         plain.extend_from_slice(&plain_type.to_be_bytes());
         plain.extend_from_slice(&qclass.to_be_bytes());
         let plain_question_end = plain.len();
@@ -349,7 +350,7 @@ impl PvtContext {
             head: [msg[0], msg[1], msg[2], msg[3]],
             question: msg[HEADER_LEN..question_end].to_vec(),
             user: user.0,
-            user_zone: user_zone.to_ascii_lowercase(),
+            user_zone: lower_zone,
             zone: place.zone,
             max_size: self.max_size(msg, question_end, transport),
             edns: edns_payload(msg, question_end).is_some(),

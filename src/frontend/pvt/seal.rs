@@ -20,6 +20,8 @@
 //! Owns: the plaintext layouts, the HPKE parameters. Never: draws randomness itself (the
 //! ephemeral key comes from the caller's RNG, so vectors are exact), or says why an open failed.
 
+use std::borrow::Cow;
+
 use rand::RngCore;
 use zeroize::Zeroizing;
 
@@ -34,6 +36,16 @@ const INFO_RECORD: &[u8] = b"dotgate-pvt record";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("does not decrypt")]
 pub struct OpenError;
+
+/// The AAD: the user zone in lowercase wire form, borrowed when it is already (the gateway and
+/// the client lowercase it once; a seal per answer record need not copy it again).
+fn aad(zone: &[u8]) -> Cow<'_, [u8]> {
+    if zone.iter().any(u8::is_ascii_uppercase) {
+        Cow::Owned(zone.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(zone)
+    }
+}
 
 fn aead(algorithm: u8) -> Option<Aead> {
     match algorithm {
@@ -61,7 +73,7 @@ fn seal(
     out: &mut Vec<u8>,
 ) {
     let sender_key = sender.map(|sender| SenderKey { private: sender.agreement(), public: &sender.public.x25519 });
-    let aad = zone.to_ascii_lowercase();
+    let aad = aad(zone);
     let start = out.len();
     // A recipient key comes from a KEY record whose map to X25519 succeeded; the only failure
     // left is a small-order image, which no valid Ed25519 public key has. Nothing is appended
@@ -83,7 +95,7 @@ fn open(
         return Err(OpenError);
     }
     let (enc, ciphertext) = sealed.split_at(X25519_KEY_LEN);
-    let aad = zone.to_ascii_lowercase();
+    let aad = aad(zone);
     let sender = sender.map(|sender| &sender.x25519);
     hpke::open(aead, recipient.agreement(), &recipient.public.x25519, sender, enc, info, &aad, ciphertext)
         .map_err(|_| OpenError)
@@ -228,7 +240,7 @@ pub fn seal_record_rsa(
     // `&mut dyn RngCore` is itself an RngCore, which the OAEP encoder takes by `&mut`.
     let mut rng = rng;
     crate::frontend::dnsenc::crypto::oaep_encrypt_block(recipient.modulus_len, &n, &e, &key[..], &mut rng, out);
-    let aad = zone.to_ascii_lowercase();
+    let aad = aad(zone);
     // A 32-byte key always makes an AES-256-GCM key; should aws-lc fail anyway, nothing is
     // appended and the result does not parse as ENCR.
     if hpke::aead_seal(Aead::Aes256Gcm, &key[..], [0; 12], &aad, &plaintext, out).is_err() {
@@ -298,8 +310,7 @@ pub fn open_record_rsa(recipient: &RsaKeyPair, zone: &[u8], rdata: &[u8]) -> Res
     if key.len() != RSA_AEAD_KEY_LEN {
         return Err(OpenError);
     }
-    let plaintext = hpke::aead_open(Aead::Aes256Gcm, &key, [0; 12], &zone.to_ascii_lowercase(), ciphertext)
-        .map_err(|_| OpenError)?;
+    let plaintext = hpke::aead_open(Aead::Aes256Gcm, &key, [0; 12], &aad(zone), ciphertext).map_err(|_| OpenError)?;
     opened_record(&plaintext)
 }
 
