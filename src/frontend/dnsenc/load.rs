@@ -123,14 +123,7 @@ pub fn run(settings: &DnsencLoad) -> Result<Report, ConfigError> {
         });
         let clients: Vec<_> =
             (0..settings.clients).map(|_| tokio::task::spawn_local(run_client(shared.clone()))).collect();
-        let mut errors = Vec::new();
-        for client in clients {
-            match client.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => errors.push(e),
-                Err(e) => errors.push(format!("a client task failed: {e}")),
-            }
-        }
+        let errors = client_errors(clients).await;
         let stats = shared.stats.take();
         let run_time = stats.last_settled.unwrap_or(shared.end).max(shared.end).duration_since(start);
         (stats, run_time, errors)
@@ -178,10 +171,31 @@ impl Shared {
     /// has passed (it is sent at once, so the rate catches up, as dnsperf's does), but not one
     /// more than [`MAX_LAG`] in the past (after a stall the tool does not burst to make it up).
     fn take_slot(&self, now: Instant, interval: Duration) -> Instant {
-        let at = self.next_slot.get().max(now.checked_sub(MAX_LAG).unwrap_or(now));
-        self.next_slot.set(at + interval);
-        at
+        take_slot(&self.next_slot, now, interval)
     }
+}
+
+/// The next sending slot of a rate of one query per `interval`, shared by every client through
+/// `next_slot`: the earliest free one, even one a late wake-up has passed (it is sent at once,
+/// so the rate catches up, as dnsperf's does), but not one more than [`MAX_LAG`] in the past.
+/// Both load tools take their slots here.
+pub(crate) fn take_slot(next_slot: &Cell<Instant>, now: Instant, interval: Duration) -> Instant {
+    let at = next_slot.get().max(now.checked_sub(MAX_LAG).unwrap_or(now));
+    next_slot.set(at + interval);
+    at
+}
+
+/// Waits for every client task and returns the errors they stopped with.
+pub(crate) async fn client_errors(clients: Vec<JoinHandle<Result<(), String>>>) -> Vec<String> {
+    let mut errors = Vec::new();
+    for client in clients {
+        match client.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => errors.push(e),
+            Err(e) => errors.push(format!("a client task failed: {e}")),
+        }
+    }
+    errors
 }
 
 /// DNS messages of one kind and their bytes.

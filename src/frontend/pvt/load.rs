@@ -29,8 +29,6 @@ use crate::frontend::dnsenc::tools::Report;
 pub const WINDOW: usize = 10;
 /// A query unanswered this long after it was sent is lost.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
-/// How far behind its rate the tool may fall and still catch up.
-const MAX_LAG: Duration = Duration::from_millis(100);
 
 /// A run: prepared queries (each a whole message with its own ID) and how to send them.
 pub struct Load {
@@ -65,12 +63,6 @@ struct Shared {
 }
 
 impl Shared {
-    fn take_slot(&self, now: Instant, interval: Duration) -> Instant {
-        let at = self.next_slot.get().max(now.checked_sub(MAX_LAG).unwrap_or(now));
-        self.next_slot.set(at + interval);
-        at
-    }
-
     fn settle(&self, stats: &mut Stats, at: Instant) {
         stats.last_settled = Some(stats.last_settled.map_or(at, |last| last.max(at)));
     }
@@ -95,14 +87,7 @@ pub fn run(load: Load) -> Report {
             stats: RefCell::new(Stats::default()),
         });
         let tasks: Vec<_> = (0..clients).map(|_| tokio::task::spawn_local(client(shared.clone()))).collect();
-        let mut errors = Vec::new();
-        for task in tasks {
-            match task.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => errors.push(e),
-                Err(e) => errors.push(format!("a client task failed: {e}")),
-            }
-        }
+        let errors = crate::frontend::dnsenc::load::client_errors(tasks).await;
         let stats = shared.stats.take();
         let run_time = stats.last_settled.unwrap_or(shared.end).max(shared.end).duration_since(start);
         (stats, run_time, errors)
@@ -137,7 +122,8 @@ async fn client(shared: Rc<Shared>) -> Result<(), String> {
         }
         while sending && in_flight.len() < WINDOW {
             if let Some(interval) = shared.interval {
-                let at = *slot.get_or_insert_with(|| shared.take_slot(now, interval));
+                let at = *slot
+                    .get_or_insert_with(|| crate::frontend::dnsenc::load::take_slot(&shared.next_slot, now, interval));
                 if at > now {
                     break;
                 }
