@@ -676,9 +676,16 @@ impl AnswerSealing<'_> {
 
 impl ReplyTo for SealedAnswer {
     fn deliver(&self, answer: &[u8], _tag: u8) {
-        let mut out = Vec::with_capacity(answer.len() * 2 + 128);
-        self.seal(answer, &mut out);
-        self.reply.deliver(&out, self.tag);
+        // The worker's answer buffer, reused; should the relay ever answer while it is lent out
+        // (it does not: nothing here holds it across `Relay::submit`), a fresh one.
+        let mut fresh = Vec::new();
+        let mut lent = self.ctx.out.try_borrow_mut();
+        let out = match lent.as_deref_mut() {
+            Ok(out) => out,
+            Err(_) => &mut fresh,
+        };
+        self.seal(answer, out);
+        self.reply.deliver(out, self.tag);
     }
 
     fn is_closed(&self) -> bool {
