@@ -70,6 +70,10 @@ lint_scripts() {
 }
 export -f lint_scripts
 
+# A full run builds every target once: incremental state would only take disk (gigabytes),
+# which a CI machine may not have.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+
 say "installing dependencies"
 if ! bash scripts/install-deps.sh </dev/null; then
   echo "FAIL: scripts/install-deps.sh failed; nothing else was run" >&2
