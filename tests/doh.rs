@@ -11,7 +11,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use hickory_proto::rr::RecordType;
 use support::h2raw::{self, H2Client};
-use support::{fake_backend, Dotgate, Unbound};
+use support::{fake_backend, ClientOptions, DotClient, Dotgate, Unbound};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long a test waits for an answer that should come at once (generous: other builds share
 /// this machine).
@@ -277,4 +278,256 @@ async fn h2raw_get_and_post_on_one_connection() {
         assert_eq!(h2.response(text, T).await.unwrap().status, 415, "round {round}");
     }
     assert!(h2.goaways.is_empty(), "{:?}", h2.goaways);
+}
+
+// ---------------------------------------------------------------------------
+// HTTP/1.1 by hand
+
+/// An HTTP/1.1 connection over TLS (ALPN "http/1.1"), written and read by hand.
+struct Http1 {
+    tls: DotClient,
+    buf: Vec<u8>,
+}
+
+/// One HTTP/1.1 response: its status, its head (lowercase) and its body.
+struct Http1Response {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Http1Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')).map(str::trim)
+    }
+}
+
+impl Http1 {
+    async fn connect(doh: SocketAddr) -> Http1 {
+        let opts = ClientOptions {
+            alpn: vec![b"http/1.1".to_vec()],
+            server_name: "localhost".into(),
+            ..ClientOptions::default()
+        };
+        let tls = DotClient::connect_with(doh, &opts).await.expect("TLS with ALPN http/1.1");
+        assert_eq!(tls.negotiated_alpn().as_deref(), Some(&b"http/1.1"[..]));
+        Http1 { tls, buf: Vec::new() }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.tls.send_raw(bytes).await.expect("write the requests");
+    }
+
+    /// The next whole response (its body by Content-Length), within `timeout`.
+    async fn response(&mut self, timeout: Duration) -> Http1Response {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4) {
+                let head = String::from_utf8_lossy(&self.buf[..end]).to_ascii_lowercase();
+                let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("a status line");
+                let mut response = Http1Response { status, head, body: Vec::new() };
+                let length: usize = response.header("content-length").map_or(0, |v| v.parse().expect("a length"));
+                if self.buf.len() >= end + length {
+                    response.body = self.buf[end..end + length].to_vec();
+                    self.buf.drain(..end + length);
+                    return response;
+                }
+            }
+            let read = tokio::time::timeout_at(deadline, self.tls.get_mut().read(&mut chunk)).await;
+            match read {
+                Ok(Ok(n)) if n > 0 => self.buf.extend_from_slice(&chunk[..n]),
+                other => panic!("HTTP/1.1 response not whole ({} octets): {other:?}", self.buf.len()),
+            }
+        }
+    }
+}
+
+/// An HTTP/1.1 GET of the DNS query for `name` (ID 0).
+fn http1_get(name: &str, rtype: RecordType) -> String {
+    format!(
+        "GET /dns-query?dns={} HTTP/1.1\r\nHost: localhost\r\nAccept: application/dns-message\r\n\r\n",
+        query_b64(name, rtype)
+    )
+}
+
+/// The question name of a DNS answer.
+fn question_of(answer: &[u8]) -> String {
+    support::parse(answer).queries()[0].name().to_string()
+}
+
+/// Three GETs pipelined in one write on one HTTP/1.1 connection: three responses in the order of
+/// the requests (the first one's answer is the slowest to come from the backend), each 200 with
+/// its own answer, and the connection stays open for a fourth after a pause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http11_pipelined_requests_are_answered_in_order() {
+    let backend = support::FakeBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_dotgate, doh, _) = start_with(backend.addr, dir.path(), &[]);
+    let mut http = Http1::connect(doh).await;
+    let names = ["delay-300.first.example.", "delay-50.second.example.", "third.example."];
+    let pipelined: String = names.iter().map(|name| http1_get(name, RecordType::A)).collect();
+    http.send(pipelined.as_bytes()).await;
+    for name in names {
+        let response = http.response(T).await;
+        assert_eq!(response.status, 200, "{name}: {}", response.head);
+        assert!(!response.head.contains("connection: close"), "{name}: {}", response.head);
+        assert_eq!(response.header("content-type"), Some("application/dns-message"));
+        assert_eq!(question_of(&response.body), name, "in the order of the requests");
+        assert_eq!(support::parse(&response.body).id(), 0);
+        assert_eq!(support::a_records(&support::parse(&response.body)), vec![fake_backend::NORMAL_A]);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    http.send(http1_get("fourth.example.", RecordType::A).as_bytes()).await;
+    let response = http.response(T).await;
+    assert_eq!((response.status, question_of(&response.body)), (200, "fourth.example.".to_owned()));
+}
+
+// ---------------------------------------------------------------------------
+// The largest answers
+
+/// The largest answers: 65,507 octets (the most a UDP datagram carries) and 65,535 (the most a
+/// DNS message holds, over the relay's TCP fallback after TC=1), whole over HTTP/2 (curl and the
+/// raw client) and HTTP/1.1, with the right Content-Length. With HTTP/2's default windows
+/// (65,535 octets, stream and connection), a 65,535-octet answer fills them exactly, and a second
+/// one comes once the connection's window is given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_64k_answer_comes_whole_over_http2_and_http11() {
+    let backend = support::FakeBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_dotgate, doh, cert) = start_with(backend.addr, dir.path(), &["--upstream-timeout", "5"]);
+    let check = |how: &str, size: usize, answer: &[u8], length: Option<&str>| {
+        assert_eq!(answer.len(), size, "{how}");
+        assert_eq!(length, Some(size.to_string().as_str()), "{how}: Content-Length");
+        let parsed = support::parse(answer);
+        assert_eq!(parsed.response_code(), hickory_proto::op::ResponseCode::NoError, "{how}");
+        assert!(support::txt_records(&parsed).len() > 200, "{how}");
+    };
+    for (name, size) in [("big-65507.example.", 65_507), ("tc-65535.example.", 65_535)] {
+        let path = format!("/dns-query?dns={}", query_b64(name, RecordType::TXT));
+        for version in ["--http2", "--http1.1"] {
+            let out = tokio::task::spawn_blocking({
+                let (cert, path) = (cert.clone(), path.clone());
+                move || curl(doh, &cert, &path, &[version])
+            })
+            .await
+            .unwrap();
+            let (code, head, answer) = split(&out);
+            assert_eq!(code, 200, "{name} {version}: {head}");
+            let length = head.lines().find_map(|l| l.strip_prefix("content-length:")).map(str::trim);
+            check(&format!("{name} curl {version}"), size, &answer, length);
+        }
+        let mut h2 = H2Client::connect(doh).await.unwrap();
+        let stream = h2.get(&path).await.unwrap();
+        let response = h2.response(stream, T).await.unwrap();
+        check(&format!("{name} h2raw"), size, &response.body, response.header("content-length"));
+        let mut http = Http1::connect(doh).await;
+        http.send(http1_get(name, RecordType::TXT).as_bytes()).await;
+        let response = http.response(T).await;
+        check(&format!("{name} HTTP/1.1 by hand"), size, &response.body, response.header("content-length"));
+    }
+    let default_windows = h2raw::H2Options { settings: Vec::new(), connection_window: 0, ..Default::default() };
+    let mut h2 = H2Client::connect_with(doh, &default_windows).await.unwrap();
+    for round in 0..2 {
+        let stream =
+            h2.get_dns("/dns-query", &support::query("tc-65535.w.example.", RecordType::TXT, 0)).await.unwrap();
+        let response = h2.response(stream, T).await.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        check(&format!("default windows, round {round}"), 65_535, &response.body, response.header("content-length"));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Cache-Control
+
+/// `Cache-Control: max-age=` is the smallest TTL of the answer's records; for NXDOMAIN and NODATA
+/// the SOA's TTL or its MINIMUM, whichever is smaller (RFC 2308 §5), also when the SOA's TTL is
+/// the larger (a backend that does not cap it, unlike Unbound); 0 for a TTL with the top bit set
+/// (RFC 2181 §8) and for an answer with no record to go by (SERVFAIL, REFUSED).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_age_is_the_smallest_ttl_or_the_negative_ttl() {
+    use hickory_proto::op::ResponseCode;
+    let backend = support::FakeBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_dotgate, doh, _) = start_with(backend.addr, dir.path(), &[]);
+    let cases = [
+        ("ttls-600-42.example.", ResponseCode::NoError, 42),
+        ("ttls-42-600.example.", ResponseCode::NoError, 42),
+        ("ttls-2147483648-600.example.", ResponseCode::NoError, 0),
+        ("nx-900-60.example.", ResponseCode::NXDomain, 60),
+        ("nx-30-600.example.", ResponseCode::NXDomain, 30),
+        ("nodata-900-60.example.", ResponseCode::NoError, 60),
+        ("nodata-30-600.example.", ResponseCode::NoError, 30),
+        ("servfail.example.", ResponseCode::ServFail, 0),
+        ("refused.example.", ResponseCode::Refused, 0),
+    ];
+    let mut h2 = H2Client::connect(doh).await.unwrap();
+    let mut http = Http1::connect(doh).await;
+    for (name, rcode, max_age) in cases {
+        let want = format!("max-age={max_age}");
+        let stream = h2.get_dns("/dns-query", &support::query(name, RecordType::A, 0)).await.unwrap();
+        let response = h2.response(stream, T).await.unwrap();
+        assert_eq!(response.status, 200, "{name}");
+        assert_eq!(support::parse(&response.body).response_code(), rcode, "{name}");
+        assert_eq!(response.header("cache-control"), Some(want.as_str()), "{name} over HTTP/2");
+        http.send(http1_get(name, RecordType::A).as_bytes()).await;
+        let response = http.response(T).await;
+        assert_eq!(response.header("cache-control"), Some(want.as_str()), "{name} over HTTP/1.1");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// ACLs and limits
+
+/// True when the server closes a fresh TCP connection to `doh` from `source` without waiting
+/// for the rest of its ClientHello: refused at accept, before TLS.
+async fn refused_before_tls(doh: SocketAddr, source: &str) -> bool {
+    let mut tcp = support::client::tcp_connect_from(doh, source.parse().unwrap()).await.unwrap();
+    tcp.write_all(&[0x16]).await.unwrap();
+    let mut byte = [0u8; 1];
+    matches!(tokio::time::timeout(Duration::from_secs(2), tcp.read(&mut byte)).await, Ok(Ok(0)) | Ok(Err(_)))
+}
+
+fn from(source: &str) -> h2raw::H2Options {
+    h2raw::H2Options { from: Some(source.parse().unwrap()), ..Default::default() }
+}
+
+/// `--deny 127.0.0.3 --allow 127.0.0.0/8` holds for DoH: 127.0.0.3's connection is closed
+/// before TLS, 127.0.0.2's is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_client_is_closed_before_tls_over_doh() {
+    let backend = support::FakeBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (dotgate, doh, _) = start_with(backend.addr, dir.path(), &["--deny", "127.0.0.3", "--allow", "127.0.0.0/8"]);
+    assert!(refused_before_tls(doh, "127.0.0.3").await, "{}", dotgate.stderr());
+    assert!(H2Client::connect_with(doh, &from("127.0.0.3")).await.is_err(), "no TLS for a denied client");
+    assert!(!refused_before_tls(doh, "127.0.0.2").await);
+    let mut h2 = H2Client::connect_with(doh, &from("127.0.0.2")).await.expect("an allowed client");
+    let stream = h2.get_dns("/dns-query", &support::query("acl.example.", RecordType::A, 0)).await.unwrap();
+    assert_eq!(h2.response(stream, T).await.unwrap().status, 200);
+}
+
+/// `--max-connections-per-ip 2` counts DoT and DoH connections together: with one of each held
+/// from 127.0.0.1, a third (DoH or DoT) is closed before TLS; 127.0.0.2 has its own allowance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_ip_connection_limit_holds_for_doh() {
+    let backend = support::FakeBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (dotgate, doh, _) = start_with(backend.addr, dir.path(), &["--max-connections-per-ip", "2"]);
+    // dotgate's readiness probe was a connection too: let it go.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut held_doh = H2Client::connect(doh).await.unwrap();
+    let stream = held_doh.get_dns("/dns-query", &support::query("held.example.", RecordType::A, 0)).await.unwrap();
+    assert_eq!(held_doh.response(stream, T).await.unwrap().status, 200);
+    let mut held_dot = DotClient::connect(dotgate.addr).await.unwrap();
+    held_dot.exchange(&support::query("held.example.", RecordType::A, 1)).await;
+    assert!(refused_before_tls(doh, "127.0.0.1").await, "a third connection over DoH");
+    assert!(refused_before_tls(dotgate.addr, "127.0.0.1").await, "a third connection over DoT");
+    assert!(H2Client::connect(doh).await.is_err());
+    let mut other = H2Client::connect_with(doh, &from("127.0.0.2")).await.expect("another address");
+    let stream = other.get_dns("/dns-query", &support::query("other.example.", RecordType::A, 0)).await.unwrap();
+    assert_eq!(other.response(stream, T).await.unwrap().status, 200);
+    // The held connections are unharmed.
+    let stream = held_doh.get_dns("/dns-query", &support::query("still.example.", RecordType::A, 0)).await.unwrap();
+    assert_eq!(held_doh.response(stream, T).await.unwrap().status, 200);
+    held_dot.exchange(&support::query("still.example.", RecordType::A, 2)).await;
 }

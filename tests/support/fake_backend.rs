@@ -25,6 +25,10 @@
 //! | `twice`          | the normal answer twice, 20 ms apart |
 //! | `servfail`       | RCODE SERVFAIL, no records |
 //! | `refuse-udp`     | UDP: never answered. TCP: normal |
+//! | `refused`        | RCODE REFUSED, no records |
+//! | `ttls-<a>-<b>`   | two A records, `192.0.2.1` TTL `<a>` and `192.0.2.2` TTL `<b>` |
+//! | `nx-<t>-<m>`     | NXDOMAIN, no answer, an SOA in the authority section with TTL `<t>` and MINIMUM `<m>` |
+//! | `nodata-<t>-<m>` | NOERROR, no answer (NODATA), that SOA in the authority section |
 //!
 //! The spoof modes behave the same over TCP (bad frame, then the good frame
 //! 50 ms later), except `otherport` (no meaning over TCP). Queries that cannot
@@ -64,7 +68,12 @@ pub const TWICE_GAP: Duration = Duration::from_millis(20);
 const TYPE_A: u16 = 1;
 const TYPE_TXT: u16 = 16;
 const TYPE_OPT: u16 = 41;
+const TYPE_SOA: u16 = 6;
 const RCODE_SERVFAIL: u16 = 2;
+const RCODE_NXDOMAIN: u16 = 3;
+const RCODE_REFUSED: u16 = 5;
+/// The second A record of `ttls-<a>-<b>` answers.
+pub const SECOND_A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 
 #[derive(Default)]
 struct Shared {
@@ -191,11 +200,27 @@ enum Mode {
     Twice,
     Servfail,
     RefuseUdp,
+    Refused,
+    Ttls(u32, u32),
+    Negative { nxdomain: bool, soa_ttl: u32, minimum: u32 },
 }
 
 impl Mode {
     fn from_label(label: &str) -> Mode {
         let num = |p: &str| label.strip_prefix(p).and_then(|n| n.parse::<u64>().ok());
+        let two = |p: &str| {
+            let (a, b) = label.strip_prefix(p)?.split_once('-')?;
+            Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?))
+        };
+        if let Some((a, b)) = two("ttls-") {
+            return Mode::Ttls(a, b);
+        }
+        if let Some((soa_ttl, minimum)) = two("nx-") {
+            return Mode::Negative { nxdomain: true, soa_ttl, minimum };
+        }
+        if let Some((soa_ttl, minimum)) = two("nodata-") {
+            return Mode::Negative { nxdomain: false, soa_ttl, minimum };
+        }
         if let Some(ms) = num("delay-") {
             return Mode::Delay(ms);
         }
@@ -221,6 +246,7 @@ impl Mode {
             "twice" => Mode::Twice,
             "servfail" => Mode::Servfail,
             "refuse-udp" => Mode::RefuseUdp,
+            "refused" => Mode::Refused,
             _ => Mode::Normal,
         }
     }
@@ -445,6 +471,15 @@ async fn answer(shared: &Shared, q: &ParsedQuery, mode: Mode, sink: Sink) {
                 sink.send(normal_answer(q)).await;
             }
         }
+        Mode::Refused => sink.send(build(q, &q.question, RCODE_REFUSED, false, &[], q.flags, q.id)).await,
+        Mode::Ttls(a, b) => {
+            let records = [rr_ttl(TYPE_A, a, &NORMAL_A.octets()), rr_ttl(TYPE_A, b, &SECOND_A.octets())];
+            sink.send(build(q, &q.question, 0, false, &records, q.flags, q.id)).await
+        }
+        Mode::Negative { nxdomain, soa_ttl, minimum } => {
+            let rcode = if nxdomain { RCODE_NXDOMAIN } else { 0 };
+            sink.send(build_sections(q, rcode, &[], &[soa_rr(soa_ttl, minimum)], q.id)).await
+        }
     }
 }
 
@@ -642,6 +677,16 @@ fn txt_rr_ttl(text: &[u8], ttl: u32) -> Vec<u8> {
     rr_ttl(TYPE_TXT, ttl, &rdata)
 }
 
+/// An SOA record (owner: the question name) with this TTL and MINIMUM.
+fn soa_rr(ttl: u32, minimum: u32) -> Vec<u8> {
+    let mut rdata = encode_name("ns.example.");
+    rdata.extend(encode_name("hostmaster.example."));
+    for field in [1u32, 3600, 600, 86_400, minimum] {
+        rdata.extend_from_slice(&field.to_be_bytes());
+    }
+    rr_ttl(TYPE_SOA, ttl, &rdata)
+}
+
 fn opt_echo(opt: &OptInfo) -> Vec<u8> {
     let mut out = vec![0];
     out.extend_from_slice(&TYPE_OPT.to_be_bytes());
@@ -663,6 +708,25 @@ fn build(
     query_flags: u16,
     id: u16,
 ) -> Vec<u8> {
+    build_full(q, question, rcode, tc, answers, &[], query_flags, id)
+}
+
+/// A response to `q` (its question, flags) with answer and authority records.
+fn build_sections(q: &ParsedQuery, rcode: u16, answers: &[Vec<u8>], authority: &[Vec<u8>], id: u16) -> Vec<u8> {
+    build_full(q, &q.question, rcode, false, answers, authority, q.flags, id)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_full(
+    q: &ParsedQuery,
+    question: &[u8],
+    rcode: u16,
+    tc: bool,
+    answers: &[Vec<u8>],
+    authority: &[Vec<u8>],
+    query_flags: u16,
+    id: u16,
+) -> Vec<u8> {
     let opcode = query_flags & 0x7800;
     let rd = query_flags & 0x0100;
     let cd = query_flags & 0x0010;
@@ -674,11 +738,11 @@ fn build(
     out.extend_from_slice(&flags.to_be_bytes());
     out.extend_from_slice(&1u16.to_be_bytes());
     out.extend_from_slice(&(answers.len() as u16).to_be_bytes());
-    out.extend_from_slice(&0u16.to_be_bytes());
+    out.extend_from_slice(&(authority.len() as u16).to_be_bytes());
     out.extend_from_slice(&(q.opt.is_some() as u16).to_be_bytes());
     out.extend_from_slice(question);
-    for a in answers {
-        out.extend_from_slice(a);
+    for record in answers.iter().chain(authority) {
+        out.extend_from_slice(record);
     }
     if let Some(opt) = &q.opt {
         out.extend_from_slice(&opt_echo(opt));
