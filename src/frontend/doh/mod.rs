@@ -178,7 +178,7 @@ async fn handle(ctx: Rc<DohContext>, ip: std::net::IpAddr, request: Request<Inco
             if ctx.gate.limits_queries() && !ctx.gate.allow_query(ctx.gate.client_key(ip), std::time::Instant::now()) {
                 bump(&stats.rate_limited_queries);
                 bump(&stats.answers_refused);
-                local(&message, dns::rcode::REFUSED)
+                local_ede(&message, dns::rcode::REFUSED, crate::edns::ede::PROHIBITED, "rate limited")
             } else {
                 let (sender, receiver) = oneshot::channel();
                 let reply: Rc<dyn ReplyTo> = Rc::new(DohReply { sender: RefCell::new(Some(sender)) });
@@ -245,6 +245,13 @@ async fn read_body(mut body: Incoming) -> Body {
 fn local(query: &[u8], rcode: u8) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     dns::write_local_answer(query, dns::id(query), rcode, &mut out);
+    out
+}
+
+/// An answer dotgate makes itself for `query`, saying why (RFC 8914), as DoT does.
+fn local_ede(query: &[u8], rcode: u8, info_code: u16, extra_text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    crate::edns::write_local_answer_with_ede(query, dns::id(query), rcode, info_code, extra_text, &mut out);
     out
 }
 
