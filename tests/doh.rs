@@ -506,6 +506,42 @@ async fn a_denied_client_is_closed_before_tls_over_doh() {
     assert_eq!(h2.response(stream, T).await.unwrap().status, 200);
 }
 
+/// `--max-qps-per-client 5` holds for DoH: thirty queries at once from one client get 200s, the
+/// burst's worth answered and the rest REFUSED with EDE 18 "rate limited" (as over DoT); another
+/// client meanwhile is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_query_rate_gets_refused_in_a_200() {
+    use hickory_proto::op::ResponseCode;
+    let backend = support::FakeBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_dotgate, doh, _) = start_with(backend.addr, dir.path(), &["--max-qps-per-client", "5"]);
+    let mut h2 = H2Client::connect(doh).await.unwrap();
+    let mut streams = Vec::new();
+    for i in 0..30 {
+        let query = support::query_edns(&format!("rate{i}.example."), RecordType::A, 0, false, false, vec![]);
+        streams.push(h2.post_dns("/dns-query", &query).await.unwrap());
+    }
+    let (mut answered, mut limited) = (0, 0);
+    for response in h2.responses(&streams, T).await.unwrap() {
+        assert_eq!(response.status, 200);
+        match support::parse(&response.body).response_code() {
+            ResponseCode::NoError => answered += 1,
+            ResponseCode::Refused => {
+                let ede = support::client::ede_options(&response.body);
+                assert_eq!(ede, vec![(18, "rate limited".to_owned())], "REFUSED says why");
+                limited += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!((5..=15).contains(&answered), "{answered} answered, {limited} refused");
+    assert!(limited >= 15, "{answered} answered, {limited} refused");
+    let mut other = H2Client::connect_with(doh, &from("127.0.0.2")).await.unwrap();
+    let stream = other.get_dns("/dns-query", &support::query("other.example.", RecordType::A, 0)).await.unwrap();
+    let response = other.response(stream, T).await.unwrap();
+    assert_eq!(support::parse(&response.body).response_code(), ResponseCode::NoError, "another client");
+}
+
 /// `--max-connections-per-ip 2` counts DoT and DoH connections together: with one of each held
 /// from 127.0.0.1, a third (DoH or DoT) is closed before TLS; 127.0.0.2 has its own allowance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
