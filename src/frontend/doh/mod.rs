@@ -51,6 +51,45 @@ pub struct DohContext {
     pub idle_timeout: Duration,
     /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`: DoT's in-flight cap per connection.
     pub max_in_flight: u32,
+    /// The worker's open DoH connections, which drain waits for.
+    pub open: Rc<OpenDoh>,
+}
+
+/// A worker's open DoH connections: counted, so that drain can wait for the last one.
+#[derive(Default)]
+pub struct OpenDoh {
+    count: std::cell::Cell<usize>,
+    all_closed: tokio::sync::Notify,
+}
+
+impl OpenDoh {
+    /// Resolves once no DoH connection of this worker is open.
+    pub async fn all_closed(&self) {
+        while self.count.get() > 0 {
+            self.all_closed.notified().await;
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.count.get()
+    }
+
+    fn enter(self: &Rc<Self>) -> OpenGuard {
+        self.count.set(self.count.get() + 1);
+        OpenGuard(self.clone())
+    }
+}
+
+/// Held by a connection's task for its whole life.
+struct OpenGuard(Rc<OpenDoh>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.count.set(self.0.count.get() - 1);
+        if self.0.count.get() == 0 {
+            self.0.all_closed.notify_waiters();
+        }
+    }
 }
 
 /// hyper's HTTP/2 runs each stream as a task: on this worker's `LocalSet` (the handlers hold
@@ -78,6 +117,7 @@ pub async fn accept_loop(ctx: Rc<DohContext>, listener: std::net::TcpListener, s
 }
 
 async fn connection(ctx: Rc<DohContext>, stream: tokio::net::TcpStream, ip: std::net::IpAddr, mut shutdown: Shutdown) {
+    let _open = ctx.open.enter();
     let acceptor = tokio_rustls::TlsAcceptor::from(ctx.tls.clone());
     let Ok(Ok(tls)) = tokio::time::timeout(ctx.handshake_timeout, acceptor.accept(stream)).await else {
         bump(&ctx.stats.handshake_failures);
