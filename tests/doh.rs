@@ -6,11 +6,11 @@ mod support;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use hickory_proto::rr::RecordType;
-use support::h2raw::{self, H2Client};
+use support::h2raw::{self, H2Client, Read};
 use support::{fake_backend, ClientOptions, DotClient, Dotgate, Unbound};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -381,6 +381,96 @@ async fn http11_pipelined_requests_are_answered_in_order() {
     http.send(http1_get("fourth.example.", RecordType::A).as_bytes()).await;
     let response = http.response(T).await;
     assert_eq!((response.status, question_of(&response.body)), (200, "fourth.example.".to_owned()));
+}
+
+// ---------------------------------------------------------------------------
+// Drain
+
+/// SIGTERM with a query in flight on an HTTP/2 connection: the client is told GOAWAY at once,
+/// then gets its answer (200 and the DNS answer), then the connection closes and dotgate exits
+/// 0; `/readyz` says "draining" meanwhile (as for DoT); a new connection after SIGTERM is
+/// refused or told GOAWAY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_http2_goaway_then_the_answer_in_flight_then_close() {
+    let backend = support::FakeBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let admin = support::ports::free_addr();
+    let admin_arg = admin.to_string();
+    let (mut dotgate, doh, _) =
+        start_with(backend.addr, dir.path(), &["--admin", &admin_arg, "--upstream-timeout", "8"]);
+    let mut h2 = H2Client::connect(doh).await.unwrap();
+    let stream =
+        h2.get_dns("/dns-query", &support::query("delay-2000.drain.example.", RecordType::A, 0)).await.unwrap();
+    let deadline = Instant::now() + T;
+    while backend.in_flight() == 0 {
+        assert!(Instant::now() < deadline, "the query never reached the backend");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let signalled = Instant::now();
+    dotgate.signal(libc::SIGTERM);
+
+    // The answer is 2 s away: meanwhile, readiness and new connections.
+    let ready = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            let got = support::http::get(admin, "/readyz");
+            if got.0 == 503 || Instant::now() >= deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(ready, (503, "not ready: draining\n".to_owned()));
+    match H2Client::connect(doh).await {
+        Err(_) => {} // refused, or closed before the HTTP/2 settings
+        Ok(mut late) => loop {
+            match late.read_frame(T).await {
+                Read::Frame(f) if f.kind == h2raw::GOAWAY || f.kind == h2raw::SETTINGS => break,
+                Read::Frame(_) => continue,
+                Read::Closed => break,
+                Read::Timeout => panic!("a connection after SIGTERM was neither refused nor told GOAWAY"),
+            }
+        },
+    }
+    assert!(signalled.elapsed() < Duration::from_millis(1500), "the checks took too long to mean anything");
+
+    // The draining connection: GOAWAY first, then the answer, then the end.
+    let (mut goaway, mut status, mut body, mut answered) = (None, None, Vec::new(), false);
+    loop {
+        match h2.read_frame(T).await {
+            Read::Frame(f) => match f.kind {
+                h2raw::GOAWAY => {
+                    assert!(goaway.is_some() || !answered, "GOAWAY came first");
+                    let (last, code) = f.goaway().unwrap();
+                    assert_eq!(code, h2raw::NO_ERROR);
+                    assert!(last >= stream, "the stream in flight is kept: last stream {last}");
+                    goaway.get_or_insert(last);
+                }
+                h2raw::PING if !f.has(h2raw::ACK) => {
+                    h2.ping(f.payload.clone().try_into().unwrap(), true).await.unwrap()
+                }
+                h2raw::HEADERS if f.stream == stream => status = f.status(),
+                h2raw::DATA if f.stream == stream => {
+                    body.extend_from_slice(&f.payload);
+                    answered = f.has(h2raw::END_STREAM);
+                }
+                h2raw::RST_STREAM => panic!("stream {} reset: {:?}", f.stream, f.rst_code()),
+                _ => {}
+            },
+            Read::Closed => break,
+            Read::Timeout => panic!("the draining connection neither answered nor closed"),
+        }
+    }
+    assert!(goaway.is_some(), "no GOAWAY");
+    assert!(answered, "the answer in flight was not sent before the close");
+    assert_eq!(status, Some(200));
+    assert_eq!(question_of(&body), "delay-2000.drain.example.");
+    assert_eq!(support::a_records(&support::parse(&body)), vec![fake_backend::NORMAL_A]);
+    assert!(signalled.elapsed() >= Duration::from_millis(1500), "the answer came after its delay");
+    let exit = dotgate.wait_exit(T);
+    assert_eq!(exit.and_then(|s| s.code()), Some(0), "{}", dotgate.stderr());
 }
 
 // ---------------------------------------------------------------------------
