@@ -15,6 +15,7 @@
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,10 +35,23 @@ use crate::relay::{Relay, ReplyTo};
 use crate::runtime::shutdown::Shutdown;
 use crate::stats::{bump, WorkerStats};
 
+mod cork;
+mod flood;
+mod frames;
+mod wire;
+
+use cork::Cork;
+use flood::Flood;
+use wire::{Activity, DohStream};
+
 /// The media type of RFC 8484 §6.
 pub const DNS_MESSAGE: &str = "application/dns-message";
 /// The largest DNS message: a longer POST body is 413.
 pub const MAX_MESSAGE: usize = 65_535;
+/// HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`: a DoH GET's header list is a few hundred octets
+/// (`?dns=` is 4/3 of the query, and queries are rarely over 1 KB). h2 answers a longer list
+/// with 431 and that stream only; POST carries queries of any size.
+pub const MAX_HEADER_LIST: u32 = 16 * 1024;
 
 /// What a worker's DoH connections share.
 pub struct DohContext {
@@ -79,11 +93,15 @@ pub async fn accept_loop(ctx: Rc<DohContext>, listener: std::net::TcpListener, s
 
 async fn connection(ctx: Rc<DohContext>, stream: tokio::net::TcpStream, ip: std::net::IpAddr, mut shutdown: Shutdown) {
     let acceptor = tokio_rustls::TlsAcceptor::from(ctx.tls.clone());
-    let Ok(Ok(tls)) = tokio::time::timeout(ctx.handshake_timeout, acceptor.accept(stream)).await else {
+    let Ok(Ok(tls)) = tokio::time::timeout(ctx.handshake_timeout, acceptor.accept(Cork::new(stream))).await else {
         bump(&ctx.stats.handshake_failures);
         return;
     };
-    let io = TokioIo::new(tls);
+    // ALPN decides, not a guess from the first octets: HTTP/2 over TLS is "h2" (RFC 9113 §3.2),
+    // and the flood budgets must watch every HTTP/2 connection.
+    let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let activity = Activity::new();
+    let io = TokioIo::new(DohStream::new(tls, http2, ctx.max_in_flight, activity.clone()));
     let handler_ctx = ctx.clone();
     let service = hyper::service::service_fn(move |request| handle(handler_ctx.clone(), ip, request));
     let mut builder = hyper_util::server::conn::auto::Builder::new(LocalExec);
@@ -97,25 +115,47 @@ async fn connection(ctx: Rc<DohContext>, stream: tokio::net::TcpStream, ip: std:
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(ctx.max_in_flight)
-        // Flood protections (CVE-2023-44487 and its kin): streams reset before they are
-        // answered, header lists and pending frames, each closing only this connection.
+        // h2's own flood limits: streams reset before they are answered (rapid reset), local
+        // errors, the header list and the send buffer. `flood` budgets the rest.
         .max_pending_accept_reset_streams(Some(20))
         .max_local_error_reset_streams(Some(256))
-        .max_header_list_size(16 * 1024)
+        .max_header_list_size(MAX_HEADER_LIST)
         .max_send_buf_size(MAX_MESSAGE + 1024)
         .keep_alive_interval(None);
-    // HTTP/2 when ALPN chose "h2" (hyper reads the preface), HTTP/1.1 otherwise.
+    let builder = if http2 { builder.http2_only() } else { builder.http1_only() };
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
     let idle = ctx.idle_timeout;
-    tokio::select! {
-        _ = connection.as_mut() => {}
-        _ = shutdown.wait() => {
-            // Drain: GOAWAY (HTTP/2) or close after the response in progress (HTTP/1.1), then
-            // answer what is in flight.
-            connection.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(idle.max(Duration::from_secs(5)), connection.as_mut()).await;
+    let drain = |connection: Pin<&mut _>| {
+        // GOAWAY (HTTP/2) or close after the response in progress (HTTP/1.1), then answer what
+        // is in flight.
+        hyper_util::server::conn::auto::Connection::graceful_shutdown(connection);
+    };
+    loop {
+        tokio::select! {
+            _ = connection.as_mut() => break,
+            _ = shutdown.wait() => {
+                drain(connection.as_mut());
+                let _ = tokio::time::timeout(idle.max(Duration::from_secs(5)), connection.as_mut()).await;
+                bump(&ctx.stats.connections_closed_drain);
+                return;
+            }
+            _ = tokio::time::sleep_until((activity.last() + idle).into()) => {
+                if activity.last().elapsed() >= idle {
+                    drain(connection.as_mut());
+                    let _ = tokio::time::timeout(idle, connection.as_mut()).await;
+                    bump(&ctx.stats.connections_closed_idle);
+                    return;
+                }
+            }
         }
+    }
+    match activity.flood() {
+        Some(Flood::Ping) => bump(&ctx.stats.doh_flood_ping),
+        Some(Flood::Settings) => bump(&ctx.stats.doh_flood_settings),
+        Some(Flood::Reset) => bump(&ctx.stats.doh_flood_reset),
+        Some(Flood::Other) => bump(&ctx.stats.doh_flood_other),
+        None => {}
     }
 }
 
