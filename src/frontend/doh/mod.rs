@@ -12,9 +12,10 @@
 //! hyper does the HTTP: per query it allocates a request, a response and a task, which the
 //! measurements in loadtest/ set against DoT's hand-driven path.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -29,9 +30,12 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::oneshot;
 
 use crate::access::gate::Gate;
+use crate::config::Padding;
 use crate::dns::{self, QueryVerdict};
+use crate::edns::{self, HopOptions};
 use crate::frontend::limits::ConnectionLimits;
-use crate::relay::{Relay, ReplyTo};
+use crate::relay::proxy_v2::Transport;
+use crate::relay::{ClientAddr, Relay, ReplyTo};
 use crate::runtime::shutdown::Shutdown;
 use crate::stats::{bump, WorkerStats};
 
@@ -65,6 +69,51 @@ pub struct DohContext {
     pub idle_timeout: Duration,
     /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`: DoT's in-flight cap per connection.
     pub max_in_flight: u32,
+    pub log_queries: bool,
+    pub padding: crate::config::Padding,
+    /// The private-subdomain gateway, when on: queries in its zones go to it, as over DoT.
+    pub pvt: Option<Rc<crate::frontend::pvt::gateway::PvtContext>>,
+    /// Where a query is rewritten without its hop options before it is relayed.
+    pub query_edit: RefCell<Vec<u8>>,
+    /// The worker's open DoH connections, which drain waits for.
+    pub open: Rc<OpenDoh>,
+}
+
+/// A worker's open DoH connections: counted, so that drain can wait for the last one.
+#[derive(Default)]
+pub struct OpenDoh {
+    count: Cell<usize>,
+    all_closed: tokio::sync::Notify,
+}
+
+impl OpenDoh {
+    /// Resolves once no DoH connection of this worker is open.
+    pub async fn all_closed(&self) {
+        while self.count.get() > 0 {
+            self.all_closed.notified().await;
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.count.get()
+    }
+
+    fn enter(self: &Rc<Self>) -> OpenGuard {
+        self.count.set(self.count.get() + 1);
+        OpenGuard(self.clone())
+    }
+}
+
+/// Held by a connection's task for its whole life.
+struct OpenGuard(Rc<OpenDoh>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.count.set(self.0.count.get() - 1);
+        if self.0.count.get() == 0 {
+            self.0.all_closed.notify_waiters();
+        }
+    }
 }
 
 /// hyper's HTTP/2 runs each stream as a task: on this worker's `LocalSet` (the handlers hold
@@ -86,12 +135,16 @@ pub async fn accept_loop(ctx: Rc<DohContext>, listener: std::net::TcpListener, s
     let (gate, limits, stats) = (ctx.gate.clone(), ctx.limits.clone(), ctx.stats.clone());
     let serving_shutdown = shutdown.clone();
     crate::frontend::limits::accept_admitted(listener, gate, limits, stats, shutdown, move |stream, peer| {
-        connection(ctx.clone(), stream, peer.ip(), serving_shutdown.clone())
+        connection(ctx.clone(), stream, peer, serving_shutdown.clone())
     })
     .await;
 }
 
-async fn connection(ctx: Rc<DohContext>, stream: tokio::net::TcpStream, ip: std::net::IpAddr, mut shutdown: Shutdown) {
+async fn connection(ctx: Rc<DohContext>, stream: tokio::net::TcpStream, peer: SocketAddr, mut shutdown: Shutdown) {
+    let _open = ctx.open.enter();
+    let local = stream.local_addr().unwrap_or(peer);
+    let client =
+        Client { addr: ClientAddr { peer, local, transport: Transport::Stream }, key: ctx.gate.client_key(peer.ip()) };
     let acceptor = tokio_rustls::TlsAcceptor::from(ctx.tls.clone());
     let Ok(Ok(tls)) = tokio::time::timeout(ctx.handshake_timeout, acceptor.accept(Cork::new(stream))).await else {
         bump(&ctx.stats.handshake_failures);
@@ -103,7 +156,7 @@ async fn connection(ctx: Rc<DohContext>, stream: tokio::net::TcpStream, ip: std:
     let activity = Activity::new();
     let io = TokioIo::new(DohStream::new(tls, http2, ctx.max_in_flight, activity.clone()));
     let handler_ctx = ctx.clone();
-    let service = hyper::service::service_fn(move |request| handle(handler_ctx.clone(), ip, request));
+    let service = hyper::service::service_fn(move |request| handle(handler_ctx.clone(), client, request));
     let mut builder = hyper_util::server::conn::auto::Builder::new(LocalExec);
     builder
         .http1()
@@ -125,18 +178,20 @@ async fn connection(ctx: Rc<DohContext>, stream: tokio::net::TcpStream, ip: std:
     let builder = if http2 { builder.http2_only() } else { builder.http1_only() };
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
-    let idle = ctx.idle_timeout;
     let drain = |connection: Pin<&mut _>| {
         // GOAWAY (HTTP/2) or close after the response in progress (HTTP/1.1), then answer what
         // is in flight.
         hyper_util::server::conn::auto::Connection::graceful_shutdown(connection);
     };
     loop {
+        // The idle timeout in force: shorter when connections near the limit, as for DoT.
+        let idle = ctx.limits.idle_timeout(ctx.idle_timeout);
         tokio::select! {
             _ = connection.as_mut() => break,
             _ = shutdown.wait() => {
+                // The worker waits for this (`OpenDoh`) up to --drain-timeout.
                 drain(connection.as_mut());
-                let _ = tokio::time::timeout(idle.max(Duration::from_secs(5)), connection.as_mut()).await;
+                let _ = connection.as_mut().await;
                 bump(&ctx.stats.connections_closed_drain);
                 return;
             }
@@ -169,7 +224,7 @@ fn status(code: StatusCode, counter: &crate::stats::Counter) -> Answer {
 }
 
 /// One HTTP request: a DNS query, relayed, or an HTTP error.
-async fn handle(ctx: Rc<DohContext>, ip: std::net::IpAddr, request: Request<Incoming>) -> Result<Answer, Infallible> {
+async fn handle(ctx: Rc<DohContext>, client: Client, request: Request<Incoming>) -> Result<Answer, Infallible> {
     let stats = ctx.stats.clone();
     if request.uri().path() != ctx.path {
         return Ok(status(StatusCode::NOT_FOUND, &stats.doh_status_404));
@@ -213,28 +268,51 @@ async fn handle(ctx: Rc<DohContext>, ip: std::net::IpAddr, request: Request<Inco
         return Ok(status(StatusCode::BAD_REQUEST, &stats.doh_status_400));
     }
     bump(&stats.queries);
-    let answer = match dns::check_query(&message) {
-        QueryVerdict::Relay { question_end } => {
-            if ctx.gate.limits_queries() && !ctx.gate.allow_query(ctx.gate.client_key(ip), std::time::Instant::now()) {
-                bump(&stats.rate_limited_queries);
-                bump(&stats.answers_refused);
-                local(&message, dns::rcode::REFUSED)
+    let answer = match ctx.pvt.as_ref().filter(|pvt| pvt.server.claims(&message)) {
+        Some(pvt) => {
+            // A query or UPDATE for a private subdomain: the gateway answers it, as over DoT.
+            if over_rate(&ctx, &client) {
+                local_ede(&message, dns::rcode::REFUSED, edns::ede::PROHIBITED, "rate limited")
             } else {
-                let (sender, receiver) = oneshot::channel();
-                let reply: Rc<dyn ReplyTo> = Rc::new(DohReply { sender: RefCell::new(Some(sender)) });
-                ctx.relay.submit(&message, question_end, reply, 0, None);
-                match receiver.await {
-                    Ok(answer) => answer,
-                    Err(_) => local(&message, dns::rcode::SERVFAIL),
-                }
+                let (reply, receiver) = DohReply::pair();
+                pvt.handle(&message, reply, 0, crate::frontend::pvt::gateway::Transport::Stream);
+                receiver.await.unwrap_or_else(|_| local(&message, dns::rcode::SERVFAIL))
             }
         }
-        QueryVerdict::Answer(rcode) => {
-            bump(if rcode == dns::rcode::NOTIMP { &stats.answers_notimp } else { &stats.answers_formerr });
-            local(&message, rcode)
-        }
-        // A response sent as a query: not a DNS client.
-        QueryVerdict::Close => return Ok(status(StatusCode::BAD_REQUEST, &stats.doh_status_400)),
+        None => match dns::check_query(&message) {
+            QueryVerdict::Relay { question_end } => {
+                if over_rate(&ctx, &client) {
+                    local_ede(&message, dns::rcode::REFUSED, edns::ede::PROHIBITED, "rate limited")
+                } else {
+                    if ctx.log_queries {
+                        crate::frontend::dot::connection::log_query(&message, question_end);
+                    }
+                    let (reply, receiver) = DohReply::pair();
+                    // Padding is this hop's business, as over DoT: taken off the query, put back on
+                    // the answer (`edns`). Keepalive (RFC 7828) is TCP's, not HTTP's: taken off,
+                    // never answered.
+                    {
+                        let mut edited = ctx.query_edit.borrow_mut();
+                        let (mut hop, stripped) = edns::take_query_options(&message, question_end, &mut edited);
+                        hop.keepalive = false;
+                        hop.padding = match ctx.padding {
+                            Padding::Requested => hop.padding,
+                            Padding::Always => true,
+                            Padding::Never => false,
+                        };
+                        let relayed = if stripped { &edited[..] } else { &message[..] };
+                        ctx.relay.submit(relayed, question_end, reply, hop.to_tag(), Some(client.addr));
+                    }
+                    receiver.await.unwrap_or_else(|_| local(&message, dns::rcode::SERVFAIL))
+                }
+            }
+            QueryVerdict::Answer(rcode) => {
+                bump(if rcode == dns::rcode::NOTIMP { &stats.answers_notimp } else { &stats.answers_formerr });
+                local(&message, rcode)
+            }
+            // A response sent as a query: not a DNS client.
+            QueryVerdict::Close => return Ok(status(StatusCode::BAD_REQUEST, &stats.doh_status_400)),
+        },
     };
     bump(&stats.doh_status_200);
     // RFC 8484 §5.1: fresh for the smallest TTL in the answer (a negative answer's: its SOA's
@@ -288,15 +366,55 @@ fn local(query: &[u8], rcode: u8) -> Vec<u8> {
     out
 }
 
+/// An answer dotgate makes itself for `query`, saying why (RFC 8914).
+fn local_ede(query: &[u8], rcode: u8, info_code: u16, extra_text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    edns::write_local_answer_with_ede(query, dns::id(query), rcode, info_code, extra_text, &mut out);
+    out
+}
+
+/// Whether `message` is over its client's query rate (counted; the caller answers REFUSED).
+fn over_rate(ctx: &DohContext, client: &Client) -> bool {
+    if !ctx.gate.limits_queries() || ctx.gate.allow_query(client.key, std::time::Instant::now()) {
+        return false;
+    }
+    bump(&ctx.stats.rate_limited_queries);
+    bump(&ctx.stats.answers_refused);
+    true
+}
+
+/// Who sent a request: for the relay (PROXY v2, ECS) and the rate limits.
+#[derive(Clone, Copy)]
+struct Client {
+    addr: ClientAddr,
+    key: crate::access::prefix::ClientKey,
+}
+
 /// Where the relay's answer to one DoH query goes: the request's task, waiting.
 struct DohReply {
     sender: RefCell<Option<oneshot::Sender<Vec<u8>>>>,
 }
 
+impl DohReply {
+    /// A reply for the relay, and where the request waits for it.
+    fn pair() -> (Rc<dyn ReplyTo>, oneshot::Receiver<Vec<u8>>) {
+        let (sender, receiver) = oneshot::channel();
+        (Rc::new(DohReply { sender: RefCell::new(Some(sender)) }), receiver)
+    }
+}
+
 impl ReplyTo for DohReply {
-    fn deliver(&self, answer: &[u8], _tag: u8) {
+    fn deliver(&self, answer: &[u8], tag: u8) {
         if let Some(sender) = self.sender.borrow_mut().take() {
-            let _ = sender.send(answer.to_vec());
+            let answer = if tag == 0 {
+                answer.to_vec()
+            } else {
+                // The query asked for padding (see `edns`): the answer gets it back.
+                let mut out = Vec::with_capacity(answer.len() + 468);
+                edns::append_answer(answer, HopOptions::from_tag(tag), 0, &mut out);
+                out
+            };
+            let _ = sender.send(answer);
         }
     }
 
