@@ -6,19 +6,35 @@ mod support;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use base64::Engine as _;
 use hickory_proto::rr::RecordType;
-use support::{Dotgate, Unbound};
+use support::h2raw::{self, H2Client};
+use support::{fake_backend, Dotgate, Unbound};
+
+/// How long a test waits for an answer that should come at once (generous: other builds share
+/// this machine).
+const T: Duration = Duration::from_secs(10);
 
 /// dotgate with DoT and DoH on free ports in front of `unbound`, and its certificate.
 fn start(unbound: &Unbound, dir: &Path) -> (Dotgate, SocketAddr, std::path::PathBuf) {
+    start_with(unbound.addr, dir, &[])
+}
+
+/// dotgate with DoT and DoH on free ports in front of `backend`, with `extra` arguments, and its
+/// certificate.
+fn start_with(backend: SocketAddr, dir: &Path, extra: &[&str]) -> (Dotgate, SocketAddr, std::path::PathBuf) {
     let (cert, key, _) = support::make_cert(dir);
     let doh = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
-    let dotgate = Dotgate::start(
-        &[unbound.addr],
-        &["--doh-listen", &doh.to_string(), "--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap()],
-    );
+    let mut args =
+        vec!["--doh-listen", &doh.to_string(), "--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap()]
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let dotgate = Dotgate::start(&[backend], &args);
     (dotgate, doh, cert)
 }
 
@@ -195,4 +211,70 @@ fn a_large_answer_comes_whole() {
         assert!(answer.len() > 32_768, "{version}: a {}-octet answer", answer.len());
         assert_eq!(support::txt_records(&support::parse(&answer)).len(), support::unbound::HUGE_TXT_RECORDS);
     }
+}
+
+/// The HPACK decoder of the raw HTTP/2 client on RFC 7541's examples: C.4.1 (a Huffman string)
+/// and C.6.1-C.6.3 (responses with Huffman coding, the dynamic table filling and evicting at 256
+/// octets).
+#[test]
+fn h2raw_hpack_decodes_the_rfc_examples() {
+    use support::h2raw::{huffman_decode, Decoder};
+    let hex = |s: &str| -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    };
+    assert_eq!(huffman_decode(&hex("f1e3 c2e5 f23a 6ba0 ab90 f4ff")).unwrap(), b"www.example.com");
+    let mut decoder = Decoder::new();
+    // The examples' dynamic table holds 256 octets: a size update first.
+    let mut first = vec![0x3f, 0xe1, 0x01];
+    first.extend(hex(
+        "4882 6402 5885 aec3 771a 4b61 96d0 7abe 9410 54d4 44a8 2005 9504 0b81 66e0 82a6 2d1b ff6e 919d 29ad 1718
+         63c7 8f0b 97c8 e9ae 82ae 43d3",
+    ));
+    let date = "Mon, 21 Oct 2013 20:13:21 GMT";
+    let fields = decoder.decode(&first).unwrap();
+    let want =
+        [(":status", "302"), ("cache-control", "private"), ("date", date), ("location", "https://www.example.com")];
+    assert_eq!(fields, want.map(|(n, v)| (n.to_owned(), v.to_owned())));
+    let fields = decoder.decode(&hex("4883 640e ff c1 c0 bf")).unwrap();
+    let want =
+        [(":status", "307"), ("cache-control", "private"), ("date", date), ("location", "https://www.example.com")];
+    assert_eq!(fields, want.map(|(n, v)| (n.to_owned(), v.to_owned())));
+}
+
+/// The raw HTTP/2 client against dotgate: a GET and a POST on one connection, both answered on
+/// their streams; then statuses outside HPACK's static table (405, 415) and a second round of
+/// answers, whose headers the server now sends from its dynamic table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2raw_get_and_post_on_one_connection() {
+    let backend = support::FakeBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_dotgate, doh, _) = start_with(backend.addr, dir.path(), &[]);
+    let mut h2 = H2Client::connect(doh).await.expect("HTTP/2 over TLS");
+    assert!(h2.server_setting(h2raw::SETTINGS_MAX_CONCURRENT_STREAMS).is_some(), "{:?}", h2.server_settings);
+    for round in 0..2 {
+        let get = h2.get_dns("/dns-query", &support::query("get.example.", RecordType::A, 0)).await.unwrap();
+        let post = h2.post_dns("/dns-query", &support::query("post.example.", RecordType::TXT, 0)).await.unwrap();
+        assert_ne!(get, post);
+        let mut answered = h2.responses(&[get, post], T).await.expect("both answers");
+        answered.sort_by_key(|r| r.stream);
+        for (response, name) in answered.iter().zip(["get.example.", "post.example."]) {
+            assert_eq!(response.status, 200, "round {round}: {response:?}");
+            assert_eq!(response.header("content-type"), Some("application/dns-message"), "round {round}");
+            assert_eq!(response.header("cache-control"), Some("max-age=300"), "round {round}");
+            assert_eq!(response.header("content-length"), Some(response.body.len().to_string().as_str()));
+            let answer = support::parse(&response.body);
+            assert_eq!(answer.id(), 0);
+            assert_eq!(answer.queries()[0].name().to_string(), name, "round {round}: each stream its own answer");
+        }
+        assert_eq!(support::a_records(&support::parse(&answered[0].body)), vec![fake_backend::NORMAL_A]);
+        assert_eq!(support::txt_records(&support::parse(&answered[1].body)), vec![b"hello".to_vec()]);
+        let put = h2.next_stream_id();
+        let fields = h2.request_fields("PUT", "/dns-query");
+        h2.headers(put, &fields, true).await.unwrap();
+        assert_eq!(h2.response(put, T).await.unwrap().status, 405, "round {round}");
+        let text = h2.post("/dns-query", "text/plain", b"x").await.unwrap();
+        assert_eq!(h2.response(text, T).await.unwrap().status, 415, "round {round}");
+    }
+    assert!(h2.goaways.is_empty(), "{:?}", h2.goaways);
 }

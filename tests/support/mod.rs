@@ -10,6 +10,7 @@
 //! - [`dotgate`]: the dotgate binary under test, and test certificates.
 //! - [`openssl`]: `openssl s_client` handshakes that save and resume sessions.
 //! - [`http`]: GET on the admin endpoint, Prometheus samples.
+//! - [`h2raw`]: a raw HTTP/2-over-TLS client (frames as the test writes them, HPACK) for DoH.
 //! - [`hostile`]: misbehaving clients (slowloris, stalls, garbage, alerts, never-reading
 //!   pipeliners), crowds of idle clients, RSS and descriptor counts of a process.
 //! - [`probe`]: a well-behaved client that measures its query latency, and the bound.
@@ -23,6 +24,7 @@ pub mod bind;
 pub mod client;
 pub mod dotgate;
 pub mod fake_backend;
+pub mod h2raw;
 pub mod hostile;
 pub mod http;
 pub mod openssl;
