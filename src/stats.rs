@@ -129,6 +129,7 @@ pub struct WorkerStats {
     pub doh_flood_ping: Counter,
     pub doh_flood_settings: Counter,
     pub doh_flood_reset: Counter,
+    pub doh_flood_headers: Counter,
     pub doh_flood_other: Counter,
     /// Queries retried on another backend after a timeout.
     pub upstream_retries: Counter,
@@ -234,7 +235,7 @@ pub const COUNTER_HELP: [(&str, &str); 20] = [
     ("doh_responses_total", "DNS-over-HTTPS responses, by HTTP status."),
     (
         "doh_flood_closed_total",
-        "DoH connections closed for an HTTP/2 flood, by the budget spent: ping, settings, rst_stream or other frames.",
+        "DoH connections closed for an HTTP/2 flood, by the budget spent: ping, settings, rst_stream, headers (a header block over the cap) or other frames.",
     ),
     ("worker_wakeups_total", "Times a worker thread woke from sleep to handle events."),
     ("worker_lingers_total", "Times a worker lingered before sleeping so that the next events share one wake-up."),
@@ -256,7 +257,7 @@ impl WorkerStats {
     }
 
     /// Every counter with how it is exposed: the one list of them.
-    pub fn counters(&self) -> [(Exposed, &Counter); 52] {
+    pub fn counters(&self) -> [(Exposed, &Counter); 53] {
         [
             (exposed("queries", "queries_received_total", &[]), &self.queries),
             (
@@ -328,6 +329,7 @@ impl WorkerStats {
                 &self.doh_flood_settings,
             ),
             (exposed("doh_flood_reset", "doh_flood_closed_total", &[("frame", "rst_stream")]), &self.doh_flood_reset),
+            (exposed("doh_flood_headers", "doh_flood_closed_total", &[("frame", "headers")]), &self.doh_flood_headers),
             (exposed("doh_flood_other", "doh_flood_closed_total", &[("frame", "other")]), &self.doh_flood_other),
             (exposed("upstream_retries", "upstream_retries_total", &[]), &self.upstream_retries),
             (exposed("tc_fallbacks", "upstream_tc_fallbacks_total", &[]), &self.tc_fallbacks),

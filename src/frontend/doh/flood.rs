@@ -15,6 +15,10 @@
 use std::time::Instant;
 
 use super::frames::{kind, FrameHead, ACK};
+use super::MAX_HEADER_LIST;
+
+/// END_HEADERS on HEADERS and CONTINUATION.
+const END_HEADERS: u8 = 0x4;
 
 /// Which budget a frame was charged to: the label of `dotgate_doh_flood_closed_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +26,10 @@ pub enum Flood {
     Ping,
     Settings,
     Reset,
+    /// A header block (HEADERS and its CONTINUATIONs) longer, compressed, than
+    /// `MAX_HEADER_LIST`: no DoH request is near that. (A block under it that decodes to more
+    /// gets h2's 431 on its stream; one that decodes to several times more, h2's GOAWAY.)
+    Headers,
     /// PRIORITY, WINDOW_UPDATE, DATA/HEADERS/CONTINUATION with nothing in them and no end of
     /// stream, and frame types HTTP/2 does not know.
     Other,
@@ -33,6 +41,7 @@ impl Flood {
             Flood::Ping => "ping",
             Flood::Settings => "settings",
             Flood::Reset => "rst_stream",
+            Flood::Headers => "headers",
             Flood::Other => "other",
         }
     }
@@ -92,6 +101,8 @@ pub struct FloodBudget {
     settings: Bucket,
     reset: Bucket,
     other: Bucket,
+    /// Octets of the header block in progress.
+    header_block: u32,
 }
 
 impl FloodBudget {
@@ -103,11 +114,22 @@ impl FloodBudget {
             settings: Bucket::new(SETTINGS),
             reset: Bucket::new(reset),
             other: Bucket::new(OTHER),
+            header_block: 0,
         }
     }
 
     /// Charges one frame the client sent; `Err` names the budget it exhausted.
     pub fn charge(&mut self, head: &FrameHead) -> Result<(), Flood> {
+        if head.kind == kind::HEADERS || head.kind == kind::CONTINUATION {
+            self.header_block =
+                if head.kind == kind::HEADERS { head.len } else { self.header_block.saturating_add(head.len) };
+            if self.header_block > MAX_HEADER_LIST {
+                return Err(Flood::Headers);
+            }
+            if head.flags & END_HEADERS != 0 {
+                self.header_block = 0;
+            }
+        }
         let (bucket, flood) = match head.kind {
             kind::PING if head.flags & ACK == 0 => (&mut self.ping, Flood::Ping),
             kind::SETTINGS if head.flags & ACK == 0 => (&mut self.settings, Flood::Settings),
@@ -156,6 +178,23 @@ mod tests {
                 assert_eq!(budget.charge(&frame), Ok(()), "{flood:?} frame {i}");
             }
             assert_eq!(budget.charge(&frame), Err(flood));
+        }
+    }
+
+    #[test]
+    fn a_header_block_over_the_cap_is_refused_whether_in_one_frame_or_in_many() {
+        let mut budget = FloodBudget::new(100);
+        assert_eq!(budget.charge(&head(kind::HEADERS, END_HEADERS, MAX_HEADER_LIST)), Ok(()));
+        assert_eq!(budget.charge(&head(kind::HEADERS, END_HEADERS, MAX_HEADER_LIST + 1)), Err(Flood::Headers));
+        let mut budget = FloodBudget::new(100);
+        assert_eq!(budget.charge(&head(kind::HEADERS, 0, 10_000)), Ok(()));
+        assert_eq!(budget.charge(&head(kind::CONTINUATION, 0, 6_000)), Ok(()));
+        assert_eq!(budget.charge(&head(kind::CONTINUATION, END_HEADERS, 1_000)), Err(Flood::Headers));
+        // Each block counts alone.
+        let mut budget = FloodBudget::new(100);
+        for _ in 0..1_000 {
+            assert_eq!(budget.charge(&head(kind::HEADERS, 0, 10_000)), Ok(()));
+            assert_eq!(budget.charge(&head(kind::CONTINUATION, END_HEADERS, 6_000)), Ok(()));
         }
     }
 

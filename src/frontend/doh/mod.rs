@@ -53,8 +53,10 @@ pub const DNS_MESSAGE: &str = "application/dns-message";
 /// The largest DNS message: a longer POST body is 413.
 pub const MAX_MESSAGE: usize = 65_535;
 /// HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`: a DoH GET's header list is a few hundred octets
-/// (`?dns=` is 4/3 of the query, and queries are rarely over 1 KB). h2 answers a longer list
-/// with 431 and that stream only; POST carries queries of any size.
+/// (`?dns=` is 4/3 of the query, and queries are rarely over 1 KB); POST carries queries of any
+/// size. A list that decodes to more gets h2's 431 on its stream, one that decodes to several
+/// times more h2's GOAWAY; a block longer than this before decoding closes the connection
+/// (`flood`).
 pub const MAX_HEADER_LIST: u32 = 16 * 1024;
 
 /// What a worker's DoH connections share.
@@ -209,6 +211,7 @@ async fn connection(ctx: Rc<DohContext>, stream: tokio::net::TcpStream, peer: So
         Some(Flood::Ping) => bump(&ctx.stats.doh_flood_ping),
         Some(Flood::Settings) => bump(&ctx.stats.doh_flood_settings),
         Some(Flood::Reset) => bump(&ctx.stats.doh_flood_reset),
+        Some(Flood::Headers) => bump(&ctx.stats.doh_flood_headers),
         Some(Flood::Other) => bump(&ctx.stats.doh_flood_other),
         None => {}
     }
