@@ -125,6 +125,12 @@ pub struct WorkerStats {
     pub doh_status_405: Counter,
     pub doh_status_413: Counter,
     pub doh_status_415: Counter,
+    /// DoH connections closed for spending an HTTP/2 flood budget (`doh::flood`).
+    pub doh_flood_ping: Counter,
+    pub doh_flood_settings: Counter,
+    pub doh_flood_reset: Counter,
+    pub doh_flood_headers: Counter,
+    pub doh_flood_other: Counter,
     /// Queries retried on another backend after a timeout.
     pub upstream_retries: Counter,
     /// UDP answers with TC=1 asked again over TCP.
@@ -200,7 +206,7 @@ const fn exposed(
 }
 
 /// The help text of each counter metric.
-pub const COUNTER_HELP: [(&str, &str); 19] = [
+pub const COUNTER_HELP: [(&str, &str); 20] = [
     ("queries_received_total", "DNS messages read from clients, well-formed or not."),
     ("answers_total", "Answers written to clients, by source (backend or local) and RCODE."),
     ("upstream_retries_total", "Queries retried on another backend after a timeout."),
@@ -227,6 +233,10 @@ pub const COUNTER_HELP: [(&str, &str); 19] = [
         "DNSENC messages dotgate answered itself (refused, formerr, badcrypt) and answers sent as a TC=1 envelope (truncated).",
     ),
     ("doh_responses_total", "DNS-over-HTTPS responses, by HTTP status."),
+    (
+        "doh_flood_closed_total",
+        "DoH connections closed for an HTTP/2 flood, by the budget spent: ping, settings, rst_stream, headers (a header block over the cap) or other frames.",
+    ),
     ("worker_wakeups_total", "Times a worker thread woke from sleep to handle events."),
     ("worker_lingers_total", "Times a worker lingered before sleeping so that the next events share one wake-up."),
 ];
@@ -247,7 +257,7 @@ impl WorkerStats {
     }
 
     /// Every counter with how it is exposed: the one list of them.
-    pub fn counters(&self) -> [(Exposed, &Counter); 48] {
+    pub fn counters(&self) -> [(Exposed, &Counter); 53] {
         [
             (exposed("queries", "queries_received_total", &[]), &self.queries),
             (
@@ -313,6 +323,14 @@ impl WorkerStats {
             (exposed("doh_status_405", "doh_responses_total", &[("status", "405")]), &self.doh_status_405),
             (exposed("doh_status_413", "doh_responses_total", &[("status", "413")]), &self.doh_status_413),
             (exposed("doh_status_415", "doh_responses_total", &[("status", "415")]), &self.doh_status_415),
+            (exposed("doh_flood_ping", "doh_flood_closed_total", &[("frame", "ping")]), &self.doh_flood_ping),
+            (
+                exposed("doh_flood_settings", "doh_flood_closed_total", &[("frame", "settings")]),
+                &self.doh_flood_settings,
+            ),
+            (exposed("doh_flood_reset", "doh_flood_closed_total", &[("frame", "rst_stream")]), &self.doh_flood_reset),
+            (exposed("doh_flood_headers", "doh_flood_closed_total", &[("frame", "headers")]), &self.doh_flood_headers),
+            (exposed("doh_flood_other", "doh_flood_closed_total", &[("frame", "other")]), &self.doh_flood_other),
             (exposed("upstream_retries", "upstream_retries_total", &[]), &self.upstream_retries),
             (exposed("tc_fallbacks", "upstream_tc_fallbacks_total", &[]), &self.tc_fallbacks),
             (exposed("tcp_direct", "upstream_tcp_direct_total", &[]), &self.tcp_direct),

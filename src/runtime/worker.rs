@@ -112,6 +112,10 @@ async fn serve(spec: WorkerSpec) -> io::Result<()> {
             handshake_timeout: config.handshake_timeout,
             idle_timeout: config.idle_timeout,
             max_in_flight: config.max_in_flight,
+            log_queries: config.log_queries,
+            padding: config.padding,
+            pvt: pvt.as_ref().map(|(gateway, _)| gateway.clone()),
+            query_edit: Default::default(),
             open: open_doh.clone(),
         });
         for listener in doh_listeners {

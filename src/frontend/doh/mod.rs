@@ -12,9 +12,11 @@
 //! hyper does the HTTP: per query it allocates a request, a response and a task, which the
 //! measurements in loadtest/ set against DoT's hand-driven path.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,16 +30,34 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::oneshot;
 
 use crate::access::gate::Gate;
+use crate::config::Padding;
 use crate::dns::{self, QueryVerdict};
+use crate::edns::{self, HopOptions};
 use crate::frontend::limits::ConnectionLimits;
-use crate::relay::{Relay, ReplyTo};
+use crate::relay::proxy_v2::Transport;
+use crate::relay::{ClientAddr, Relay, ReplyTo};
 use crate::runtime::shutdown::Shutdown;
 use crate::stats::{bump, WorkerStats};
+
+mod cork;
+mod flood;
+mod frames;
+mod wire;
+
+use cork::Cork;
+use flood::Flood;
+use wire::{Activity, DohStream};
 
 /// The media type of RFC 8484 §6.
 pub const DNS_MESSAGE: &str = "application/dns-message";
 /// The largest DNS message: a longer POST body is 413.
 pub const MAX_MESSAGE: usize = 65_535;
+/// HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`: a DoH GET's header list is a few hundred octets
+/// (`?dns=` is 4/3 of the query, and queries are rarely over 1 KB); POST carries queries of any
+/// size. A list that decodes to more gets h2's 431 on its stream, one that decodes to several
+/// times more h2's GOAWAY; a block longer than this before decoding closes the connection
+/// (`flood`).
+pub const MAX_HEADER_LIST: u32 = 16 * 1024;
 
 /// What a worker's DoH connections share.
 pub struct DohContext {
@@ -51,6 +71,12 @@ pub struct DohContext {
     pub idle_timeout: Duration,
     /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`: DoT's in-flight cap per connection.
     pub max_in_flight: u32,
+    pub log_queries: bool,
+    pub padding: crate::config::Padding,
+    /// The private-subdomain gateway, when on: queries in its zones go to it, as over DoT.
+    pub pvt: Option<Rc<crate::frontend::pvt::gateway::PvtContext>>,
+    /// Where a query is rewritten without its hop options before it is relayed.
+    pub query_edit: RefCell<Vec<u8>>,
     /// The worker's open DoH connections, which drain waits for.
     pub open: Rc<OpenDoh>,
 }
@@ -58,7 +84,7 @@ pub struct DohContext {
 /// A worker's open DoH connections: counted, so that drain can wait for the last one.
 #[derive(Default)]
 pub struct OpenDoh {
-    count: std::cell::Cell<usize>,
+    count: Cell<usize>,
     all_closed: tokio::sync::Notify,
 }
 
@@ -111,21 +137,28 @@ pub async fn accept_loop(ctx: Rc<DohContext>, listener: std::net::TcpListener, s
     let (gate, limits, stats) = (ctx.gate.clone(), ctx.limits.clone(), ctx.stats.clone());
     let serving_shutdown = shutdown.clone();
     crate::frontend::limits::accept_admitted(listener, gate, limits, stats, shutdown, move |stream, peer| {
-        connection(ctx.clone(), stream, peer.ip(), serving_shutdown.clone())
+        connection(ctx.clone(), stream, peer, serving_shutdown.clone())
     })
     .await;
 }
 
-async fn connection(ctx: Rc<DohContext>, stream: tokio::net::TcpStream, ip: std::net::IpAddr, mut shutdown: Shutdown) {
+async fn connection(ctx: Rc<DohContext>, stream: tokio::net::TcpStream, peer: SocketAddr, mut shutdown: Shutdown) {
     let _open = ctx.open.enter();
+    let local = stream.local_addr().unwrap_or(peer);
+    let client =
+        Client { addr: ClientAddr { peer, local, transport: Transport::Stream }, key: ctx.gate.client_key(peer.ip()) };
     let acceptor = tokio_rustls::TlsAcceptor::from(ctx.tls.clone());
-    let Ok(Ok(tls)) = tokio::time::timeout(ctx.handshake_timeout, acceptor.accept(stream)).await else {
+    let Ok(Ok(tls)) = tokio::time::timeout(ctx.handshake_timeout, acceptor.accept(Cork::new(stream))).await else {
         bump(&ctx.stats.handshake_failures);
         return;
     };
-    let io = TokioIo::new(tls);
+    // ALPN decides, not a guess from the first octets: HTTP/2 over TLS is "h2" (RFC 9113 §3.2),
+    // and the flood budgets must watch every HTTP/2 connection.
+    let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let activity = Activity::new();
+    let io = TokioIo::new(DohStream::new(tls, http2, ctx.max_in_flight, activity.clone()));
     let handler_ctx = ctx.clone();
-    let service = hyper::service::service_fn(move |request| handle(handler_ctx.clone(), ip, request));
+    let service = hyper::service::service_fn(move |request| handle(handler_ctx.clone(), client, request));
     let mut builder = hyper_util::server::conn::auto::Builder::new(LocalExec);
     builder
         .http1()
@@ -137,25 +170,50 @@ async fn connection(ctx: Rc<DohContext>, stream: tokio::net::TcpStream, ip: std:
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(ctx.max_in_flight)
-        // Flood protections (CVE-2023-44487 and its kin): streams reset before they are
-        // answered, header lists and pending frames, each closing only this connection.
+        // h2's own flood limits: streams reset before they are answered (rapid reset), local
+        // errors, the header list and the send buffer. `flood` budgets the rest.
         .max_pending_accept_reset_streams(Some(20))
         .max_local_error_reset_streams(Some(256))
-        .max_header_list_size(16 * 1024)
+        .max_header_list_size(MAX_HEADER_LIST)
         .max_send_buf_size(MAX_MESSAGE + 1024)
         .keep_alive_interval(None);
-    // HTTP/2 when ALPN chose "h2" (hyper reads the preface), HTTP/1.1 otherwise.
+    let builder = if http2 { builder.http2_only() } else { builder.http1_only() };
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
-    let idle = ctx.idle_timeout;
-    tokio::select! {
-        _ = connection.as_mut() => {}
-        _ = shutdown.wait() => {
-            // Drain: GOAWAY (HTTP/2) or close after the response in progress (HTTP/1.1), then
-            // answer what is in flight.
-            connection.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(idle.max(Duration::from_secs(5)), connection.as_mut()).await;
+    let drain = |connection: Pin<&mut _>| {
+        // GOAWAY (HTTP/2) or close after the response in progress (HTTP/1.1), then answer what
+        // is in flight.
+        hyper_util::server::conn::auto::Connection::graceful_shutdown(connection);
+    };
+    loop {
+        // The idle timeout in force: shorter when connections near the limit, as for DoT.
+        let idle = ctx.limits.idle_timeout(ctx.idle_timeout);
+        tokio::select! {
+            _ = connection.as_mut() => break,
+            _ = shutdown.wait() => {
+                // The worker waits for this (`OpenDoh`) up to --drain-timeout.
+                drain(connection.as_mut());
+                let _ = connection.as_mut().await;
+                bump(&ctx.stats.connections_closed_drain);
+                return;
+            }
+            _ = tokio::time::sleep_until((activity.last() + idle).into()) => {
+                if activity.last().elapsed() >= idle {
+                    drain(connection.as_mut());
+                    let _ = tokio::time::timeout(idle, connection.as_mut()).await;
+                    bump(&ctx.stats.connections_closed_idle);
+                    return;
+                }
+            }
         }
+    }
+    match activity.flood() {
+        Some(Flood::Ping) => bump(&ctx.stats.doh_flood_ping),
+        Some(Flood::Settings) => bump(&ctx.stats.doh_flood_settings),
+        Some(Flood::Reset) => bump(&ctx.stats.doh_flood_reset),
+        Some(Flood::Headers) => bump(&ctx.stats.doh_flood_headers),
+        Some(Flood::Other) => bump(&ctx.stats.doh_flood_other),
+        None => {}
     }
 }
 
@@ -169,7 +227,7 @@ fn status(code: StatusCode, counter: &crate::stats::Counter) -> Answer {
 }
 
 /// One HTTP request: a DNS query, relayed, or an HTTP error.
-async fn handle(ctx: Rc<DohContext>, ip: std::net::IpAddr, request: Request<Incoming>) -> Result<Answer, Infallible> {
+async fn handle(ctx: Rc<DohContext>, client: Client, request: Request<Incoming>) -> Result<Answer, Infallible> {
     let stats = ctx.stats.clone();
     if request.uri().path() != ctx.path {
         return Ok(status(StatusCode::NOT_FOUND, &stats.doh_status_404));
@@ -213,28 +271,51 @@ async fn handle(ctx: Rc<DohContext>, ip: std::net::IpAddr, request: Request<Inco
         return Ok(status(StatusCode::BAD_REQUEST, &stats.doh_status_400));
     }
     bump(&stats.queries);
-    let answer = match dns::check_query(&message) {
-        QueryVerdict::Relay { question_end } => {
-            if ctx.gate.limits_queries() && !ctx.gate.allow_query(ctx.gate.client_key(ip), std::time::Instant::now()) {
-                bump(&stats.rate_limited_queries);
-                bump(&stats.answers_refused);
-                local_ede(&message, dns::rcode::REFUSED, crate::edns::ede::PROHIBITED, "rate limited")
+    let answer = match ctx.pvt.as_ref().filter(|pvt| pvt.server.claims(&message)) {
+        Some(pvt) => {
+            // A query or UPDATE for a private subdomain: the gateway answers it, as over DoT.
+            if over_rate(&ctx, &client) {
+                local_ede(&message, dns::rcode::REFUSED, edns::ede::PROHIBITED, "rate limited")
             } else {
-                let (sender, receiver) = oneshot::channel();
-                let reply: Rc<dyn ReplyTo> = Rc::new(DohReply { sender: RefCell::new(Some(sender)) });
-                ctx.relay.submit(&message, question_end, reply, 0, None);
-                match receiver.await {
-                    Ok(answer) => answer,
-                    Err(_) => local(&message, dns::rcode::SERVFAIL),
-                }
+                let (reply, receiver) = DohReply::pair();
+                pvt.handle(&message, reply, 0, crate::frontend::pvt::gateway::Transport::Stream);
+                receiver.await.unwrap_or_else(|_| local(&message, dns::rcode::SERVFAIL))
             }
         }
-        QueryVerdict::Answer(rcode) => {
-            bump(if rcode == dns::rcode::NOTIMP { &stats.answers_notimp } else { &stats.answers_formerr });
-            local(&message, rcode)
-        }
-        // A response sent as a query: not a DNS client.
-        QueryVerdict::Close => return Ok(status(StatusCode::BAD_REQUEST, &stats.doh_status_400)),
+        None => match dns::check_query(&message) {
+            QueryVerdict::Relay { question_end } => {
+                if over_rate(&ctx, &client) {
+                    local_ede(&message, dns::rcode::REFUSED, edns::ede::PROHIBITED, "rate limited")
+                } else {
+                    if ctx.log_queries {
+                        crate::frontend::dot::connection::log_query(&message, question_end);
+                    }
+                    let (reply, receiver) = DohReply::pair();
+                    // Padding is this hop's business, as over DoT: taken off the query, put back on
+                    // the answer (`edns`). Keepalive (RFC 7828) is TCP's, not HTTP's: taken off,
+                    // never answered.
+                    {
+                        let mut edited = ctx.query_edit.borrow_mut();
+                        let (mut hop, stripped) = edns::take_query_options(&message, question_end, &mut edited);
+                        hop.keepalive = false;
+                        hop.padding = match ctx.padding {
+                            Padding::Requested => hop.padding,
+                            Padding::Always => true,
+                            Padding::Never => false,
+                        };
+                        let relayed = if stripped { &edited[..] } else { &message[..] };
+                        ctx.relay.submit(relayed, question_end, reply, hop.to_tag(), Some(client.addr));
+                    }
+                    receiver.await.unwrap_or_else(|_| local(&message, dns::rcode::SERVFAIL))
+                }
+            }
+            QueryVerdict::Answer(rcode) => {
+                bump(if rcode == dns::rcode::NOTIMP { &stats.answers_notimp } else { &stats.answers_formerr });
+                local(&message, rcode)
+            }
+            // A response sent as a query: not a DNS client.
+            QueryVerdict::Close => return Ok(status(StatusCode::BAD_REQUEST, &stats.doh_status_400)),
+        },
     };
     bump(&stats.doh_status_200);
     // RFC 8484 §5.1: fresh for the smallest TTL in the answer (a negative answer's: its SOA's
@@ -288,11 +369,28 @@ fn local(query: &[u8], rcode: u8) -> Vec<u8> {
     out
 }
 
-/// An answer dotgate makes itself for `query`, saying why (RFC 8914), as DoT does.
+/// An answer dotgate makes itself for `query`, saying why (RFC 8914).
 fn local_ede(query: &[u8], rcode: u8, info_code: u16, extra_text: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
-    crate::edns::write_local_answer_with_ede(query, dns::id(query), rcode, info_code, extra_text, &mut out);
+    edns::write_local_answer_with_ede(query, dns::id(query), rcode, info_code, extra_text, &mut out);
     out
+}
+
+/// Whether `message` is over its client's query rate (counted; the caller answers REFUSED).
+fn over_rate(ctx: &DohContext, client: &Client) -> bool {
+    if !ctx.gate.limits_queries() || ctx.gate.allow_query(client.key, std::time::Instant::now()) {
+        return false;
+    }
+    bump(&ctx.stats.rate_limited_queries);
+    bump(&ctx.stats.answers_refused);
+    true
+}
+
+/// Who sent a request: for the relay (PROXY v2, ECS) and the rate limits.
+#[derive(Clone, Copy)]
+struct Client {
+    addr: ClientAddr,
+    key: crate::access::prefix::ClientKey,
 }
 
 /// Where the relay's answer to one DoH query goes: the request's task, waiting.
@@ -300,10 +398,26 @@ struct DohReply {
     sender: RefCell<Option<oneshot::Sender<Vec<u8>>>>,
 }
 
+impl DohReply {
+    /// A reply for the relay, and where the request waits for it.
+    fn pair() -> (Rc<dyn ReplyTo>, oneshot::Receiver<Vec<u8>>) {
+        let (sender, receiver) = oneshot::channel();
+        (Rc::new(DohReply { sender: RefCell::new(Some(sender)) }), receiver)
+    }
+}
+
 impl ReplyTo for DohReply {
-    fn deliver(&self, answer: &[u8], _tag: u8) {
+    fn deliver(&self, answer: &[u8], tag: u8) {
         if let Some(sender) = self.sender.borrow_mut().take() {
-            let _ = sender.send(answer.to_vec());
+            let answer = if tag == 0 {
+                answer.to_vec()
+            } else {
+                // The query asked for padding (see `edns`): the answer gets it back.
+                let mut out = Vec::with_capacity(answer.len() + 468);
+                edns::append_answer(answer, HopOptions::from_tag(tag), 0, &mut out);
+                out
+            };
+            let _ = sender.send(answer);
         }
     }
 

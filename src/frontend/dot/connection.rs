@@ -650,7 +650,7 @@ fn over_rate(ctx: &DotContext, answers: &AnswerQueue, client: Option<&Client>, m
 }
 
 /// Logs a query's name and type (only with `--log-queries`).
-fn log_query(message: &[u8], question_end: usize) {
+pub(crate) fn log_query(message: &[u8], question_end: usize) {
     let question = &message[dns::HEADER_LEN..question_end];
     let (name, tail) = question.split_at(question.len() - 4);
     let qtype = u16::from_be_bytes([tail[0], tail[1]]);
