@@ -400,7 +400,7 @@ async fn sigterm_drains_http2_goaway_then_the_answer_in_flight_then_close() {
         start_with(backend.addr, dir.path(), &["--admin", &admin_arg, "--upstream-timeout", "8"]);
     let mut h2 = H2Client::connect(doh).await.unwrap();
     let stream =
-        h2.get_dns("/dns-query", &support::query("delay-2000.drain.example.", RecordType::A, 0)).await.unwrap();
+        h2.get_dns("/dns-query", &support::query("delay-3000.drain.example.", RecordType::A, 0)).await.unwrap();
     let deadline = Instant::now() + T;
     while backend.in_flight() == 0 {
         assert!(Instant::now() < deadline, "the query never reached the backend");
@@ -409,7 +409,7 @@ async fn sigterm_drains_http2_goaway_then_the_answer_in_flight_then_close() {
     let signalled = Instant::now();
     dotgate.signal(libc::SIGTERM);
 
-    // The answer is 2 s away: meanwhile, readiness and new connections.
+    // The answer is 3 s away: meanwhile, readiness and new connections.
     let ready = tokio::task::spawn_blocking(move || {
         let deadline = Instant::now() + Duration::from_secs(1);
         loop {
@@ -434,7 +434,7 @@ async fn sigterm_drains_http2_goaway_then_the_answer_in_flight_then_close() {
             }
         },
     }
-    assert!(signalled.elapsed() < Duration::from_millis(1500), "the checks took too long to mean anything");
+    assert!(signalled.elapsed() < Duration::from_millis(2500), "the checks took too long to mean anything");
 
     // The draining connection: GOAWAY first, then the answer, then the end.
     let (mut goaway, mut status, mut body, mut answered) = (None, None, Vec::new(), false);
@@ -466,9 +466,9 @@ async fn sigterm_drains_http2_goaway_then_the_answer_in_flight_then_close() {
     assert!(goaway.is_some(), "no GOAWAY");
     assert!(answered, "the answer in flight was not sent before the close");
     assert_eq!(status, Some(200));
-    assert_eq!(question_of(&body), "delay-2000.drain.example.");
+    assert_eq!(question_of(&body), "delay-3000.drain.example.");
     assert_eq!(support::a_records(&support::parse(&body)), vec![fake_backend::NORMAL_A]);
-    assert!(signalled.elapsed() >= Duration::from_millis(1500), "the answer came after its delay");
+    assert!(signalled.elapsed() >= Duration::from_millis(2500), "the answer came after its delay");
     let exit = dotgate.wait_exit(T);
     assert_eq!(exit.and_then(|s| s.code()), Some(0), "{}", dotgate.stderr());
 }

@@ -192,7 +192,15 @@ pub struct H2Client {
     pub server_settings: Vec<(u16, u32)>,
     /// GOAWAYs seen by [`H2Client::response`] (last stream id, error code), in order.
     pub goaways: Vec<(u32, u32)>,
+    /// Octets of DATA read by [`H2Client::responses`] not yet given back to the connection's
+    /// window.
+    unreturned: u32,
 }
+
+/// [`H2Client::responses`] gives the connection's window back once this much DATA has been read
+/// (a quarter of the default window: a server held to the default never waits long, and the
+/// client sends few WINDOW_UPDATEs, which flood budgets count).
+pub const WINDOW_RETURN: u32 = 16_384;
 
 /// Connect + handshake + the server's SETTINGS must come within this.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -239,6 +247,7 @@ impl H2Client {
             authority: opts.authority.clone(),
             server_settings: Vec::new(),
             goaways: Vec::new(),
+            unreturned: 0,
         };
         let mut start = PREFACE.to_vec();
         start.extend(frame_bytes(SETTINGS, 0, 0, &settings_payload(&opts.settings)));
@@ -436,8 +445,8 @@ impl H2Client {
     /// The whole responses on `streams` (header block, then DATA to END_STREAM, trailers
     /// skipped), within `timeout` for all, in the order they completed. On the way: the
     /// server's SETTINGS are acknowledged, its PINGs answered, what DATA used of the
-    /// connection's window given back, GOAWAYs kept in `goaways`; frames of other streams are
-    /// dropped. `Err` if one of `streams` is reset (the code in the message), the connection
+    /// connection's window given back (by [`WINDOW_RETURN`] or more at a time), GOAWAYs kept in
+    /// `goaways`; frames of other streams are dropped. `Err` if one of `streams` is reset (the code in the message), the connection
     /// closes, or time runs out.
     pub async fn responses(&mut self, streams: &[u32], timeout: Duration) -> io::Result<Vec<Response>> {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -464,8 +473,12 @@ impl H2Client {
                 SETTINGS if !frame.has(ACK) => self.send_frame(SETTINGS, ACK, 0, &[]).await?,
                 PING if !frame.has(ACK) => self.send_frame(PING, ACK, 0, &frame.payload).await?,
                 GOAWAY => self.goaways.extend(frame.goaway()),
-                DATA if !frame.payload.is_empty() => {
-                    self.window_update(0, frame.payload.len() as u32).await?;
+                DATA => {
+                    self.unreturned += frame.payload.len() as u32;
+                    if self.unreturned >= WINDOW_RETURN {
+                        let increment = std::mem::take(&mut self.unreturned);
+                        self.window_update(0, increment).await?;
+                    }
                 }
                 _ => {}
             }
