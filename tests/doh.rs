@@ -343,6 +343,19 @@ impl Http1 {
     }
 }
 
+impl Http1 {
+    /// True if the server ends the connection (TLS close, EOF or reset) within `timeout`, with
+    /// nothing more sent.
+    async fn closes_within(&mut self, timeout: Duration) -> bool {
+        let mut chunk = [0u8; 1024];
+        match tokio::time::timeout(timeout, self.tls.get_mut().read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => true,
+            Ok(Ok(n)) => panic!("{n} octets after the last response: {:?}", String::from_utf8_lossy(&chunk[..n])),
+            Err(_) => false,
+        }
+    }
+}
+
 /// An HTTP/1.1 GET of the DNS query for `name` (ID 0).
 fn http1_get(name: &str, rtype: RecordType) -> String {
     format!(
@@ -386,6 +399,18 @@ async fn http11_pipelined_requests_are_answered_in_order() {
 // ---------------------------------------------------------------------------
 // Drain
 
+/// Waits until `backend` holds a query (a `delay-` one), then sends dotgate SIGTERM: when.
+async fn sigterm_with_a_query_in_flight(backend: &support::FakeBackend, dotgate: &Dotgate) -> Instant {
+    let deadline = Instant::now() + T;
+    while backend.in_flight() == 0 {
+        assert!(Instant::now() < deadline, "the query never reached the backend");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let signalled = Instant::now();
+    dotgate.signal(libc::SIGTERM);
+    signalled
+}
+
 /// SIGTERM with a query in flight on an HTTP/2 connection: the client is told GOAWAY at once,
 /// then gets its answer (200 and the DNS answer), then the connection closes and dotgate exits
 /// 0; `/readyz` says "draining" meanwhile (as for DoT); a new connection after SIGTERM is
@@ -401,13 +426,7 @@ async fn sigterm_drains_http2_goaway_then_the_answer_in_flight_then_close() {
     let mut h2 = H2Client::connect(doh).await.unwrap();
     let stream =
         h2.get_dns("/dns-query", &support::query("delay-3000.drain.example.", RecordType::A, 0)).await.unwrap();
-    let deadline = Instant::now() + T;
-    while backend.in_flight() == 0 {
-        assert!(Instant::now() < deadline, "the query never reached the backend");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let signalled = Instant::now();
-    dotgate.signal(libc::SIGTERM);
+    let signalled = sigterm_with_a_query_in_flight(&backend, &dotgate).await;
 
     // The answer is 3 s away: meanwhile, readiness and new connections.
     let ready = tokio::task::spawn_blocking(move || {
@@ -427,7 +446,8 @@ async fn sigterm_drains_http2_goaway_then_the_answer_in_flight_then_close() {
         Err(_) => {} // refused, or closed before the HTTP/2 settings
         Ok(mut late) => loop {
             match late.read_frame(T).await {
-                Read::Frame(f) if f.kind == h2raw::GOAWAY || f.kind == h2raw::SETTINGS => break,
+                Read::Frame(f) if f.kind == h2raw::GOAWAY => break,
+                Read::Frame(f) if f.kind == h2raw::HEADERS => panic!("served after SIGTERM: {f:?}"),
                 Read::Frame(_) => continue,
                 Read::Closed => break,
                 Read::Timeout => panic!("a connection after SIGTERM was neither refused nor told GOAWAY"),
@@ -469,6 +489,56 @@ async fn sigterm_drains_http2_goaway_then_the_answer_in_flight_then_close() {
     assert_eq!(question_of(&body), "delay-3000.drain.example.");
     assert_eq!(support::a_records(&support::parse(&body)), vec![fake_backend::NORMAL_A]);
     assert!(signalled.elapsed() >= Duration::from_millis(2500), "the answer came after its delay");
+    let exit = dotgate.wait_exit(T);
+    assert_eq!(exit.and_then(|s| s.code()), Some(0), "{}", dotgate.stderr());
+}
+
+/// SIGTERM for HTTP/1.1 and idle connections: an HTTP/1.1 request in flight gets its answer, then
+/// the connection closes; an idle HTTP/1.1 connection is closed at once, an idle HTTP/2 one told
+/// GOAWAY and closed as soon as the client answers the server's PING (h2's graceful shutdown
+/// waits that round trip), without waiting for the answer still in flight elsewhere; dotgate
+/// exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_http11_and_closes_idle_connections_at_once() {
+    let backend = support::FakeBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut dotgate, doh, _) = start_with(backend.addr, dir.path(), &["--upstream-timeout", "8"]);
+    let mut idle_http1 = Http1::connect(doh).await;
+    idle_http1.send(http1_get("idle.example.", RecordType::A).as_bytes()).await;
+    assert_eq!(idle_http1.response(T).await.status, 200);
+    let mut idle_h2 = H2Client::connect(doh).await.unwrap();
+    let stream = idle_h2.get_dns("/dns-query", &support::query("idle.example.", RecordType::A, 0)).await.unwrap();
+    assert_eq!(idle_h2.response(stream, T).await.unwrap().status, 200);
+    let mut busy = Http1::connect(doh).await;
+    busy.send(http1_get("delay-3000.busy.example.", RecordType::A).as_bytes()).await;
+    let signalled = sigterm_with_a_query_in_flight(&backend, &dotgate).await;
+
+    // The idle ones go at once: well before the busy one's answer, 3 s away.
+    let soon = Duration::from_millis(2000);
+    assert!(idle_http1.closes_within(soon).await, "an idle HTTP/1.1 connection stays open while draining");
+    let mut goaway = None;
+    loop {
+        match idle_h2.read_frame(soon.saturating_sub(signalled.elapsed())).await {
+            Read::Frame(f) if f.kind == h2raw::GOAWAY => goaway = f.goaway(),
+            // h2 sends its final GOAWAY, and closes, once its PING is answered (a round trip).
+            Read::Frame(f) if f.kind == h2raw::PING && !f.has(h2raw::ACK) => {
+                idle_h2.ping(f.payload.clone().try_into().unwrap(), true).await.unwrap()
+            }
+            Read::Frame(_) => {}
+            Read::Closed => break,
+            Read::Timeout => panic!("an idle HTTP/2 connection stays open while draining"),
+        }
+    }
+    assert_eq!(goaway.map(|(_, code)| code), Some(h2raw::NO_ERROR), "GOAWAY before the close");
+    assert!(
+        signalled.elapsed() < Duration::from_millis(2500),
+        "the idle ones closed only after {:?}",
+        signalled.elapsed()
+    );
+
+    let response = busy.response(T).await;
+    assert_eq!((response.status, question_of(&response.body)), (200, "delay-3000.busy.example.".to_owned()));
+    assert!(busy.closes_within(T).await, "the HTTP/1.1 connection stays open after its last answer");
     let exit = dotgate.wait_exit(T);
     assert_eq!(exit.and_then(|s| s.code()), Some(0), "{}", dotgate.stderr());
 }
