@@ -727,3 +727,65 @@ async fn the_per_ip_connection_limit_holds_for_doh() {
     assert_eq!(held_doh.response(stream, T).await.unwrap().status, 200);
     held_dot.exchange(&support::query("still.example.", RecordType::A, 2)).await;
 }
+
+// ---------------------------------------------------------------------------
+// HTTP/2 streams and errors
+
+/// HTTP/2 streams of one connection are answered as they complete, not in the order asked, and
+/// the server announces `--max-in-flight` as SETTINGS_MAX_CONCURRENT_STREAMS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_streams_are_answered_as_they_complete() {
+    let backend = support::FakeBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_dotgate, doh, _) = start_with(backend.addr, dir.path(), &["--max-in-flight", "7"]);
+    let mut h2 = H2Client::connect(doh).await.unwrap();
+    assert_eq!(h2.server_setting(h2raw::SETTINGS_MAX_CONCURRENT_STREAMS), Some(7), "{:?}", h2.server_settings);
+    let mut streams = Vec::new();
+    for name in ["delay-1200.slow.example.", "fast.example.", "delay-400.middle.example."] {
+        streams.push(h2.get_dns("/dns-query", &support::query(name, RecordType::A, 0)).await.unwrap());
+    }
+    let answered = h2.responses(&streams, T).await.unwrap();
+    let order: Vec<String> = answered.iter().map(|r| question_of(&r.body)).collect();
+    assert_eq!(order, ["fast.example.", "delay-400.middle.example.", "delay-1200.slow.example."]);
+    let by_stream: Vec<u32> = answered.iter().map(|r| r.stream).collect();
+    assert_eq!(by_stream, [streams[1], streams[2], streams[0]]);
+}
+
+/// Every error status over HTTP/2, all on one connection: each a whole response on its own
+/// stream (the status, no body, the stream ended), the connection answering the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_status_over_http2_leaves_the_connection_usable() {
+    let backend = support::FakeBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_dotgate, doh, _) = start_with(backend.addr, dir.path(), &[]);
+    let mut h2 = H2Client::connect(doh).await.unwrap();
+    let good = support::query("good.example.", RecordType::A, 0);
+    // A POST body the server's windows take whole: the test writes DATA without watching them.
+    let window = h2.server_setting(h2raw::SETTINGS_INITIAL_WINDOW_SIZE).unwrap_or(65_535);
+    let too_big = vec![0u8; 65_536];
+    for round in 0..2 {
+        let mut cases: Vec<(&str, u32, u16)> = vec![
+            ("bad base64url", h2.get("/dns-query?dns=!!!").await.unwrap(), 400),
+            ("shorter than a header", h2.get("/dns-query?dns=AAAA").await.unwrap(), 400),
+            ("another path", h2.get("/other").await.unwrap(), 404),
+            ("another content type", h2.post("/dns-query", "text/plain", &good).await.unwrap(), 415),
+        ];
+        let put = h2.next_stream_id();
+        let fields = h2.request_fields("PUT", "/dns-query");
+        h2.headers(put, &fields, true).await.unwrap();
+        cases.push(("another method", put, 405));
+        if window as usize > too_big.len() {
+            cases.push(("a body over 65,535 octets", h2.post_dns("/dns-query", &too_big).await.unwrap(), 413));
+        }
+        for (what, stream, want) in cases {
+            let response = h2.response(stream, T).await.unwrap_or_else(|e| panic!("round {round}, {what}: {e}"));
+            assert_eq!(response.status, want, "round {round}, {what}: {response:?}");
+            assert!(response.body.is_empty(), "round {round}, {what}: {response:?}");
+        }
+        let stream = h2.get_dns("/dns-query", &good).await.unwrap();
+        let response = h2.response(stream, T).await.unwrap();
+        assert_eq!((response.status, question_of(&response.body)), (200, "good.example.".to_owned()), "round {round}");
+    }
+    assert!(h2.goaways.is_empty(), "{:?}", h2.goaways);
+    assert!(window as usize > too_big.len(), "the server's stream window ({window}) is too small for the 413 case");
+}
