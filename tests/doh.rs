@@ -766,7 +766,7 @@ async fn http2_streams_are_answered_as_they_complete() {
 async fn every_error_status_over_http2_leaves_the_connection_usable() {
     let backend = support::FakeBackend::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let (_dotgate, doh, _) = start_with(backend.addr, dir.path(), &[]);
+    let (dotgate, doh, _) = start_with(backend.addr, dir.path(), &[]);
     let mut h2 = H2Client::connect(doh).await.unwrap();
     let good = support::query("good.example.", RecordType::A, 0);
     // A POST body the server's windows take whole: the test writes DATA without watching them.
@@ -787,7 +787,9 @@ async fn every_error_status_over_http2_leaves_the_connection_usable() {
             cases.push(("a body over 65,535 octets", h2.post_dns("/dns-query", &too_big).await.unwrap(), 413));
         }
         for (what, stream, want) in cases {
-            let response = h2.response(stream, T).await.unwrap_or_else(|e| panic!("round {round}, {what}: {e}"));
+            let response = h2.response(stream, T).await.unwrap_or_else(|e| {
+                panic!("round {round}, {what}: {e}; GOAWAYs {:?}; {}", h2.goaways, dotgate.stderr())
+            });
             assert_eq!(response.status, want, "round {round}, {what}: {response:?}");
             assert!(response.body.is_empty(), "round {round}, {what}: {response:?}");
         }

@@ -195,6 +195,9 @@ pub struct H2Client {
     /// Octets of DATA read by [`H2Client::responses`] not yet given back to the connection's
     /// window.
     unreturned: u32,
+    /// What the server's connection window lets [`H2Client::data`] send (65,535 at first, RFC 9113
+    /// §6.9.2, plus the server's WINDOW_UPDATEs on stream 0, less the DATA sent by `data`).
+    send_window: i64,
 }
 
 /// [`H2Client::responses`] gives the connection's window back once this much DATA has been read
@@ -248,6 +251,7 @@ impl H2Client {
             server_settings: Vec::new(),
             goaways: Vec::new(),
             unreturned: 0,
+            send_window: 65_535,
         };
         let mut start = PREFACE.to_vec();
         start.extend(frame_bytes(SETTINGS, 0, 0, &settings_payload(&opts.settings)));
@@ -310,12 +314,31 @@ impl H2Client {
     }
 
     /// DATA on `stream`, cut into frames of at most 16,384 octets, END_STREAM on the last if
-    /// `end_stream` (an empty `data` with `end_stream` is one empty frame).
+    /// `end_stream` (an empty `data` with `end_stream` is one empty frame), in one write when the
+    /// connection's send window allows. Where it does not, what fits is written and the server's
+    /// WINDOW_UPDATEs are awaited (up to [`CONNECT_TIMEOUT`]; frames read meanwhile are kept for
+    /// [`H2Client::read_frame`]). The stream's own window is not watched (dotgate's is 1 MiB);
+    /// [`H2Client::send_frame`] ignores both, for tests that mean to break flow control.
     pub async fn data(&mut self, stream: u32, data: &[u8], end_stream: bool) -> io::Result<()> {
         let mut out = Vec::with_capacity(data.len() + 9 * (data.len() / DEFAULT_MAX_FRAME + 1));
         let pieces: Vec<&[u8]> = if data.is_empty() { vec![data] } else { data.chunks(DEFAULT_MAX_FRAME).collect() };
         let last = pieces.len() - 1;
+        let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
         for (i, piece) in pieces.into_iter().enumerate() {
+            if self.send_window < piece.len() as i64 {
+                self.write(&std::mem::take(&mut out)).await?;
+                while self.send_window < piece.len() as i64 {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    match self.read_new_frame(left).await {
+                        Read::Frame(frame) => self.queued.push_back(frame),
+                        Read::Closed => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed")),
+                        Read::Timeout => {
+                            return Err(io::Error::new(io::ErrorKind::TimedOut, "the server never opened its window"))
+                        }
+                    }
+                }
+            }
+            self.send_window -= piece.len() as i64;
             out.extend(frame_bytes(DATA, if end_stream && i == last { END_STREAM } else { 0 }, stream, piece));
         }
         self.write(&out).await
@@ -395,6 +418,11 @@ impl H2Client {
         if let Some(frame) = self.queued.pop_front() {
             return Read::Frame(frame);
         }
+        self.read_new_frame(timeout).await
+    }
+
+    /// The next frame off the connection (not one kept earlier).
+    async fn read_new_frame(&mut self, timeout: Duration) -> Read {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if let Some(frame) = self.take_frame() {
@@ -421,6 +449,9 @@ impl H2Client {
         let payload = self.rbuf[9..9 + len].to_vec();
         self.rbuf.drain(..9 + len);
         let mut frame = Frame { kind, flags, stream, payload, headers: None };
+        if kind == WINDOW_UPDATE && stream == 0 && frame.payload.len() == 4 {
+            self.send_window += i64::from(u32_at(&frame.payload, 0) & 0x7fff_ffff);
+        }
         if kind == HEADERS || kind == CONTINUATION {
             let fragment = if kind == HEADERS { headers_fragment(&frame) } else { &frame.payload[..] };
             self.partial_block.extend_from_slice(fragment);
