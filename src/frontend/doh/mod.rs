@@ -32,7 +32,7 @@ use crate::dns::{self, QueryVerdict};
 use crate::frontend::limits::ConnectionLimits;
 use crate::relay::{Relay, ReplyTo};
 use crate::runtime::shutdown::Shutdown;
-use crate::stats::{bump, WorkerStats};
+use crate::stats::{bump, Counter, WorkerStats};
 
 /// The media type of RFC 8484 §6.
 pub const DNS_MESSAGE: &str = "application/dns-message";
@@ -78,11 +78,15 @@ pub async fn accept_loop(ctx: Rc<DohContext>, listener: std::net::TcpListener, s
 }
 
 async fn connection(ctx: Rc<DohContext>, stream: tokio::net::TcpStream, ip: std::net::IpAddr, mut shutdown: Shutdown) {
+    bump(&ctx.stats.doh.connections_accepted);
     let acceptor = tokio_rustls::TlsAcceptor::from(ctx.tls.clone());
-    let Ok(Ok(tls)) = tokio::time::timeout(ctx.handshake_timeout, acceptor.accept(stream)).await else {
-        bump(&ctx.stats.handshake_failures);
-        return;
+    let tls = match tokio::time::timeout(ctx.handshake_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(_)) => return bump(&ctx.stats.doh.handshake_failures),
+        Err(_) => return bump(&ctx.stats.doh.handshake_timeouts),
     };
+    let (_, session) = tls.get_ref();
+    ctx.stats.doh.handshakes.count(session.protocol_version(), session.handshake_kind());
     let io = TokioIo::new(tls);
     let handler_ctx = ctx.clone();
     let service = hyper::service::service_fn(move |request| handle(handler_ctx.clone(), ip, request));
@@ -109,13 +113,29 @@ async fn connection(ctx: Rc<DohContext>, stream: tokio::net::TcpStream, ip: std:
     tokio::pin!(connection);
     let idle = ctx.idle_timeout;
     tokio::select! {
-        _ = connection.as_mut() => {}
+        ended = connection.as_mut() => bump(closed(&ctx.stats, &ended)),
         _ = shutdown.wait() => {
             // Drain: GOAWAY (HTTP/2) or close after the response in progress (HTTP/1.1), then
             // answer what is in flight.
             connection.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(idle.max(Duration::from_secs(5)), connection.as_mut()).await;
+            bump(&ctx.stats.doh.connections_closed_drain);
         }
+    }
+}
+
+/// Why a DoH connection ended, as far as hyper tells: the client closed it (`client`), the
+/// HTTP/1.1 header read timeout (`idle`), a malformed HTTP/1.1 message (`protocol`), or any
+/// other error, HTTP/2's included (`error`).
+fn closed<'s>(stats: &'s WorkerStats, ended: &Result<(), Box<dyn std::error::Error + Send + Sync>>) -> &'s Counter {
+    let stats = &stats.doh;
+    match ended {
+        Ok(()) => &stats.connections_closed_client,
+        Err(e) => match e.downcast_ref::<hyper::Error>() {
+            Some(e) if e.is_timeout() => &stats.connections_closed_idle,
+            Some(e) if e.is_parse() => &stats.connections_closed_protocol,
+            _ => &stats.connections_closed_error,
+        },
     }
 }
 
@@ -172,12 +192,12 @@ async fn handle(ctx: Rc<DohContext>, ip: std::net::IpAddr, request: Request<Inco
     if message.len() < dns::HEADER_LEN {
         return Ok(status(StatusCode::BAD_REQUEST, &stats.doh_status_400));
     }
-    bump(&stats.queries);
+    bump(&stats.doh.queries);
     let answer = match dns::check_query(&message) {
         QueryVerdict::Relay { question_end } => {
             if ctx.gate.limits_queries() && !ctx.gate.allow_query(ctx.gate.client_key(ip), std::time::Instant::now()) {
                 bump(&stats.rate_limited_queries);
-                bump(&stats.answers_refused);
+                bump(&stats.doh.answers.refused);
                 local(&message, dns::rcode::REFUSED)
             } else {
                 let (sender, receiver) = oneshot::channel();
@@ -190,7 +210,7 @@ async fn handle(ctx: Rc<DohContext>, ip: std::net::IpAddr, request: Request<Inco
             }
         }
         QueryVerdict::Answer(rcode) => {
-            bump(if rcode == dns::rcode::NOTIMP { &stats.answers_notimp } else { &stats.answers_formerr });
+            bump(if rcode == dns::rcode::NOTIMP { &stats.doh.answers.notimp } else { &stats.doh.answers.formerr });
             local(&message, rcode)
         }
         // A response sent as a query: not a DNS client.
@@ -254,6 +274,10 @@ struct DohReply {
 }
 
 impl ReplyTo for DohReply {
+    fn frontend(&self) -> crate::stats::Frontend {
+        crate::stats::Frontend::Doh
+    }
+
     fn deliver(&self, answer: &[u8], _tag: u8) {
         if let Some(sender) = self.sender.borrow_mut().take() {
             let _ = sender.send(answer.to_vec());
