@@ -13,7 +13,7 @@ use metrics::{Label, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 
 use super::{AdminState, Readiness};
-use crate::stats::{Counter, Frontend, Histogram, WorkerStats, COUNTER_HELP, LATENCY_BOUNDS_MICROS, RCODE_NAMES};
+use crate::stats::{Frontend, Histogram, WorkerStats, COUNTER_HELP, LATENCY_BOUNDS_MICROS, RCODE_NAMES};
 use crate::tls::reload::Material;
 
 /// Backend answer RCODEs always exposed for DoT and DoH, even at zero, so that dashboards and
@@ -173,10 +173,9 @@ fn record(state: &AdminState) {
         if !frontend.always_exposed() {
             // DoT's and DoH's local answers are in `counters`; DNSENC's and the gateway's are the
             // relay's SERVFAIL and REFUSED only, once seen.
-            let local: [(&str, fn(&crate::stats::Answers) -> &Counter); 2] =
-                [("SERVFAIL", |a| &a.servfail), ("REFUSED", |a| &a.refused)];
-            for (name, pick) in local {
-                let answers = sum(&|w| pick(w.answers(frontend)).get());
+            let servfail = sum(&|w| w.answers(frontend).servfail.get());
+            let refused = sum(&|w| w.answers(frontend).refused.get());
+            for (name, answers) in [("SERVFAIL", servfail), ("REFUSED", refused)] {
                 if answers > 0 {
                     metrics::counter!("dotgate_answers_total", "frontend" => label, "source" => "local", "rcode" => name)
                         .absolute(answers);
