@@ -43,6 +43,10 @@ const QUESTION_END: usize = 33;
 struct NoReply;
 
 impl ReplyTo for NoReply {
+    fn frontend(&self) -> dotgate::stats::Frontend {
+        dotgate::stats::Frontend::Dot
+    }
+
     fn deliver(&self, answer: &[u8], _tag: u8) {
         black_box(answer);
     }

@@ -162,24 +162,15 @@ write_bench_cert() {
     { cat "$1/openssl.log" >&2; die "openssl could not make the certificate"; }
 }
 
-# start_unbound WHO PORT READY_COMMAND... (more lines for its server: section on stdin): the
-# backend, one thread, answers from local data only (the zone of write_bench_zone in $work), on
-# 127.0.0.1@PORT, pinned by the backend_pin array; sets unbound_pid, and dies unless
-# READY_COMMAND succeeds within 60 s.
-start_unbound() {
-  local who=$1 port=$2 extra
-  shift 2
-  extra=$(cat)
-  cat >"$work/unbound.conf" <<EOF
-# Backend for $who: one thread, answers from local data only.
-server:
-    interface: 127.0.0.1@$port
-$extra
-$(unbound_foreground_lines "$work")
+# unbound_bench_lines DIR: the rest of the server: section of every Unbound the load tests
+# run (foreground in DIR, one thread, the zone of write_bench_zone in $work, no recursion) and
+# its remote-control: section; DIR holds its pid file, so two at once need two DIRs.
+unbound_bench_lines() {
+  cat <<EOF
+$(unbound_foreground_lines "$1")
     num-threads: 1
     # Local data only: few outgoing sockets.
     outgoing-range: 64
-    tcp-idle-timeout: 300000
     num-queries-per-thread: 4096
     so-rcvbuf: 8m
     so-sndbuf: 8m
@@ -194,6 +185,24 @@ $(unbound_foreground_lines "$work")
     include: "$work/zone.conf"
 remote-control:
     control-enable: no
+EOF
+}
+
+# start_unbound WHO PORT READY_COMMAND... (more lines for its server: section on stdin): the
+# backend, one thread, answers from local data only (the zone of write_bench_zone in $work), on
+# 127.0.0.1@PORT, pinned by the backend_pin array; sets unbound_pid, and dies unless
+# READY_COMMAND succeeds within 60 s.
+start_unbound() {
+  local who=$1 port=$2 extra
+  shift 2
+  extra=$(cat)
+  cat >"$work/unbound.conf" <<EOF
+# Backend for $who: one thread, answers from local data only.
+server:
+    interface: 127.0.0.1@$port
+$extra
+    tcp-idle-timeout: 300000
+$(unbound_bench_lines "$work")
 EOF
   unbound-checkconf "$work/unbound.conf" >/dev/null || die "generated Unbound config is invalid: $work/unbound.conf"
   # shellcheck disable=SC2154 # backend_pin is the sourcing script's

@@ -1,15 +1,29 @@
 #!/usr/bin/env bash
 # Side-by-side DNS-over-TLS load test: dotgate (two settings), dnsdist (three settings), nginx and
 # HAProxy, in the same run, each in turn in front of the same Unbound, driven by the same clients.
+# And DNS over HTTPS (--doh): dotgate's DoH beside Unbound's own DoH and dnsdist's (two settings),
+# with dotgate's DoT in the same run for what HTTP costs.
 #
 #   loadtest/compare.sh [--quick] [--duration N] [--servers LIST] [--scenarios LIST] [--keep]
+#   loadtest/compare.sh --doh [--quick]
+#
+# The full DoH comparison (issue 18's figures), median of three, on a quiet machine:
+#   for i in 1 2 3; do loadtest/compare.sh --doh || break; done
+#   loadtest/median.py --doh $(ls loadtest/results/*-queries.csv | tail -n 3)
 #
 #   --quick            short runs: 5-second dnsperf runs, 1-second handshake runs, idle
 #                      connection counts 1000,5000 (default: 10 s, 2 s, 5000,20000)
-#   --duration N       N-second dnsperf runs
+#   --duration N       N-second dnsperf (and h2load) runs
 #   --servers LIST     comma-separated, from: dotgate, dotgate-linger, dnsdist, dnsdist-mif100,
-#                      dnsdist-tuned, nginx, haproxy (default: all seven)
-#   --scenarios LIST   comma-separated, from (default: all):
+#                      dnsdist-tuned, nginx, haproxy (DoT), dotgate-doh, unbound-doh,
+#                      dnsdist-doh, dnsdist-doh-tuned (DoH) (default: the seven DoT ones for
+#                      the DoT scenarios, plus the four DoH ones and dotgate for the DoH
+#                      scenarios). A DoH server takes part in the DoH scenarios only, a DoT
+#                      server in the DoT ones, except dotgate, whose DoT is measured in the
+#                      DoH scenarios too (the "DoH vs own DoT" line)
+#   --doh              = --servers dotgate-doh,unbound-doh,dnsdist-doh,dnsdist-doh-tuned,dotgate
+#                        --scenarios doh-throughput,doh-idle (about 7 minutes; 4 with --quick)
+#   --scenarios LIST   comma-separated, from (default: the DoT ones, all but doh-*):
 #                        throughput  dnsperf, 100 connections, at each of --rates, all pinned
 #                        unpinned    the same at each of --unpinned-rates, nothing pinned
 #                        short       many short connections: --short-queries queries each
@@ -20,6 +34,14 @@
 #                                    vs --scale-clients connections for dotgate and the best peer
 #                                    (dotgate with its defaults only, not dotgate-linger)
 #                                    (dotclient.py load: dnsperf cannot drive that many)
+#                        doh-throughput  DoH, --clients connections, at each of --rates, pinned,
+#                                    with each of --doh-clients: dnsperf -m doh (GET) and
+#                                    h2load (GET ?dns=, the same queries); dotgate (DoT) with
+#                                    dnsperf -m dot at the same rates
+#                        doh-idle    server RSS per idle HTTP/2 connection at each of
+#                                    --doh-idle-conns (dotclient.py hold --h2: ALPN h2, the
+#                                    preface and SETTINGS exchanged, no request); dotgate (DoT)
+#                                    idle DoT connections at the same counts
 #   --rates LIST       throughput rates; "max" = no rate limit, a number = dnsperf -Q
 #                      (default: max,5000,20000)
 #   --unpinned-rates LIST  rates measured again with nothing pinned (default: max)
@@ -29,6 +51,10 @@
 #   --short-queries N  queries per connection in the short-connection scenario (default 3)
 #   --handshake-time N seconds per handshake measurement (default 2)
 #   --idle-conns LIST  idle connection counts, ascending (default 5000,20000)
+#   --doh-idle-conns LIST  idle HTTP/2 connection counts, ascending (default 5000)
+#   --doh-clients LIST DoH load clients, from dnsperf, h2load (default: both)
+#   --h2-streams N     h2load -m, streams in flight per connection (default: --outstanding /
+#                      --clients, dnsperf's queries in flight per connection)
 #   --scale-clients N  connections for the scaling scenario (default 5000)
 #   --scale-rate N     queries/s in all for the 100-vs-many comparison (default 10000)
 #   --peer NAME        peer for the scaling scenario (default: the peer with the least CPU per
@@ -39,7 +65,8 @@
 #   --client-cpu N     core for the clients (default 1)
 #   --backend-cpu N    core for Unbound (default 1, beside the clients, so that the server under
 #                      test has its core to itself and its CPU time is its own); "none" = unpinned
-#   --dnsdist-tcp-threads N  setMaxTCPClientThreads for dnsdist-tuned (default 1)
+#   --dnsdist-tcp-threads N  setMaxTCPClientThreads for dnsdist-tuned and dnsdist-doh-tuned
+#                      (default 1)
 #   --no-build         use the dotgate binary already built (target/release/dotgate)
 #   --keep             keep the work folder (configs, logs, dnsperf output)
 #
@@ -60,16 +87,40 @@
 #   nginx            nginx stream {} server, listen ssl, proxy_pass to Unbound's TCP port, one
 #                    worker process (what operators build by hand)
 #   haproxy          HAProxy mode tcp, bind ssl crt, server = Unbound's TCP port, nbthread 1
+#   dotgate-doh      dotgate --workers 1 --listen none --doh-listen (DoH only), UDP to Unbound
+#   unbound-doh      a second Unbound 1.17 serving DoH itself (https-port, tls-service-key/pem,
+#                    http-notls-downstream: no), the same zone, one thread: this peer IS the
+#                    resolver, so its CPU is the whole cost, DoH and resolution (a proxy's
+#                    backend CPU comes on top of its own)
+#   dnsdist-doh      dnsdist's defaults: addDOHLocal(..., '/dns-query') + newServer; dnsdist 1.7
+#                    relays DoH to the backend over UDP (TCP after a truncated answer)
+#   dnsdist-doh-tuned  as above with numberOfStoredSessions=0 on addDOHLocal and
+#                    setMaxTCPClientThreads(1) (its TCP workers ask again after a truncated UDP
+#                    answer), as dnsdist-tuned; maxInFlight has no DoH counterpart (HTTP/2 is
+#                    out of order anyway) and internalPipeBufferSize is 1 MiB already on Linux
 # All use the same ECDSA P-256 certificate. No packet cache anywhere. dnsdist, nginx and HAProxy
-# relay to the backend over TCP, dotgate (both settings) over UDP. dotgate also gets
-# --admin 127.0.0.1:<a free port>, for its counters. In the idle scenario every server gets long
-# idle timeouts (dotgate --idle-timeout 300, dnsdist setTCPRecvTimeout(300), nginx proxy_timeout
-# 300s, HAProxy timeout client/server 300s, Unbound tcp-idle-timeout 300 s).
+# relay to the backend over TCP (dnsdist's DoH over UDP), dotgate (every setting) over UDP.
+# dotgate also gets --admin 127.0.0.1:<a free port>, for its counters. In the idle scenarios every
+# server gets long idle timeouts (dotgate --idle-timeout 300, dnsdist setTCPRecvTimeout(300) and
+# addDOHLocal idleTimeout=300, nginx proxy_timeout 300s, HAProxy timeout client/server 300s,
+# Unbound tcp-idle-timeout 300 s, its DoH connections too).
+#
+# KNOWN dnsperf BUG (DoH): dnsperf 2.10 (and 2.14, src/net_doh.c) keeps one response buffer per
+# connection; its nghttp2 on_data_chunk_recv callback returns NGHTTP2_ERR_PAUSE when a response
+# is already complete, but nghttp2 takes a paused chunk as consumed, so the DATA of a response
+# that arrives in the same SSL_read as the previous response's END_STREAM is lost (the query
+# times out). A server that writes one TLS record per response (Unbound: one SSL_write each;
+# OpenSSL's SSL_read returns one record at a time) never triggers it; a server that puts several
+# responses in one record (dnsdist 1.7.3; dotgate until it writes one record per HTTP/2
+# response) loses most queries under dnsperf once more than one is in flight per connection.
+# Hence the second client, h2load (nghttp2), which reads them right: its rows are the ones to
+# compare; dnsperf's are kept to show the loss ("lost" column).
 #
 # Measured: queries per second, lost queries, latency (average, and p50/p99/p99.9 from
-# dnsperf -v's per-query lines), the CPU time the server spent (utime+stime of all its
-# processes and threads, /proc/PID/stat) per answered query (and Unbound's CPU per answered
-# query), per connection and per handshake, and its resident memory (VmRSS, /proc/PID/status) per idle connection. For dotgate (both
+# dnsperf -v's per-query lines or h2load --log-file's per-request lines), the CPU time the
+# server spent (utime+stime of all its processes and threads, /proc/PID/stat) per answered query
+# (and Unbound's CPU per answered query), per connection and per handshake, and its resident
+# memory (VmRSS, /proc/PID/status) per idle connection. For dotgate (both
 # settings), also its own counters (its admin endpoint's /metrics, read just before and just after
 # each dnsperf run, each series summed over its label sets), per answered query: worker wake-ups
 # (dotgate_worker_wakeups_total), lingers (dotgate_worker_lingers_total), the share of queries
@@ -82,7 +133,8 @@
 #
 # Output: progress on stderr; in loadtest/results/: <timestamp>-queries.csv,
 # <timestamp>-handshakes.csv, <timestamp>-idle.csv, <timestamp>.json (all of it), latest.md
-# (one table per scenario) and latest.png (plot.py).
+# (one table per scenario) and latest.png (plot.py); a run of DoH scenarios only writes
+# latest-doh.md instead (and no plot), so that it does not replace the DoT report.
 set -euo pipefail
 # shellcheck source=../scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
@@ -90,11 +142,18 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 enter_repo
 
-all_servers=dotgate,dotgate-linger,dnsdist,dnsdist-mif100,dnsdist-tuned,nginx,haproxy
-all_scenarios=throughput,unpinned,short,handshake,idle,scaling
+dot_servers=dotgate,dotgate-linger,dnsdist,dnsdist-mif100,dnsdist-tuned,nginx,haproxy
+doh_servers=dotgate-doh,unbound-doh,dnsdist-doh,dnsdist-doh-tuned
+all_servers=$dot_servers,$doh_servers
+dot_scenarios=throughput,unpinned,short,handshake,idle,scaling
+doh_scenarios=doh-throughput,doh-idle
+all_scenarios=$dot_scenarios,$doh_scenarios
 duration=10
-servers=$all_servers
-scenarios=$all_scenarios
+servers=""
+scenarios=$dot_scenarios
+doh_idle_conns=5000
+doh_clients=dnsperf,h2load
+h2_streams=""
 rates=max,5000,20000
 unpinned_rates=max
 unpinned_all=0
@@ -124,6 +183,10 @@ while [ $# -gt 0 ]; do
     --duration) duration=${2:?}; set_duration=1; shift ;;
     --servers) servers=${2:?}; shift ;;
     --scenarios) scenarios=${2:?}; shift ;;
+    --doh) servers=$doh_servers,dotgate; scenarios=$doh_scenarios ;;
+    --doh-idle-conns) doh_idle_conns=${2:?}; shift ;;
+    --doh-clients) doh_clients=${2:?}; shift ;;
+    --h2-streams) h2_streams=${2:?}; shift ;;
     --rates) rates=${2:?}; shift ;;
     --unpinned-rates) unpinned_rates=${2:?}; shift ;;
     --unpinned) unpinned_all=1 ;;
@@ -154,8 +217,18 @@ if [ "$quick" = 1 ]; then
   [ "$set_idle" = 1 ] || idle_conns=1000,5000
 fi
 [ "$unpinned_all" = 0 ] || unpinned_rates=$rates
+want() { [[ ,$scenarios, == *,"$1",* ]]; }
+want_dot() { want throughput || want unpinned || want short || want handshake || want idle || want scaling; }
+want_doh() { want doh-throughput || want doh-idle; }
+# Default servers: those of the scenarios asked for (dotgate's DoT is in the DoH scenarios too).
+if [ -z "$servers" ]; then
+  want_dot && servers=$dot_servers
+  ! want_doh || servers=${servers:+$servers,}$doh_servers
+  ! want_doh || want_dot || servers=$servers,dotgate
+fi
+[ -n "$h2_streams" ] || h2_streams=$(((outstanding + clients - 1) / clients))
 is_count() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
-for v in duration clients outstanding short_queries hs_time scale_clients scale_rate names; do
+for v in duration clients outstanding short_queries hs_time scale_clients scale_rate names h2_streams; do
   is_count "${!v}" || die "--${v//_/-} wants a positive number"
 done
 [ "$names" -ge 100 ] || die "--names wants at least 100"
@@ -164,6 +237,8 @@ IFS=, read -r -a scenario_list <<<"$scenarios"
 IFS=, read -r -a rate_list <<<"$rates"
 IFS=, read -r -a unpinned_list <<<"$unpinned_rates"
 IFS=, read -r -a idle_list <<<"$idle_conns"
+IFS=, read -r -a doh_idle_list <<<"$doh_idle_conns"
+IFS=, read -r -a doh_client_list <<<"$doh_clients"
 for s in "${server_list[@]}"; do
   [[ ,$all_servers, == *,"$s",* ]] || die "unknown server: $s"
 done
@@ -173,11 +248,15 @@ done
 for r in "${rate_list[@]}" "${unpinned_list[@]}"; do
   [[ $r == max || $r =~ ^[1-9][0-9]*$ ]] || die "bad rate: $r (want max or a number)"
 done
-for c in "${idle_list[@]}"; do is_count "$c" || die "bad idle connection count: $c"; done
+for c in "${idle_list[@]}" "${doh_idle_list[@]}"; do is_count "$c" || die "bad idle connection count: $c"; done
+for c in "${doh_client_list[@]}"; do
+  [ "$c" = dnsperf ] || [ "$c" = h2load ] || die "unknown DoH client: $c (want dnsperf or h2load)"
+done
 # Ours (every dotgate setting), as opposed to the peers.
-is_dotgate() { [ "$1" = dotgate ] || [ "$1" = dotgate-linger ]; }
-[ -z "$peer" ] || { [[ ,$all_servers, == *,"$peer",* ]] && ! is_dotgate "$peer"; } || die "bad --peer: $peer (want a peer, not dotgate)"
-want() { [[ ,$scenarios, == *,"$1",* ]]; }
+is_dotgate() { [ "$1" = dotgate ] || [ "$1" = dotgate-linger ] || [ "$1" = dotgate-doh ]; }
+# The DoH servers (the DoH scenarios only); the others serve DoT.
+is_doh() { [[ ,$doh_servers, == *,"$1",* ]]; }
+[ -z "$peer" ] || { [[ ,$dot_servers, == *,"$peer",* ]] && ! is_dotgate "$peer"; } || die "bad --peer: $peer (want a DoT peer, not dotgate)"
 ncpu=$(nproc)
 for c in "$server_cpu" "$client_cpu" "$backend_cpu"; do
   [ "$c" = none ] || [ "$c" -lt "$ncpu" ] || die "core $c does not exist (this machine has $ncpu)"
@@ -226,9 +305,9 @@ repin() {
 established() { ss -Htn state established "( $1 = :$2 )" 2>/dev/null | wc -l; }
 
 # ---- dependencies and build --------------------------------------------------------------------
-say "installing dependencies (dnsdist, nginx, HAProxy, matplotlib)"
-bash scripts/install-deps.sh dnsdist nginx libnginx-mod-stream haproxy python3-matplotlib </dev/null
-for t in dnsperf dnsdist nginx haproxy unbound kdig openssl taskset python3 ss; do
+say "installing dependencies (dnsdist, nginx, HAProxy, h2load, matplotlib)"
+bash scripts/install-deps.sh dnsdist nginx libnginx-mod-stream haproxy nghttp2-client python3-matplotlib </dev/null
+for t in dnsperf dnsdist nginx haproxy h2load unbound kdig openssl taskset python3 ss; do
   command -v "$t" >/dev/null || die "$t is not installed"
 done
 nginx_stream_module=/usr/lib/nginx/modules/ngx_stream_module.so
@@ -242,7 +321,9 @@ done
 dotgate_bin=${DOTGATE_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/dotgate}
 dotgate_skip=""
 # The scaling scenario runs dotgate whatever --servers says.
-if [[ ",$servers," == *,dotgate,* || ",$servers," == *,dotgate-linger,* ]] || want scaling; then
+need_dotgate=0
+for s in "${server_list[@]}"; do ! is_dotgate "$s" || need_dotgate=1; done
+if [ "$need_dotgate" = 1 ] || want scaling; then
   if [ "$build" = 1 ] && [ -z "${DOTGATE_BIN:-}" ]; then
     say "building dotgate (cargo build --release)"
     if ! find_cargo; then
@@ -263,6 +344,8 @@ nqueries=$(wc -l <"$work/queries.txt")
 nbig=$(( (names + 69) / 70 ))
 
 write_bench_cert "$work"
+# h2load's queries: dnsperf's, as GET URIs (?dns=).
+! want doh-throughput || python3 "$here/dotclient.py" doh-uris --queries "$work/queries.txt" >"$work/doh-uris.txt"
 cat "$work/cert.pem" "$work/key.pem" >"$work/combined.pem" # HAProxy wants both in one file
 
 # ---- Unbound -----------------------------------------------------------------------------------
@@ -272,8 +355,9 @@ cat "$work/cert.pem" "$work/key.pem" >"$work/combined.pem" # HAProxy wants both 
 # connections any scenario opens towards it (--scale-clients, the idle counts that a TCP peer can
 # reach); the run records the peak actually seen ("backend TCP").
 most_tcp=$scale_clients
-for c in "${idle_list[@]}"; do
-  # Idle counts that nginx and HAProxy can reach (two descriptors per connection).
+for c in "${idle_list[@]}" "${doh_idle_list[@]}"; do
+  # Idle counts that nginx and HAProxy can reach (two descriptors per connection); unbound-doh
+  # holds the DoH ones itself, under the same limit.
   [ $((2 * c + 100)) -gt "$fd_limit" ] || [ "$c" -le "$most_tcp" ] || most_tcp=$c
 done
 incoming_tcp=$((2 * most_tcp + 2000))
@@ -300,16 +384,21 @@ describe() {
     dnsdist-tuned) echo "dnsdist $(dnsdist_version) tuned: maxInFlight=100 both ends, $dnsdist_tcp_threads TCP thread(s), no session cache" ;;
     nginx) echo "nginx $(nginx_version) stream, 1 worker" ;;
     haproxy) echo "HAProxy $(haproxy_version) mode tcp, nbthread 1" ;;
+    dotgate-doh) echo "dotgate --workers ${2:-1} DoH" ;;
+    unbound-doh) echo "Unbound $(unbound -V 2>/dev/null | awk '/^Version/ { print $2 }') DoH (the resolver itself)" ;;
+    dnsdist-doh) echo "dnsdist $(dnsdist_version) DoH defaults" ;;
+    dnsdist-doh-tuned) echo "dnsdist $(dnsdist_version) DoH tuned: no session cache, $dnsdist_tcp_threads TCP thread(s)" ;;
   esac
 }
-# How the server reaches Unbound: over TCP (all but dotgate), and with a TCP connection of its
-# own for every client connection (nginx, HAProxy: byte pipes).
-relays_tcp() { ! is_dotgate "$1"; }
+# How the server reaches Unbound: over TCP (all but dotgate; dnsdist's DoH only after a
+# truncated UDP answer; unbound-doh is the resolver), and with a TCP connection of its own for
+# every client connection (nginx, HAProxy: byte pipes).
+relays_tcp() { ! is_dotgate "$1" && [ "$1" != unbound-doh ]; }
 backend_conn_each() { [ "$1" = nginx ] || [ "$1" = haproxy ]; }
 
 # dnsdist_conf VARIANT PORT MODE: the generated configuration.
 dnsdist_conf() {
-  local tls_opts="" server_opts="" extra=""
+  local tls_opts="" server_opts="" extra="" doh_opts=()
   case $1 in
     dnsdist-mif100) tls_opts=", {maxInFlight=100}" ;;
     dnsdist-tuned)
@@ -317,19 +406,54 @@ dnsdist_conf() {
       server_opts=", maxInFlight=100"
       extra="setMaxTCPClientThreads($dnsdist_tcp_threads)"
       ;;
+    dnsdist-doh-tuned)
+      doh_opts=(numberOfStoredSessions=0)
+      extra="setMaxTCPClientThreads($dnsdist_tcp_threads)"
+      ;;
   esac
-  # dnsdist closes a client connection that sends nothing for 2 s (setTCPRecvTimeout).
+  # dnsdist closes a client connection that sends nothing for 2 s (setTCPRecvTimeout); its DoH
+  # (h2o) one idle for 30 s (idleTimeout).
   [ "$3" != idle ] || extra="$extra
 setTCPRecvTimeout(300)
 setTCPSendTimeout(300)"
+  [ "$3" != idle ] || doh_opts+=(idleTimeout=300)
+  local listen="addTLSLocal('127.0.0.1:$2', '$work/cert.pem', '$work/key.pem'$tls_opts)"
+  if is_doh "$1"; then
+    listen="addDOHLocal('127.0.0.1:$2', '$work/cert.pem', '$work/key.pem', '/dns-query'"
+    local o opts=""
+    for o in "${doh_opts[@]}"; do opts+="${opts:+, }$o"; done
+    listen="$listen${opts:+, {$opts\}})"
+  fi
   cat <<EOF
 -- generated by loadtest/compare.sh ($1, $3)
 -- Do not send security-status queries to the Internet.
 setSecurityPollSuffix('')
 ${extra}
-addTLSLocal('127.0.0.1:$2', '$work/cert.pem', '$work/key.pem'$tls_opts)
+${listen}
 -- The health check asks for a name the backend has (it never recurses).
 newServer{address='127.0.0.1:$uport', checkName='$check_name'$server_opts}
+EOF
+}
+
+# unbound_doh_conf PORT MODE: Unbound serving DoH itself on 127.0.0.1:PORT (its directory:
+# $work/unbound-doh), the backend's zone and settings; long idle timeouts in MODE "idle"
+# (Unbound's default is 30 s), and as many TCP connections as the backend takes (its default,
+# 10, would queue the clients' connections).
+unbound_doh_conf() {
+  local idle=""
+  [ "$2" != idle ] || idle="    tcp-idle-timeout: 300000"
+  cat <<EOF
+# generated by loadtest/compare.sh (unbound-doh, $2)
+server:
+    interface: 127.0.0.1@$1
+    https-port: $1
+    tls-service-key: "$work/key.pem"
+    tls-service-pem: "$work/cert.pem"
+    http-endpoint: "/dns-query"
+    http-notls-downstream: no
+    incoming-num-tcp: $incoming_tcp
+$idle
+$(unbound_bench_lines "$work/unbound-doh")
 EOF
 }
 
@@ -394,17 +518,24 @@ EOF
 start_server() {
   local name=$1 port=$2 mode=$3 workers=$4
   shift 4
-  local idle=() pacing=()
+  local idle=() pacing=() listen=(--listen "127.0.0.1:$port")
   case $name in
-    dotgate | dotgate-linger)
+    dotgate | dotgate-linger | dotgate-doh)
       [ "$mode" != idle ] || idle=(--idle-timeout 300)
       [ "$name" != dotgate-linger ] || pacing=(--coalesce-window 0.0002)
+      [ "$name" != dotgate-doh ] || listen=(--listen none --doh-listen "127.0.0.1:$port")
       # Every client here comes from 127.0.0.1: lift the per-address limit (default 1,000),
       # as the peers have none. --admin: its counters (dotgate_counters).
-      "$@" "$dotgate_bin" --listen "127.0.0.1:$port" --backend "127.0.0.1:$uport" \
+      "$@" "$dotgate_bin" "${listen[@]}" --backend "127.0.0.1:$uport" \
         --cert "$work/cert.pem" --key "$work/key.pem" --workers "$workers" "${idle[@]}" \
         "${pacing[@]}" --max-connections-per-ip 1000000 --admin "127.0.0.1:$admin_port" \
         >"$work/$name-$mode.log" 2>&1 &
+      ;;
+    unbound-doh)
+      mkdir -p "$work/unbound-doh"
+      unbound_doh_conf "$port" "$mode" >"$work/$name-$mode.conf"
+      unbound-checkconf "$work/$name-$mode.conf" >"$work/$name-$mode.log" 2>&1 || return 1
+      "$@" unbound -d -c "$work/$name-$mode.conf" >"$work/$name-$mode.log" 2>&1 &
       ;;
     dnsdist*)
       dnsdist_conf "$name" "$port" "$mode" >"$work/$name-$mode.conf"
@@ -427,16 +558,17 @@ start_server() {
   server_pid=$!
 }
 
-# answers PORT: one real query over DoT gets the right answer.
+# answers PORT HOW: one real query over DoT (HOW +tls) or DoH (+https: POST to /dns-query)
+# gets the right answer.
 answers() {
-  timeout 5 kdig @127.0.0.1 -p "$1" +tls +timeout=2 +retry=0 "$check_name" A 2>/dev/null |
+  timeout 5 kdig @127.0.0.1 -p "$1" "$2" +timeout=2 +retry=0 "$check_name" A 2>/dev/null |
     grep -q '198\.18\.0\.1$'
 }
-# answers_big PORT: a TXT answer over 1,232 bytes comes through whole (dotgate gets it
-# truncated over UDP and must ask again over TCP).
+# answers_big PORT HOW: a TXT answer over 1,232 bytes comes through whole (dotgate gets it
+# truncated over UDP and must ask again over TCP); over DoH with GET (+https-get).
 answers_big() {
   local size
-  size=$(timeout 5 kdig @127.0.0.1 -p "$1" +tls +timeout=2 +retry=0 "$big_name" TXT 2>/dev/null |
+  size=$(timeout 5 kdig @127.0.0.1 -p "$1" "$2" +timeout=2 +retry=0 "$big_name" TXT 2>/dev/null |
     awk '/^;; Received/ { print $3 }')
   [ "${size:-0}" -gt 1232 ]
 }
@@ -447,8 +579,9 @@ answers_big() {
 port_base=8853
 admin_port=""
 bring_up() {
-  local name=$1 mode=$2 workers=$3 st
+  local name=$1 mode=$2 workers=$3 st how=+tls get=+tls proto=DoT
   shift 3
+  ! is_doh "$name" || { how=+https; get=+https-get; proto=DoH; }
   up_error=""
   admin_port=""
   port=$(free_port_from "$port_base") || { up_error="no free port"; return 1; }
@@ -461,15 +594,15 @@ bring_up() {
   if ! start_server "$name" "$port" "$mode" "$workers" "$@"; then
     up_error="invalid configuration (see below)"
   elif ! wait_for 30 "$server_pid" "$name" tcp_listening "$port" ||
-    ! wait_for 30 "$server_pid" "$name answering over DoT" answers "$port"; then
+    ! wait_for 30 "$server_pid" "$name answering over $proto" answers "$port" "$how"; then
     if kill -0 "$server_pid" 2>/dev/null; then
-      up_error="not answering over DoT after 30 s"
+      up_error="not answering over $proto after 30 s"
     else
       st=0
       wait "$server_pid" || st=$?
       up_error="exited during start-up with status $st"
     fi
-  elif ! answers_big "$port"; then
+  elif ! answers_big "$port" "$get"; then
     up_error="no whole answer for a TXT over 1232 bytes ($big_name)"
   fi
   if [ -n "$up_error" ]; then
@@ -499,9 +632,9 @@ step=0
 progress() { step=$((step + 1)); say "[$step/$total_steps, $(elapsed)] $*"; }
 elapsed() { printf '%dm%02ds' $((SECONDS / 60)) $((SECONDS % 60)); }
 
-echo "scenario,server,variant,workers,pinning,rate,duration_s,clients,outstanding,queries_per_conn,queries_sent,queries_completed,queries_lost,lost_pct,qps,avg_latency_ms,p50_ms,p99_ms,p999_ms,connections,conns_per_s,server_cpu_s,server_cpu_pct,cpu_us_per_query,cpu_us_per_conn,backend_cpu_us_per_query,backend_tcp_peak,wakeups_per_query,lingers_per_query,tc_fallback_share,tcp_direct_share,rcodes,status" >"$qcsv"
+echo "scenario,server,variant,workers,pinning,rate,duration_s,clients,outstanding,queries_per_conn,queries_sent,queries_completed,queries_lost,lost_pct,qps,avg_latency_ms,p50_ms,p99_ms,p999_ms,connections,conns_per_s,server_cpu_s,server_cpu_pct,cpu_us_per_query,cpu_us_per_conn,backend_cpu_us_per_query,backend_tcp_peak,wakeups_per_query,lingers_per_query,tc_fallback_share,tcp_direct_share,rcodes,status,client" >"$qcsv"
 echo "server,variant,mode,tool,seconds,handshakes,resumed,per_s,server_cpu_s,cpu_us_per_handshake,status" >"$hcsv"
-echo "server,variant,target,held,server_established,rss_before_kib,rss_after_kib,bytes_per_conn,status" >"$icsv"
+echo "server,variant,target,held,server_established,rss_before_kib,rss_after_kib,bytes_per_conn,status,scenario" >"$icsv"
 
 # watch_client PID NAME: wait for a client to finish, noting meanwhile the most TCP
 # connections to Unbound (sets tcp_peak, empty for dotgate, which relays over UDP).
@@ -566,72 +699,103 @@ per_answer() {
 }
 
 # report_run ...: print one measurement and append it to the queries CSV (arguments in the
-# order of the CSV's columns).
+# order of the CSV's columns; the last, the client: dnsperf, h2load or dotclient.py).
 report_run() {
   local lost=${13} lost_pct=${14} qps=${15} lat=${16} p50=${17} p99=${18} p999=${19}
   local cps=${21} cpu_s=${22} cpu_pct=${23} cpu_us=${24} cpu_conn=${25} bcpu=${26} peak=${27}
-  local wake=${28} linger=${29} tc=${30} direct=${31} status=${33} own=""
+  local wake=${28} linger=${29} tc=${30} direct=${31} status=${33} client=${34} own=""
   if [ -n "$wake$linger$tc$direct" ]; then
     own=$(awk -v w="$wake" -v l="$linger" -v t="$tc" -v d="$direct" 'BEGIN {
       printf ", per query: %s wake-ups, %s lingers; TC fallback %s, direct TCP %s",
         (w == "" ? "?" : w), (l == "" ? "?" : l), (t == "" ? "?" : sprintf("%.2f%%", 100 * t)),
         (d == "" ? "-" : sprintf("%.2f%%", 100 * d)) }')
   fi
-  printf '    %s qps, lost %s (%s%%), latency avg %s / p50 %s / p99 %s / p99.9 %s ms, server CPU %s s (%s%%) = %s us/query%s, backend %s us/query%s%s%s\n' \
-    "${qps:-?}" "${lost:-?}" "$lost_pct" "$lat" "$p50" "$p99" "$p999" "$cpu_s" "$cpu_pct" "$cpu_us" \
+  printf '    %s: %s qps, lost %s (%s%%), latency avg %s / p50 %s / p99 %s / p99.9 %s ms, server CPU %s s (%s%%) = %s us/query%s, backend %s us/query%s%s%s\n' \
+    "$client" "${qps:-?}" "${lost:-?}" "$lost_pct" "$lat" "$p50" "$p99" "$p999" "$cpu_s" "$cpu_pct" "$cpu_us" \
     "${cpu_conn:+, $cps connections/s = $cpu_conn us/connection}" "$bcpu" \
     "${peak:+, backend TCP connections peak $peak}" "$own" "$([ "$status" = ok ] || echo " [$status]")" >&2
   csv_line "$@" >>"$qcsv"
 }
 
-# run_dnsperf SCENARIO NAME DESC WORKERS PINNING RATE CLIENTS QPC
-# One dnsperf run against the server on $port; one line in the queries CSV.
-#   PINNING  "pinned": dnsperf on the client core; "unpinned": on every core
+# run_queries SCENARIO NAME DESC WORKERS PINNING RATE CLIENTS QPC [TOOL]
+# One load run against the server on $port; one line in the queries CSV.
+#   PINNING  "pinned": the client on the client core; "unpinned": on every core
 #   QPC      queries per connection (0 = no limit; else dnsperf reconnects after that many)
-run_dnsperf() {
-  local scenario=$1 name=$2 desc=$3 workers=$4 pinning=$5 rate=$6 nclients=$7 qpc=$8
-  local out=$work/$scenario-$name-w$workers-$pinning-$rate-c$nclients.dnsperf
+#   TOOL     dnsperf (the default: -m dot, or -m doh for a DoH server, GET) or h2load (a DoH
+#            server: GET ?dns= with the same queries, CLIENTS connections of --h2-streams
+#            streams each, --rps RATE/CLIENTS each; QPC must be 0)
+run_queries() {
+  local scenario=$1 name=$2 desc=$3 workers=$4 pinning=$5 rate=$6 nclients=$7 qpc=$8 tool=${9:-dnsperf}
+  local out=$work/$scenario-$name-w$workers-$pinning-$rate-c$nclients.$tool
   local pin=("${client_pin[@]}") qflag=() oflag=() threads q=$outstanding status=ok s0 b0 s1 b1 t0 t1 m0 m1
+  local mode=dot cmd
   [ "$pinning" = pinned ] || pin=("${free_pin[@]}")
-  [ "$rate" = max ] || qflag=(-Q "$rate")
-  [ "$qpc" = 0 ] || { oflag=(-O "num-queries-per-conn=$qpc"); q=$((nclients * qpc)); }
-  # dnsperf serves at most 256 connections per thread.
-  threads=$(((nclients + 255) / 256))
+  ! is_doh "$name" || mode=doh
+  if [ "$tool" = h2load ]; then
+    [ "$rate" = max ] || qflag=(--rps "$(awk -v r="$rate" -v c="$nclients" 'BEGIN { printf "%.3f", r / c }')")
+    q=$((nclients * h2_streams))
+    # -t 1: one thread on the client core; --log-file: one line per request, with its latency
+    # (dnsperf_stats.py --h2load). It appends: start from an empty file.
+    rm -f "$out.log"
+    cmd=(h2load -B "https://127.0.0.1:$port" -i "$work/doh-uris.txt" -c "$nclients" -m "$h2_streams" -t 1
+      -D "$duration" "${qflag[@]}" --log-file "$out.log")
+  else
+    [ "$rate" = max ] || qflag=(-Q "$rate")
+    [ "$qpc" = 0 ] || { oflag=(-O "num-queries-per-conn=$qpc"); q=$((nclients * qpc)); }
+    # dnsperf serves at most 256 connections per thread. -v: one line per answer, with its
+    # latency (dnsperf_stats.py). -m doh: GET to /dns-query (dnsperf's defaults).
+    threads=$(((nclients + 255) / 256))
+    cmd=(dnsperf -m "$mode" -s 127.0.0.1 -p "$port" -d "$work/queries.txt" -c "$nclients" -T "$threads"
+      -q "$q" -l "$duration" -t 5 -v "${qflag[@]}" "${oflag[@]}")
+  fi
   m0=$(dotgate_counters)
   s0=$(tree_ticks "$server_pid")
   b0=$(cpu_ticks "$unbound_pid")
   t0=$(now_s)
-  # -v: one line per answer, with its latency (dnsperf_stats.py).
-  timeout $((duration + 60)) "${pin[@]}" dnsperf -m dot -s 127.0.0.1 -p "$port" \
-    -d "$work/queries.txt" -c "$nclients" -T "$threads" -q "$q" -l "$duration" -t 5 -v \
-    "${qflag[@]}" "${oflag[@]}" >"$out" 2>"$out.err" </dev/null &
+  timeout $((duration + 60)) "${pin[@]}" "${cmd[@]}" >"$out" 2>"$out.err" </dev/null &
   local dp=$!
   client_pids+=("$dp")
   watch_client "$dp" "$name"
-  wait "$dp" || status="dnsperf exit $?"
+  wait "$dp" || status="$tool exit $?"
   forget_pid "$dp"
   t1=$(now_s)
   s1=$(tree_ticks "$server_pid") || status="server died"
   b1=$(cpu_ticks "$unbound_pid") || b1=$b0
   m1=$(dotgate_counters)
 
-  local sent done_q lost qps lat rcodes reconn p50 p99 p999
-  sent=$(dnsperf_field "Queries sent:" "$out")
-  done_q=$(dnsperf_field "Queries completed:" "$out")
-  lost=$(dnsperf_field "Queries lost:" "$out")
-  qps=$(dnsperf_field "Queries per second:" "$out")
-  lat=$(dnsperf_field "Average Latency (s):" "$out")
-  reconn=$(dnsperf_field "Reconnections:" "$out")
-  rcodes=$(awk -F': *' '/Response codes:/ { print $2; exit }' "$out")
-  # Steady-state percentiles: the first second's answers (dnsperf still opening its TLS
+  local sent done_q lost qps lat rcodes reconn p50 p99 p999 stats=("$out")
+  if [ "$tool" = h2load ]; then
+    # "requests: T total, S started, D done, OK succeeded, F failed, E errored, X timeout":
+    # F = HTTP status other than 2xx, E and X = no response; the streams still open when the
+    # time is up are in none of them (dnsperf does not count those as lost either).
+    # "time for request: min max mean sd": the mean with its unit (us, ms, s).
+    read -r sent done_q lost qps lat < <(awk '
+      /^finished in/ { secs = $3; sub(/s,$/, "", secs) }
+      /^requests:/ { total = $2; ok = $8; bad = $10 + $12 + $14 }
+      /^time for request:/ { v = $6; u = v; sub(/[a-z]+$/, "", v); sub(/^[0-9.]+/, "", u)
+        mean = v / (u == "us" ? 1e6 : u == "ms" ? 1e3 : 1) }
+      END { if (total != "") printf "%d %d %d %.1f %.6f\n", total, ok, bad, (secs > 0 ? ok / secs : 0), mean }' "$out")
+    reconn=0
+    rcodes=$(awk '/^status codes:/ { printf "HTTP %s 2xx, %s 3xx, %s 4xx, %s 5xx", $3, $5, $7, $9; exit }' "$out")
+    stats=(--h2load "$out.log")
+  else
+    sent=$(dnsperf_field "Queries sent:" "$out")
+    done_q=$(dnsperf_field "Queries completed:" "$out")
+    lost=$(dnsperf_field "Queries lost:" "$out")
+    qps=$(dnsperf_field "Queries per second:" "$out")
+    lat=$(dnsperf_field "Average Latency (s):" "$out")
+    reconn=$(dnsperf_field "Reconnections:" "$out")
+    rcodes=$(awk -F': *' '/Response codes:/ { print $2; exit }' "$out")
+  fi
+  # Steady-state percentiles: the first second's answers (the client still opening its TLS
   # connections, queries queued behind the handshakes on every server) are left out.
   local skip=0
-  case $scenario in throughput | unpinned) skip=$(awk -v q="${qps:-0}" 'BEGIN { printf "%d", q }') ;; esac
-  read -r p50 p99 p999 < <(python3 "$here/dnsperf_stats.py" --skip "$skip" "$out" || echo "- - -")
+  case $scenario in throughput | unpinned | doh-throughput) skip=$(awk -v q="${qps:-0}" 'BEGIN { printf "%d", q }') ;; esac
+  read -r p50 p99 p999 < <(python3 "$here/dnsperf_stats.py" --skip "$skip" "${stats[@]}" || echo "- - -")
   [ "$p50" != - ] || { p50=""; p99=""; p999=""; }
   if [ -z "$done_q" ] || [ "$done_q" = 0 ]; then
     [ "$status" != ok ] || status="no answers"
-    echo "--- dnsperf output:" >&2
+    echo "--- $tool output:" >&2
     grep -v '^> ' "$out" | tail -n 20 >&2
     tail -n 5 "$out.err" >&2
   fi
@@ -663,8 +827,8 @@ run_dnsperf() {
   report_run "$scenario" "$name" "$desc" "$workers" "$pinning" "$rate" "$window" "$nclients" "$q" "$qpc" \
     "$sent" "$done_q" "$lost" "$lost_pct" "$qps" "$lat_ms" "$p50" "$p99" "$p999" "$conns" "$cps" \
     "$cpu_s" "$cpu_pct" "$cpu_us" "$cpu_conn" "$bcpu_us" "$tcp_peak" "$wake" "$linger" "$tc" "$direct" \
-    "$rcodes" "$status"
-  rm -f "$out" "$out.err" # up to a million lines each; the CSV has what matters
+    "$rcodes" "$status" "$tool"
+  rm -f "$out" "$out.err" "$out.log" # up to a million lines each; the CSV has what matters
   sleep 1 # let the connections close before the next run
 }
 
@@ -712,7 +876,7 @@ print(g("connections"), g("sent"), g("answered"), g("lost"), "%.2f" % (100.0 * g
   [ -z "$held" ] || [ "$held" -ge "$conns" ] || [ "$status" != ok ] || status="only $held of $conns connections opened"
   report_run scaling-conns "$name" "$desc" 1 pinned "$scale_rate" "${window:-}" "$conns" "" 0 \
     "${sent:-}" "${answered:-}" "${lost:-}" "${lost_pct:-}" "${qps:-}" "${avg:-}" "${p50:-}" "${p99:-}" "${p999:-}" \
-    "${held:-}" "" "${cpu_s:-}" "${cpu_pct:-}" "${cpu_us:-}" "" "${bcpu_us:-}" "$tcp_peak" "" "" "" "" "" "$status"
+    "${held:-}" "" "${cpu_s:-}" "${cpu_pct:-}" "${cpu_us:-}" "" "${bcpu_us:-}" "$tcp_peak" "" "" "" "" "" "$status" dotclient.py
   sleep 1
 }
 
@@ -773,10 +937,14 @@ measure_handshakes() {
   done
 }
 
-# measure_idle NAME DESC: RSS per idle connection, at each of the idle counts, on a fresh server
-# started with long idle timeouts (port $port).
+# measure_idle NAME DESC SCENARIO: RSS per idle connection, at each of the idle counts (of
+# SCENARIO: idle, or doh-idle), on a fresh server started with long idle timeouts (port $port);
+# idle HTTP/2 connections for a DoH server (dotclient.py hold --h2), else DoT ones.
 measure_idle() {
-  local name=$1 desc=$2 before target prev=0 held=0 holders=() files=() i chunk first reason=""
+  local name=$1 desc=$2 scenario=$3 before target prev=0 held=0 holders=() files=() i chunk first reason=""
+  local counts=("${idle_list[@]}") h2=()
+  [ "$scenario" = idle ] || counts=("${doh_idle_list[@]}")
+  ! is_doh "$name" || h2=(--h2)
   # Holder processes of at most 5,000 connections each (well under the descriptor limit),
   # started side by side on any core: opening is the client's CPU work, and the server's
   # memory does not depend on where its clients run.
@@ -784,10 +952,10 @@ measure_idle() {
   [ "$per_client" -lt $((fd_limit - 100)) ] || per_client=$((fd_limit - 100))
   sleep 1
   before=$(tree_rss_kib "$server_pid")
-  for target in "${idle_list[@]}"; do
+  for target in "${counts[@]}"; do
     if [ -n "$reason" ]; then
       progress "$name, idle connections: $target: skipped"
-      csv_line "$name" "$desc" "$target" "" "" "$before" "" "" "not measured: $reason" >>"$icsv"
+      csv_line "$name" "$desc" "$target" "" "" "$before" "" "" "not measured: $reason" "$scenario" >>"$icsv"
       continue
     fi
     if backend_conn_each "$name" && [ $((2 * target + 100)) -gt "$fd_limit" ]; then
@@ -795,10 +963,10 @@ measure_idle() {
       reason="needs 2 descriptors per connection (client + its own TCP connection to Unbound): 2 x $target > the limit of $fd_limit per process (ulimit -Hn)"
       progress "$name, idle connections: $target: not possible"
       warn "$name: $reason"
-      csv_line "$name" "$desc" "$target" "" "" "$before" "" "" "not possible: $reason" >>"$icsv"
+      csv_line "$name" "$desc" "$target" "" "" "$before" "" "" "not possible: $reason" "$scenario" >>"$icsv"
       continue
     fi
-    progress "$name, idle connections: opening $((target - prev)) more, to $target"
+    progress "$name, idle ${h2:+HTTP/2 }connections: opening $((target - prev)) more, to $target"
     i=0
     files=()
     while [ $((prev + i * per_client)) -lt "$target" ]; do
@@ -808,7 +976,7 @@ measure_idle() {
       local f=$work/hold-$name-$target-$i.json
       files+=("$f")
       "${free_pin[@]}" python3 "$here/dotclient.py" hold --port "$port" --count "$chunk" \
-        --first "$first" --names "$names" --ready "$f" --max-hold 900 </dev/null &
+        --first "$first" --names "$names" --ready "$f" --max-hold 900 "${h2[@]}" </dev/null &
       holders+=("$!")
       client_pids+=("$!")
       i=$((i + 1))
@@ -843,7 +1011,7 @@ measure_idle() {
     bpc=$(awk -v a="$after" -v b="$before" -v n="$held" 'BEGIN { if (n > 0) printf "%.0f", (a - b) * 1024 / n }')
     printf '    %s connections held (%s established at the server), RSS %s -> %s KiB = %s bytes/connection%s\n' \
       "$held" "$est" "$before" "$after" "${bpc:-?}" "$([ "$status" = ok ] || echo " [$status]")" >&2
-    csv_line "$name" "$desc" "$target" "$held" "$est" "$before" "$after" "$bpc" "$status" >>"$icsv"
+    csv_line "$name" "$desc" "$target" "$held" "$est" "$before" "$after" "$bpc" "$status" "$scenario" >>"$icsv"
     prev=$target
   done
   for i in "${holders[@]}"; do
@@ -852,16 +1020,26 @@ measure_idle() {
   done
 }
 
-# skip_query_row SCENARIO NAME DESC WORKERS PINNING RATE CLIENTS QPC REASON: a queries-CSV line
-# for a run that did not happen (counts as a step).
+# skip_query_row SCENARIO NAME DESC WORKERS PINNING RATE CLIENTS QPC REASON [CLIENT]: a
+# queries-CSV line for a run that did not happen (counts as a step).
 skip_query_row() {
   step=$((step + 1))
-  csv_line "$1" "$2" "$3" "$4" "$5" "$6" "$duration" "$7" "" "$8" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "$9" >>"$qcsv"
+  csv_line "$1" "$2" "$3" "$4" "$5" "$6" "$duration" "$7" "" "$8" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "" "$9" "${10:-dnsperf}" >>"$qcsv"
 }
-# skip_rows NAME DESC REASON WHICH: "skipped" lines for every measurement of WHICH (normal|idle).
+# skip_rows NAME DESC REASON WHICH: "skipped" lines for every measurement of WHICH (normal|idle|
+# doh-throughput|doh-idle).
 skip_rows() {
   local name=$1 desc=$2 reason="skipped: $3" r m c
-  if [ "$4" = normal ]; then
+  if [ "$4" = doh-throughput ]; then
+    for r in "${rate_list[@]}"; do
+      for c in $(doh_tools "$name"); do skip_query_row doh-throughput "$name" "$desc" 1 pinned "$r" "$clients" 0 "$reason" "$c"; done
+    done
+  elif [ "$4" = doh-idle ]; then
+    for c in "${doh_idle_list[@]}"; do
+      step=$((step + 1))
+      csv_line "$name" "$desc" "$c" "" "" "" "" "" "$reason" doh-idle >>"$icsv"
+    done
+  elif [ "$4" = normal ]; then
     if want throughput; then
       for r in "${rate_list[@]}"; do skip_query_row throughput "$name" "$desc" 1 pinned "$r" "$clients" 0 "$reason"; done
     fi
@@ -878,7 +1056,7 @@ skip_rows() {
   else
     for c in "${idle_list[@]}"; do
       step=$((step + 1))
-      csv_line "$name" "$desc" "$c" "" "" "" "" "" "$reason" >>"$icsv"
+      csv_line "$name" "$desc" "$c" "" "" "" "" "" "$reason" idle >>"$icsv"
     done
   fi
 }
@@ -890,45 +1068,74 @@ if [ "$busy_start" -gt 10 ]; then
   warn "$busy_note"
 fi
 
+# Which server takes part in which scenarios: a DoH server in the DoH ones only, a DoT server in
+# the DoT ones, and dotgate (DoT) in both; and the DoH clients of each (h2load speaks no DoT).
+takes_dot() { ! is_doh "$1"; }
+takes_doh() { is_doh "$1" || [ "$1" = dotgate ]; }
+doh_tools() { if is_doh "$1"; then echo "${doh_client_list[*]}"; else echo dnsperf; fi; }
 per_server=0
 want throughput && per_server=$((per_server + ${#rate_list[@]}))
 want short && per_server=$((per_server + 1))
 want unpinned && per_server=$((per_server + ${#unpinned_list[@]}))
 want handshake && per_server=$((per_server + 4))
 want idle && per_server=$((per_server + ${#idle_list[@]}))
-total_steps=$((${#server_list[@]} * per_server))
+total_steps=0
+for name in "${server_list[@]}"; do
+  ! takes_dot "$name" || total_steps=$((total_steps + per_server))
+  if takes_doh "$name"; then
+    read -r -a tools <<<"$(doh_tools "$name")"
+    ! want doh-throughput || total_steps=$((total_steps + ${#rate_list[@]} * ${#tools[@]}))
+    ! want doh-idle || total_steps=$((total_steps + ${#doh_idle_list[@]}))
+  fi
+done
 if want scaling; then
   if want unpinned; then total_steps=$((total_steps + ${#unpinned_list[@]})); else total_steps=$((total_steps + 1)); fi
   total_steps=$((total_steps + 4))
 fi
 say "$total_steps measurements; dnsperf runs of ${duration}s, handshake runs of ${hs_time}s"
 
+# up_or_skip NAME DESC MODE WHICH: start NAME on the server core (MODE "idle": with long idle
+# timeouts); when it cannot be (dotgate not built, a failed start), warn, write the "skipped"
+# rows of WHICH (see skip_rows) and fail.
+up_or_skip() {
+  local name=$1 desc=$2 mode=$3 which=$4 skip=""
+  ! is_dotgate "$name" || skip=$dotgate_skip
+  if [ -z "$skip" ]; then
+    say "starting $desc$([ "$mode" != idle ] || echo " with long idle timeouts") (core $server_cpu)"
+    bring_up "$name" "$mode" 1 "${server_pin[@]}" || skip=$up_error
+  fi
+  if [ -n "$skip" ]; then
+    warn "SKIPPING $name ($which): $skip"
+    skip_rows "$name" "$desc" "$skip" "$which"
+    return 1
+  fi
+  say "$name is up on 127.0.0.1:$port (pid $server_pid, effective uid $(awk '/^Uid:/ { print $3 }' "/proc/$server_pid/status"))"
+}
+
+# run_idle NAME DESC SCENARIO: the idle-connection measurement of SCENARIO (idle, doh-idle) on
+# a fresh process with long idle timeouts.
+run_idle() {
+  if up_or_skip "$1" "$2" idle "$3"; then
+    measure_idle "$1" "$2" "$3"
+    take_down "$1"
+  fi
+}
+
 for name in "${server_list[@]}"; do
   desc=$(describe "$name")
-  skip=""
-  ! is_dotgate "$name" || skip=$dotgate_skip
 
   # -- queries, short connections, handshakes: one server process, default settings
-  if want throughput || want short || want unpinned || want handshake; then
-    if [ -z "$skip" ]; then
-      say "starting $desc (core $server_cpu)"
-      bring_up "$name" normal 1 "${server_pin[@]}" || skip=$up_error
-    fi
-    if [ -n "$skip" ]; then
-      warn "SKIPPING $name: $skip"
-      skip_rows "$name" "$desc" "$skip" normal
-    else
-      uid=$(awk '/^Uid:/ { print $3 }' "/proc/$server_pid/status")
-      say "$name is up on 127.0.0.1:$port (pid $server_pid, effective uid $uid)"
+  if takes_dot "$name" && { want throughput || want short || want unpinned || want handshake; }; then
+    if up_or_skip "$name" "$desc" normal normal; then
       if want throughput; then
         for rate in "${rate_list[@]}"; do
           progress "$name, queries: $clients connections, offered $rate qps, ${duration}s"
-          run_dnsperf throughput "$name" "$desc" 1 pinned "$rate" "$clients" 0
+          run_queries throughput "$name" "$desc" 1 pinned "$rate" "$clients" 0
         done
       fi
       if want short; then
         progress "$name, short connections: $short_queries queries each, $clients at a time, ${duration}s"
-        run_dnsperf short "$name" "$desc" 1 pinned max "$clients" "$short_queries"
+        run_queries short "$name" "$desc" 1 pinned max "$clients" "$short_queries"
       fi
       if want handshake; then
         measure_handshakes "$name" "$desc"
@@ -939,7 +1146,7 @@ for name in "${server_list[@]}"; do
         repin "$every_core" "$unbound_pid"
         for rate in "${unpinned_list[@]}"; do
           progress "$name, queries, nothing pinned: offered $rate qps, ${duration}s"
-          run_dnsperf unpinned "$name" "$desc" 1 unpinned "$rate" "$clients" 0
+          run_queries unpinned "$name" "$desc" 1 unpinned "$rate" "$clients" 0
         done
         repin "$backend_cores" "$unbound_pid"
       fi
@@ -948,20 +1155,26 @@ for name in "${server_list[@]}"; do
   fi
 
   # -- idle connections: a fresh process with long idle timeouts
-  if want idle; then
-    skip=""
-    ! is_dotgate "$name" || skip=$dotgate_skip
-    if [ -z "$skip" ]; then
-      say "starting $desc with long idle timeouts (core $server_cpu)"
-      bring_up "$name" idle 1 "${server_pin[@]}" || skip=$up_error
-    fi
-    if [ -n "$skip" ]; then
-      warn "SKIPPING $name (idle connections): $skip"
-      skip_rows "$name" "$desc" "$skip" idle
-    else
-      measure_idle "$name" "$desc"
+  if takes_dot "$name" && want idle; then
+    run_idle "$name" "$desc" idle
+  fi
+
+  # -- DoH queries (dotgate: its DoT, for the "DoH vs own DoT" line): each client at each rate
+  if takes_doh "$name" && want doh-throughput; then
+    if up_or_skip "$name" "$desc" normal doh-throughput; then
+      for tool in $(doh_tools "$name"); do
+        for rate in "${rate_list[@]}"; do
+          progress "$name, $(is_doh "$name" && echo DoH || echo DoT) queries ($tool): $clients connections, offered $rate qps, ${duration}s"
+          run_queries doh-throughput "$name" "$desc" 1 pinned "$rate" "$clients" 0 "$tool"
+        done
+      done
       take_down "$name"
     fi
+  fi
+
+  # -- idle HTTP/2 connections (dotgate: idle DoT connections, at the same counts)
+  if takes_doh "$name" && want doh-idle; then
+    run_idle "$name" "$desc" doh-idle
   fi
 done
 
@@ -1021,7 +1234,7 @@ EOF
       repin "$every_core" "$unbound_pid"
       for rate in "${scale_w_rates[@]}"; do
         progress "dotgate --workers 2, nothing pinned: offered $rate qps, ${duration}s"
-        run_dnsperf scaling-workers dotgate "$desc" 2 unpinned "$rate" "$clients" 0
+        run_queries scaling-workers dotgate "$desc" 2 unpinned "$rate" "$clients" 0
       done
       repin "$backend_cores" "$unbound_pid"
       take_down dotgate
@@ -1065,16 +1278,23 @@ meta=$work/meta.tsv
   printf 'incoming_tcp\t%s\n' "$incoming_tcp"
   printf 'fd_limit\t%s\n' "$fd_limit"
   printf 'unbound_warnings\t%s\n' "$unbound_warnings"
+  printf 'h2load\t%s\n' "$(h2load --version 2>/dev/null | awk '{ sub(/.*nghttp2\//, ""); print; exit }')"
+  printf 'dnsdist\t%s\n' "$(dnsdist_version)"
+  printf 'h2_streams\t%s\n' "$h2_streams"
+  printf 'doh_clients\t%s\n' "$doh_clients"
   printf 'elapsed_s\t%s\n' "$SECONDS"
 } >"$meta"
+# A run of DoH scenarios only writes latest-doh.md and no plot: the DoT report stays.
+latest=latest.md
+want_dot || latest="latest-doh.md"
 python3 "$here/report.py" --meta "$meta" --queries "$qcsv" --handshakes "$hcsv" --idle "$icsv" \
-  --json "$results/$stamp.json" --md "$results/latest.md"
-if [ -n "$plot_python" ]; then
+  --json "$results/$stamp.json" --md "$results/$latest"
+if want_dot && [ -n "$plot_python" ]; then
   "$plot_python" "$here/plot.py" "$results/$stamp.json" "$results/latest.png" ||
     warn "plot.py failed: no latest.png"
 fi
 
 echo
-cat "$results/latest.md"
+cat "$results/$latest"
 echo
-say "done in $(elapsed); results: $results/latest.md, latest.png, $stamp.json and $stamp-*.csv"
+say "done in $(elapsed); results: $results/$latest, $(want_dot && echo 'latest.png, ')$stamp.json and $stamp-*.csv"

@@ -1,12 +1,21 @@
 #!/usr/bin/env python3
 """Small DNS-over-TLS clients for loadtest/compare.sh (standard library only).
 
-  dotclient.py hold --port P --count N --ready FILE [--first I] [--timeout S]
+  dotclient.py hold --port P --count N --ready FILE [--first I] [--timeout S] [--h2]
       Open N TLS connections to 127.0.0.1:P one after the other, send one DoT query on each
       and read its answer, then hold them all idle. When done (or at the first connection
       that fails), write {"held": K, "failed": F, "error": "..."} to FILE (atomically) and
       keep the connections open until SIGTERM/SIGINT, until the parent process goes away, or
       for --max-hold seconds.
+      --h2: idle HTTP/2 connections (a DoH server) instead: ALPN "h2" (refused when the server
+      picks another protocol), the client connection preface and an empty SETTINGS frame;
+      then read the server's frames until its SETTINGS has come and it has acknowledged ours,
+      acknowledge its SETTINGS, and hold the connection. No request is sent.
+
+  dotclient.py doh-uris --queries FILE [--path /dns-query] > URIS
+      One RFC 8484 GET URI per line of the dnsperf-format FILE (NAME TYPE), the query (ID 0,
+      RD set) in ?dns= as base64url without padding: h2load's -i input, so that h2load asks
+      the same queries as dnsperf.
 
   dotclient.py resume --port P --seconds S [--tls 1.3|1.2]
       Resumed-handshake loop: one full handshake to get a session ticket, then for S seconds
@@ -29,6 +38,7 @@ Only 127.0.0.1 is used: this is a load tool for servers on this machine.
 """
 import argparse
 import asyncio
+import base64
 import json
 import os
 import select
@@ -85,6 +95,55 @@ def one_answer(sock, qid, name):
     return answer
 
 
+# HTTP/2 (RFC 9113): the client connection preface, and the frame header: 24-bit length, type,
+# flags, 31-bit stream ID.
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+H2_SETTINGS = 0x4
+H2_GOAWAY = 0x7
+H2_ACK = 0x1
+
+
+def h2_frame(ftype, flags=0, stream=0, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + struct.pack(">BBI", ftype, flags, stream) + payload
+
+
+def h2_settle(sock):
+    """Open an HTTP/2 connection on a TLS socket that negotiated "h2": our preface and an empty
+    SETTINGS; then the server's frames until both its SETTINGS and its ACK of ours have come
+    (other frames, e.g. WINDOW_UPDATE, are skipped); ACK its SETTINGS."""
+    if sock.selected_alpn_protocol() != "h2":
+        raise ValueError("the server chose ALPN %r, not h2" % sock.selected_alpn_protocol())
+    sock.sendall(H2_PREFACE + h2_frame(H2_SETTINGS))
+    got_settings = got_ack = False
+    while not (got_settings and got_ack):
+        header = recv_exact(sock, 9)
+        length = struct.unpack(">I", b"\0" + header[:3])[0]
+        ftype, flags = header[3], header[4]
+        recv_exact(sock, length)
+        if ftype == H2_GOAWAY:
+            raise ConnectionError("GOAWAY from the server")
+        if ftype == H2_SETTINGS:
+            if flags & H2_ACK:
+                got_ack = True
+            else:
+                got_settings = True
+                sock.sendall(h2_frame(H2_SETTINGS, H2_ACK))
+
+
+def doh_uris(args):
+    n = 0
+    with open(args.queries) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].upper() in QTYPES:
+                wire = query(0, parts[0], QTYPES[parts[1].upper()])[2:]
+                print("https://127.0.0.1%s?dns=%s" % (args.path, base64.urlsafe_b64encode(wire).decode().rstrip("=")))
+                n += 1
+    if not n:
+        raise SystemExit("no usable queries in %s" % args.queries)
+    return 0
+
+
 def write_atomic(path, obj):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -94,6 +153,8 @@ def write_atomic(path, obj):
 
 def hold(args):
     ctx = context()
+    if args.h2:
+        ctx.set_alpn_protocols(["h2"])
     conns = []
     error = ""
     failed = 0
@@ -103,7 +164,10 @@ def hold(args):
         try:
             raw = socket.create_connection((HOST, args.port), timeout=args.timeout)
             tls = ctx.wrap_socket(raw)
-            one_answer(tls, i, "h%05d.bench.test." % ((args.first + i) % args.names))
+            if args.h2:
+                h2_settle(tls)
+            else:
+                one_answer(tls, i, "h%05d.bench.test." % ((args.first + i) % args.names))
             tls.settimeout(None)
             conns.append(tls)
         except (OSError, ValueError, ConnectionError) as e:
@@ -383,6 +447,10 @@ def main():
     h.add_argument("--names", type=int, default=30000, help="names in the zone (h00000...)")
     h.add_argument("--timeout", type=float, default=5.0)
     h.add_argument("--max-hold", type=float, default=900.0, help="give up holding after this long")
+    h.add_argument("--h2", action="store_true", help="idle HTTP/2 connections (ALPN h2, SETTINGS exchanged)")
+    u = sub.add_parser("doh-uris")
+    u.add_argument("--queries", required=True, help="dnsperf data file: NAME TYPE per line")
+    u.add_argument("--path", default="/dns-query")
     r = sub.add_parser("resume")
     r.add_argument("--port", type=int, required=True)
     r.add_argument("--seconds", type=float, default=2.0)
@@ -398,7 +466,7 @@ def main():
     lo.add_argument("--parallel", type=int, default=100, help="handshakes in progress at once")
     lo.add_argument("--timeout", type=float, default=5.0)
     args = p.parse_args()
-    return {"hold": hold, "resume": resume, "load": load}[args.cmd](args)
+    return {"hold": hold, "resume": resume, "load": load, "doh-uris": doh_uris}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Medians over several runs of loadtest/compare.sh, and dotgate's ratio to the best peer.
 
-  loadtest/median.py RUN [RUN ...]
+  loadtest/median.py [--doh] RUN [RUN ...]
 
 RUN is a run's stamp (e.g. 20261123T132745Z) or any of its result files (STAMP.json,
 STAMP-queries.csv, ...; the stamp is taken from the name). Reads
@@ -13,6 +13,12 @@ the best peer's. Then dotgate's own counters per answered query (wake-ups, linge
 and direct-TCP shares), for the dotgate settings only, without a ratio. A run that lacks a row
 or a column (a scenario not run, a server that failed, a run older than the column) is left
 out of that median.
+
+DNS over HTTPS (compare.sh --doh): when the runs have DoH rows, issue 18's figures follow, per
+server and client (dnsperf, h2load): the median of each run's values (report.py's
+doh_measures), dotgate-doh's ratio to the best DoH peer against the issue's floors (a peer whose
+client lost over 5% of its queries is no best peer), and dotgate-doh against dotgate's
+own DoT. --doh: only that part.
 """
 import csv
 import os
@@ -20,6 +26,8 @@ import statistics
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import report  # noqa: E402  (doh_measures, doh_tables)
 
 
 def stamp_of(arg):
@@ -36,14 +44,31 @@ def ours(variant):
     return variant.startswith("dotgate")
 
 
-def rows(stamp, kind):
+def rows(stamp, kind, every=False):
     path = os.path.join(HERE, "results", f"{stamp}-{kind}.csv")
     if not os.path.exists(path):
         return []
     with open(path, newline="") as f:
         # "held N of M: ..." is an idle-connection count that stopped at a limit (file
         # descriptors): still a valid measurement at N connections.
-        return [r for r in csv.DictReader(f) if r.get("status", "ok") == "ok" or r.get("status", "").startswith("held ")]
+        return [r for r in csv.DictReader(f)
+                if every or r.get("status", "ok") == "ok" or r.get("status", "").startswith("held ")]
+
+
+def doh_part(stamps):
+    """Issue 18's DoH figures over the runs: medians per (server, client) and measure."""
+    per_run = {}
+    for stamp in stamps:
+        for key, measures in report.doh_measures(rows(stamp, "queries", True), rows(stamp, "idle", True)).items():
+            for meas, value in measures.items():
+                if value is not None:
+                    per_run.setdefault(key, {}).setdefault(meas, []).append(value)
+    if not per_run:
+        return []
+    medians = {k: {m: statistics.median(v) for m, v in ms.items()} for k, ms in per_run.items()}
+    out = ["## DNS over HTTPS: medians (each run's value in brackets)", ""]
+    report.doh_tables(medians, out, per_run)
+    return out
 
 
 def number(text):
@@ -90,11 +115,17 @@ def line(title, values, lower_is_better, unit, ratio=True):
 
 
 def main():
-    stamps = [stamp_of(a) for a in sys.argv[1:]]
+    args = sys.argv[1:]
+    doh_only = "--doh" in args
+    stamps = [stamp_of(a) for a in args if a != "--doh"]
     if not stamps:
         print(__doc__, file=sys.stderr)
         return 2
     out = [f"# Medians of {len(stamps)} runs: {', '.join(stamps)}", ""]
+    if doh_only:
+        out += doh_part(stamps) or ["No DoH rows in these runs (loadtest/compare.sh --doh)."]
+        print("\n".join(out))
+        return 0
 
     def pinned(rate):
         return lambda r: r["scenario"] == "throughput" and r["rate"] == rate
@@ -120,7 +151,8 @@ def main():
                     collect(stamps, "handshakes", lambda r, m=mode: r["mode"] == m, "per_s"), False, "/s")
     for target in ("5000", "20000"):
         out += line(f"RSS per idle connection, {target} connections",
-                    collect(stamps, "idle", lambda r, t=target: r["target"] == t, "bytes_per_conn"), True, "bytes")
+                    collect(stamps, "idle", lambda r, t=target: r["target"] == t and r.get("scenario", "idle") == "idle",
+                            "bytes_per_conn"), True, "bytes")
     out += line("short connections: CPU per connection",
                 collect(stamps, "queries", lambda r: r["scenario"] == "short", "cpu_us_per_conn"), True, "µs")
 
@@ -137,6 +169,7 @@ def main():
                     collect(stamps, "queries", ours_at(rate), "tc_fallback_share", 100), True, "% of answers", False)
         out += line(f"dotgate: queries sent straight over TCP at {label}",
                     collect(stamps, "queries", ours_at(rate), "tcp_direct_share", 100), True, "% of answers", False)
+    out += doh_part(stamps)
     print("\n".join(out))
     return 0
 

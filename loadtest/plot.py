@@ -97,7 +97,7 @@ def main():
     grouped(axes[1][0], hs, "mode", modes, "cpu_us_per_handshake", "Server CPU per TLS handshake",
             "µs per handshake", {m: m.replace("-tls", " TLS ") for m in modes})
 
-    idle = run["idle"]
+    idle = [r for r in run["idle"] if r.get("scenario", "idle") == "idle"]  # not compare.sh's doh-idle
     sizes = []
     for r in idle:
         if str(r["target"]) not in sizes:

@@ -8,8 +8,11 @@
 #     dotgate's PROXY v2 backend port being a proxy-protocol-port of Unbound that the Service
 #     and both NetworkPolicies let through, the DNSENC port over UDP and TCP in the config, the
 #     container, the Service and the NetworkPolicy, its keys an init container's copy of an
-#     owner-only Secret volume);
+#     owner-only Secret volume, the DoH port in the config, the container, the Service's 443
+#     and the NetworkPolicy);
 #   - the example Unbound's unbound.conf passes `unbound-checkconf` where it exists;
+#   - deploy/prometheus's alert rules pass `promtool check rules` and their unit tests
+#     (alerts_test.yaml) where promtool exists (tests/observability.rs runs them too);
 #   - the ConfigMap's dotgate.toml passes `dotgate --check-config` (with test files where it
 #     expects the certificate, key and ticket keys, and DNSENC keys from `dotgate dnsenc keygen`
 #     put there by the init container's own command from a stand-in for the Secret volume);
@@ -87,6 +90,10 @@ PY
   unbound-checkconf "$work/unbound.conf"
 fi
 
+if command -v promtool >/dev/null; then
+  say "promtool: the alert rules and their unit tests"
+  (cd deploy/prometheus && promtool check rules alerts.yaml && promtool test rules alerts_test.yaml)
+fi
 say "dotgate --check-config on the ConfigMap's dotgate.toml"
 mkdir -p "$work/etc/tls" "$work/etc/ticket-keys"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=dot.example.net \

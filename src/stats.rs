@@ -84,22 +84,198 @@ pub struct Handshakes {
     pub tls13_resumed: Counter,
 }
 
+impl Handshakes {
+    /// Counts one completed handshake, as rustls reports it (`protocol_version`,
+    /// `handshake_kind`): TLS 1.2 by its version, anything else as TLS 1.3 (dotgate offers no
+    /// other); resumed when rustls says so, full otherwise. The one place DoT and DoH pick the
+    /// counter.
+    #[inline]
+    pub fn count(&self, version: Option<rustls::ProtocolVersion>, kind: Option<rustls::HandshakeKind>) {
+        let resumed = kind == Some(rustls::HandshakeKind::Resumed);
+        bump(match (version, resumed) {
+            (Some(rustls::ProtocolVersion::TLSv1_2), false) => &self.tls12_full,
+            (Some(rustls::ProtocolVersion::TLSv1_2), true) => &self.tls12_resumed,
+            (_, false) => &self.tls13_full,
+            (_, true) => &self.tls13_resumed,
+        });
+    }
+}
+
+/// The frontend a query came in through: the `frontend` label of the metrics that have one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frontend {
+    /// DNS over TLS (`--listen`).
+    Dot,
+    /// DNS over HTTPS (`--doh-listen`).
+    Doh,
+    /// DNSENC, over UDP and TCP: its own metrics are `dnsenc_*`; the relay's answers to its
+    /// queries are `answers_total{frontend="dnsenc"}`.
+    Dnsenc,
+    /// The private-subdomain gateway: its own metrics are `pvt_*`; the relay's answers to its
+    /// queries are `answers_total{frontend="pvt"}`.
+    Pvt,
+}
+
+impl Frontend {
+    pub const ALL: [Frontend; 4] = [Frontend::Dot, Frontend::Doh, Frontend::Dnsenc, Frontend::Pvt];
+
+    /// The `frontend` label's value.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Frontend::Dot => "dot",
+            Frontend::Doh => "doh",
+            Frontend::Dnsenc => "dnsenc",
+            Frontend::Pvt => "pvt",
+        }
+    }
+
+    /// DoT and DoH: every series of theirs is exposed from the first scrape, at zero too, so
+    /// that dashboards and alerts can sum by frontend. DNSENC's and the gateway's answer series
+    /// appear once seen.
+    pub const fn always_exposed(self) -> bool {
+        matches!(self, Frontend::Dot | Frontend::Doh)
+    }
+}
+
+/// Answers written to one frontend's clients (`answers_total{frontend}`).
+#[derive(Default, Debug)]
+pub struct Answers {
+    /// The backend's answer, by its RCODE (the header's 4 bits); counted by the relay.
+    pub backend: [Counter; 16],
+    /// Answered locally with FORMERR (bad question, QDCOUNT ≠ 1); counted by the frontend.
+    pub formerr: Counter,
+    /// Answered locally with NOTIMP (opcode other than QUERY); counted by the frontend.
+    pub notimp: Counter,
+    /// Answered locally with SERVFAIL (no backend answered in time); counted by the relay.
+    pub servfail: Counter,
+    /// Answered locally with REFUSED: over the client's rate limit (the frontend counts it), or
+    /// carrying an ECS option that could not be replaced (the relay does).
+    pub refused: Counter,
+}
+
+impl Answers {
+    /// The local answers with how they are exposed (`answers_total{source="local"}`).
+    fn local(&self, frontend: Frontend) -> [(Exposed, &Counter); 4] {
+        let with = |field, labels| Exposed { field, metric: "answers_total", frontend: Some(frontend), labels };
+        [
+            (with("answers_formerr", &[("source", "local"), ("rcode", "FORMERR")]), &self.formerr),
+            (with("answers_notimp", &[("source", "local"), ("rcode", "NOTIMP")]), &self.notimp),
+            (with("answers_servfail", &[("source", "local"), ("rcode", "SERVFAIL")]), &self.servfail),
+            (with("answers_refused", &[("source", "local"), ("rcode", "REFUSED")]), &self.refused),
+        ]
+    }
+}
+
+/// What one TLS frontend (DoT or DoH) saw: the series with `frontend="dot"` or `"doh"`.
+#[derive(Default, Debug)]
+pub struct TlsFrontendStats {
+    /// Messages read from clients (DoT: every frame, well-formed or not; DoH: every request
+    /// carrying a message of at least a header, after the HTTP checks).
+    pub queries: Counter,
+    /// Answers written to clients.
+    pub answers: Answers,
+    /// Client TCP connections accepted (admitted past the access lists and limits).
+    pub connections_accepted: Counter,
+    /// TLS handshakes that failed (not TLS, refused, broken).
+    pub handshake_failures: Counter,
+    /// TLS handshakes not finished within the handshake timeout.
+    pub handshake_timeouts: Counter,
+    /// TLS handshakes completed.
+    pub handshakes: Handshakes,
+    /// Connections closed for a protocol error (DoT: a framing error or a response sent by the
+    /// client; DoH: a malformed HTTP message).
+    pub connections_closed_protocol: Counter,
+    /// Connections closed by the idle timeout.
+    pub connections_closed_idle: Counter,
+    /// Connections closed after the client's EOF or close_notify, every answer out.
+    pub connections_closed_client: Counter,
+    /// Connections closed on a socket error, or a client that stopped taking answers.
+    pub connections_closed_error: Counter,
+    /// Connections closed by drain, every answer out.
+    pub connections_closed_drain: Counter,
+}
+
+impl TlsFrontendStats {
+    /// Every counter of this frontend's with how it is exposed (the answers from the backend
+    /// apart: the exposition writes those by RCODE).
+    fn counters(&self, frontend: Frontend) -> [(Exposed, &Counter); 17] {
+        let with = |field, metric, labels| Exposed { field, metric, frontend: Some(frontend), labels };
+        let [formerr, notimp, servfail, refused] = self.answers.local(frontend);
+        [
+            (with("queries", "queries_received_total", &[]), &self.queries),
+            formerr,
+            notimp,
+            servfail,
+            refused,
+            (with("connections_accepted", "connections_accepted_total", &[]), &self.connections_accepted),
+            (
+                with("handshake_failures", "tls_handshake_failures_total", &[("reason", "error")]),
+                &self.handshake_failures,
+            ),
+            (
+                with("handshake_timeouts", "tls_handshake_failures_total", &[("reason", "timeout")]),
+                &self.handshake_timeouts,
+            ),
+            (
+                with("handshakes_tls12_full", "tls_handshakes_total", &[("version", "TLSv1.2"), ("kind", "full")]),
+                &self.handshakes.tls12_full,
+            ),
+            (
+                with(
+                    "handshakes_tls12_resumed",
+                    "tls_handshakes_total",
+                    &[("version", "TLSv1.2"), ("kind", "resumed")],
+                ),
+                &self.handshakes.tls12_resumed,
+            ),
+            (
+                with("handshakes_tls13_full", "tls_handshakes_total", &[("version", "TLSv1.3"), ("kind", "full")]),
+                &self.handshakes.tls13_full,
+            ),
+            (
+                with(
+                    "handshakes_tls13_resumed",
+                    "tls_handshakes_total",
+                    &[("version", "TLSv1.3"), ("kind", "resumed")],
+                ),
+                &self.handshakes.tls13_resumed,
+            ),
+            (
+                with("connections_closed_protocol", "connections_closed_total", &[("reason", "protocol")]),
+                &self.connections_closed_protocol,
+            ),
+            (
+                with("connections_closed_idle", "connections_closed_total", &[("reason", "idle")]),
+                &self.connections_closed_idle,
+            ),
+            (
+                with("connections_closed_client", "connections_closed_total", &[("reason", "client")]),
+                &self.connections_closed_client,
+            ),
+            (
+                with("connections_closed_error", "connections_closed_total", &[("reason", "error")]),
+                &self.connections_closed_error,
+            ),
+            (
+                with("connections_closed_drain", "connections_closed_total", &[("reason", "drain")]),
+                &self.connections_closed_drain,
+            ),
+        ]
+    }
+}
+
 /// One worker's counters and gauges.
 #[derive(Default, Debug)]
 pub struct WorkerStats {
-    /// Messages read from clients (every frame, well-formed or not).
-    pub queries: Counter,
-    /// Queries answered with the backend's answer, by the answer's RCODE (the header's 4 bits).
-    pub answers_backend: [Counter; 16],
-    /// Queries answered locally with FORMERR (bad question, QDCOUNT ≠ 1).
-    pub answers_formerr: Counter,
-    /// Queries answered locally with NOTIMP (opcode other than QUERY).
-    pub answers_notimp: Counter,
-    /// Queries answered locally with SERVFAIL (no backend answered in time).
-    pub answers_servfail: Counter,
-    /// Queries answered locally with REFUSED: over the client's rate limit, or carrying an ECS
-    /// option that could not be replaced.
-    pub answers_refused: Counter,
+    /// DNS over TLS: queries, answers, connections and handshakes (`frontend="dot"`).
+    pub dot: TlsFrontendStats,
+    /// DNS over HTTPS: the same (`frontend="doh"`).
+    pub doh: TlsFrontendStats,
+    /// The relay's answers to DNSENC queries (`answers_total{frontend="dnsenc"}`).
+    pub dnsenc_answers: Answers,
+    /// The relay's answers to the private-subdomain gateway's queries
+    /// (`answers_total{frontend="pvt"}`).
+    pub pvt_answers: Answers,
     /// Queries refused for the client's query rate (`--max-qps-per-client`).
     pub rate_limited_queries: Counter,
     /// Connections closed at accept for the client's connection rate
@@ -157,24 +333,6 @@ pub struct WorkerStats {
     pub dropped_question_mismatch: Counter,
     /// Upstream datagrams dropped: not a DNS response at all.
     pub dropped_garbage: Counter,
-    /// Client TCP connections accepted.
-    pub connections_accepted: Counter,
-    /// TLS handshakes that failed (not TLS, refused, broken).
-    pub handshake_failures: Counter,
-    /// TLS handshakes not finished within the handshake timeout.
-    pub handshake_timeouts: Counter,
-    /// TLS handshakes completed.
-    pub handshakes: Handshakes,
-    /// Connections closed for a framing error or a response sent by the client.
-    pub connections_closed_protocol: Counter,
-    /// Connections closed by the idle timeout.
-    pub connections_closed_idle: Counter,
-    /// Connections closed after the client's EOF or close_notify, every answer out.
-    pub connections_closed_client: Counter,
-    /// Connections closed on a socket error, or a client that stopped taking answers.
-    pub connections_closed_error: Counter,
-    /// Connections closed by drain, every answer out.
-    pub connections_closed_drain: Counter,
     /// Connections closed at accept: `--max-connections` reached.
     pub connections_refused_limit: Counter,
     /// Connections closed at accept: `--max-connections-per-ip` reached for their address.
@@ -191,9 +349,12 @@ pub struct WorkerStats {
 
 /// How a counter is exposed: metric name (after `dotgate_`) and its labels.
 pub struct Exposed {
-    /// The field's name, as the worker's stop line logs it.
+    /// The field's name, as the worker's stop line logs it (after `dot_` or `doh_` for a
+    /// frontend's).
     pub field: &'static str,
     pub metric: &'static str,
+    /// The `frontend` label, first of the labels when there is one.
+    pub frontend: Option<Frontend>,
     pub labels: &'static [(&'static str, &'static str)],
 }
 
@@ -202,13 +363,19 @@ const fn exposed(
     metric: &'static str,
     labels: &'static [(&'static str, &'static str)],
 ) -> Exposed {
-    Exposed { field, metric, labels }
+    Exposed { field, metric, frontend: None, labels }
 }
 
 /// The help text of each counter metric.
 pub const COUNTER_HELP: [(&str, &str); 20] = [
-    ("queries_received_total", "DNS messages read from clients, well-formed or not."),
-    ("answers_total", "Answers written to clients, by source (backend or local) and RCODE."),
+    (
+        "queries_received_total",
+        "DNS messages read from clients, well-formed or not, by frontend (dot, doh; DNSENC and the private-subdomain gateway count theirs in dnsenc_queries_total and pvt_queries_total).",
+    ),
+    (
+        "answers_total",
+        "Answers written to clients, by frontend, source (backend or local) and RCODE: dot and doh always; dnsenc and pvt (the relay's answers to DNSENC and private-subdomain queries) once seen.",
+    ),
     ("upstream_retries_total", "Queries retried on another backend after a timeout."),
     ("upstream_tc_fallbacks_total", "Truncated UDP answers asked again over TCP."),
     (
@@ -218,10 +385,13 @@ pub const COUNTER_HELP: [(&str, &str); 20] = [
     ("upstream_tcp_failures_total", "Upstream TCP connections that failed with queries waiting on them."),
     ("upstream_send_errors_total", "Upstream UDP sends the kernel refused."),
     ("upstream_answers_dropped_total", "Upstream datagrams dropped, by reason: never delivered to a client."),
-    ("connections_accepted_total", "Client TCP connections accepted."),
-    ("tls_handshake_failures_total", "TLS handshakes that failed (error) or did not finish in time (timeout)."),
-    ("tls_handshakes_total", "TLS handshakes completed, by version and kind (full or resumed)."),
-    ("connections_closed_total", "Client connections closed after their handshake, by reason."),
+    ("connections_accepted_total", "Client TCP connections accepted, by frontend (dot, doh)."),
+    (
+        "tls_handshake_failures_total",
+        "TLS handshakes that failed (error) or did not finish in time (timeout), by frontend (dot, doh).",
+    ),
+    ("tls_handshakes_total", "TLS handshakes completed, by frontend (dot, doh), version and kind (full or resumed)."),
+    ("connections_closed_total", "Client connections closed after their handshake, by frontend (dot, doh) and reason."),
     (
         "connections_rejected_total",
         "Client connections closed at accept, before TLS, by reason: a connection limit, the access lists or a rate limit.",
@@ -256,26 +426,30 @@ impl WorkerStats {
         WorkerStats { backends: (0..backends).map(|_| backend()).collect(), ..Default::default() }
     }
 
-    /// Every counter with how it is exposed: the one list of them.
-    pub fn counters(&self) -> [(Exposed, &Counter); 53] {
+    /// Every counter with how it is exposed: the one list of them (the answers from the backend
+    /// apart, which the exposition writes by RCODE and frontend, and DNSENC's and the gateway's
+    /// answers, written once seen).
+    pub fn counters(&self) -> impl Iterator<Item = (Exposed, &Counter)> {
+        self.worker_counters()
+            .into_iter()
+            .chain(self.dot.counters(Frontend::Dot))
+            .chain(self.doh.counters(Frontend::Doh))
+    }
+
+    /// The answers to one frontend's clients: where the relay and the frontends count them.
+    #[inline]
+    pub fn answers(&self, frontend: Frontend) -> &Answers {
+        match frontend {
+            Frontend::Dot => &self.dot.answers,
+            Frontend::Doh => &self.doh.answers,
+            Frontend::Dnsenc => &self.dnsenc_answers,
+            Frontend::Pvt => &self.pvt_answers,
+        }
+    }
+
+    /// The counters without a frontend.
+    fn worker_counters(&self) -> [(Exposed, &Counter); 36] {
         [
-            (exposed("queries", "queries_received_total", &[]), &self.queries),
-            (
-                exposed("answers_formerr", "answers_total", &[("source", "local"), ("rcode", "FORMERR")]),
-                &self.answers_formerr,
-            ),
-            (
-                exposed("answers_notimp", "answers_total", &[("source", "local"), ("rcode", "NOTIMP")]),
-                &self.answers_notimp,
-            ),
-            (
-                exposed("answers_servfail", "answers_total", &[("source", "local"), ("rcode", "SERVFAIL")]),
-                &self.answers_servfail,
-            ),
-            (
-                exposed("answers_refused", "answers_total", &[("source", "local"), ("rcode", "REFUSED")]),
-                &self.answers_refused,
-            ),
             (exposed("rate_limited_queries", "rate_limited_total", &[("kind", "queries")]), &self.rate_limited_queries),
             (
                 exposed("rate_limited_connections", "rate_limited_total", &[("kind", "connections")]),
@@ -360,59 +534,6 @@ impl WorkerStats {
                 exposed("dropped_garbage", "upstream_answers_dropped_total", &[("reason", "garbage")]),
                 &self.dropped_garbage,
             ),
-            (exposed("connections_accepted", "connections_accepted_total", &[]), &self.connections_accepted),
-            (
-                exposed("handshake_failures", "tls_handshake_failures_total", &[("reason", "error")]),
-                &self.handshake_failures,
-            ),
-            (
-                exposed("handshake_timeouts", "tls_handshake_failures_total", &[("reason", "timeout")]),
-                &self.handshake_timeouts,
-            ),
-            (
-                exposed("handshakes_tls12_full", "tls_handshakes_total", &[("version", "TLSv1.2"), ("kind", "full")]),
-                &self.handshakes.tls12_full,
-            ),
-            (
-                exposed(
-                    "handshakes_tls12_resumed",
-                    "tls_handshakes_total",
-                    &[("version", "TLSv1.2"), ("kind", "resumed")],
-                ),
-                &self.handshakes.tls12_resumed,
-            ),
-            (
-                exposed("handshakes_tls13_full", "tls_handshakes_total", &[("version", "TLSv1.3"), ("kind", "full")]),
-                &self.handshakes.tls13_full,
-            ),
-            (
-                exposed(
-                    "handshakes_tls13_resumed",
-                    "tls_handshakes_total",
-                    &[("version", "TLSv1.3"), ("kind", "resumed")],
-                ),
-                &self.handshakes.tls13_resumed,
-            ),
-            (
-                exposed("connections_closed_protocol", "connections_closed_total", &[("reason", "protocol")]),
-                &self.connections_closed_protocol,
-            ),
-            (
-                exposed("connections_closed_idle", "connections_closed_total", &[("reason", "idle")]),
-                &self.connections_closed_idle,
-            ),
-            (
-                exposed("connections_closed_client", "connections_closed_total", &[("reason", "client")]),
-                &self.connections_closed_client,
-            ),
-            (
-                exposed("connections_closed_error", "connections_closed_total", &[("reason", "error")]),
-                &self.connections_closed_error,
-            ),
-            (
-                exposed("connections_closed_drain", "connections_closed_total", &[("reason", "drain")]),
-                &self.connections_closed_drain,
-            ),
             (
                 exposed("connections_refused_limit", "connections_rejected_total", &[("reason", "limit")]),
                 &self.connections_refused_limit,
@@ -449,7 +570,7 @@ pub const RCODE_NAMES: [&str; 16] = [
 
 impl fmt::Display for WorkerStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let backend: u64 = self.answers_backend.iter().map(Counter::get).sum();
+        let backend: u64 = Frontend::ALL.iter().flat_map(|&f| self.answers(f).backend.iter()).map(Counter::get).sum();
         let sum = |pick: fn(&BackendStats) -> &Counter| -> u64 { self.backends.iter().map(|b| pick(b).get()).sum() };
         write!(
             f,
@@ -459,7 +580,10 @@ impl fmt::Display for WorkerStats {
             sum(|b| &b.timeouts)
         )?;
         for (exposed, counter) in self.counters() {
-            write!(f, " {}={}", exposed.field, counter.get())?;
+            match exposed.frontend {
+                Some(frontend) => write!(f, " {}_{}={}", frontend.label(), exposed.field, counter.get())?,
+                None => write!(f, " {}={}", exposed.field, counter.get())?,
+            }
         }
         Ok(())
     }
@@ -493,7 +617,50 @@ mod tests {
         assert!(line.contains("upstream_retries=3 "), "{line}");
         assert!(line.contains(" connections_refused_per_ip=1 "), "{line}");
         bump(&stats.lingers);
-        assert!(stats.to_string().ends_with(" lingers=1"), "{line}");
-        assert_eq!(line.split(' ').count(), stats.counters().len() + 4);
+        assert!(stats.to_string().contains(" lingers=1 "), "{line}");
+        bump(&stats.doh.connections_closed_drain);
+        assert!(stats.to_string().ends_with(" doh_connections_closed_drain=1"), "{line}");
+        assert!(line.contains(" dot_queries=0 ") && line.contains(" doh_queries=0 "), "{line}");
+        assert_eq!(line.split(' ').count(), stats.counters().count() + 4);
+    }
+
+    #[test]
+    fn each_tls_frontend_has_every_series_with_its_label_first() {
+        let stats = WorkerStats::new(0);
+        let of = |frontend| {
+            stats
+                .counters()
+                .filter(|(e, _)| e.frontend == Some(frontend))
+                .map(|(e, _)| (e.metric, e.labels))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(of(Frontend::Dot), of(Frontend::Doh));
+        assert_eq!(of(Frontend::Dot).len(), 17);
+        for metric in [
+            "queries_received_total",
+            "answers_total",
+            "connections_accepted_total",
+            "tls_handshakes_total",
+            "tls_handshake_failures_total",
+            "connections_closed_total",
+        ] {
+            assert!(
+                stats.counters().filter(|(e, _)| e.metric == metric).all(|(e, _)| e.frontend.is_some()),
+                "{metric}"
+            );
+        }
+    }
+
+    #[test]
+    fn handshakes_are_counted_by_version_and_kind() {
+        use rustls::{HandshakeKind, ProtocolVersion};
+        let h = Handshakes::default();
+        h.count(Some(ProtocolVersion::TLSv1_2), Some(HandshakeKind::Full));
+        h.count(Some(ProtocolVersion::TLSv1_2), Some(HandshakeKind::Resumed));
+        h.count(Some(ProtocolVersion::TLSv1_3), Some(HandshakeKind::FullWithHelloRetryRequest));
+        h.count(Some(ProtocolVersion::TLSv1_3), Some(HandshakeKind::Resumed));
+        h.count(Some(ProtocolVersion::TLSv1_3), Some(HandshakeKind::Resumed));
+        let counts = [&h.tls12_full, &h.tls12_resumed, &h.tls13_full, &h.tls13_resumed].map(Counter::get);
+        assert_eq!(counts, [1, 1, 1, 2]);
     }
 }

@@ -50,16 +50,16 @@ async fn metrics_count_what_clients_saw() {
     let (status, page) = get(admin, "/metrics");
     assert_eq!(status, 200);
     let value = |series: &str| sample(&page, series).unwrap_or_else(|| panic!("no {series} in:\n{page}"));
-    assert_eq!(value("dotgate_queries_received_total"), 7.0);
-    assert_eq!(value(r#"dotgate_answers_total{source="backend",rcode="NOERROR"}"#), 6.0);
+    assert_eq!(value(r#"dotgate_queries_received_total{frontend="dot"}"#), 7.0);
+    assert_eq!(value(r#"dotgate_answers_total{frontend="dot",source="backend",rcode="NOERROR"}"#), 6.0);
     assert_eq!(value(r#"dotgate_upstream_answers_dropped_total{reason="duplicate"}"#), 1.0);
     assert_eq!(value(r#"dotgate_upstream_answers_dropped_total{reason="unknown_id"}"#), 0.0);
-    assert_eq!(value(r#"dotgate_answers_total{source="backend",rcode="SERVFAIL"}"#), 1.0);
-    assert_eq!(value(r#"dotgate_answers_total{source="local",rcode="SERVFAIL"}"#), 0.0);
+    assert_eq!(value(r#"dotgate_answers_total{frontend="dot",source="backend",rcode="SERVFAIL"}"#), 1.0);
+    assert_eq!(value(r#"dotgate_answers_total{frontend="dot",source="local",rcode="SERVFAIL"}"#), 0.0);
     let backend_label = format!(r#"backend="{}""#, backend.addr);
     assert_eq!(value(&format!(r#"dotgate_upstream_queries_total{{{backend_label},transport="udp"}}"#)), 7.0);
     assert_eq!(value(&format!(r#"dotgate_upstream_queries_total{{{backend_label},transport="tcp"}}"#)), 0.0);
-    assert_eq!(value(r#"dotgate_tls_handshakes_total{version="TLSv1.3",kind="full"}"#), 1.0);
+    assert_eq!(value(r#"dotgate_tls_handshakes_total{frontend="dot",version="TLSv1.3",kind="full"}"#), 1.0);
     // Both latency histograms saw the seven relayed queries, all well under a second.
     assert_eq!(value("dotgate_query_duration_seconds_count"), 7.0);
     assert_eq!(value(r#"dotgate_query_duration_seconds_bucket{le="1"}"#), 7.0);
@@ -68,7 +68,12 @@ async fn metrics_count_what_clients_saw() {
     assert!(value("dotgate_certificate_expiry_timestamp_seconds") > now, "the certificate expires in the future");
     assert_eq!(value(r#"dotgate_tls_reloads_total{material="certificate",result="refused"}"#), 0.0);
     assert_eq!(value("dotgate_connections_open"), 1.0, "the test client's connection");
-    assert!(value("dotgate_connections_accepted_total") >= 1.0);
+    assert!(value(r#"dotgate_connections_accepted_total{frontend="dot"}"#) >= 1.0);
+    // Every frontend series exists from the first scrape, DoH's at zero here (no DoH listener).
+    assert_eq!(value(r#"dotgate_queries_received_total{frontend="doh"}"#), 0.0);
+    assert_eq!(value(r#"dotgate_answers_total{frontend="doh",source="backend",rcode="NOERROR"}"#), 0.0);
+    assert_eq!(value(r#"dotgate_connections_accepted_total{frontend="doh"}"#), 0.0);
+    assert_eq!(value(r#"dotgate_tls_handshakes_total{frontend="doh",version="TLSv1.3",kind="full"}"#), 0.0);
     assert_eq!(value(&format!(r#"dotgate_backend_up{{backend="{}"}}"#, backend.addr)), 1.0);
     assert_eq!(value("dotgate_ready"), 1.0);
     assert!(page.contains("# TYPE dotgate_queries_received_total counter"), "{page}");
@@ -76,7 +81,11 @@ async fn metrics_count_what_clients_saw() {
     drop(client);
     let (_, page) = poll(admin, "/metrics", WAIT, |_, page| sample(page, "dotgate_connections_open") == Some(0.0));
     assert_eq!(sample(&page, "dotgate_connections_open"), Some(0.0), "closed connections are not counted as open");
-    assert_eq!(sample(&page, r#"dotgate_connections_closed_total{reason="client"}"#), Some(1.0), "{page}");
+    assert_eq!(
+        sample(&page, r#"dotgate_connections_closed_total{frontend="dot",reason="client"}"#),
+        Some(1.0),
+        "{page}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -161,7 +161,7 @@ async fn replace(old: Dotgate, old_admin: SocketAddr, backend: SocketAddr) -> (D
 }
 
 fn queries_received(admin: SocketAddr) -> f64 {
-    sample(&get(admin, "/metrics").1, "dotgate_queries_received_total").unwrap_or(0.0)
+    sample(&get(admin, "/metrics").1, r#"dotgate_queries_received_total{frontend="dot"}"#).unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

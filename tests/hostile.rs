@@ -83,7 +83,7 @@ impl Gate {
         // once dotgate takes it. Let that happen before any test reads its counters.
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline
-            && !(gate.metric("dotgate_connections_accepted_total") >= 1.0
+            && !(gate.metric(r#"dotgate_connections_accepted_total{frontend="dot"}"#) >= 1.0
                 && gate.metric("dotgate_connections_open") == 0.0)
         {
             std::thread::sleep(Duration::from_millis(20));
@@ -104,17 +104,18 @@ impl Gate {
         let page = get(self.admin, "/metrics").1;
         let s = |series: &str| sample(&page, series).unwrap_or(0.0);
         Counters {
-            handshake_timeouts: s(r#"dotgate_tls_handshake_failures_total{reason="timeout"}"#),
-            handshake_errors: s(r#"dotgate_tls_handshake_failures_total{reason="error"}"#),
-            closed_idle: s(r#"dotgate_connections_closed_total{reason="idle"}"#),
-            closed_client: s(r#"dotgate_connections_closed_total{reason="client"}"#),
-            closed_error: s(r#"dotgate_connections_closed_total{reason="error"}"#),
-            closed_protocol: s(r#"dotgate_connections_closed_total{reason="protocol"}"#),
-            queries: s("dotgate_queries_received_total"),
+            handshake_timeouts: s(r#"dotgate_tls_handshake_failures_total{frontend="dot",reason="timeout"}"#),
+            handshake_errors: s(r#"dotgate_tls_handshake_failures_total{frontend="dot",reason="error"}"#),
+            closed_idle: s(r#"dotgate_connections_closed_total{frontend="dot",reason="idle"}"#),
+            closed_client: s(r#"dotgate_connections_closed_total{frontend="dot",reason="client"}"#),
+            closed_error: s(r#"dotgate_connections_closed_total{frontend="dot",reason="error"}"#),
+            closed_protocol: s(r#"dotgate_connections_closed_total{frontend="dot",reason="protocol"}"#),
+            queries: s(r#"dotgate_queries_received_total{frontend="dot"}"#),
             handshakes: ["TLSv1.2", "TLSv1.3"]
                 .iter()
                 .flat_map(|v| {
-                    ["full", "resumed"].map(|k| format!(r#"dotgate_tls_handshakes_total{{version="{v}",kind="{k}"}}"#))
+                    ["full", "resumed"]
+                        .map(|k| format!(r#"dotgate_tls_handshakes_total{{frontend="dot",version="{v}",kind="{k}"}}"#))
                 })
                 .map(|series| s(&series))
                 .sum(),

@@ -397,11 +397,11 @@ async fn soak_mixed_load_and_hostile_clients_without_growth() {
     eprintln!("{}   <- end", row(&end, None));
     let page = get(admin, "/metrics").1;
     let counter = |s: &str| sample(&page, s).unwrap_or(0.0);
-    let resumed13 = counter(r#"dotgate_tls_handshakes_total{version="TLSv1.3",kind="resumed"}"#);
-    let resumed12 = counter(r#"dotgate_tls_handshakes_total{version="TLSv1.2",kind="resumed"}"#);
+    let resumed13 = counter(r#"dotgate_tls_handshakes_total{frontend="dot",version="TLSv1.3",kind="resumed"}"#);
+    let resumed12 = counter(r#"dotgate_tls_handshakes_total{frontend="dot",version="TLSv1.2",kind="resumed"}"#);
     let tc = counter("dotgate_upstream_tc_fallbacks_total");
-    let nx = counter(r#"dotgate_answers_total{source="backend",rcode="NXDOMAIN"}"#);
-    let servfail = counter(r#"dotgate_answers_total{source="local",rcode="SERVFAIL"}"#);
+    let nx = counter(r#"dotgate_answers_total{frontend="dot",source="backend",rcode="NXDOMAIN"}"#);
+    let servfail = counter(r#"dotgate_answers_total{frontend="dot",source="local",rcode="SERVFAIL"}"#);
     eprintln!(
         "answered {} ({} short connections), resumed TLS 1.3 {resumed13} / TLS 1.2 {resumed12}, TC fallbacks {tc}, NXDOMAIN {nx}, local SERVFAIL {servfail}",
         tally.answered.load(Ordering::Relaxed),

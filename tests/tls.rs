@@ -209,13 +209,13 @@ async fn a_stream_broken_in_the_read_that_finishes_the_handshake_counts_as_a_han
     let admin = support::ports::free_addr();
     let dotgate = Dotgate::start(&[backend.addr], &["--admin", &admin.to_string()]);
     let counter = |series: &str| sample(&get(admin, "/metrics").1, series).unwrap_or(0.0);
-    let errors = r#"dotgate_tls_handshake_failures_total{reason="error"}"#;
-    let handshakes = r#"dotgate_tls_handshakes_total{version="TLSv1.3",kind="full"}"#;
-    let protocol = r#"dotgate_connections_closed_total{reason="protocol"}"#;
+    let errors = r#"dotgate_tls_handshake_failures_total{frontend="dot",reason="error"}"#;
+    let handshakes = r#"dotgate_tls_handshakes_total{frontend="dot",version="TLSv1.3",kind="full"}"#;
+    let protocol = r#"dotgate_connections_closed_total{frontend="dot",reason="protocol"}"#;
     // The harness's readiness check (a connect closed at once) is a failed handshake once
     // dotgate takes it: let that happen first.
     let deadline = Instant::now() + Duration::from_secs(3);
-    while counter("dotgate_connections_accepted_total") < 1.0 && Instant::now() < deadline {
+    while counter(r#"dotgate_connections_accepted_total{frontend="dot"}"#) < 1.0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let errors_before = counter(errors);

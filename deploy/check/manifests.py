@@ -4,7 +4,8 @@ validation cannot see (selectors that select, ports and Secrets that exist, prob
 port, the drain inside the grace period, the security settings the README promises, dotgate's
 PROXY v2 backend port being one that Unbound takes the header on and that the Services and
 NetworkPolicies let through; the DNSENC port over UDP and TCP from the TOML to the container,
-the Service and the NetworkPolicy, and its keys an init container's owner-only copy of a Secret).
+the Service and the NetworkPolicy, and its keys an init container's owner-only copy of a Secret;
+the DoH port from the TOML to the container, the Service's 443 and the NetworkPolicy).
 
   manifests.py RENDERED.yaml TOML_OUT      (scripts/check-deploy.sh runs it)
 
@@ -178,6 +179,23 @@ for dnsenc_port in {listen_port(a) for a in settings.get("dnsenc-listen", [])}:
             check(any(dnsenc_port in policy_ports(rule, container, protocol) and not rule.get("from")
                       for rule in policy["spec"].get("ingress", [])),
                   f"dotgate NetworkPolicy does not admit {protocol} {dnsenc_port} (DNSENC) from anywhere")
+
+# DoH: each doh-listen port is a named TCP container port, which the Service takes on 443 (the
+# port DoH clients use when a URI template names none) and the NetworkPolicy admits from anywhere.
+check(settings.get("doh-listen"), "no doh-listen: DoH is off")
+check(settings.get("doh-path", "/dns-query").startswith("/"), "doh-path does not start with /")
+for doh_port in {listen_port(a, 443) for a in settings.get("doh-listen", [])}:
+    names = {n for n, p in port_numbers(container, "TCP").items() if p == doh_port}
+    check(names, f"doh-listen port {doh_port} is no TCP container port")
+    check(doh_port not in {ports.get("dot"), ports.get("admin")}, f"doh-listen port {doh_port} is the dot or admin port")
+    if service:
+        check(any(p.get("targetPort", p["port"]) in names | {doh_port} for p in service["spec"]["ports"]
+                  if p["port"] == 443 and p.get("protocol", "TCP") == "TCP"),
+              f"dotgate Service has no TCP 443 -> DoH port {doh_port}")
+    if policy:
+        check(any(doh_port in policy_ports(rule, container, "TCP") and not rule.get("from")
+                  for rule in policy["spec"].get("ingress", [])),
+              f"dotgate NetworkPolicy does not admit TCP {doh_port} (DoH) from anywhere")
 
 # DNSENC keys: dotgate refuses a key file that group or others may read. A Secret volume's files
 # are root's (unreadable to a non-root dotgate at 0400) and group-readable with fsGroup, so the

@@ -13,11 +13,12 @@ use metrics::{Label, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 
 use super::{AdminState, Readiness};
-use crate::stats::{Histogram, WorkerStats, COUNTER_HELP, LATENCY_BOUNDS_MICROS, RCODE_NAMES};
+use crate::stats::{Frontend, Histogram, WorkerStats, COUNTER_HELP, LATENCY_BOUNDS_MICROS, RCODE_NAMES};
 use crate::tls::reload::Material;
 
-/// Backend answer RCODEs always exposed, even at zero, so that dashboards and alerts find a
-/// series from the first scrape; the others appear once seen.
+/// Backend answer RCODEs always exposed for DoT and DoH, even at zero, so that dashboards and
+/// alerts find a series from the first scrape; the others (and DNSENC's and the gateway's
+/// answers) appear once seen.
 const ALWAYS_EXPOSED_RCODES: [u8; 4] = [0, 2, 3, 5];
 
 pub struct Exposition {
@@ -144,16 +145,42 @@ fn record(state: &AdminState) {
     let sum = |pick: &dyn Fn(&WorkerStats) -> u64| -> u64 { state.workers.iter().map(|w| pick(w)).sum() };
 
     if let Some(first) = state.workers.first() {
-        for (i, (exposed, _)) in first.counters().into_iter().enumerate() {
-            let labels: Vec<Label> = exposed.labels.iter().map(|&(k, v)| Label::from_static_parts(k, v)).collect();
-            let total = sum(&|w| w.counters()[i].1.get());
+        let mut totals: Vec<u64> = first.counters().map(|(_, counter)| counter.get()).collect();
+        for worker in &state.workers[1..] {
+            for (total, (_, counter)) in totals.iter_mut().zip(worker.counters()) {
+                *total += counter.get();
+            }
+        }
+        for ((exposed, _), total) in first.counters().zip(totals) {
+            let frontend = exposed.frontend.map(|f| Label::from_static_parts("frontend", f.label()));
+            let labels: Vec<Label> = frontend
+                .into_iter()
+                .chain(exposed.labels.iter().map(|&(k, v)| Label::from_static_parts(k, v)))
+                .collect();
             metrics::counter!(format!("dotgate_{}", exposed.metric), labels).absolute(total);
         }
     }
-    for (rcode, name) in RCODE_NAMES.iter().enumerate() {
-        let answers = sum(&|w| w.answers_backend[rcode].get());
-        if answers > 0 || ALWAYS_EXPOSED_RCODES.contains(&(rcode as u8)) {
-            metrics::counter!("dotgate_answers_total", "source" => "backend", "rcode" => *name).absolute(answers);
+    for frontend in Frontend::ALL {
+        let label = frontend.label();
+        for (rcode, name) in RCODE_NAMES.iter().enumerate() {
+            let answers = sum(&|w| w.answers(frontend).backend[rcode].get());
+            let always = frontend.always_exposed() && ALWAYS_EXPOSED_RCODES.contains(&(rcode as u8));
+            if answers > 0 || always {
+                metrics::counter!("dotgate_answers_total", "frontend" => label, "source" => "backend", "rcode" => *name)
+                    .absolute(answers);
+            }
+        }
+        if !frontend.always_exposed() {
+            // DoT's and DoH's local answers are in `counters`; DNSENC's and the gateway's are the
+            // relay's SERVFAIL and REFUSED only, once seen.
+            let servfail = sum(&|w| w.answers(frontend).servfail.get());
+            let refused = sum(&|w| w.answers(frontend).refused.get());
+            for (name, answers) in [("SERVFAIL", servfail), ("REFUSED", refused)] {
+                if answers > 0 {
+                    metrics::counter!("dotgate_answers_total", "frontend" => label, "source" => "local", "rcode" => name)
+                        .absolute(answers);
+                }
+            }
         }
     }
 

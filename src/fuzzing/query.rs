@@ -36,6 +36,10 @@ pub fn reference_verdict(msg: &[u8]) -> QueryVerdict {
 
 struct Nobody;
 impl ReplyTo for Nobody {
+    fn frontend(&self) -> crate::stats::Frontend {
+        crate::stats::Frontend::Dot
+    }
+
     fn deliver(&self, _: &[u8], _: u8) {}
 }
 

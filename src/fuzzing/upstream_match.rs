@@ -31,6 +31,10 @@ const OTHER_QUESTION: &[u8] = b"\x05other\x07invalid\x00\x00\x10\x00\x01";
 
 struct Nobody;
 impl ReplyTo for Nobody {
+    fn frontend(&self) -> crate::stats::Frontend {
+        crate::stats::Frontend::Dot
+    }
+
     fn deliver(&self, _: &[u8], _: u8) {}
 }
 

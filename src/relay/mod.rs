@@ -5,8 +5,9 @@
 //! questions that came back truncated before), and backend health live here.
 //!
 //! One `Relay` per worker, used from that worker's thread only (`Rc`/`RefCell`, no locks).
-//! It must never know which frontend a query came from (DoT today, DNSCrypt-style UDP and the
-//! private-subdomain gateway later): everything it needs is the query and a `ReplyTo`.
+//! It never acts on which frontend a query came from (DoT, DoH, DNSENC, the private-subdomain
+//! gateway): everything it needs is the query and a `ReplyTo`, which names its frontend only so
+//! that the answer is counted under it (`answers_total{frontend}`).
 //! Invariants it keeps: every submitted query gets exactly one `deliver` (answer or SERVFAIL)
 //! unless its requester closed; an answer is accepted only from the backend address it was sent
 //! to, with the ID sent, QR=1 and the same question; the table empties when traffic stops.
@@ -38,7 +39,7 @@ use tracing::{info, warn};
 
 use crate::config::BackendOptions;
 use crate::dns;
-use crate::stats::{bump, WorkerStats};
+use crate::stats::{bump, Frontend, WorkerStats};
 use backends::{Backends, HealthChange};
 use inflight::{Inflight, InflightTable, Key, Route};
 use matching::{DropReason, UdpMatch};
@@ -46,8 +47,13 @@ pub use tcp::TcpConn;
 use tcp_memory::TcpMemory;
 
 /// How a frontend gets its answers back. Implemented once per frontend (a DoT connection's
-/// answer queue; later a DNSCrypt UDP responder).
+/// answer queue, a DoH request waiting, DNSENC's and the gateway's responders).
 pub trait ReplyTo {
+    /// The frontend the query came in through: the relay counts the answers it delivers (the
+    /// backend's, and the SERVFAIL or REFUSED it makes) in that frontend's `answers_total`.
+    /// Nothing else depends on it.
+    fn frontend(&self) -> Frontend;
+
     /// Takes one answer whose ID is already the client's, with the `tag` its query was
     /// submitted with (the frontend's own per-query note; the relay never reads it). Called
     /// exactly once per submitted query. Must not call back into the relay (it may be called
@@ -566,7 +572,7 @@ impl Relay {
                 self.stats.query_latency.observe(now.saturating_duration_since(submitted));
             }
             dns::set_id(answer, entry.client_id);
-            bump(&self.stats.answers_backend[usize::from(answer[3] & 0x0F)]);
+            bump(&self.stats.answers(entry.reply.frontend()).backend[usize::from(answer[3] & 0x0F)]);
             // An ECS backend's answer goes back as the client asked: without the option when it
             // sent none, with its own echoed when it did (RFC 7871 §7.2). An error without a
             // question goes back with the question put in, as clients match on it.
@@ -744,7 +750,8 @@ impl Relay {
             let mut scratch = self.scratch.borrow_mut();
             scratch.clear();
             dns::write_local_answer(&entry.query, entry.client_id, rcode, &mut scratch);
-            bump(if rcode == dns::rcode::REFUSED { &self.stats.answers_refused } else { &self.stats.answers_servfail });
+            let answers = self.stats.answers(entry.reply.frontend());
+            bump(if rcode == dns::rcode::REFUSED { &answers.refused } else { &answers.servfail });
             if let Some(submitted) = entry.submitted {
                 self.stats.query_latency.observe(submitted.elapsed());
             }
@@ -806,6 +813,10 @@ fn next_generation(st: &mut RelayState) -> u32 {
 struct NoReply;
 
 impl ReplyTo for NoReply {
+    // Probes are never answered to anyone, nor counted.
+    fn frontend(&self) -> Frontend {
+        Frontend::Dot
+    }
     fn deliver(&self, _answer: &[u8], _tag: u8) {}
     fn is_closed(&self) -> bool {
         true

@@ -122,6 +122,10 @@ struct Conn {
 }
 
 impl ReplyTo for Conn {
+    fn frontend(&self) -> crate::stats::Frontend {
+        crate::stats::Frontend::Dot
+    }
+
     fn deliver(&self, answer: &[u8], tag: u8) {
         self.got.borrow_mut().push((answer.to_vec(), tag));
     }

@@ -26,7 +26,7 @@ pub fn try_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
 }
 
 /// The value of the sample `series` (name with its labels exactly as rendered, e.g.
-/// `dotgate_answers_total{source="backend",rcode="NOERROR"}`) in a Prometheus text page.
+/// `dotgate_answers_total{frontend="dot",source="backend",rcode="NOERROR"}`) in a Prometheus text page.
 pub fn sample(page: &str, series: &str) -> Option<f64> {
     page.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
         let (name, value) = line.rsplit_once(' ')?;

@@ -151,6 +151,10 @@ struct SealedReply {
 }
 
 impl ReplyTo for SealedReply {
+    fn frontend(&self) -> crate::stats::Frontend {
+        crate::stats::Frontend::Dnsenc
+    }
+
     fn deliver(&self, answer: &[u8], _tag: u8) {
         // Over TCP the size cap is 65,535: never truncated but for an answer that size itself.
         self.ctx.seal_answer(&self.sealing, answer, |sealed| self.outgoing.push(sealed));
@@ -166,6 +170,10 @@ struct PlainReply {
 }
 
 impl ReplyTo for PlainReply {
+    fn frontend(&self) -> crate::stats::Frontend {
+        crate::stats::Frontend::Dnsenc
+    }
+
     fn deliver(&self, answer: &[u8], _tag: u8) {
         self.outgoing.push(answer);
     }

@@ -84,6 +84,10 @@ struct SealedReply {
 }
 
 impl ReplyTo for SealedReply {
+    fn frontend(&self) -> crate::stats::Frontend {
+        crate::stats::Frontend::Dnsenc
+    }
+
     fn deliver(&self, answer: &[u8], _tag: u8) {
         self.ctx.seal_answer(&self.sealing, answer, |sealed| {
             let _ = self.socket.try_send_to(sealed, self.peer);
@@ -100,6 +104,10 @@ struct PlainReply {
 }
 
 impl ReplyTo for PlainReply {
+    fn frontend(&self) -> crate::stats::Frontend {
+        crate::stats::Frontend::Dnsenc
+    }
+
     fn deliver(&self, answer: &[u8], _tag: u8) {
         if answer.len() <= self.limit {
             let _ = self.socket.try_send_to(answer, self.peer);

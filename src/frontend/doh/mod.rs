@@ -37,7 +37,7 @@ use crate::frontend::limits::ConnectionLimits;
 use crate::relay::proxy_v2::Transport;
 use crate::relay::{ClientAddr, Relay, ReplyTo};
 use crate::runtime::shutdown::Shutdown;
-use crate::stats::{bump, WorkerStats};
+use crate::stats::{bump, Counter, WorkerStats};
 
 mod cork;
 mod flood;
@@ -144,17 +144,21 @@ pub async fn accept_loop(ctx: Rc<DohContext>, listener: std::net::TcpListener, s
 
 async fn connection(ctx: Rc<DohContext>, stream: tokio::net::TcpStream, peer: SocketAddr, mut shutdown: Shutdown) {
     let _open = ctx.open.enter();
+    bump(&ctx.stats.doh.connections_accepted);
     let local = stream.local_addr().unwrap_or(peer);
     let client =
         Client { addr: ClientAddr { peer, local, transport: Transport::Stream }, key: ctx.gate.client_key(peer.ip()) };
     let acceptor = tokio_rustls::TlsAcceptor::from(ctx.tls.clone());
-    let Ok(Ok(tls)) = tokio::time::timeout(ctx.handshake_timeout, acceptor.accept(Cork::new(stream))).await else {
-        bump(&ctx.stats.handshake_failures);
-        return;
+    let tls = match tokio::time::timeout(ctx.handshake_timeout, acceptor.accept(Cork::new(stream))).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(_)) => return bump(&ctx.stats.doh.handshake_failures),
+        Err(_) => return bump(&ctx.stats.doh.handshake_timeouts),
     };
+    let (_, session) = tls.get_ref();
+    ctx.stats.doh.handshakes.count(session.protocol_version(), session.handshake_kind());
     // ALPN decides, not a guess from the first octets: HTTP/2 over TLS is "h2" (RFC 9113 §3.2),
     // and the flood budgets must watch every HTTP/2 connection.
-    let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let http2 = session.alpn_protocol() == Some(b"h2");
     let activity = Activity::new();
     let io = TokioIo::new(DohStream::new(tls, http2, ctx.max_in_flight, activity.clone()));
     let handler_ctx = ctx.clone();
@@ -185,35 +189,53 @@ async fn connection(ctx: Rc<DohContext>, stream: tokio::net::TcpStream, peer: So
         // is in flight.
         hyper_util::server::conn::auto::Connection::graceful_shutdown(connection);
     };
-    loop {
+    let ended = loop {
         // The idle timeout in force: shorter when connections near the limit, as for DoT.
         let idle = ctx.limits.idle_timeout(ctx.idle_timeout);
         tokio::select! {
-            _ = connection.as_mut() => break,
+            ended = connection.as_mut() => break ended,
             _ = shutdown.wait() => {
                 // The worker waits for this (`OpenDoh`) up to --drain-timeout.
                 drain(connection.as_mut());
                 let _ = connection.as_mut().await;
-                bump(&ctx.stats.connections_closed_drain);
+                bump(&ctx.stats.doh.connections_closed_drain);
                 return;
             }
             _ = tokio::time::sleep_until((activity.last() + idle).into()) => {
                 if activity.last().elapsed() >= idle {
                     drain(connection.as_mut());
                     let _ = tokio::time::timeout(idle, connection.as_mut()).await;
-                    bump(&ctx.stats.connections_closed_idle);
+                    bump(&ctx.stats.doh.connections_closed_idle);
                     return;
                 }
             }
         }
-    }
-    match activity.flood() {
-        Some(Flood::Ping) => bump(&ctx.stats.doh_flood_ping),
-        Some(Flood::Settings) => bump(&ctx.stats.doh_flood_settings),
-        Some(Flood::Reset) => bump(&ctx.stats.doh_flood_reset),
-        Some(Flood::Headers) => bump(&ctx.stats.doh_flood_headers),
-        Some(Flood::Other) => bump(&ctx.stats.doh_flood_other),
-        None => {}
+    };
+    let flood = match activity.flood() {
+        Some(Flood::Ping) => &ctx.stats.doh_flood_ping,
+        Some(Flood::Settings) => &ctx.stats.doh_flood_settings,
+        Some(Flood::Reset) => &ctx.stats.doh_flood_reset,
+        Some(Flood::Headers) => &ctx.stats.doh_flood_headers,
+        Some(Flood::Other) => &ctx.stats.doh_flood_other,
+        None => return bump(closed(&ctx.stats, &ended)),
+    };
+    bump(flood);
+    // A flood is a protocol violation: closed as DoT closes a client that breaks its framing.
+    bump(&ctx.stats.doh.connections_closed_protocol);
+}
+
+/// Why a DoH connection ended, as far as hyper tells: the client closed it (`client`), the
+/// HTTP/1.1 header read timeout (`idle`), a malformed HTTP/1.1 message (`protocol`), or any
+/// other error, HTTP/2's included (`error`).
+fn closed<'s>(stats: &'s WorkerStats, ended: &Result<(), Box<dyn std::error::Error + Send + Sync>>) -> &'s Counter {
+    let stats = &stats.doh;
+    match ended {
+        Ok(()) => &stats.connections_closed_client,
+        Err(e) => match e.downcast_ref::<hyper::Error>() {
+            Some(e) if e.is_timeout() => &stats.connections_closed_idle,
+            Some(e) if e.is_parse() => &stats.connections_closed_protocol,
+            _ => &stats.connections_closed_error,
+        },
     }
 }
 
@@ -270,7 +292,7 @@ async fn handle(ctx: Rc<DohContext>, client: Client, request: Request<Incoming>)
     if message.len() < dns::HEADER_LEN {
         return Ok(status(StatusCode::BAD_REQUEST, &stats.doh_status_400));
     }
-    bump(&stats.queries);
+    bump(&stats.doh.queries);
     let answer = match ctx.pvt.as_ref().filter(|pvt| pvt.server.claims(&message)) {
         Some(pvt) => {
             // A query or UPDATE for a private subdomain: the gateway answers it, as over DoT.
@@ -310,7 +332,7 @@ async fn handle(ctx: Rc<DohContext>, client: Client, request: Request<Incoming>)
                 }
             }
             QueryVerdict::Answer(rcode) => {
-                bump(if rcode == dns::rcode::NOTIMP { &stats.answers_notimp } else { &stats.answers_formerr });
+                bump(if rcode == dns::rcode::NOTIMP { &stats.doh.answers.notimp } else { &stats.doh.answers.formerr });
                 local(&message, rcode)
             }
             // A response sent as a query: not a DNS client.
@@ -382,7 +404,7 @@ fn over_rate(ctx: &DohContext, client: &Client) -> bool {
         return false;
     }
     bump(&ctx.stats.rate_limited_queries);
-    bump(&ctx.stats.answers_refused);
+    bump(&ctx.stats.doh.answers.refused);
     true
 }
 
@@ -407,6 +429,10 @@ impl DohReply {
 }
 
 impl ReplyTo for DohReply {
+    fn frontend(&self) -> crate::stats::Frontend {
+        crate::stats::Frontend::Doh
+    }
+
     fn deliver(&self, answer: &[u8], tag: u8) {
         if let Some(sender) = self.sender.borrow_mut().take() {
             let answer = if tag == 0 {

@@ -56,7 +56,7 @@ pub async fn accept_loop(listener: TcpListener, ctx: Rc<DotContext>, mut shutdow
                 ctx.idle_timeout.set(ctx.limits.idle_timeout(ctx.settings.idle_timeout));
                 // Answers are coalesced in user space; Nagle would only delay them.
                 let _ = tcp.set_nodelay(true);
-                bump(&ctx.stats.connections_accepted);
+                bump(&ctx.stats.dot.connections_accepted);
                 let client = client_of(&ctx, &tcp, peer);
                 tokio::task::spawn_local(connection::serve(tcp, ctx.clone(), admission, client));
             }

@@ -139,6 +139,10 @@ impl AnswerQueue {
 }
 
 impl ReplyTo for AnswerQueue {
+    fn frontend(&self) -> crate::stats::Frontend {
+        crate::stats::Frontend::Dot
+    }
+
     fn deliver(&self, answer: &[u8], tag: u8) {
         if self.closed.get() {
             return;

@@ -141,7 +141,7 @@ pub fn serve(
     async move {
         let ending = conn.run().await;
         conn.answers.close();
-        let stats = &conn.ctx.stats;
+        let stats = &conn.ctx.stats.dot;
         match ending {
             Ending::HandshakeFailed => {
                 bump(&stats.handshake_failures);
@@ -488,14 +488,8 @@ impl Connection {
 
 /// Counts a completed handshake by version and kind.
 fn count_handshake(ctx: &DotContext, session: &TlsSession) {
-    let handshakes = &ctx.stats.handshakes;
-    let counter = match session.version_and_resumption() {
-        (Some(rustls::ProtocolVersion::TLSv1_2), false) => &handshakes.tls12_full,
-        (Some(rustls::ProtocolVersion::TLSv1_2), true) => &handshakes.tls12_resumed,
-        (_, false) => &handshakes.tls13_full,
-        (_, true) => &handshakes.tls13_resumed,
-    };
-    bump(counter);
+    let (version, kind) = session.version_and_kind();
+    ctx.stats.dot.handshakes.count(version, kind);
 }
 
 /// Reads once after the socket reported readable. A read that does not fill the room drained
@@ -588,7 +582,7 @@ fn take_queries(
         stream,
         || answers.outstanding() < cap,
         |message| {
-            bump(&ctx.stats.queries);
+            bump(&ctx.stats.dot.queries);
             if let Some(pvt) = ctx.pvt.as_ref().filter(|pvt| pvt.server.claims(message)) {
                 // A query or UPDATE for a private subdomain: the gateway answers it, once.
                 if over_rate(ctx, answers, client, message) {
@@ -622,9 +616,9 @@ fn take_queries(
                 }
                 QueryVerdict::Answer(rcode) => {
                     let counter = if rcode == dns::rcode::NOTIMP {
-                        &ctx.stats.answers_notimp
+                        &ctx.stats.dot.answers.notimp
                     } else {
-                        &ctx.stats.answers_formerr
+                        &ctx.stats.dot.answers.formerr
                     };
                     bump(counter);
                     answers.push_local(message, rcode);
@@ -644,7 +638,7 @@ fn over_rate(ctx: &DotContext, answers: &AnswerQueue, client: Option<&Client>, m
         return false;
     }
     bump(&ctx.stats.rate_limited_queries);
-    bump(&ctx.stats.answers_refused);
+    bump(&ctx.stats.dot.answers.refused);
     answers.push_local_ede(message, dns::rcode::REFUSED, edns::ede::PROHIBITED, "rate limited");
     true
 }

@@ -95,9 +95,10 @@ impl TlsSession {
         !self.conn.is_handshaking()
     }
 
-    /// The negotiated TLS version, and whether the session was resumed (ticket or cache).
-    pub fn version_and_resumption(&self) -> (Option<rustls::ProtocolVersion>, bool) {
-        (self.conn.protocol_version(), self.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed))
+    /// The negotiated TLS version and the kind of handshake (full, or resumed from a ticket or
+    /// the cache), as `stats::Handshakes::count` takes them.
+    pub fn version_and_kind(&self) -> (Option<rustls::ProtocolVersion>, Option<rustls::HandshakeKind>) {
+        (self.conn.protocol_version(), self.conn.handshake_kind())
     }
 
     /// Processes the whole records at the front of `incoming`: handshake messages are answered

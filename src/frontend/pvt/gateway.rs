@@ -675,6 +675,10 @@ impl AnswerSealing<'_> {
 }
 
 impl ReplyTo for SealedAnswer {
+    fn frontend(&self) -> crate::stats::Frontend {
+        crate::stats::Frontend::Pvt
+    }
+
     fn deliver(&self, answer: &[u8], _tag: u8) {
         // The worker's answer buffer, reused; should the relay ever answer while it is lent out
         // (it does not: nothing here holds it across `Relay::submit`), a fresh one.

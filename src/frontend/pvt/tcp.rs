@@ -55,6 +55,10 @@ struct Answers {
 }
 
 impl ReplyTo for Answers {
+    fn frontend(&self) -> crate::stats::Frontend {
+        crate::stats::Frontend::Pvt
+    }
+
     fn deliver(&self, answer: &[u8], _tag: u8) {
         self.owed.set(self.owed.get().saturating_sub(1));
         if self.closed.get() {

@@ -56,6 +56,10 @@ struct Datagram {
 }
 
 impl ReplyTo for Datagram {
+    fn frontend(&self) -> crate::stats::Frontend {
+        crate::stats::Frontend::Pvt
+    }
+
     fn deliver(&self, answer: &[u8], _tag: u8) {
         let _ = self.socket.try_send_to(answer, self.peer);
     }
