@@ -42,6 +42,8 @@
 //!    around each poll, the calibrated cost of the two clock reads subtracted) and sorted by
 //!    side: `server` is the total times the server's share of the polled time. The runtime's
 //!    own scheduling between polls is in neither side's polled time and is split pro rata.
+//!    `srv polls` and `cli polls` are the task polls per request on each side (metered run):
+//!    how often each side was woken.
 //! 2. Heap per idle connection: CONNS connections are opened, each does its HTTP/2 handshake
 //!    (preface, SETTINGS both ways) and one complete request, then all sit idle; the live heap
 //!    bytes that the server side allocated (and still holds), divided by CONNS. The counting
@@ -205,23 +207,21 @@ thread_local! {
 
 /// `future`, with the thread's side set to `side` while it is polled (and, in a metered run,
 /// the poll timed).
-fn on<F: Future>(side: Side, future: F) -> impl Future<Output = F::Output> {
-    async move {
-        let mut future = pin!(future);
-        poll_fn(|cx| {
-            let _side = enter(side);
-            if !METER.with(Cell::get) {
-                return future.as_mut().poll(cx);
-            }
-            let start = Instant::now();
-            let out = future.as_mut().poll(cx);
-            let ns = start.elapsed().as_nanos() as u64;
-            POLLED_NS.with(|p| p.borrow_mut()[side as usize] += ns);
-            POLLS.with(|p| p.borrow_mut()[side as usize] += 1);
-            out
-        })
-        .await
-    }
+async fn on<F: Future>(side: Side, future: F) -> F::Output {
+    let mut future = pin!(future);
+    poll_fn(|cx| {
+        let _side = enter(side);
+        if !METER.with(Cell::get) {
+            return future.as_mut().poll(cx);
+        }
+        let start = Instant::now();
+        let out = future.as_mut().poll(cx);
+        let ns = start.elapsed().as_nanos() as u64;
+        POLLED_NS.with(|p| p.borrow_mut()[side as usize] += ns);
+        POLLS.with(|p| p.borrow_mut()[side as usize] += 1);
+        out
+    })
+    .await
 }
 
 /// A task of `side`; its own allocation (the task cell, holding the future) is the side's too.
@@ -360,7 +360,7 @@ fn answer_headers(headers: &mut hyper::HeaderMap) {
 /// The `date` value, formatted once a second (as hyper's `CachedDate`).
 fn date() -> HeaderValue {
     thread_local! {
-        static CACHED: RefCell<(u64, HeaderValue)> = RefCell::new((0, HeaderValue::from_static("")));
+        static CACHED: RefCell<(u64, HeaderValue)> = const { RefCell::new((0, HeaderValue::from_static(""))) };
     }
     let now = SystemTime::now();
     let second = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -375,7 +375,8 @@ fn date() -> HeaderValue {
 
 // hyper ---------------------------------------------------------------------------------------
 
-/// As in the frontend: each stream a task on the worker's `LocalSet` (here, a server task).
+/// As in the frontend (whose `LocalExec` is private to it): each stream a task on the worker's
+/// `LocalSet`, here a server task.
 #[derive(Clone, Copy)]
 struct LocalExec;
 
@@ -388,7 +389,10 @@ where
     }
 }
 
-async fn hyper_handle(relay: Rc<Relay>, request: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn hyper_handle(
+    relay: Rc<Relay>,
+    request: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let dns = is_dns(request.headers());
     let mut body = request.into_body();
     let mut message = Vec::new();
@@ -404,22 +408,26 @@ async fn hyper_handle(relay: Rc<Relay>, request: Request<hyper::body::Incoming>)
     Ok(response)
 }
 
-fn hyper_h2_builder() -> hyper::server::conn::http2::Builder<LocalExec> {
-    let mut builder = hyper::server::conn::http2::Builder::new(LocalExec);
-    builder
-        .timer(hyper_util::rt::TokioTimer::new())
-        .max_concurrent_streams(MAX_STREAMS)
-        .max_pending_accept_reset_streams(Some(20))
-        .max_local_error_reset_streams(Some(256))
-        .max_header_list_size(MAX_HEADER_LIST)
-        .max_send_buf_size(MAX_SEND_BUF)
-        .keep_alive_interval(None);
-    builder
+/// The frontend's HTTP/2 settings, on hyper's HTTP/2 builder or on hyper_util's `auto` one
+/// (two types with the same methods).
+macro_rules! frontend_h2_settings {
+    ($builder:expr) => {
+        $builder
+            .timer(hyper_util::rt::TokioTimer::new())
+            .max_concurrent_streams(MAX_STREAMS)
+            .max_pending_accept_reset_streams(Some(20))
+            .max_local_error_reset_streams(Some(256))
+            .max_header_list_size(MAX_HEADER_LIST)
+            .max_send_buf_size(MAX_SEND_BUF)
+            .keep_alive_interval(None)
+    };
 }
 
 async fn serve_hyper_h2(io: Piped, relay: Rc<Relay>) {
     let service = hyper::service::service_fn(move |request| hyper_handle(relay.clone(), request));
-    let _ = hyper_h2_builder().serve_connection(hyper_util::rt::TokioIo::new(io), service).await;
+    let mut builder = hyper::server::conn::http2::Builder::new(LocalExec);
+    frontend_h2_settings!(builder);
+    let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service).await;
 }
 
 /// `src/frontend/doh/mod.rs`'s builder, HTTP/1.1 settings included (they size the connection).
@@ -433,15 +441,7 @@ async fn serve_hyper_auto(io: Piped, relay: Rc<Relay>) {
         .header_read_timeout(idle)
         .keep_alive(true)
         .max_buf_size(65_535 + 16 * 1024);
-    builder
-        .http2()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .max_concurrent_streams(MAX_STREAMS)
-        .max_pending_accept_reset_streams(Some(20))
-        .max_local_error_reset_streams(Some(256))
-        .max_header_list_size(MAX_HEADER_LIST)
-        .max_send_buf_size(MAX_SEND_BUF)
-        .keep_alive_interval(None);
+    frontend_h2_settings!(builder.http2());
     let builder = builder.http2_only();
     let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service).await;
 }
@@ -552,11 +552,8 @@ async fn connect(io: Piped) -> (h2::client::SendRequest<Bytes>, JoinHandle<()>) 
 /// One DoH POST and its answer, read to the end.
 async fn exchange(send: h2::client::SendRequest<Bytes>) -> h2::client::SendRequest<Bytes> {
     let mut send = send.ready().await.expect("a stream");
-    let request = Request::post(URI)
-        .header(CONTENT_TYPE, DNS_MESSAGE)
-        .header(ACCEPT, DNS_MESSAGE)
-        .body(())
-        .expect("a request");
+    let request =
+        Request::post(URI).header(CONTENT_TYPE, DNS_MESSAGE).header(ACCEPT, DNS_MESSAGE).body(()).expect("a request");
     let (response, mut body) = send.send_request(request, false).expect("sent");
     body.send_data(Bytes::from_static(QUERY), true).expect("a body sent");
     let response = response.await.expect("a response");
@@ -578,6 +575,9 @@ struct Load {
     cpu_ns_per_request: f64,
     /// The server's fraction of the polled time (metered runs only).
     server_share: f64,
+    /// Task polls per request, each side (metered runs only).
+    server_polls: f64,
+    client_polls: f64,
     server_allocs: f64,
     client_allocs: f64,
     pipe_allocs: f64,
@@ -628,6 +628,8 @@ async fn load(engine: Engine, in_flight: usize, requests: usize, metered: bool, 
     Load {
         cpu_ns_per_request: cpu.as_nanos() as f64 / requests as f64,
         server_share: if server_ns + client_ns > 0.0 { server_ns / (server_ns + client_ns) } else { 0.0 },
+        server_polls: polls[Side::Server as usize] as f64 / requests as f64,
+        client_polls: polls[Side::Client as usize] as f64 / requests as f64,
         server_allocs: per(Side::Server),
         client_allocs: per(Side::Client),
         pipe_allocs: per(Side::Pipe),
@@ -709,8 +711,17 @@ fn main() {
         println!();
         println!("1 + 3. per request (CPU: thread user+sys, client included; server: its share of polled time)");
         println!(
-            "{:<18} {:>3} {:>12} {:>12} {:>8} {:>13} {:>13} {:>11}",
-            "engine", "K", "cpu ns/req", "server ns", "server%", "srv allocs", "cli allocs", "pipe allocs"
+            "{:<18} {:>3} {:>12} {:>12} {:>8} {:>13} {:>13} {:>11} {:>9} {:>9}",
+            "engine",
+            "K",
+            "cpu ns/req",
+            "server ns",
+            "server%",
+            "srv allocs",
+            "cli allocs",
+            "pipe allocs",
+            "srv polls",
+            "cli polls"
         );
         for in_flight in [1, 50] {
             for engine in ENGINES {
@@ -718,13 +729,13 @@ fn main() {
                 for _ in 0..reps {
                     let plain = load(engine, in_flight, requests, false, clock_pair).await;
                     let metered = load(engine, in_flight, requests, true, clock_pair).await;
-                    runs.push((plain, metered.server_share));
+                    runs.push((plain, metered));
                 }
-                let m = |f: &dyn Fn(&(Load, f64)) -> f64| median(runs.iter().map(f).collect());
+                let m = |f: &dyn Fn(&(Load, Load)) -> f64| median(runs.iter().map(f).collect());
                 let cpu = m(&|(l, _)| l.cpu_ns_per_request);
-                let share = m(&|(_, s)| *s);
+                let share = m(&|(_, metered)| metered.server_share);
                 println!(
-                    "{:<18} {:>3} {:>12.0} {:>12.0} {:>7.1}% {:>13.2} {:>13.2} {:>11.2}",
+                    "{:<18} {:>3} {:>12.0} {:>12.0} {:>7.1}% {:>13.2} {:>13.2} {:>11.2} {:>9.2} {:>9.2}",
                     engine.name(),
                     in_flight,
                     cpu,
@@ -733,6 +744,8 @@ fn main() {
                     m(&|(l, _)| l.server_allocs),
                     m(&|(l, _)| l.client_allocs),
                     m(&|(l, _)| l.pipe_allocs),
+                    m(&|(_, metered)| metered.server_polls),
+                    m(&|(_, metered)| metered.client_polls),
                 );
             }
         }
