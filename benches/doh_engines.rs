@@ -19,9 +19,10 @@
 //! `oneshot` (one long-lived relay task on the worker answers queued queries at once with a
 //! fixed 60-byte message, `answer.to_vec()` as `DohReply::deliver` does), then answer `200` with
 //! `content-type: application/dns-message`, `cache-control: max-age=300` (built with
-//! `format!` as the frontend does) and the 60 octets. hyper adds a `date` header on its own (a
-//! clone of a cached value); the h2 engines add the same (RFC 9110 §6.6.1 wants it from a
-//! server with a clock), cached per second the same way.
+//! `format!` as the frontend does) and the 60 octets. hyper adds `content-length` (from the
+//! body's size) and `date` (a clone of a value cached per second) on its own; the h2 engines
+//! add the same two, the same way (RFC 9110 §6.6.1 wants `date` from a server with a clock),
+//! so that every engine sends the client the same octets.
 //!
 //! The client is the `h2` crate's, one client connection per server connection, POSTing a
 //! 33-byte query (`www.example.com A`) and reading the answer, with K requests in flight on the
@@ -77,7 +78,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use http_body_util::{BodyExt, Full};
-use hyper::header::{HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE, DATE};
+use hyper::header::{HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, DATE};
 use hyper::{Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use tokio::sync::oneshot;
@@ -478,6 +479,8 @@ async fn h2_handle(relay: Rc<Relay>, request: Request<h2::RecvStream>, mut respo
     let answer = relay.ask(&message).await;
     let mut response = Response::new(());
     answer_headers(response.headers_mut());
+    // What hyper adds on its own, so that both engines send the same response.
+    response.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(answer.len()));
     response.headers_mut().insert(DATE, date());
     let Ok(mut send) = respond.send_response(response, false) else { return };
     let _ = send.send_data(Bytes::from(answer), true);
