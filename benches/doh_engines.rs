@@ -57,6 +57,10 @@
 //!    the sizes asked for: the allocator's own per-block overhead and rounding are not in them,
 //!    which is why the live block count is printed too (glibc adds 8 to 16 bytes per block;
 //!    mimalloc, which the dotgate binary uses, rounds up to its size classes instead).
+//!    Two things in this figure are not the engine: h2 itself keeps its 16 KiB write buffer and
+//!    tokio-util's 8 KiB read buffer through idleness, whatever drives it; and `h2-unordered`'s
+//!    `FuturesUnordered::new` allocates a stub task the size of one handler future at once (a
+//!    design would create it on the first stream, or keep it empty some other way).
 //! 3. Allocations per request, server side and client side, from the same counters over the
 //!    unmetered run of (1): `alloc` and `realloc` calls each count as one.
 //!
