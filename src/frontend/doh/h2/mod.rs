@@ -435,17 +435,7 @@ impl H2Conn {
         if !length_ok {
             return Err(ConnError::new(code::FRAME_SIZE_ERROR, "a frame of the wrong length for its type"));
         }
-        self.flood.charge(head).map_err(|flood| ConnError {
-            code: code::ENHANCE_YOUR_CALM,
-            reason: match flood {
-                Flood::Ping => "PING flood",
-                Flood::Settings => "SETTINGS flood",
-                Flood::Reset => "RST_STREAM flood",
-                Flood::Headers => "header block too large",
-                Flood::Other => "flood of empty, window or priority frames",
-            },
-            flood: Some(flood),
-        })
+        self.flood.charge(head).map_err(flood_error)
     }
 
     /// One whole frame.
@@ -468,7 +458,7 @@ impl H2Conn {
             }
             kind::PRIORITY => {
                 if payload.len() != 5 {
-                    rst_stream(io.out, head.stream, code::FRAME_SIZE_ERROR);
+                    return self.reset(head.stream, code::FRAME_SIZE_ERROR, io);
                 }
                 Ok(())
             }
@@ -486,7 +476,7 @@ impl H2Conn {
                 self.peer_goaway = true;
                 Ok(())
             }
-            kind::WINDOW_UPDATE => self.window_update(head, payload, io.out),
+            kind::WINDOW_UPDATE => self.window_update(head, payload, io),
             // Unknown types are ignored (RFC 9113 §5.5); the flood budget counted them.
             _ => Ok(()),
         }
@@ -543,7 +533,7 @@ impl H2Conn {
         Ok(())
     }
 
-    fn window_update(&mut self, head: FrameHead, payload: &[u8], out: &mut Vec<u8>) -> Result<(), ConnError> {
+    fn window_update(&mut self, head: FrameHead, payload: &[u8], io: &mut Io<impl OnEvent>) -> Result<(), ConnError> {
         let increment = i64::from(u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]) & 0x7fff_ffff);
         if head.stream == 0 {
             if increment == 0 {
@@ -561,8 +551,7 @@ impl H2Conn {
         stream.send_window += increment;
         if increment == 0 || stream.send_window > MAX_WINDOW {
             let error = if increment == 0 { code::PROTOCOL_ERROR } else { code::FLOW_CONTROL_ERROR };
-            rst_stream(out, head.stream, error);
-            self.remove(i);
+            return self.reset(head.stream, error, io);
         }
         Ok(())
     }
@@ -570,13 +559,29 @@ impl H2Conn {
     /// The client's RST_STREAM.
     fn client_reset(&mut self, head: FrameHead, io: &mut Io<impl OnEvent>) -> Result<(), ConnError> {
         self.check_known(head.stream)?;
-        if let Some(i) = self.find(head.stream) {
+        self.close(head.stream, io);
+        Ok(())
+    }
+
+    /// A stream error (RFC 9113 §5.4.2): RST_STREAM with `error`, the stream closed. Charged to
+    /// the client's reset budget like its own resets: a client that makes us reset stream after
+    /// stream (malformed requests, frames on closed streams, "MadeYouReset") floods as surely
+    /// as one that resets them itself.
+    fn reset(&mut self, id: u32, error: u32, io: &mut Io<impl OnEvent>) -> Result<(), ConnError> {
+        rst_stream(io.out, id, error);
+        self.close(id, io);
+        let head = FrameHead { kind: kind::RST_STREAM, flags: 0, len: 4, stream: id };
+        self.flood.charge(&head).map_err(flood_error)
+    }
+
+    /// Forgets stream `id`; the caller hears of it if it had the request.
+    fn close(&mut self, id: u32, io: &mut Io<impl OnEvent>) {
+        if let Some(i) = self.find(id) {
             if self.streams[i].state == State::Awaiting {
-                (io.on_event)(Event::Reset { stream: head.stream });
+                (io.on_event)(Event::Reset { stream: id });
             }
             self.remove(i);
         }
-        Ok(())
     }
 
     fn data(&mut self, head: FrameHead, payload: &[u8], io: &mut Io<impl OnEvent>) -> Result<(), ConnError> {
@@ -603,16 +608,13 @@ impl H2Conn {
         if !matches!(stream.state, State::Receiving | State::Discarding { .. }) {
             // Half-closed (remote): the client ended this stream already.
             if !matches!(stream.state, State::Local { reset: true, .. }) {
-                rst_stream(io.out, head.stream, code::STREAM_CLOSED);
-                self.remove(i);
+                return self.reset(head.stream, code::STREAM_CLOSED, io);
             }
             return Ok(());
         }
         stream.recv_window -= i64::from(len);
         if stream.recv_window < 0 {
-            rst_stream(io.out, head.stream, code::FLOW_CONTROL_ERROR);
-            self.remove(i);
-            return Ok(());
+            return self.reset(head.stream, code::FLOW_CONTROL_ERROR, io);
         }
         stream.received = stream.received.saturating_add(body.len() as u32);
         if stream.state == State::Receiving {
@@ -652,9 +654,8 @@ impl H2Conn {
                 let [method, path, content_type] = stream.ends.map(|end| end as usize);
                 if stream.content_length.is_some_and(|n| n != stream.received) {
                     // RFC 9113 §8.1.1: malformed.
-                    rst_stream(io.out, stream.id, code::PROTOCOL_ERROR);
-                    self.remove(i);
-                    return Ok(());
+                    let id = stream.id;
+                    return self.reset(id, code::PROTOCOL_ERROR, io);
                 }
                 let buf = std::mem::take(&mut stream.buf);
                 stream.state = State::Awaiting;
@@ -723,16 +724,8 @@ impl H2Conn {
             // Trailers: ignored but for ending the stream.
             return match self.streams[i].state {
                 State::Receiving | State::Discarding { .. } if end_stream => self.request_end(i, io),
-                State::Receiving | State::Discarding { .. } => {
-                    rst_stream(io.out, id, code::PROTOCOL_ERROR);
-                    self.remove(i);
-                    Ok(())
-                }
-                _ => {
-                    rst_stream(io.out, id, code::STREAM_CLOSED);
-                    self.remove(i);
-                    Ok(())
-                }
+                State::Receiving | State::Discarding { .. } => self.reset(id, code::PROTOCOL_ERROR, io),
+                _ => self.reset(id, code::STREAM_CLOSED, io),
             };
         }
         self.last_stream = id;
@@ -741,14 +734,12 @@ impl H2Conn {
             return Ok(());
         }
         if self.streams.len() >= self.settings.max_concurrent_streams as usize {
-            rst_stream(io.out, id, code::REFUSED_STREAM);
-            return Ok(());
+            return self.reset(id, code::REFUSED_STREAM, io);
         }
         let state = if too_large {
             State::Discarding { status: 431 }
         } else if request.malformed().is_some() {
-            rst_stream(io.out, id, code::PROTOCOL_ERROR);
-            return Ok(());
+            return self.reset(id, code::PROTOCOL_ERROR, io);
         } else {
             State::Receiving
         };
@@ -771,8 +762,7 @@ impl H2Conn {
                 return Ok(());
             }
             if request.content_length.is_some_and(|n| n != 0) {
-                rst_stream(io.out, id, code::PROTOCOL_ERROR);
-                return Ok(());
+                return self.reset(id, code::PROTOCOL_ERROR, io);
             }
             // A GET: handed out from the scratch, no copy.
             stream.state = State::Awaiting;
@@ -1071,6 +1061,18 @@ impl Fields {
     fn malformed(&self) -> Option<&'static str> {
         self.malformed.or((self.pseudo & 7 != 7).then_some("missing :method, :scheme or :path"))
     }
+}
+
+/// A spent flood budget: ENHANCE_YOUR_CALM.
+fn flood_error(flood: Flood) -> ConnError {
+    let reason = match flood {
+        Flood::Ping => "PING flood",
+        Flood::Settings => "SETTINGS flood",
+        Flood::Reset => "RST_STREAM flood",
+        Flood::Headers => "header block too large",
+        Flood::Other => "flood of empty, window or priority frames",
+    };
+    ConnError { code: code::ENHANCE_YOUR_CALM, reason, flood: Some(flood) }
 }
 
 fn parse_head(octets: &[u8; 9]) -> FrameHead {

@@ -695,6 +695,32 @@ fn rapid_reset_and_settings_floods_close_the_connection() {
 }
 
 #[test]
+fn resets_the_client_provokes_are_charged_like_its_own() {
+    // "MadeYouReset": malformed requests, each reset by us, are a rapid reset too.
+    let mut client = Client::started(H2Settings::default(), &[]);
+    let no_path: Vec<(&str, &str)> = GET.iter().copied().filter(|(n, _)| *n != ":path").collect();
+    let mut id = 1;
+    let error = loop {
+        if let Err(error) = client.feed(&headers(id, true, &no_path)).result {
+            break error;
+        }
+        id += 2;
+    };
+    assert_eq!((error.flood, id), (Some(Flood::Reset), 2 * 201 - 1), "the 201st reset");
+    // A stream error on a request handed out is reported like the client's own reset.
+    let mut client = Client::started(H2Settings::default(), &[]);
+    client.feed(&headers(1, true, GET));
+    let fed = client.feed(&frame(kind::DATA, END_STREAM, 1, b"after the end"));
+    assert_eq!(fed.seen, [Seen::Reset(1)]);
+    assert_eq!((fed.out[0].kind, fed.out[0].code()), (kind::RST_STREAM, code::STREAM_CLOSED));
+    client.feed(&headers(3, true, GET));
+    let fed = client.feed(&headers(3, true, GET));
+    assert_eq!(fed.seen, [Seen::Reset(3)]);
+    assert_eq!((fed.out[0].kind, fed.out[0].code()), (kind::RST_STREAM, code::STREAM_CLOSED));
+    assert_eq!(client.conn.streams_open(), 0);
+}
+
+#[test]
 fn a_cancelled_request_is_reported_and_its_answer_dropped() {
     let mut client = Client::started(H2Settings::default(), &[]);
     client.feed(&headers(1, true, GET));
