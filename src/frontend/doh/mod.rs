@@ -42,6 +42,7 @@ use crate::stats::{bump, Counter, WorkerStats};
 mod cork;
 mod flood;
 mod frames;
+pub mod hpack;
 mod wire;
 
 use cork::Cork;
