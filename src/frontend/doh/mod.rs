@@ -43,6 +43,7 @@ mod cork;
 mod flood;
 mod frames;
 pub mod h2;
+pub mod hpack;
 mod wire;
 
 use cork::Cork;

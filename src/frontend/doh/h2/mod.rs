@@ -31,8 +31,7 @@ use std::time::Instant;
 use super::flood::{Flood, FloodBudget};
 use super::frames::{kind, FrameHead, ACK, END_STREAM};
 
-mod hpack_stub;
-use hpack_stub as hpack;
+use super::hpack;
 
 #[cfg(test)]
 mod tests;
@@ -332,7 +331,10 @@ impl H2Conn {
         let mut io = Io { scratch, out, on_event };
         match self.feed_frames(input, &mut io) {
             Ok(()) => {
-                self.trim();
+                if self.frame.is_none() {
+                    // A frame that came in pieces is done: its buffer goes.
+                    self.partial = Vec::new();
+                }
                 Ok(input.len())
             }
             Err(error) => {
@@ -838,7 +840,6 @@ impl H2Conn {
                 }
                 _ => continue,
             }
-            self.trim();
             return true;
         }
         false
@@ -941,17 +942,6 @@ impl H2Conn {
         self.block = Vec::new();
     }
 
-    /// Gives back what an idle connection does not need.
-    fn trim(&mut self) {
-        if self.streams.is_empty() {
-            self.streams = Vec::new();
-            self.next_pending = 0;
-        }
-        if self.partial.is_empty() && self.frame.is_none() {
-            self.partial = Vec::new();
-        }
-    }
-
     fn find(&self, id: u32) -> Option<usize> {
         self.streams.iter().position(|s| s.id == id)
     }
@@ -959,6 +949,11 @@ impl H2Conn {
     fn remove(&mut self, i: usize) {
         let stream = self.streams.swap_remove(i);
         self.recv_unacked += stream.held;
+        if self.streams.is_empty() {
+            // No stream, no table: an idle connection holds none.
+            self.streams = Vec::new();
+            self.next_pending = 0;
+        }
     }
 
     /// A frame on a stream the client never opened (idle, RFC 9113 §5.1) is a connection error.

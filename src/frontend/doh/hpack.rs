@@ -1,0 +1,1021 @@
+//! HPACK (RFC 7541) for the DoH frontend's own HTTP/2: [`Decoder`] turns the request header
+//! blocks of one connection into fields, keeping that connection's dynamic table; and
+//! [`encode_response`] writes a response header block with no state at all.
+//!
+//! Owns: the decoder's dynamic table (one per connection), the static table, the Huffman code
+//! (Appendix B) and the integer and string primitives. Knows nothing of frames, streams or
+//! HTTP semantics: the caller joins HEADERS and CONTINUATION payloads into one block, checks
+//! pseudo-headers, and maps [`HpackError`] to COMPRESSION_ERROR or to a `431`.
+//!
+//! Never: allocates per header block or per field (a field is handed out in place, from the
+//! block, the static table or the dynamic table; only Huffman strings and the one table entry
+//! that wraps around the ring are copied, into the caller's per-worker `scratch`); keeps memory
+//! for an empty dynamic table; grows the table past the size the peer's encoder chose (at most
+//! the `SETTINGS_HEADER_TABLE_SIZE` we advertise); inserts anything in the peer's table from
+//! the encoder side (responses use literals without indexing, so there is no encoder state).
+//!
+//! Why hand-rolled and not the `hpack`/`h2` codecs: decoding is on the per-query hot path (one
+//! header block per DoH query) and memory per idle connection is the constraint (issue 18's
+//! floor is half of dnsdist's ~15 KB per idle HTTP/2 connection). Those codecs allocate per
+//! field (a `Bytes`/`Vec` per name and value) and keep the dynamic table as a deque of owned
+//! entries sized for the 4 KB default whether or not the peer uses it. Here the table is a
+//! single `Vec<u8>` allocated on the first insertion, grown with what the peer inserts, and
+//! freed whenever the table becomes empty; decoding is one pass over the block, O(its length).
+
+use std::fmt;
+
+/// Why a header block was refused. All but [`HpackError::ListTooLarge`] leave the dynamic table
+/// out of step with the peer's encoder: a connection error of type COMPRESSION_ERROR (RFC 9113
+/// §4.3). After `ListTooLarge` the whole block has been decoded and the table is in step: the
+/// request gets a `431` and the connection lives on.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum HpackError {
+    /// The block ends inside a representation (an integer, a string length or its octets).
+    Truncated,
+    /// Index 0, or an index past the static and dynamic tables.
+    BadIndex,
+    /// A Huffman string holding the EOS code, or ending in padding longer than 7 bits or not all
+    /// ones (RFC 7541 §5.2).
+    BadHuffman,
+    /// An integer over 2^32 - 1 or with more than 5 continuation octets.
+    IntegerOverflow,
+    /// A dynamic table size update above the `SETTINGS_HEADER_TABLE_SIZE` we advertise.
+    SizeUpdateTooLarge,
+    /// A dynamic table size update after a field representation (RFC 7541 §4.2).
+    SizeUpdateNotFirst,
+    /// The decoded header list (RFC 9113 §6.5.2: name + value + 32 per field) exceeds `max_list`.
+    ListTooLarge,
+    /// (Addition to the agreed API.) After we lowered `SETTINGS_HEADER_TABLE_SIZE` below the
+    /// table's size ([`Decoder::set_max_table_size`]), the next block did not start with a size
+    /// update to at most the new value (RFC 9113 §4.3.1, RFC 7541 §4.2).
+    SizeUpdateMissing,
+}
+
+impl fmt::Display for HpackError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HpackError::Truncated => "header block cut short",
+            HpackError::BadIndex => "header index out of range",
+            HpackError::BadHuffman => "bad Huffman string",
+            HpackError::IntegerOverflow => "HPACK integer too large",
+            HpackError::SizeUpdateTooLarge => "dynamic table size update above our setting",
+            HpackError::SizeUpdateNotFirst => "dynamic table size update after a field",
+            HpackError::ListTooLarge => "header list too large",
+            HpackError::SizeUpdateMissing => "dynamic table size update missing after a smaller setting",
+        })
+    }
+}
+
+impl std::error::Error for HpackError {}
+
+/// The HPACK overhead of one entry or field (RFC 7541 §4.1, RFC 9113 §6.5.2).
+const ENTRY_OVERHEAD: usize = 32;
+
+/// Decodes the header blocks of one connection, in the order they arrived.
+pub struct Decoder {
+    table: Table,
+    /// The `SETTINGS_HEADER_TABLE_SIZE` in force: no size update may exceed it.
+    limit: u32,
+    /// Set when the setting went below the table's size: the next block must open with a size
+    /// update to at most this (the smallest setting since, RFC 7541 §4.2).
+    must_update: Option<u32>,
+}
+
+impl Decoder {
+    /// `max_table_size`: the SETTINGS_HEADER_TABLE_SIZE we advertise (the encoder's size updates
+    /// may not exceed it). The table starts at that size.
+    ///
+    /// A client may send requests before it has our SETTINGS, with the protocol's initial 4096
+    /// (RFC 9113 §6.5.2): to advertise less than 4096, build with `new(4096)` and call
+    /// [`Decoder::set_max_table_size`] when the SETTINGS are acknowledged.
+    pub fn new(max_table_size: usize) -> Decoder {
+        let limit = clamp_u32(max_table_size);
+        Decoder { table: Table::new(limit), limit, must_update: None }
+    }
+
+    /// Changes the limit (when our SETTINGS with a new value is acknowledged); entries are
+    /// evicted to fit. Below the table's current size, the peer's next block must begin with a
+    /// size update to at most `max` ([`HpackError::SizeUpdateMissing`] otherwise).
+    pub fn set_max_table_size(&mut self, max: usize) {
+        self.limit = clamp_u32(max);
+        if self.table.max > self.limit {
+            self.table.resize(self.limit);
+            self.must_update = Some(self.must_update.map_or(self.limit, |m| m.min(self.limit)));
+        }
+    }
+
+    /// Decodes one complete header block (HEADERS + CONTINUATIONs already joined by the caller),
+    /// calling `field(name, value)` for each field in order (pseudo-headers included, e.g.
+    /// `b":method"`). `scratch` is a caller-owned buffer (shared per worker) for Huffman-decoded
+    /// strings; it is cleared here as needed and its contents mean nothing afterwards.
+    ///
+    /// Stops at the first error, except [`HpackError::ListTooLarge`]: once the decoded list
+    /// (name + value + 32 per field) exceeds `max_list`, `field` is no longer called but the
+    /// block is still decoded to its end, so that the dynamic table stays in step; then
+    /// `ListTooLarge` is returned (or a later decoding error, which takes precedence).
+    pub fn decode(
+        &mut self,
+        block: &[u8],
+        max_list: usize,
+        scratch: &mut Vec<u8>,
+        mut field: impl FnMut(&[u8], &[u8]),
+    ) -> Result<(), HpackError> {
+        let mut pos = 0;
+        let mut list = 0usize;
+        let mut at_start = true;
+        while let Some(&first) = block.get(pos) {
+            scratch.clear();
+            if first & 0xe0 == 0x20 {
+                // Dynamic table size update (§6.3).
+                if !at_start {
+                    return Err(HpackError::SizeUpdateNotFirst);
+                }
+                let size = integer(block, &mut pos, 5)?;
+                if size > self.limit as usize {
+                    return Err(HpackError::SizeUpdateTooLarge);
+                }
+                if let Some(required) = self.must_update.take() {
+                    if size > required as usize {
+                        return Err(HpackError::SizeUpdateMissing);
+                    }
+                }
+                self.table.resize(size as u32);
+                continue;
+            }
+            if at_start && self.must_update.is_some() {
+                return Err(HpackError::SizeUpdateMissing);
+            }
+            at_start = false;
+            let (name, value) = if first & 0x80 != 0 {
+                // Indexed header field (§6.1).
+                let index = integer(block, &mut pos, 7)?;
+                self.lookup(index, true, scratch)?
+            } else {
+                // Literal header field (§6.2): with incremental indexing (01), without indexing
+                // (0000) or never indexed (0001); the name indexed or a literal.
+                let indexing = first & 0x40 != 0;
+                let index = integer(block, &mut pos, if indexing { 6 } else { 4 })?;
+                let mut name =
+                    if index == 0 { string(block, &mut pos, scratch)? } else { self.lookup(index, false, scratch)?.0 };
+                let value = string(block, &mut pos, scratch)?;
+                if indexing {
+                    if let Loc::Table(start, end) = name {
+                        // The insertion may evict the entry the name comes from (§4.4).
+                        let copy = scratch.len();
+                        scratch.extend_from_slice(&self.table.mem[start..end]);
+                        name = Loc::Scratch(copy, scratch.len());
+                    }
+                    self.table.insert(name.bytes(block, &[], scratch), value.bytes(block, &[], scratch));
+                }
+                (name, value)
+            };
+            let name = name.bytes(block, &self.table.mem, scratch);
+            let value = value.bytes(block, &self.table.mem, scratch);
+            list = list.saturating_add(name.len() + value.len() + ENTRY_OVERHEAD);
+            if list <= max_list {
+                field(name, value);
+            }
+        }
+        if self.must_update.is_some() {
+            return Err(HpackError::SizeUpdateMissing);
+        }
+        if list > max_list {
+            return Err(HpackError::ListTooLarge);
+        }
+        Ok(())
+    }
+
+    /// Bytes the dynamic table holds (for tests and memory accounting): its HPACK size, each
+    /// entry's name and value plus 32 (§4.1).
+    pub fn table_size(&self) -> usize {
+        self.table.size as usize
+    }
+
+    /// The field at `index` (static, then dynamic); its value only if `value` is asked for.
+    fn lookup(&self, index: usize, value: bool, scratch: &mut Vec<u8>) -> Result<(Loc, Loc), HpackError> {
+        if index == 0 {
+            return Err(HpackError::BadIndex);
+        }
+        if let Some(&(name, val)) = STATIC_TABLE.get(index - 1) {
+            return Ok((Loc::Static(name), Loc::Static(val)));
+        }
+        let (off, name_len, value_len) =
+            self.table.entry(index - 1 - STATIC_TABLE.len()).ok_or(HpackError::BadIndex)?;
+        let name = self.table.locate(off, name_len, scratch);
+        let value = if value {
+            self.table.locate((off + name_len) % self.table.data_cap(), value_len, scratch)
+        } else {
+            Loc::Static(b"")
+        };
+        Ok((name, value))
+    }
+
+    /// Bytes the table's allocation holds, `0` when it holds none.
+    #[cfg(test)]
+    fn table_capacity(&self) -> usize {
+        self.table.mem.capacity()
+    }
+
+    /// The dynamic table's entries, newest first.
+    #[cfg(test)]
+    fn table_entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut scratch = Vec::new();
+        (0..self.table.count as usize)
+            .map(|d| {
+                let (name, value) = self.lookup(STATIC_TABLE.len() + 1 + d, true, &mut scratch).unwrap();
+                let pair = (
+                    name.bytes(&[], &self.table.mem, &scratch).to_vec(),
+                    value.bytes(&[], &self.table.mem, &scratch).to_vec(),
+                );
+                scratch.clear();
+                pair
+            })
+            .collect()
+    }
+}
+
+fn clamp_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Where a decoded name or value lies, so that it can be handed out without copying once the
+/// table is done changing: ranges in the block, the table's ring or `scratch`.
+#[derive(Clone, Copy)]
+enum Loc {
+    Static(&'static [u8]),
+    Block(usize, usize),
+    Table(usize, usize),
+    Scratch(usize, usize),
+}
+
+impl Loc {
+    fn bytes<'a>(self, block: &'a [u8], table: &'a [u8], scratch: &'a [u8]) -> &'a [u8] {
+        match self {
+            Loc::Static(bytes) => bytes,
+            Loc::Block(start, end) => &block[start..end],
+            Loc::Table(start, end) => &table[start..end],
+            Loc::Scratch(start, end) => &scratch[start..end],
+        }
+    }
+}
+
+/// An integer with an `n`-bit prefix at `*pos` (§5.1); `*pos` moves past it. At most 2^32 - 1
+/// and 5 continuation octets: more is no table size, index or string length we could accept.
+fn integer(block: &[u8], pos: &mut usize, n: u32) -> Result<usize, HpackError> {
+    let mask = (1u8 << n) - 1;
+    let first = block.get(*pos).ok_or(HpackError::Truncated)? & mask;
+    *pos += 1;
+    if first < mask {
+        return Ok(usize::from(first));
+    }
+    let mut value = u64::from(mask);
+    let mut shift = 0;
+    loop {
+        let octet = *block.get(*pos).ok_or(HpackError::Truncated)?;
+        *pos += 1;
+        value += u64::from(octet & 0x7f) << shift;
+        if octet & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+        if shift > 28 {
+            return Err(HpackError::IntegerOverflow);
+        }
+    }
+    u32::try_from(value).map(|v| v as usize).map_err(|_| HpackError::IntegerOverflow)
+}
+
+/// A string literal at `*pos` (§5.2); `*pos` moves past it. A plain one stays in the block; a
+/// Huffman-coded one is decoded onto the end of `scratch`.
+fn string(block: &[u8], pos: &mut usize, scratch: &mut Vec<u8>) -> Result<Loc, HpackError> {
+    let huffman = block.get(*pos).ok_or(HpackError::Truncated)? & 0x80 != 0;
+    let len = integer(block, pos, 7)?;
+    let start = *pos;
+    let end = start.checked_add(len).filter(|&end| end <= block.len()).ok_or(HpackError::Truncated)?;
+    *pos = end;
+    if !huffman {
+        return Ok(Loc::Block(start, end));
+    }
+    let from = scratch.len();
+    huffman_decode(&block[start..end], scratch)?;
+    Ok(Loc::Scratch(from, scratch.len()))
+}
+
+/// The dynamic table (§2.3.2, §4) in one allocation, `mem`: a ring of entry octets (each entry's
+/// name then value, oldest first, `data_cap` bytes) followed by a ring of `slot_cap` slots (each
+/// entry's offset in the first ring, name length and value length, 3 × u32). Both rings grow
+/// with what the peer inserts, never past the table's maximum (each entry costs 32 HPACK bytes
+/// but only 12 here, so what fits the maximum fits the rings), shrink with a smaller maximum,
+/// and the allocation is dropped whenever the table becomes empty. u32 fields: a table's size
+/// comes from a 32-bit setting, and this struct is paid for by every idle connection.
+struct Table {
+    mem: Vec<u8>,
+    data_cap: u32,
+    slot_cap: u32,
+    /// Slot of the oldest entry.
+    first: u32,
+    count: u32,
+    /// Offset of the oldest entry's octets, and how many octets the entries hold.
+    data_start: u32,
+    data_len: u32,
+    /// HPACK size: name + value + 32 per entry.
+    size: u32,
+    /// Maximum HPACK size: the last size update, or the setting.
+    max: u32,
+}
+
+/// A slot's bytes: offset, name length, value length.
+const SLOT: usize = 12;
+
+impl Table {
+    fn new(max: u32) -> Table {
+        Table {
+            mem: Vec::new(),
+            data_cap: 0,
+            slot_cap: 0,
+            first: 0,
+            count: 0,
+            data_start: 0,
+            data_len: 0,
+            size: 0,
+            max,
+        }
+    }
+
+    fn data_cap(&self) -> usize {
+        self.data_cap as usize
+    }
+
+    fn slot(&self, slot: usize) -> (usize, usize, usize) {
+        let at = self.data_cap() + slot * SLOT;
+        let word = |k: usize| {
+            let mut bytes = [0; 4];
+            bytes.copy_from_slice(&self.mem[at + 4 * k..at + 4 * k + 4]);
+            u32::from_ne_bytes(bytes) as usize
+        };
+        (word(0), word(1), word(2))
+    }
+
+    fn set_slot(mem: &mut [u8], at: usize, off: usize, name_len: usize, value_len: usize) {
+        for (k, word) in [off, name_len, value_len].into_iter().enumerate() {
+            mem[at + 4 * k..at + 4 * k + 4].copy_from_slice(&(word as u32).to_ne_bytes());
+        }
+    }
+
+    /// The entry `d` places from the newest (`0`: the newest, dynamic index 62).
+    fn entry(&self, d: usize) -> Option<(usize, usize, usize)> {
+        let count = self.count as usize;
+        (d < count).then(|| self.slot((self.first as usize + count - 1 - d) % self.slot_cap as usize))
+    }
+
+    /// The ring's `len` octets from `off`, as one slice or two when they wrap around its end.
+    fn ring(&self, off: usize, len: usize) -> (&[u8], &[u8]) {
+        let cap = self.data_cap();
+        if off + len <= cap {
+            (&self.mem[off..off + len], &[])
+        } else {
+            (&self.mem[off..cap], &self.mem[..off + len - cap])
+        }
+    }
+
+    /// Where the ring's `len` octets from `off` can be read in one piece: in place, or copied
+    /// onto `scratch` when they wrap (at most one entry straddles the ring's end).
+    fn locate(&self, off: usize, len: usize, scratch: &mut Vec<u8>) -> Loc {
+        match self.ring(off, len) {
+            (whole, []) => Loc::Table(off, off + whole.len()),
+            (head, tail) => {
+                let start = scratch.len();
+                scratch.extend_from_slice(head);
+                scratch.extend_from_slice(tail);
+                Loc::Scratch(start, scratch.len())
+            }
+        }
+    }
+
+    fn write(&mut self, off: usize, bytes: &[u8]) {
+        let split = bytes.len().min(self.data_cap() - off);
+        self.mem[off..off + split].copy_from_slice(&bytes[..split]);
+        self.mem[..bytes.len() - split].copy_from_slice(&bytes[split..]);
+    }
+
+    /// Adds an entry (§4.4): evicts from the oldest until it fits; one larger than the maximum
+    /// empties the table and is not added. `name` and `value` must not point into the table.
+    fn insert(&mut self, name: &[u8], value: &[u8]) {
+        let len = name.len() + value.len();
+        if len + ENTRY_OVERHEAD > self.max as usize {
+            self.evict_to(0);
+            return;
+        }
+        while self.size as usize + len + ENTRY_OVERHEAD > self.max as usize {
+            self.evict_oldest();
+        }
+        self.reserve(len);
+        let off = (self.data_start + self.data_len) as usize % self.data_cap();
+        self.write(off, name);
+        self.write((off + name.len()) % self.data_cap(), value);
+        let slot = (self.first + self.count) as usize % self.slot_cap as usize;
+        let at = self.data_cap() + slot * SLOT;
+        Table::set_slot(&mut self.mem, at, off, name.len(), value.len());
+        self.count += 1;
+        self.data_len += len as u32;
+        self.size += (len + ENTRY_OVERHEAD) as u32;
+    }
+
+    fn evict_oldest(&mut self) {
+        let (off, name_len, value_len) = self.slot(self.first as usize);
+        self.first = (self.first + 1) % self.slot_cap;
+        self.count -= 1;
+        self.data_start = ((off + name_len + value_len) % self.data_cap()) as u32;
+        self.data_len -= (name_len + value_len) as u32;
+        self.size -= (name_len + value_len + ENTRY_OVERHEAD) as u32;
+        if self.count == 0 {
+            (self.first, self.data_start) = (0, 0);
+        }
+    }
+
+    /// A new maximum size (a size update, or a smaller setting).
+    fn resize(&mut self, max: u32) {
+        self.max = max;
+        self.evict_to(max);
+    }
+
+    /// Evicts from the oldest until the table's size is at most `size`; then frees the
+    /// allocation if nothing is left, or shrinks it if it is larger than the maximum can use.
+    fn evict_to(&mut self, size: u32) {
+        while self.size > size {
+            self.evict_oldest();
+        }
+        if self.count == 0 {
+            self.mem = Vec::new();
+            (self.data_cap, self.slot_cap) = (0, 0);
+            return;
+        }
+        let data_cap = self.data_cap().min(self.max as usize);
+        let slot_cap = (self.slot_cap as usize).min(self.max as usize / ENTRY_OVERHEAD);
+        if data_cap < self.data_cap() || slot_cap < self.slot_cap as usize {
+            self.relayout(data_cap, slot_cap);
+        }
+    }
+
+    /// Makes room for one more entry of `len` octets, growing the rings by half or more (never
+    /// past what the maximum size can hold).
+    fn reserve(&mut self, len: usize) {
+        const MIN_DATA: usize = 64;
+        const MIN_SLOTS: usize = 4;
+        let data_need = self.data_len as usize + len;
+        let slot_need = self.count as usize + 1;
+        let (data_cap, slot_cap) = (self.data_cap(), self.slot_cap as usize);
+        if data_need <= data_cap && slot_need <= slot_cap {
+            return;
+        }
+        let max = self.max as usize;
+        let data_cap =
+            if data_need > data_cap { data_need.max(data_cap + data_cap / 2).max(MIN_DATA).min(max) } else { data_cap };
+        let slot_cap = if slot_need > slot_cap {
+            slot_need.max(slot_cap * 2).max(MIN_SLOTS).min(max / ENTRY_OVERHEAD)
+        } else {
+            slot_cap
+        };
+        self.relayout(data_cap, slot_cap);
+    }
+
+    /// Moves the entries to a new allocation of the given ring sizes, unwrapped, oldest first.
+    fn relayout(&mut self, data_cap: usize, slot_cap: usize) {
+        let mut mem = vec![0; data_cap + slot_cap * SLOT];
+        let (head, tail) = self.ring(self.data_start as usize, self.data_len as usize);
+        mem[..head.len()].copy_from_slice(head);
+        mem[head.len()..head.len() + tail.len()].copy_from_slice(tail);
+        for k in 0..self.count as usize {
+            let (off, name_len, value_len) = self.slot((self.first as usize + k) % self.slot_cap as usize);
+            let off = (off + self.data_cap() - self.data_start as usize) % self.data_cap();
+            Table::set_slot(&mut mem, data_cap + k * SLOT, off, name_len, value_len);
+        }
+        self.mem = mem;
+        (self.data_cap, self.slot_cap) = (data_cap as u32, slot_cap as u32);
+        (self.first, self.data_start) = (0, 0);
+    }
+}
+
+/// Encodes a response header block without touching any dynamic table (no state: the encoder
+/// never inserts; static-table names by index, values as literals without indexing, no Huffman
+/// — answers are few and small): `:status` (indexed full field when the static table has it:
+/// 200, 204, 206, 304, 400, 404, 500), then `fields`. Names must be lowercase (RFC 9113 §8.2.1).
+pub fn encode_response(status: u16, fields: &[(&[u8], &[u8])], out: &mut Vec<u8>) {
+    const STATUS: usize = 8; // ":status: 200", the first of its name
+    let indexed = match status {
+        200 => 8,
+        204 => 9,
+        206 => 10,
+        304 => 11,
+        400 => 12,
+        404 => 13,
+        500 => 14,
+        _ => 0,
+    };
+    if indexed != 0 {
+        encode_integer(out, 0x80, 7, indexed);
+    } else {
+        let mut digits = [0u8; 5];
+        let mut start = digits.len();
+        let mut n = status;
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        encode_integer(out, 0x00, 4, STATUS);
+        encode_string(out, &digits[start..]);
+    }
+    for &(name, value) in fields {
+        match STATIC_TABLE.iter().position(|&(static_name, _)| static_name == name) {
+            Some(i) => encode_integer(out, 0x00, 4, i + 1),
+            None => {
+                out.push(0x00);
+                encode_string(out, name);
+            }
+        }
+        encode_string(out, value);
+    }
+}
+
+/// An integer with an `n`-bit prefix after the representation's `flags` bits (§5.1).
+fn encode_integer(out: &mut Vec<u8>, flags: u8, n: u32, value: usize) {
+    let mask = (1usize << n) - 1;
+    if value < mask {
+        out.push(flags | value as u8);
+        return;
+    }
+    out.push(flags | mask as u8);
+    let mut rest = value - mask;
+    while rest >= 0x80 {
+        out.push(0x80 | (rest & 0x7f) as u8);
+        rest >>= 7;
+    }
+    out.push(rest as u8);
+}
+
+/// A string literal without Huffman coding (§5.2).
+fn encode_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    encode_integer(out, 0x00, 7, bytes.len());
+    out.extend_from_slice(bytes);
+}
+
+/// The static table (Appendix A); index `i` is `STATIC_TABLE[i - 1]`.
+const STATIC_TABLE: [(&[u8], &[u8]); 61] = [
+    (b":authority", b""),
+    (b":method", b"GET"),
+    (b":method", b"POST"),
+    (b":path", b"/"),
+    (b":path", b"/index.html"),
+    (b":scheme", b"http"),
+    (b":scheme", b"https"),
+    (b":status", b"200"),
+    (b":status", b"204"),
+    (b":status", b"206"),
+    (b":status", b"304"),
+    (b":status", b"400"),
+    (b":status", b"404"),
+    (b":status", b"500"),
+    (b"accept-charset", b""),
+    (b"accept-encoding", b"gzip, deflate"),
+    (b"accept-language", b""),
+    (b"accept-ranges", b""),
+    (b"accept", b""),
+    (b"access-control-allow-origin", b""),
+    (b"age", b""),
+    (b"allow", b""),
+    (b"authorization", b""),
+    (b"cache-control", b""),
+    (b"content-disposition", b""),
+    (b"content-encoding", b""),
+    (b"content-language", b""),
+    (b"content-length", b""),
+    (b"content-location", b""),
+    (b"content-range", b""),
+    (b"content-type", b""),
+    (b"cookie", b""),
+    (b"date", b""),
+    (b"etag", b""),
+    (b"expect", b""),
+    (b"expires", b""),
+    (b"from", b""),
+    (b"host", b""),
+    (b"if-match", b""),
+    (b"if-modified-since", b""),
+    (b"if-none-match", b""),
+    (b"if-range", b""),
+    (b"if-unmodified-since", b""),
+    (b"last-modified", b""),
+    (b"link", b""),
+    (b"location", b""),
+    (b"max-forwards", b""),
+    (b"proxy-authenticate", b""),
+    (b"proxy-authorization", b""),
+    (b"range", b""),
+    (b"referer", b""),
+    (b"refresh", b""),
+    (b"retry-after", b""),
+    (b"server", b""),
+    (b"set-cookie", b""),
+    (b"strict-transport-security", b""),
+    (b"transfer-encoding", b""),
+    (b"user-agent", b""),
+    (b"vary", b""),
+    (b"via", b""),
+    (b"www-authenticate", b""),
+];
+
+// Huffman decoding (§5.2, Appendix B). The code is canonical: every symbol's code follows from
+// the code lengths alone (shorter codes first, equal lengths in symbol order), so only the
+// lengths are written here; the codes, the code tree and a 4-bits-at-a-time state table are
+// derived from them at compile time. A state is an internal node of the code tree (256 of
+// them for 257 symbols); from each state, the 16 possible nibbles lead to a next state and
+// emit at most one symbol (no code is shorter than 5 bits). That is two table lookups per
+// input octet, no allocation, and no bit-level loop at run time.
+
+/// Code length in bits of each symbol, 0 to 255 and EOS (256), from RFC 7541 Appendix B.
+const HUFFMAN_LENGTHS: [u8; 257] = [
+    13, 23, 28, 28, 28, 28, 28, 28, 28, 24, 30, 28, 28, 30, 28, 28, // 0-15
+    28, 28, 28, 28, 28, 28, 30, 28, 28, 28, 28, 28, 28, 28, 28, 28, // 16-31
+    6, 10, 10, 12, 13, 6, 8, 11, 10, 10, 8, 11, 8, 6, 6, 6, // 32-47: ' ' to '/'
+    5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 7, 8, 15, 6, 12, 10, // 48-63: '0' to '?'
+    13, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, // 64-79: '@' to 'O'
+    7, 7, 7, 7, 7, 7, 7, 7, 8, 7, 8, 13, 19, 13, 14, 6, // 80-95: 'P' to '_'
+    15, 5, 6, 5, 6, 5, 6, 6, 6, 5, 7, 7, 6, 6, 6, 5, // 96-111: '`' to 'o'
+    6, 7, 6, 5, 5, 6, 7, 7, 7, 7, 7, 15, 11, 14, 13, 28, // 112-127: 'p' to DEL
+    20, 22, 20, 20, 22, 22, 22, 23, 22, 23, 23, 23, 23, 23, 24, 23, // 128-143
+    24, 24, 22, 23, 24, 23, 23, 23, 23, 21, 22, 23, 22, 23, 23, 24, // 144-159
+    22, 21, 20, 22, 22, 23, 23, 21, 23, 22, 22, 24, 21, 22, 23, 23, // 160-175
+    21, 21, 22, 21, 23, 22, 23, 23, 20, 22, 22, 22, 23, 22, 22, 23, // 176-191
+    26, 26, 20, 19, 22, 23, 22, 25, 26, 26, 26, 27, 27, 26, 24, 25, // 192-207
+    19, 21, 26, 27, 27, 26, 27, 24, 21, 21, 26, 26, 28, 27, 27, 27, // 208-223
+    20, 24, 20, 21, 22, 21, 21, 23, 22, 22, 25, 25, 24, 24, 26, 23, // 224-239
+    26, 27, 26, 26, 27, 27, 27, 27, 27, 28, 27, 27, 27, 27, 27, 26, // 240-255
+    30, // EOS
+];
+
+const EOS: usize = 256;
+
+/// A step of the decoder: the next state, and the symbol this nibble completed (with `EMIT`).
+#[derive(Clone, Copy)]
+struct Step {
+    next: u8,
+    sym: u8,
+    flags: u8,
+}
+
+/// The nibble completed a symbol, `Step::sym`.
+const EMIT: u8 = 1;
+/// The string may end here: the bits since the last symbol are at most 7 ones (padding).
+const ACCEPT: u8 = 2;
+/// The nibble completed EOS, which a string must not hold.
+const FAIL: u8 = 4;
+
+/// `HUFFMAN_STEPS[state][nibble]`.
+static HUFFMAN_STEPS: [[Step; 16]; 256] = huffman_steps();
+
+/// Each symbol's code, assigned canonically from `HUFFMAN_LENGTHS`.
+const fn huffman_codes() -> [u32; 257] {
+    let mut codes = [0u32; 257];
+    let mut code = 0u32;
+    let mut len = 1;
+    while len <= 30 {
+        let mut sym = 0;
+        while sym < codes.len() {
+            if HUFFMAN_LENGTHS[sym] == len {
+                codes[sym] = code;
+                code += 1;
+            }
+            sym += 1;
+        }
+        code <<= 1;
+        len += 1;
+    }
+    // A complete prefix code: every bit string is a code's prefix, so decoding can only fail on
+    // EOS or bad padding.
+    assert!(code == 1 << 31, "the Huffman lengths do not make a complete code");
+    codes
+}
+
+const fn huffman_steps() -> [[Step; 16]; 256] {
+    // The code tree: children of the internal nodes (node 0 is the root); a child below 256 is
+    // an internal node, `256 + sym` the leaf of `sym`.
+    const LEAF: usize = 256;
+    let codes = huffman_codes();
+    let mut tree = [[0u16; 2]; 256];
+    let mut nodes = 1;
+    let mut sym = 0;
+    while sym < codes.len() {
+        let mut node = 0;
+        let mut bit = HUFFMAN_LENGTHS[sym] as u32;
+        while bit > 1 {
+            bit -= 1;
+            let b = ((codes[sym] >> bit) & 1) as usize;
+            if tree[node][b] == 0 {
+                tree[node][b] = nodes;
+                nodes += 1;
+            }
+            node = tree[node][b] as usize;
+            assert!(node < LEAF, "a Huffman code is the prefix of another");
+        }
+        tree[node][(codes[sym] & 1) as usize] = (LEAF + sym) as u16;
+        sym += 1;
+    }
+    assert!(nodes == 256);
+
+    // States where the string may end: the root, and up to 7 ones below it.
+    let mut accept = [false; 256];
+    let mut node = 0;
+    let mut depth = 0;
+    while depth <= 7 {
+        accept[node] = true;
+        node = tree[node][1] as usize;
+        depth += 1;
+    }
+
+    let mut steps = [[Step { next: 0, sym: 0, flags: 0 }; 16]; 256];
+    let mut state = 0;
+    while state < 256 {
+        let mut nibble = 0;
+        while nibble < 16 {
+            let mut node = state;
+            let mut step = Step { next: 0, sym: 0, flags: 0 };
+            let mut bit = 4;
+            while bit > 0 {
+                bit -= 1;
+                let child = tree[node][(nibble >> bit) & 1] as usize;
+                assert!(child != 0);
+                if child < LEAF {
+                    node = child;
+                } else if child - LEAF == EOS {
+                    step.flags = FAIL;
+                    break;
+                } else {
+                    assert!(step.flags & EMIT == 0, "two symbols in one nibble");
+                    step.flags = EMIT;
+                    step.sym = (child - LEAF) as u8;
+                    node = 0;
+                }
+            }
+            if step.flags & FAIL == 0 && accept[node] {
+                step.flags |= ACCEPT;
+            }
+            step.next = node as u8;
+            steps[state][nibble] = step;
+            nibble += 1;
+        }
+        state += 1;
+    }
+    steps
+}
+
+/// Decodes a Huffman-coded string onto the end of `out`.
+fn huffman_decode(coded: &[u8], out: &mut Vec<u8>) -> Result<(), HpackError> {
+    // At most 8/5 of the coded length: one reservation, then no reallocation.
+    out.reserve(coded.len() * 8 / 5 + 1);
+    let mut state = 0usize;
+    let mut flags = ACCEPT;
+    for &octet in coded {
+        for nibble in [octet >> 4, octet & 0x0f] {
+            let step = HUFFMAN_STEPS[state][usize::from(nibble)];
+            if step.flags & FAIL != 0 {
+                return Err(HpackError::BadHuffman);
+            }
+            if step.flags & EMIT != 0 {
+                out.push(step.sym);
+            }
+            state = usize::from(step.next);
+            flags = step.flags;
+        }
+    }
+    if flags & ACCEPT == 0 {
+        return Err(HpackError::BadHuffman);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Fields = Vec<(String, String)>;
+
+    fn hex(text: &str) -> Vec<u8> {
+        let digits: Vec<u8> = text.bytes().filter(u8::is_ascii_hexdigit).collect();
+        digits.chunks(2).map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap()).collect()
+    }
+
+    fn owned(list: &[(&str, &str)]) -> Fields {
+        list.iter().map(|&(name, value)| (name.to_owned(), value.to_owned())).collect()
+    }
+
+    fn text(bytes: &[u8]) -> String {
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    fn decode_with(decoder: &mut Decoder, block: &[u8], max_list: usize) -> (Fields, Result<(), HpackError>) {
+        let mut scratch = Vec::new();
+        let mut fields = Vec::new();
+        let result =
+            decoder.decode(block, max_list, &mut scratch, |name, value| fields.push((text(name), text(value))));
+        (fields, result)
+    }
+
+    fn decode(decoder: &mut Decoder, block: &[u8]) -> Result<Fields, HpackError> {
+        let (fields, result) = decode_with(decoder, block, usize::MAX);
+        result.map(|()| fields)
+    }
+
+    fn entries(decoder: &Decoder) -> Fields {
+        decoder.table_entries().into_iter().map(|(name, value)| (text(&name), text(&value))).collect()
+    }
+
+    /// One header block of an RFC 7541 Appendix C sequence: what it decodes to, the dynamic
+    /// table after it (newest first) and the table's size.
+    struct Example {
+        fields: &'static [(&'static str, &'static str)],
+        table: &'static [(&'static str, &'static str)],
+        size: usize,
+    }
+
+    fn run(max: usize, blocks: [&str; 3], examples: &[Example; 3]) {
+        let mut decoder = Decoder::new(max);
+        for (block, example) in blocks.iter().zip(examples) {
+            assert_eq!(decode(&mut decoder, &hex(block)).unwrap(), owned(example.fields), "{block}");
+            assert_eq!(entries(&decoder), owned(example.table), "{block}");
+            assert_eq!(decoder.table_size(), example.size, "{block}");
+        }
+    }
+
+    const REQUESTS: [Example; 3] = [
+        Example {
+            fields: &[(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "www.example.com")],
+            table: &[(":authority", "www.example.com")],
+            size: 57,
+        },
+        Example {
+            fields: &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                (":authority", "www.example.com"),
+                ("cache-control", "no-cache"),
+            ],
+            table: &[("cache-control", "no-cache"), (":authority", "www.example.com")],
+            size: 110,
+        },
+        Example {
+            fields: &[
+                (":method", "GET"),
+                (":scheme", "https"),
+                (":path", "/index.html"),
+                (":authority", "www.example.com"),
+                ("custom-key", "custom-value"),
+            ],
+            table: &[("custom-key", "custom-value"), ("cache-control", "no-cache"), (":authority", "www.example.com")],
+            size: 164,
+        },
+    ];
+
+    const RESPONSES: [Example; 3] = [
+        Example {
+            fields: &[
+                (":status", "302"),
+                ("cache-control", "private"),
+                ("date", "Mon, 21 Oct 2013 20:13:21 GMT"),
+                ("location", "https://www.example.com"),
+            ],
+            table: &[
+                ("location", "https://www.example.com"),
+                ("date", "Mon, 21 Oct 2013 20:13:21 GMT"),
+                ("cache-control", "private"),
+                (":status", "302"),
+            ],
+            size: 222,
+        },
+        Example {
+            fields: &[
+                (":status", "307"),
+                ("cache-control", "private"),
+                ("date", "Mon, 21 Oct 2013 20:13:21 GMT"),
+                ("location", "https://www.example.com"),
+            ],
+            table: &[
+                (":status", "307"),
+                ("location", "https://www.example.com"),
+                ("date", "Mon, 21 Oct 2013 20:13:21 GMT"),
+                ("cache-control", "private"),
+            ],
+            size: 222,
+        },
+        Example {
+            fields: &[
+                (":status", "200"),
+                ("cache-control", "private"),
+                ("date", "Mon, 21 Oct 2013 20:13:22 GMT"),
+                ("location", "https://www.example.com"),
+                ("content-encoding", "gzip"),
+                ("set-cookie", "foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1"),
+            ],
+            table: &[
+                ("set-cookie", "foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1"),
+                ("content-encoding", "gzip"),
+                ("date", "Mon, 21 Oct 2013 20:13:22 GMT"),
+            ],
+            size: 215,
+        },
+    ];
+
+    #[test]
+    fn hpack_c1_integers() {
+        assert_eq!(integer(&[0x0a], &mut 0, 5), Ok(10));
+        let mut pos = 0;
+        assert_eq!(integer(&[0x1f, 0x9a, 0x0a], &mut pos, 5), Ok(1337));
+        assert_eq!(pos, 3);
+        assert_eq!(integer(&[0x2a], &mut 0, 7), Ok(42));
+        let mut out = Vec::new();
+        encode_integer(&mut out, 0x00, 5, 1337);
+        assert_eq!(out, [0x1f, 0x9a, 0x0a]);
+    }
+
+    #[test]
+    fn hpack_c2_single_fields() {
+        let cases: [(&str, (&str, &str), usize); 4] = [
+            ("400a 6375 7374 6f6d 2d6b 6579 0d63 7573 746f 6d2d 6865 6164 6572", ("custom-key", "custom-header"), 55),
+            ("040c 2f73 616d 706c 652f 7061 7468", (":path", "/sample/path"), 0),
+            ("1008 7061 7373 776f 7264 0673 6563 7265 74", ("password", "secret"), 0),
+            ("82", (":method", "GET"), 0),
+        ];
+        for (block, field, size) in cases {
+            let mut decoder = Decoder::new(4096);
+            assert_eq!(decode(&mut decoder, &hex(block)).unwrap(), owned(&[field]));
+            assert_eq!(decoder.table_size(), size);
+        }
+    }
+
+    #[test]
+    fn hpack_c3_requests_without_huffman() {
+        let blocks = [
+            "8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d",
+            "8286 84be 5808 6e6f 2d63 6163 6865",
+            "8287 85bf 400a 6375 7374 6f6d 2d6b 6579 0c63 7573 746f 6d2d 7661 6c75 65",
+        ];
+        run(4096, blocks, &REQUESTS);
+    }
+
+    #[test]
+    fn hpack_c4_requests_with_huffman() {
+        let blocks = [
+            "8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff",
+            "8286 84be 5886 a8eb 1064 9cbf",
+            "8287 85bf 4088 25a8 49e9 5ba9 7d7f 8925 a849 e95b b8e8 b4bf",
+        ];
+        run(4096, blocks, &REQUESTS);
+    }
+
+    #[test]
+    fn hpack_c5_responses_without_huffman() {
+        let blocks = [
+            "4803 3330 3258 0770 7269 7661 7465 611d 4d6f 6e2c 2032 3120 4f63 7420 3230 3133 \
+             2032 303a 3133 3a32 3120 474d 546e 1768 7474 7073 3a2f 2f77 7777 2e65 7861 6d70 \
+             6c65 2e63 6f6d",
+            "4803 3330 37c1 c0bf",
+            "88c1 611d 4d6f 6e2c 2032 3120 4f63 7420 3230 3133 2032 303a 3133 3a32 3220 474d \
+             54c0 5a04 677a 6970 7738 666f 6f3d 4153 444a 4b48 514b 425a 584f 5157 454f 5049 \
+             5541 5851 5745 4f49 553b 206d 6178 2d61 6765 3d33 3630 303b 2076 6572 7369 6f6e \
+             3d31",
+        ];
+        run(256, blocks, &RESPONSES);
+    }
+
+    #[test]
+    fn hpack_c6_responses_with_huffman() {
+        let blocks = [
+            "4882 6402 5885 aec3 771a 4b61 96d0 7abe 9410 54d4 44a8 2005 9504 0b81 66e0 82a6 \
+             2d1b ff6e 919d 29ad 1718 63c7 8f0b 97c8 e9ae 82ae 43d3",
+            "4883 640e ffc1 c0bf",
+            "88c1 6196 d07a be94 1054 d444 a820 0595 040b 8166 e084 a62d 1bff c05a 839b d9ab \
+             77ad 94e7 821d d7f2 e6c7 b335 dfdf cd5b 3960 d5af 2708 7f36 72c1 ab27 0fb5 291f \
+             9587 3160 65c0 03ed 4ee5 b106 3d50 07",
+        ];
+        run(256, blocks, &RESPONSES);
+    }
+
+    #[test]
+    fn hpack_table_freed_when_emptied() {
+        let mut decoder = Decoder::new(4096);
+        assert_eq!(decoder.table_capacity(), 0, "nothing allocated before the first insertion");
+        decode(&mut decoder, &hex("8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d")).unwrap();
+        assert_eq!(decoder.table_size(), 57);
+        assert!(decoder.table_capacity() > 0);
+        // A size update to 0, then back to 4096, then an indexed field: the table is empty and
+        // holds no memory, and index 62 is gone.
+        assert_eq!(decode(&mut decoder, &hex("20 3fe1 1f 82")).unwrap(), owned(&[(":method", "GET")]));
+        assert_eq!(decoder.table_size(), 0);
+        assert_eq!(decoder.table_capacity(), 0);
+        assert_eq!(decode(&mut decoder, &hex("be")), Err(HpackError::BadIndex));
+    }
+}
