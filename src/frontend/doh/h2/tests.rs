@@ -867,3 +867,117 @@ fn curl_bytes_are_requests() {
         client.fails(&no_update, code::COMPRESSION_ERROR);
     }
 }
+
+/// Real clients against the core, over plain TCP with HTTP/2 prior knowledge (h2c: the same
+/// octets as inside TLS): curl, nghttp (small windows), h2load (many streams at once). A client
+/// that is not installed is skipped, said on stderr.
+mod clients {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::process::Command;
+
+    use super::*;
+
+    /// Each request's answer: `size` octets (the first ones the request's body, if any).
+    fn answer(body: &[u8], size: usize) -> Vec<u8> {
+        let mut answer: Vec<u8> = body.iter().copied().chain((0..).map(|i: u32| (i % 251) as u8)).take(size).collect();
+        answer.truncate(size.max(body.len()));
+        answer
+    }
+
+    /// Serves the connections of `listener` until the test ends, each on a thread, every
+    /// request answered `answer(body, size)` as soon as its feed returns.
+    fn serve(size: usize) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for socket in listener.incoming() {
+                let socket = socket.unwrap();
+                std::thread::spawn(move || connection(socket, size));
+            }
+        });
+        port
+    }
+
+    fn connection(mut socket: TcpStream, size: usize) {
+        let mut conn = H2Conn::new(H2Settings::default());
+        let mut scratch = Scratch::default();
+        let mut out = Vec::new();
+        conn.start(&mut out);
+        socket.write_all(&out).unwrap();
+        let mut input = vec![0u8; 16_384];
+        loop {
+            let n = socket.read(&mut input).unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            out.clear();
+            let mut requests = Vec::new();
+            let fed = conn.feed(&input[..n], Instant::now(), &mut scratch, &mut out, |event| {
+                if let Event::Request { stream, body, .. } = event {
+                    requests.push((stream, answer(body, size)));
+                }
+            });
+            for (stream, body) in requests {
+                conn.respond(stream, 200, &[(b"content-type", b"application/dns-message")], &body, &mut out);
+            }
+            while conn.send_pending(&mut out) {}
+            if let Err(error) = fed {
+                eprintln!("connection error: {error:?}");
+            }
+            if socket.write_all(&out).is_err() || fed.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// `program args`' stdout, or None when it is not installed.
+    fn run(program: &str, args: &[&str]) -> Option<Vec<u8>> {
+        let output = match Command::new(program).args(args).output() {
+            Ok(output) => output,
+            Err(_) => {
+                eprintln!("{program} not installed: skipped");
+                return None;
+            }
+        };
+        assert!(output.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        Some(output.stdout)
+    }
+
+    #[test]
+    fn curl_gets_and_posts() {
+        let port = serve(3_000);
+        let url = format!("http://127.0.0.1:{port}/dns-query");
+        let get = format!("{url}?dns=AAABAAABAAAAAAAAB2V4YW1wbGUDY29tAAABAAE");
+        // One URL per run: curl 7.88.1 fails its second request on a prior-knowledge
+        // connection ("Error in the HTTP2 framing layer" before sending it), nginx's too.
+        let Some(got) = run("curl", &["-sS", "--http2-prior-knowledge", "-m", "10", &get]) else { return };
+        assert!(got == answer(b"", 3_000), "{} octets", got.len());
+        let query = "a query body";
+        let args = ["-sS", "--http2-prior-knowledge", "-m", "10", "-H", "content-type: application/dns-message"];
+        let posted = run("curl", &[&args[..], &["--data-binary", query, &url]].concat()).unwrap();
+        assert!(posted == answer(query.as_bytes(), 3_000), "{} octets", posted.len());
+    }
+
+    #[test]
+    fn nghttp_with_small_windows_gets_every_octet() {
+        // 60,000-octet answers through a 1,023-octet stream window and a 65,535 one for the
+        // connection: sent as its WINDOW_UPDATEs come.
+        let port = serve(60_000);
+        let url = format!("http://127.0.0.1:{port}/dns-query?dns=AAAB");
+        let Some(got) = run("nghttp", &["-w", "10", "-W", "16", "-t", "10", &url]) else { return };
+        assert!(got == answer(b"", 60_000), "{} octets", got.len());
+        // Five at once (their octets interleave on stdout).
+        let got = run("nghttp", &["-w", "10", "-W", "16", "-m", "5", "-t", "10", &url]).unwrap();
+        assert_eq!(got.len(), 5 * 60_000);
+    }
+
+    #[test]
+    fn h2load_many_streams_at_once() {
+        let port = serve(100);
+        let url = format!("http://127.0.0.1:{port}/dns-query?dns=AAAB");
+        let Some(report) = run("h2load", &["-n", "5000", "-c", "4", "-m", "50", &url]) else { return };
+        let report = String::from_utf8_lossy(&report);
+        assert!(report.contains("5000 succeeded, 0 failed, 0 errored, 0 timeout"), "{report}");
+    }
+}
