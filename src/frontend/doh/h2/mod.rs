@@ -30,7 +30,6 @@ use std::time::Instant;
 
 use super::flood::{Flood, FloodBudget};
 use super::frames::{kind, FrameHead, ACK, END_STREAM};
-
 use super::hpack;
 
 #[cfg(test)]
@@ -344,7 +343,7 @@ impl H2Conn {
         }
     }
 
-    fn feed_frames(&mut self, input: &[u8], io: &mut Io<'_, impl FnMut(Event<'_>)>) -> Result<(), ConnError> {
+    fn feed_frames(&mut self, input: &[u8], io: &mut Io<impl OnEvent>) -> Result<(), ConnError> {
         let mut at = 0;
         while self.preface_left > 0 && at < input.len() {
             let want = PREFACE[PREFACE.len() - usize::from(self.preface_left)];
@@ -588,31 +587,28 @@ impl H2Conn {
 
     fn data(&mut self, head: FrameHead, payload: &[u8], io: &mut Io<impl OnEvent>) -> Result<(), ConnError> {
         self.check_known(head.stream)?;
-        // The whole frame counts against the windows, padding included (RFC 9113 §6.9.1).
+        // The whole frame counts against the windows, padding included (RFC 9113 §6.9.1), and
+        // the connection's is given back at once for all but the body octets kept (given back
+        // when they leave: the window bounds what a connection makes us hold).
         let len = payload.len() as u32;
         self.recv_window -= i64::from(len);
         if self.recv_window < 0 {
             return Err(ConnError::new(code::FLOW_CONTROL_ERROR, "DATA beyond the connection window"));
         }
         let body = unpad(head.flags, payload)?;
-        // Given back at once but for the body octets kept (given back when they leave).
-        let kept = match self.find(head.stream) {
-            Some(i) if self.streams[i].state == State::Receiving => body.len() as u32,
-            _ => 0,
-        };
-        self.recv_unacked += len - kept;
+        self.recv_unacked += len;
         let Some(i) = self.find(head.stream) else {
-            // A stream closed or reset: ignored (its octets still count on the connection).
+            // A stream closed or reset: ignored.
             return Ok(());
         };
         let initial = i64::from(self.recv_initial());
         let stream = &mut self.streams[i];
-        if !matches!(stream.state, State::Receiving | State::Discarding { .. }) {
+        match stream.state {
+            State::Receiving | State::Discarding { .. } => {}
+            // The 413 is on its way and the stream reset after it.
+            State::Local { reset: true, .. } => return Ok(()),
             // Half-closed (remote): the client ended this stream already.
-            if !matches!(stream.state, State::Local { reset: true, .. }) {
-                return self.reset(head.stream, code::STREAM_CLOSED, io);
-            }
-            return Ok(());
+            _ => return self.reset(head.stream, code::STREAM_CLOSED, io),
         }
         stream.recv_window -= i64::from(len);
         if stream.recv_window < 0 {
@@ -620,13 +616,14 @@ impl H2Conn {
         }
         stream.received = stream.received.saturating_add(body.len() as u32);
         if stream.state == State::Receiving {
-            stream.held += kept;
-            if stream.received as usize > MAX_BODY {
+            if stream.received as usize <= MAX_BODY {
+                stream.buf.extend_from_slice(body);
+                stream.held += body.len() as u32;
+                self.recv_unacked -= body.len() as u32;
+            } else {
                 stream.state = State::Discarding { status: 413 };
                 stream.buf = Vec::new();
                 self.recv_unacked += std::mem::take(&mut stream.held);
-            } else {
-                stream.buf.extend_from_slice(body);
             }
         }
         if head.flags & END_STREAM != 0 {
@@ -649,7 +646,7 @@ impl H2Conn {
     }
 
     /// The request on stream `i` ended (END_STREAM on DATA or trailers).
-    fn request_end(&mut self, i: usize, io: &mut Io<'_, impl FnMut(Event<'_>)>) -> Result<(), ConnError> {
+    fn request_end(&mut self, i: usize, io: &mut Io<impl OnEvent>) -> Result<(), ConnError> {
         let stream = &mut self.streams[i];
         match stream.state {
             State::Receiving => {

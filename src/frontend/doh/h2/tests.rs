@@ -117,15 +117,16 @@ struct Fed {
 }
 
 impl Client {
+    /// A connection that sent its preface (`start`).
     fn new(settings: H2Settings) -> Client {
-        Client { conn: H2Conn::new(settings), scratch: Scratch::default() }
+        let mut conn = H2Conn::new(settings);
+        conn.start(&mut Vec::new());
+        Client { conn, scratch: Scratch::default() }
     }
 
     /// A connection past the prefaces, with the client's SETTINGS `params`.
     fn started(settings: H2Settings, params: &[(u16, u32)]) -> Client {
         let mut client = Client::new(settings);
-        let mut out = Vec::new();
-        client.conn.start(&mut out);
         let fed = client.feed(&client_start(params));
         assert_eq!(fed.result, Ok(fed_len(params)));
         assert_eq!(fed.out, frames(&frame(kind::SETTINGS, SETTINGS_ACK, 0, &[])));
@@ -147,6 +148,16 @@ impl Client {
                 Event::Reset { stream } => Seen::Reset(stream),
             })
         });
+        if result.is_ok() {
+            // The connection's receive window loses nothing: what the client may still send,
+            // what is to be given back and the body octets held add up to the whole window.
+            let conn = &self.conn;
+            let held: i64 = conn.streams.iter().map(|s| i64::from(s.held)).sum();
+            assert_eq!(
+                conn.recv_window + i64::from(conn.recv_unacked) + held,
+                i64::from(conn.settings.connection_window)
+            );
+        }
         Fed { result, seen, out: frames(&out) }
     }
 
