@@ -826,6 +826,82 @@ fn an_idle_connection_holds_no_heap_beyond_the_hpack_table() {
     idle(&client.conn);
 }
 
+#[test]
+fn random_frames_in_random_pieces_never_panic() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    let mut rng = StdRng::seed_from_u64(18);
+    let (mut requests, mut errors) = (0, 0);
+    for _ in 0..2_000 {
+        let ours = H2Settings { max_concurrent_streams: rng.random_range(1..5), ..H2Settings::default() };
+        let mut client = Client::started(ours, &[(setting::INITIAL_WINDOW_SIZE, rng.random_range(0..3_000))]);
+        // Mostly what a client sends, now and then anything.
+        let mut input = Vec::new();
+        let mut next = 1;
+        for _ in 0..rng.random_range(1..40) {
+            // A stream opened before.
+            let old = rng.random_range(0..next.max(3) / 2) * 2 + 1;
+            let data_len = rng.random_range(0..3_000);
+            let choice = match rng.random_range(0..100) {
+                // Those on a stream opened before: a new request while there is none.
+                48..82 | 98 if next == 1 => 0,
+                choice => choice,
+            };
+            let frame = match choice {
+                0..25 => headers(next, true, GET),
+                25..40 => post(next, &vec![3; data_len]),
+                40..48 => {
+                    let block = block(GET);
+                    let cut = rng.random_range(0..block.len());
+                    let mut split = frame(kind::HEADERS, END_STREAM, next, &block[..cut]);
+                    split.extend(frame(kind::CONTINUATION, END_HEADERS, next, &block[cut..]));
+                    split
+                }
+                48..58 => frame(kind::DATA, [0, END_STREAM][rng.random_range(0..2)], old, &vec![4; data_len]),
+                58..66 => frame(kind::RST_STREAM, 0, old, &code::CANCEL.to_be_bytes()),
+                66..76 => window_update_frame([0, old][rng.random_range(0..2)], rng.random_range(0..70_000)),
+                76..82 => {
+                    let id = [setting::INITIAL_WINDOW_SIZE, setting::HEADER_TABLE_SIZE][rng.random_range(0..2)];
+                    settings(&[(id, rng.random_range(0..70_000))])
+                }
+                82..88 => frame(kind::PING, [0, ACK][rng.random_range(0..2)], 0, &[9; 8]),
+                88..92 => frame(kind::PRIORITY, 0, rng.random_range(1..9), &[0, 0, 0, 1, 16]),
+                92..98 => frame(rng.random_range(10..255), rng.random(), rng.random_range(0..9), &[7; 5]),
+                98 => headers(old, true, &[("x-trailer", "t")]),
+                _ => {
+                    let payload: Vec<u8> = (0..rng.random_range(0..20)).map(|_| rng.random()).collect();
+                    frame(rng.random_range(0..10), rng.random(), rng.random_range(0..9), &payload)
+                }
+            };
+            if frame[3] == kind::HEADERS && frame[5..9] == next.to_be_bytes() {
+                next += 2;
+            }
+            input.extend(frame);
+        }
+        let mut at = 0;
+        while at < input.len() {
+            let n = rng.random_range(1..=input.len() - at);
+            let fed = client.feed(&input[at..at + n]);
+            at += n;
+            for seen in fed.seen {
+                if let Seen::Request { stream, .. } = seen {
+                    requests += 1;
+                    client.respond(stream, 200, &vec![1; rng.random_range(0..70_000)]);
+                }
+            }
+            client.pending();
+            if fed.result.is_err() {
+                errors += 1;
+                break;
+            }
+        }
+        let mut out = Vec::new();
+        client.conn.goaway(&mut out);
+    }
+    // The generator reaches the requests, and the errors.
+    assert!(requests > 5_000 && errors > 100, "{requests} requests, {errors} connection errors");
+}
+
 /// What curl 7.88.1 (nghttp2 1.52) sent, captured with `--http2-prior-knowledge` on cleartext:
 /// the preface, SETTINGS, a connection WINDOW_UPDATE and a GET with Huffman-coded fields.
 const CURL_GET: &str = "505249202a20485454502f322e300d0a0d0a534d0d0a0d0a00001204000000000000030000006400040200000000\
