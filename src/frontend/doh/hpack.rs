@@ -469,8 +469,13 @@ impl Table {
             return;
         }
         let max = self.max as usize;
-        let data_cap =
-            if data_need > data_cap { data_need.max(data_cap + data_cap / 2).max(MIN_DATA).min(max) } else { data_cap };
+        // Never a ring of 0 octets, even for entries with an empty name and value: offsets wrap
+        // modulo its size.
+        let data_cap = if data_need > data_cap || data_cap == 0 {
+            data_need.max(data_cap + data_cap / 2).max(MIN_DATA).min(max)
+        } else {
+            data_cap
+        };
         let slot_cap = if slot_need > slot_cap {
             slot_need.max(slot_cap * 2).max(MIN_SLOTS).min(max / ENTRY_OVERHEAD)
         } else {
@@ -1017,5 +1022,360 @@ mod tests {
         assert_eq!(decoder.table_size(), 0);
         assert_eq!(decoder.table_capacity(), 0);
         assert_eq!(decode(&mut decoder, &hex("be")), Err(HpackError::BadIndex));
+    }
+
+    #[test]
+    fn hpack_errors() {
+        let cases: &[(&str, HpackError)] = &[
+            ("80", HpackError::BadIndex),                       // index 0
+            ("be", HpackError::BadIndex),                       // index 62, the table empty
+            ("7f00 0161", HpackError::BadIndex),                // a name at index 63
+            ("ff", HpackError::Truncated),                      // an integer cut short
+            ("ff80", HpackError::Truncated),                    // ... in its continuation
+            ("0003 6162", HpackError::Truncated),               // a string cut short
+            ("007f", HpackError::Truncated),                    // ... in its length
+            ("01", HpackError::Truncated),                      // no value
+            ("ffff ffff ffff 00", HpackError::IntegerOverflow), // 6 continuation octets
+            ("3fe1 ffff ff0f", HpackError::IntegerOverflow),    // 2^32
+            ("3fe0 ffff ff0f", HpackError::SizeUpdateTooLarge), // 2^32 - 1
+            ("3fe2 1f", HpackError::SizeUpdateTooLarge),        // 4097
+            ("8220", HpackError::SizeUpdateNotFirst),           // after a field
+            ("0081 1801 61", HpackError::BadHuffman),           // "a" padded with zeros
+            ("0082 1fff 0161", HpackError::BadHuffman),         // "a" padded with 11 ones
+            ("0081 ff01 61", HpackError::BadHuffman),           // 8 ones of padding alone
+            ("0084 ffff ffff 0161", HpackError::BadHuffman),    // EOS
+            ("0085 1fff ffff ff01 61", HpackError::BadHuffman), // "a" then EOS
+        ];
+        for &(block, error) in cases {
+            assert_eq!(decode(&mut Decoder::new(4096), &hex(block)), Err(error), "{block}");
+        }
+        // The same without the fault decode.
+        let fine: &[(&str, &[(&str, &str)])] = &[
+            ("0081 1f01 61", &[("a", "a")]),          // "a" padded with 3 ones
+            ("0080 0161", &[("", "a")]),              // an empty Huffman string
+            ("3fe1 1f82", &[(":method", "GET")]),     // 4096
+            ("203f e11f 82", &[(":method", "GET")]),  // two updates
+            ("1f2e 00", &[("www-authenticate", "")]), // a 4-bit prefix index, 61
+        ];
+        for &(block, fields) in fine {
+            assert_eq!(decode(&mut Decoder::new(4096), &hex(block)), Ok(owned(fields)), "{block}");
+        }
+        // An error after the list went over its limit wins: the connection is closed anyway.
+        let (_, result) = decode_with(&mut Decoder::new(4096), &hex("8280"), 10);
+        assert_eq!(result, Err(HpackError::BadIndex));
+    }
+
+    #[test]
+    fn hpack_list_too_large_keeps_the_table_in_step() {
+        let mut decoder = Decoder::new(4096);
+        let big = "v".repeat(100);
+        let mut block = hex("82 4005");
+        block.extend_from_slice(b"x-big");
+        block.push(100);
+        block.extend_from_slice(big.as_bytes());
+        block.extend_from_slice(&hex("84"));
+        // ":method: GET" is 42 of the list, "x-big" 137 more, over 100: it and what follows is
+        // not handed out, but it is in the table.
+        let (fields, result) = decode_with(&mut decoder, &block, 100);
+        assert_eq!(result, Err(HpackError::ListTooLarge));
+        assert_eq!(fields, owned(&[(":method", "GET")]));
+        assert_eq!(decoder.table_size(), 5 + 100 + 32);
+        assert_eq!(decode(&mut decoder, &hex("be")).unwrap(), owned(&[("x-big", &big)]));
+        // Exactly at the limit is not over it.
+        let (fields, result) = decode_with(&mut Decoder::new(4096), &hex("8284"), 42 + 38);
+        assert_eq!((fields.len(), result), (2, Ok(())));
+    }
+
+    #[test]
+    fn hpack_eviction() {
+        // §4.4: the name of the new entry refers to the entry its insertion evicts.
+        let mut decoder = Decoder::new(110);
+        decode(&mut decoder, &hex("400a 6375 7374 6f6d 2d6b 6579 0d63 7573 746f 6d2d 6865 6164 6572")).unwrap();
+        assert_eq!(decoder.table_size(), 55);
+        let fields = decode(&mut decoder, &hex("7e0e 6375 7374 6f6d 2d68 6561 6465 7232")).unwrap();
+        assert_eq!(fields, owned(&[("custom-key", "custom-header2")]));
+        assert_eq!(entries(&decoder), fields);
+        assert_eq!(decoder.table_size(), 56);
+        // An entry larger than the table empties it, is not inserted, and is still a field.
+        let mut block = hex("4063");
+        block.extend_from_slice(&[b'n'; 99]);
+        block.push(0);
+        let (fields, result) = decode_with(&mut decoder, &block, usize::MAX);
+        assert_eq!((fields.len(), result), (1, Ok(())));
+        assert_eq!(decoder.table_size(), 0);
+        assert_eq!(decoder.table_capacity(), 0);
+        // An entry with an empty name and value, first in a fresh table (a model test found it).
+        let mut fresh = Decoder::new(4096);
+        assert_eq!(decode(&mut fresh, &hex("4000 00be")).unwrap(), owned(&[("", ""), ("", "")]));
+        assert_eq!(fresh.table_size(), 32);
+        // An entry of exactly the table's size fits.
+        let mut block = hex("404e");
+        block.extend_from_slice(&[b'n'; 78]);
+        block.push(0);
+        decode(&mut decoder, &block).unwrap();
+        assert_eq!(decoder.table_size(), 110);
+    }
+
+    #[test]
+    fn hpack_smaller_setting() {
+        // Our smaller SETTINGS acknowledged: ":authority" (57) goes; the next block must begin
+        // with a size update to at most 110, once.
+        assert_eq!(after_requests(&[110]).table_size(), 107);
+        assert_eq!(decode(&mut after_requests(&[110]), &hex("82")), Err(HpackError::SizeUpdateMissing));
+        assert_eq!(decode(&mut after_requests(&[110]), &hex("")), Err(HpackError::SizeUpdateMissing));
+        assert_eq!(decode(&mut after_requests(&[110]), &hex("3f50")), Err(HpackError::SizeUpdateTooLarge));
+        let mut decoder = after_requests(&[110]);
+        assert_eq!(decode(&mut decoder, &hex("3f4f be")).unwrap(), owned(&[("custom-key", "custom-value")]));
+        assert_eq!(decode(&mut decoder, &hex("82")).unwrap(), owned(&[(":method", "GET")]), "required once only");
+
+        // Down to 100 then up to 200 before the next block: it must signal 100 first.
+        assert_eq!(after_requests(&[100, 200]).table_size(), 54);
+        assert_eq!(decode(&mut after_requests(&[100, 200]), &hex("3fa9 01")), Err(HpackError::SizeUpdateMissing));
+        let fields = decode(&mut after_requests(&[100, 200]), &hex("3f45 3fa9 01 be")).unwrap();
+        assert_eq!(fields, owned(&[("custom-key", "custom-value")]));
+
+        // A larger setting requires nothing; a setting of 0 frees the table.
+        let mut decoder = after_requests(&[8192]);
+        assert_eq!(decode(&mut decoder, &hex("82")).unwrap(), owned(&[(":method", "GET")]));
+        decoder.set_max_table_size(0);
+        assert_eq!((decoder.table_size(), decoder.table_capacity()), (0, 0));
+        assert_eq!(decode(&mut decoder, &hex("3fe1 1f")), Err(HpackError::SizeUpdateTooLarge));
+        assert_eq!(decode(&mut decoder, &hex("20 82")).unwrap(), owned(&[(":method", "GET")]));
+        assert_eq!(decoder.table_capacity(), 0);
+    }
+
+    /// A decoder after the requests of C.3 (table size 164), then `settings` acknowledged.
+    fn after_requests(settings: &[usize]) -> Decoder {
+        let mut decoder = Decoder::new(4096);
+        for block in [
+            "8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d",
+            "8286 84be 5808 6e6f 2d63 6163 6865",
+            "8287 85bf 400a 6375 7374 6f6d 2d6b 6579 0c63 7573 746f 6d2d 7661 6c75 65",
+        ] {
+            decode(&mut decoder, &hex(block)).unwrap();
+        }
+        assert_eq!(decoder.table_size(), 164);
+        for &setting in settings {
+            decoder.set_max_table_size(setting);
+        }
+        decoder
+    }
+
+    #[test]
+    fn hpack_encode_response_round_trips() {
+        let long = "x".repeat(300);
+        let fields: &[(&[u8], &[u8])] = &[
+            (b"content-type", b"application/dns-message"),
+            (b"cache-control", b"max-age=300"),
+            (b"content-length", b"33"),
+            (b"x-custom", long.as_bytes()),
+            (b"www-authenticate", b""),
+        ];
+        for status in [200, 204, 206, 304, 400, 404, 500, 302, 405, 413, 415, 431, 100, 999] {
+            let mut out = Vec::new();
+            encode_response(status, fields, &mut out);
+            let mut decoder = Decoder::new(4096);
+            let decoded = decode(&mut decoder, &out).unwrap();
+            let mut expected = vec![(":status".to_owned(), status.to_string())];
+            expected.extend(fields.iter().map(|&(name, value)| (text(name), text(value))));
+            assert_eq!(decoded, expected);
+            assert_eq!(decoder.table_size(), 0, "nothing inserted");
+        }
+        let mut out = Vec::new();
+        encode_response(200, &[], &mut out);
+        assert_eq!(out, [0x88]);
+        out.clear();
+        encode_response(431, &[(b"content-type", b"a")], &mut out);
+        assert_eq!(out, hex("0803 3433 31 0f10 0161"));
+    }
+
+    /// Huffman-codes `bytes` with the code derived from `HUFFMAN_LENGTHS`, padded with ones.
+    fn huffman_encode(bytes: &[u8]) -> Vec<u8> {
+        let codes = huffman_codes();
+        let (mut out, mut acc, mut bits) = (Vec::new(), 0u64, 0u32);
+        for &b in bytes {
+            acc = (acc << HUFFMAN_LENGTHS[usize::from(b)]) | u64::from(codes[usize::from(b)]);
+            bits += u32::from(HUFFMAN_LENGTHS[usize::from(b)]);
+            while bits >= 8 {
+                bits -= 8;
+                out.push((acc >> bits) as u8);
+            }
+        }
+        if bits > 0 {
+            out.push(((acc << (8 - bits)) as u8) | (0xff >> bits));
+        }
+        out
+    }
+
+    #[test]
+    fn hpack_huffman_code() {
+        // Codes as Appendix B lists them.
+        let codes = huffman_codes();
+        for (sym, code, len) in [
+            (0, 0x1ff8, 13),
+            (10, 0x3fff_fffc, 30),
+            (usize::from(b' '), 0x14, 6),
+            (usize::from(b'0'), 0x0, 5),
+            (usize::from(b'a'), 0x3, 5),
+            (usize::from(b'z'), 0x7b, 7),
+            (usize::from(b'~'), 0x1ffd, 13),
+            (255, 0x3ff_ffee, 26),
+            (EOS, 0x3fff_ffff, 30),
+        ] {
+            assert_eq!((codes[sym], HUFFMAN_LENGTHS[sym]), (code, len), "symbol {sym}");
+        }
+        // Every octet, alone and all together, decodes back.
+        let all: Vec<u8> = (0..=255).collect();
+        let mut out = Vec::new();
+        for b in 0..=255u8 {
+            out.clear();
+            huffman_decode(&huffman_encode(&[b]), &mut out).unwrap();
+            assert_eq!(out, [b]);
+        }
+        for input in [all.clone(), all.iter().rev().copied().collect()] {
+            out.clear();
+            huffman_decode(&huffman_encode(&input), &mut out).unwrap();
+            assert_eq!(out, input);
+        }
+        // Decoding appends, and an empty string is fine.
+        out = b"kept".to_vec();
+        huffman_decode(&[], &mut out).unwrap();
+        huffman_decode(&huffman_encode(b"www.example.com"), &mut out).unwrap();
+        assert_eq!(out, b"keptwww.example.com");
+    }
+
+    /// A representation for the model test; indexes are taken modulo what the table has.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Indexed(usize),
+        Literal { indexing: u8, name: Result<usize, Vec<u8>>, value: Vec<u8>, huffman: (bool, bool) },
+    }
+
+    fn arb_bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(prop_oneof![3 => b'a'..=b'z', 1 => any::<u8>()], 0..max)
+    }
+
+    fn arb_op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            any::<usize>().prop_map(Op::Indexed),
+            (
+                0u8..3,
+                prop_oneof![any::<usize>().prop_map(Ok), arb_bytes(24).prop_map(Err)],
+                arb_bytes(90),
+                any::<(bool, bool)>()
+            )
+                .prop_map(|(indexing, name, value, huffman)| Op::Literal {
+                    indexing,
+                    name,
+                    value,
+                    huffman
+                }),
+        ]
+    }
+
+    /// A block: optional size updates (and a smaller setting acknowledged before it), then fields.
+    fn arb_block() -> impl Strategy<Value = (Option<usize>, Vec<usize>, Vec<Op>)> {
+        (
+            prop::option::weighted(0.1, 0usize..400),
+            prop::collection::vec(0usize..400, 0..3),
+            prop::collection::vec(arb_op(), 0..12),
+        )
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+        /// Random blocks against a model table (a deque of owned entries): the same fields, the
+        /// same entries and size, a ring that wraps (small tables), an allocation bounded by
+        /// the maximum and none when the table is empty.
+        #[test]
+        fn hpack_decoder_matches_a_model(blocks in prop::collection::vec(arb_block(), 1..12)) {
+            let mut limit = 300usize;
+            let mut decoder = Decoder::new(limit);
+            let mut model: std::collections::VecDeque<(Vec<u8>, Vec<u8>)> = Default::default();
+            let mut max = limit;
+            let mut scratch = Vec::new();
+            let evict = |model: &mut std::collections::VecDeque<(Vec<u8>, Vec<u8>)>, max: usize| {
+                while model.iter().map(|(n, v)| n.len() + v.len() + 32).sum::<usize>() > max {
+                    model.pop_back();
+                }
+            };
+            for (setting, updates, ops) in blocks {
+                let mut block = Vec::new();
+                let mut updates = updates.into_iter().map(|u| u % (limit + 1)).collect::<Vec<_>>();
+                if let Some(setting) = setting {
+                    decoder.set_max_table_size(setting);
+                    limit = setting;
+                    updates = updates.into_iter().map(|u| u % (limit + 1)).collect();
+                    if max > limit {
+                        max = limit;
+                        evict(&mut model, max);
+                        updates.insert(0, limit);
+                    }
+                }
+                for update in updates {
+                    encode_integer(&mut block, 0x20, 5, update);
+                    max = update;
+                    evict(&mut model, max);
+                }
+                let mut expected = Vec::new();
+                for op in ops {
+                    let indexes = STATIC_TABLE.len() + model.len();
+                    let entry = |i: usize| -> (Vec<u8>, Vec<u8>) {
+                        match STATIC_TABLE.get(i - 1) {
+                            Some(&(n, v)) => (n.to_vec(), v.to_vec()),
+                            None => model[i - 1 - STATIC_TABLE.len()].clone(),
+                        }
+                    };
+                    match op {
+                        Op::Indexed(i) => {
+                            let i = 1 + i % indexes;
+                            encode_integer(&mut block, 0x80, 7, i);
+                            expected.push(entry(i));
+                        }
+                        Op::Literal { indexing, name, value, huffman } => {
+                            let (flags, prefix) = [(0x40, 6), (0x00, 4), (0x10, 4)][usize::from(indexing)];
+                            let put = |block: &mut Vec<u8>, bytes: &[u8], huffman: bool| {
+                                if huffman {
+                                    let coded = huffman_encode(bytes);
+                                    encode_integer(block, 0x80, 7, coded.len());
+                                    block.extend_from_slice(&coded);
+                                } else {
+                                    encode_string(block, bytes);
+                                }
+                            };
+                            let name = match name {
+                                Ok(i) => {
+                                    let i = 1 + i % indexes;
+                                    encode_integer(&mut block, flags, prefix, i);
+                                    entry(i).0
+                                }
+                                Err(name) => {
+                                    encode_integer(&mut block, flags, prefix, 0);
+                                    put(&mut block, &name, huffman.0);
+                                    name
+                                }
+                            };
+                            put(&mut block, &value, huffman.1);
+                            if indexing == 0 {
+                                model.push_front((name.clone(), value.clone()));
+                                evict(&mut model, max);
+                            }
+                            expected.push((name, value));
+                        }
+                    }
+                }
+                let mut fields = Vec::new();
+                decoder.decode(&block, usize::MAX, &mut scratch, |n, v| fields.push((n.to_vec(), v.to_vec()))).unwrap();
+                prop_assert_eq!(fields, expected);
+                prop_assert_eq!(decoder.table_entries(), model.iter().cloned().collect::<Vec<_>>());
+                prop_assert_eq!(decoder.table_size(), model.iter().map(|(n, v)| n.len() + v.len() + 32).sum::<usize>());
+                let capacity = decoder.table_capacity();
+                prop_assert!(capacity <= max + max / 32 * SLOT, "{} for {}", capacity, max);
+                prop_assert_eq!(capacity == 0, model.is_empty());
+            }
+        }
     }
 }
