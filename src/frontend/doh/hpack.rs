@@ -49,9 +49,15 @@ pub enum HpackError {
     /// The decoded header list (RFC 9113 §6.5.2: name + value + 32 per field) exceeds `max_list`.
     ListTooLarge,
     /// (Addition to the agreed API.) After we lowered `SETTINGS_HEADER_TABLE_SIZE` below the
-    /// table's size ([`Decoder::set_max_table_size`]), the next block did not start with a size
+    /// table's maximum ([`Decoder::set_max_table_size`]), the next block did not start with a size
     /// update to at most the new value (RFC 9113 §4.3.1, RFC 7541 §4.2).
     SizeUpdateMissing,
+    /// (Addition to the agreed API.) The decoded list went past [`LIST_PAST_LIMIT`] times
+    /// `max_list`: decoding stopped there, the table is out of step, close the connection
+    /// (RFC 9113 §10.5.1 allows it). Finishing such a block is unbounded work for a request
+    /// refused anyway: two octets (a literal with incremental indexing, its name indexed, an
+    /// empty value) copy a whole table entry, up to the table's size, in and out of the table.
+    ListFarTooLarge,
 }
 
 impl fmt::Display for HpackError {
@@ -65,6 +71,7 @@ impl fmt::Display for HpackError {
             HpackError::SizeUpdateNotFirst => "dynamic table size update after a field",
             HpackError::ListTooLarge => "header list too large",
             HpackError::SizeUpdateMissing => "dynamic table size update missing after a smaller setting",
+            HpackError::ListFarTooLarge => "header list far too large",
         })
     }
 }
@@ -74,12 +81,17 @@ impl std::error::Error for HpackError {}
 /// The HPACK overhead of one entry or field (RFC 7541 §4.1, RFC 9113 §6.5.2).
 const ENTRY_OVERHEAD: usize = 32;
 
+/// How far past `max_list` a block is still decoded to its end (to answer `431` and keep the
+/// connection) before [`HpackError::ListFarTooLarge`]: the work per block stays within a few
+/// times `max_list` (each field's decoding copies at most its own name and value).
+pub const LIST_PAST_LIMIT: usize = 4;
+
 /// Decodes the header blocks of one connection, in the order they arrived.
 pub struct Decoder {
     table: Table,
     /// The `SETTINGS_HEADER_TABLE_SIZE` in force: no size update may exceed it.
     limit: u32,
-    /// Set when the setting went below the table's size: the next block must open with a size
+    /// Set when the setting went below the table's maximum: the next block must open with a size
     /// update to at most this (the smallest setting since, RFC 7541 §4.2).
     must_update: Option<u32>,
 }
@@ -97,7 +109,7 @@ impl Decoder {
     }
 
     /// Changes the limit (when our SETTINGS with a new value is acknowledged); entries are
-    /// evicted to fit. Below the table's current size, the peer's next block must begin with a
+    /// evicted to fit. Below the table's current maximum, the peer's next block must begin with a
     /// size update to at most `max` ([`HpackError::SizeUpdateMissing`] otherwise).
     pub fn set_max_table_size(&mut self, max: usize) {
         self.limit = clamp_u32(max);
@@ -115,7 +127,8 @@ impl Decoder {
     /// Stops at the first error, except [`HpackError::ListTooLarge`]: once the decoded list
     /// (name + value + 32 per field) exceeds `max_list`, `field` is no longer called but the
     /// block is still decoded to its end, so that the dynamic table stays in step; then
-    /// `ListTooLarge` is returned (or a later decoding error, which takes precedence).
+    /// `ListTooLarge` is returned (or a later decoding error, which takes precedence). Past
+    /// [`LIST_PAST_LIMIT`] times `max_list` it stops with [`HpackError::ListFarTooLarge`].
     pub fn decode(
         &mut self,
         block: &[u8],
@@ -177,6 +190,8 @@ impl Decoder {
             list = list.saturating_add(name.len() + value.len() + ENTRY_OVERHEAD);
             if list <= max_list {
                 field(name, value);
+            } else if list > max_list.saturating_mul(LIST_PAST_LIMIT) {
+                return Err(HpackError::ListFarTooLarge);
             }
         }
         if self.must_update.is_some() {
@@ -1070,7 +1085,7 @@ mod tests {
             assert_eq!(decode(&mut Decoder::new(4096), &hex(block)), Ok(owned(fields)), "{block}");
         }
         // An error after the list went over its limit wins: the connection is closed anyway.
-        let (_, result) = decode_with(&mut Decoder::new(4096), &hex("8280"), 10);
+        let (_, result) = decode_with(&mut Decoder::new(4096), &hex("8280"), 20);
         assert_eq!(result, Err(HpackError::BadIndex));
     }
 
@@ -1090,6 +1105,16 @@ mod tests {
         assert_eq!(fields, owned(&[(":method", "GET")]));
         assert_eq!(decoder.table_size(), 5 + 100 + 32);
         assert_eq!(decode(&mut decoder, &hex("be")).unwrap(), owned(&[("x-big", &big)]));
+        // Two octets that copy a 4000-octet entry in and out of the table, over and over: past
+        // 4 × max_list decoding stops rather than finish the block.
+        let mut decoder = Decoder::new(4096);
+        let mut block = hex("407f a11e");
+        block.extend_from_slice(&[b'n'; 4000]);
+        block.push(0);
+        decode(&mut decoder, &block).unwrap();
+        let block = hex(&"7e00".repeat(1000));
+        let (fields, result) = decode_with(&mut decoder, &block, 16 * 1024);
+        assert_eq!((fields.len(), result), (4, Err(HpackError::ListFarTooLarge)));
         // Exactly at the limit is not over it.
         let (fields, result) = decode_with(&mut Decoder::new(4096), &hex("8284"), 42 + 38);
         assert_eq!((fields.len(), result), (2, Ok(())));
@@ -1381,11 +1406,16 @@ mod tests {
                 }
                 let mut fields = Vec::new();
                 let result = decoder.decode(&block, max_list, &mut scratch, |n, v| fields.push((n.to_vec(), v.to_vec())));
-                let mut list = 0;
-                let within = expected.iter().take_while(|(n, v)| { list += n.len() + v.len() + 32; list <= max_list }).count();
-                prop_assert_eq!(result, if within < expected.len() { Err(HpackError::ListTooLarge) } else { Ok(()) });
+                let sizes: Vec<usize> = expected.iter().map(|(n, v)| n.len() + v.len() + 32).collect();
+                let within = sizes.iter().scan(0, |list, size| { *list += size; Some(*list) }).take_while(|&list| list <= max_list).count();
                 expected.truncate(within);
                 prop_assert_eq!(fields, expected);
+                if sizes.iter().sum::<usize>() > max_list.saturating_mul(LIST_PAST_LIMIT) {
+                    // Decoding stopped midway: the connection would be closed.
+                    prop_assert_eq!(result, Err(HpackError::ListFarTooLarge));
+                    break;
+                }
+                prop_assert_eq!(result, if within < sizes.len() { Err(HpackError::ListTooLarge) } else { Ok(()) });
                 prop_assert_eq!(decoder.table_entries(), model.iter().cloned().collect::<Vec<_>>());
                 prop_assert_eq!(decoder.table_size(), model.iter().map(|(n, v)| n.len() + v.len() + 32).sum::<usize>());
                 let capacity = decoder.table_capacity();
