@@ -114,7 +114,7 @@ impl Decoder {
     pub fn set_max_table_size(&mut self, max: usize) {
         self.limit = clamp_u32(max);
         if self.table.max > self.limit {
-            self.table.resize(self.limit);
+            self.table.resize(self.limit, true);
             self.must_update = Some(self.must_update.map_or(self.limit, |m| m.min(self.limit)));
         }
     }
@@ -155,7 +155,7 @@ impl Decoder {
                         return Err(HpackError::SizeUpdateMissing);
                     }
                 }
-                self.table.resize(size as u32);
+                self.table.resize(size as u32, false);
                 continue;
             }
             if at_start && self.must_update.is_some() {
@@ -451,14 +451,23 @@ impl Table {
         }
     }
 
-    /// A new maximum size (a size update, or a smaller setting).
-    fn resize(&mut self, max: u32) {
+    /// A new maximum size: evicts to fit, and cuts the allocation to what the maximum can
+    /// hold. `strict` for our own smaller setting (rare); for the peer's size updates only once
+    /// the allocation is over twice that, so that every cut at least halves it: a run of size
+    /// updates (a couple of octets each, any number at the start of a block) cannot make each
+    /// one a copy of the whole table.
+    fn resize(&mut self, max: u32, strict: bool) {
         self.max = max;
         self.evict_to(max);
+        let (data_fit, slot_fit) = (max as usize, max as usize / ENTRY_OVERHEAD);
+        let slack = if strict { 1 } else { 2 };
+        if self.count > 0 && (self.data_cap() > data_fit * slack || self.slot_cap as usize > slot_fit * slack) {
+            self.relayout(self.data_cap().min(data_fit), (self.slot_cap as usize).min(slot_fit));
+        }
     }
 
-    /// Evicts from the oldest until the table's size is at most `size`; then frees the
-    /// allocation if nothing is left, or shrinks it if it is larger than the maximum can use.
+    /// Evicts from the oldest until the table's size is at most `size`; frees the allocation if
+    /// nothing is left.
     fn evict_to(&mut self, size: u32) {
         while self.size > size {
             self.evict_oldest();
@@ -466,12 +475,6 @@ impl Table {
         if self.count == 0 {
             self.mem = Vec::new();
             (self.data_cap, self.slot_cap) = (0, 0);
-            return;
-        }
-        let data_cap = self.data_cap().min(self.max as usize);
-        let slot_cap = (self.slot_cap as usize).min(self.max as usize / ENTRY_OVERHEAD);
-        if data_cap < self.data_cap() || slot_cap < self.slot_cap as usize {
-            self.relayout(data_cap, slot_cap);
         }
     }
 
@@ -1151,6 +1154,42 @@ mod tests {
     }
 
     #[test]
+    fn hpack_table_memory() {
+        let bound = |max: usize| max + max / ENTRY_OVERHEAD * SLOT;
+        let size_update = |max: usize| {
+            let mut block = Vec::new();
+            encode_integer(&mut block, 0x20, 5, max);
+            block
+        };
+        // Ten entries of 84 octets (116 each in HPACK terms).
+        let mut decoder = Decoder::new(4096);
+        let mut block = Vec::new();
+        for i in 0..10 {
+            encode_integer(&mut block, 0x40, 6, 0);
+            encode_string(&mut block, format!("x-h{i}").as_bytes());
+            encode_string(&mut block, &[b'v'; 80]);
+        }
+        decode(&mut decoder, &block).unwrap();
+        assert_eq!(decoder.table_size(), 1160);
+        let grown = decoder.table_capacity();
+        assert!((840 + 10 * SLOT..=bound(4096)).contains(&grown), "{grown}");
+        // The peer lowers its maximum a little: nothing to evict, and the allocation is within
+        // twice what 1200 can hold, so it is left alone (no copy).
+        decode(&mut decoder, &size_update(1200)).unwrap();
+        assert_eq!((decoder.table_size(), decoder.table_capacity()), (1160, grown));
+        // Down to 400: seven entries go and the allocation is cut to what 400 can hold.
+        decode(&mut decoder, &size_update(400)).unwrap();
+        assert_eq!(decoder.table_size(), 348);
+        assert!(decoder.table_capacity() <= bound(400), "{}", decoder.table_capacity());
+        // Our own smaller setting cuts it to what the setting can hold at once.
+        decoder.set_max_table_size(300);
+        assert_eq!(decoder.table_size(), 232);
+        assert!(decoder.table_capacity() <= bound(300), "{}", decoder.table_capacity());
+        let fields = decode(&mut decoder, &hex("3f8d 02 be bf")).unwrap();
+        assert_eq!(fields, owned(&[("x-h9", &"v".repeat(80)), ("x-h8", &"v".repeat(80))]));
+    }
+
+    #[test]
     fn hpack_smaller_setting() {
         // Our smaller SETTINGS acknowledged: ":authority" (57) goes; the next block must begin
         // with a size update to at most 110, once.
@@ -1418,8 +1457,10 @@ mod tests {
                 prop_assert_eq!(result, if within < sizes.len() { Err(HpackError::ListTooLarge) } else { Ok(()) });
                 prop_assert_eq!(decoder.table_entries(), model.iter().cloned().collect::<Vec<_>>());
                 prop_assert_eq!(decoder.table_size(), model.iter().map(|(n, v)| n.len() + v.len() + 32).sum::<usize>());
+                // Within our setting, and within twice the peer's maximum.
                 let capacity = decoder.table_capacity();
-                prop_assert!(capacity <= max + max / 32 * SLOT, "{} for {}", capacity, max);
+                prop_assert!(capacity <= limit + limit / 32 * SLOT, "{} for {}", capacity, limit);
+                prop_assert!(capacity <= 2 * (max + max / 32 * SLOT), "{} for {}", capacity, max);
                 prop_assert_eq!(capacity == 0, model.is_empty());
             }
         }
@@ -1435,6 +1476,7 @@ mod tests {
             let mut scratch = Vec::new();
             for block in blocks {
                 let _ = decoder.decode(&block, 1000, &mut scratch, |_, _| ());
+                // (The table's maximum is the peer's to lower, our setting is the bound.)
                 prop_assert!(decoder.table_size() <= limit);
                 prop_assert!(decoder.table_capacity() <= limit + limit / 32 * SLOT);
             }
