@@ -322,10 +322,12 @@ fn string(block: &[u8], pos: &mut usize, scratch: &mut Vec<u8>) -> Result<Loc, H
 /// The dynamic table (§2.3.2, §4) in one allocation, `mem`: a ring of entry octets (each entry's
 /// name then value, oldest first, `data_cap` bytes) followed by a ring of `slot_cap` slots (each
 /// entry's offset in the first ring, name length and value length, 3 × u32). Both rings grow
-/// with what the peer inserts, never past the table's maximum (each entry costs 32 HPACK bytes
-/// but only 12 here, so what fits the maximum fits the rings), shrink with a smaller maximum,
-/// and the allocation is dropped whenever the table becomes empty. u32 fields: a table's size
-/// comes from a 32-bit setting, and this struct is paid for by every idle connection.
+/// with what the peer inserts (by half at least, from 64 octets and 4 slots), never past what
+/// the table's maximum can hold: `max` octets and `max / 32` slots, as every entry costs 32 in
+/// HPACK terms; they are cut when the maximum goes down (see `resize`), and the allocation is
+/// dropped whenever the table becomes empty. Entries wrap around the octet ring's end; the one
+/// that straddles it is copied out when referenced. u32 fields: a table's size comes from a
+/// 32-bit setting, and this struct is paid for by every idle connection.
 struct Table {
     mem: Vec<u8>,
     data_cap: u32,
