@@ -14,13 +14,16 @@
 //! the `SETTINGS_HEADER_TABLE_SIZE` we advertise); inserts anything in the peer's table from
 //! the encoder side (responses use literals without indexing, so there is no encoder state).
 //!
-//! Why hand-rolled and not the `hpack`/`h2` codecs: decoding is on the per-query hot path (one
-//! header block per DoH query) and memory per idle connection is the constraint (issue 18's
-//! floor is half of dnsdist's ~15 KB per idle HTTP/2 connection). Those codecs allocate per
-//! field (a `Bytes`/`Vec` per name and value) and keep the dynamic table as a deque of owned
-//! entries sized for the 4 KB default whether or not the peer uses it. Here the table is a
-//! single `Vec<u8>` allocated on the first insertion, grown with what the peer inserts, and
-//! freed whenever the table becomes empty; decoding is one pass over the block, O(its length).
+//! Why hand-rolled rather than h2's codec (under hyper) or the `hpack` crates: decoding is on
+//! the per-query hot path (one header block per DoH query) and memory per idle connection is
+//! the constraint (issue 18's floor is half of dnsdist's ~15 KB per idle HTTP/2 connection;
+//! hyper/h2 measured ~47 KB). h2's decoder keeps a 4 KB Huffman buffer per connection, builds an
+//! owned header per field (a `HeaderName` parsed, name and value as `Bytes`), keeps its table as
+//! a deque of such headers, and its encoder keeps a second table; the `hpack` crates allocate a
+//! `Vec` per name and value. Here the only per-connection state is [`Decoder`] (about 70 bytes)
+//! and its table: one `Vec<u8>` allocated on the first insertion, grown with what the peer
+//! inserts, freed whenever the table becomes empty. Huffman strings go to the worker's shared
+//! scratch buffer; decoding is one pass over the block, O(its length).
 
 use std::fmt;
 
@@ -46,9 +49,15 @@ pub enum HpackError {
     /// The decoded header list (RFC 9113 §6.5.2: name + value + 32 per field) exceeds `max_list`.
     ListTooLarge,
     /// (Addition to the agreed API.) After we lowered `SETTINGS_HEADER_TABLE_SIZE` below the
-    /// table's size ([`Decoder::set_max_table_size`]), the next block did not start with a size
+    /// table's maximum ([`Decoder::set_max_table_size`]), the next block did not start with a size
     /// update to at most the new value (RFC 9113 §4.3.1, RFC 7541 §4.2).
     SizeUpdateMissing,
+    /// (Addition to the agreed API.) The decoded list went past [`LIST_PAST_LIMIT`] times
+    /// `max_list`: decoding stopped there, the table is out of step, close the connection
+    /// (RFC 9113 §10.5.1 allows it). Finishing such a block is unbounded work for a request
+    /// refused anyway: two octets (a literal with incremental indexing, its name indexed, an
+    /// empty value) copy a whole table entry, up to the table's size, in and out of the table.
+    ListFarTooLarge,
 }
 
 impl fmt::Display for HpackError {
@@ -62,6 +71,7 @@ impl fmt::Display for HpackError {
             HpackError::SizeUpdateNotFirst => "dynamic table size update after a field",
             HpackError::ListTooLarge => "header list too large",
             HpackError::SizeUpdateMissing => "dynamic table size update missing after a smaller setting",
+            HpackError::ListFarTooLarge => "header list far too large",
         })
     }
 }
@@ -71,12 +81,17 @@ impl std::error::Error for HpackError {}
 /// The HPACK overhead of one entry or field (RFC 7541 §4.1, RFC 9113 §6.5.2).
 const ENTRY_OVERHEAD: usize = 32;
 
+/// How far past `max_list` a block is still decoded to its end (to answer `431` and keep the
+/// connection) before [`HpackError::ListFarTooLarge`]: the work per block stays within a few
+/// times `max_list` (each field's decoding copies at most its own name and value).
+pub const LIST_PAST_LIMIT: usize = 4;
+
 /// Decodes the header blocks of one connection, in the order they arrived.
 pub struct Decoder {
     table: Table,
     /// The `SETTINGS_HEADER_TABLE_SIZE` in force: no size update may exceed it.
     limit: u32,
-    /// Set when the setting went below the table's size: the next block must open with a size
+    /// Set when the setting went below the table's maximum: the next block must open with a size
     /// update to at most this (the smallest setting since, RFC 7541 §4.2).
     must_update: Option<u32>,
 }
@@ -94,12 +109,12 @@ impl Decoder {
     }
 
     /// Changes the limit (when our SETTINGS with a new value is acknowledged); entries are
-    /// evicted to fit. Below the table's current size, the peer's next block must begin with a
+    /// evicted to fit. Below the table's current maximum, the peer's next block must begin with a
     /// size update to at most `max` ([`HpackError::SizeUpdateMissing`] otherwise).
     pub fn set_max_table_size(&mut self, max: usize) {
         self.limit = clamp_u32(max);
         if self.table.max > self.limit {
-            self.table.resize(self.limit);
+            self.table.resize(self.limit, true);
             self.must_update = Some(self.must_update.map_or(self.limit, |m| m.min(self.limit)));
         }
     }
@@ -112,7 +127,8 @@ impl Decoder {
     /// Stops at the first error, except [`HpackError::ListTooLarge`]: once the decoded list
     /// (name + value + 32 per field) exceeds `max_list`, `field` is no longer called but the
     /// block is still decoded to its end, so that the dynamic table stays in step; then
-    /// `ListTooLarge` is returned (or a later decoding error, which takes precedence).
+    /// `ListTooLarge` is returned (or a later decoding error, which takes precedence). Past
+    /// [`LIST_PAST_LIMIT`] times `max_list` it stops with [`HpackError::ListFarTooLarge`].
     pub fn decode(
         &mut self,
         block: &[u8],
@@ -139,7 +155,7 @@ impl Decoder {
                         return Err(HpackError::SizeUpdateMissing);
                     }
                 }
-                self.table.resize(size as u32);
+                self.table.resize(size as u32, false);
                 continue;
             }
             if at_start && self.must_update.is_some() {
@@ -174,6 +190,8 @@ impl Decoder {
             list = list.saturating_add(name.len() + value.len() + ENTRY_OVERHEAD);
             if list <= max_list {
                 field(name, value);
+            } else if list > max_list.saturating_mul(LIST_PAST_LIMIT) {
+                return Err(HpackError::ListFarTooLarge);
             }
         }
         if self.must_update.is_some() {
@@ -304,10 +322,12 @@ fn string(block: &[u8], pos: &mut usize, scratch: &mut Vec<u8>) -> Result<Loc, H
 /// The dynamic table (§2.3.2, §4) in one allocation, `mem`: a ring of entry octets (each entry's
 /// name then value, oldest first, `data_cap` bytes) followed by a ring of `slot_cap` slots (each
 /// entry's offset in the first ring, name length and value length, 3 × u32). Both rings grow
-/// with what the peer inserts, never past the table's maximum (each entry costs 32 HPACK bytes
-/// but only 12 here, so what fits the maximum fits the rings), shrink with a smaller maximum,
-/// and the allocation is dropped whenever the table becomes empty. u32 fields: a table's size
-/// comes from a 32-bit setting, and this struct is paid for by every idle connection.
+/// with what the peer inserts (by half at least, from 64 octets and 4 slots), never past what
+/// the table's maximum can hold: `max` octets and `max / 32` slots, as every entry costs 32 in
+/// HPACK terms; they are cut when the maximum goes down (see `resize`), and the allocation is
+/// dropped whenever the table becomes empty. Entries wrap around the octet ring's end; the one
+/// that straddles it is copied out when referenced. u32 fields: a table's size comes from a
+/// 32-bit setting, and this struct is paid for by every idle connection.
 struct Table {
     mem: Vec<u8>,
     data_cap: u32,
@@ -433,14 +453,23 @@ impl Table {
         }
     }
 
-    /// A new maximum size (a size update, or a smaller setting).
-    fn resize(&mut self, max: u32) {
+    /// A new maximum size: evicts to fit, and cuts the allocation to what the maximum can
+    /// hold. `strict` for our own smaller setting (rare); for the peer's size updates only once
+    /// the allocation is over twice that, so that every cut at least halves it: a run of size
+    /// updates (a couple of octets each, any number at the start of a block) cannot make each
+    /// one a copy of the whole table.
+    fn resize(&mut self, max: u32, strict: bool) {
         self.max = max;
         self.evict_to(max);
+        let (data_fit, slot_fit) = (max as usize, max as usize / ENTRY_OVERHEAD);
+        let slack = if strict { 1 } else { 2 };
+        if self.count > 0 && (self.data_cap() > data_fit * slack || self.slot_cap as usize > slot_fit * slack) {
+            self.relayout(self.data_cap().min(data_fit), (self.slot_cap as usize).min(slot_fit));
+        }
     }
 
-    /// Evicts from the oldest until the table's size is at most `size`; then frees the
-    /// allocation if nothing is left, or shrinks it if it is larger than the maximum can use.
+    /// Evicts from the oldest until the table's size is at most `size`; frees the allocation if
+    /// nothing is left.
     fn evict_to(&mut self, size: u32) {
         while self.size > size {
             self.evict_oldest();
@@ -448,12 +477,6 @@ impl Table {
         if self.count == 0 {
             self.mem = Vec::new();
             (self.data_cap, self.slot_cap) = (0, 0);
-            return;
-        }
-        let data_cap = self.data_cap().min(self.max as usize);
-        let slot_cap = (self.slot_cap as usize).min(self.max as usize / ENTRY_OVERHEAD);
-        if data_cap < self.data_cap() || slot_cap < self.slot_cap as usize {
-            self.relayout(data_cap, slot_cap);
         }
     }
 
@@ -469,8 +492,13 @@ impl Table {
             return;
         }
         let max = self.max as usize;
-        let data_cap =
-            if data_need > data_cap { data_need.max(data_cap + data_cap / 2).max(MIN_DATA).min(max) } else { data_cap };
+        // Never a ring of 0 octets, even for entries with an empty name and value: offsets wrap
+        // modulo its size.
+        let data_cap = if data_need > data_cap || data_cap == 0 {
+            data_need.max(data_cap + data_cap / 2).max(MIN_DATA).min(max)
+        } else {
+            data_cap
+        };
         let slot_cap = if slot_need > slot_cap {
             slot_need.max(slot_cap * 2).max(MIN_SLOTS).min(max / ENTRY_OVERHEAD)
         } else {
@@ -1005,6 +1033,12 @@ mod tests {
     }
 
     #[test]
+    fn hpack_decoder_is_small() {
+        // Paid by every connection, idle or not (the module doc says about 70 bytes).
+        assert!(std::mem::size_of::<Decoder>() <= 72, "{}", std::mem::size_of::<Decoder>());
+    }
+
+    #[test]
     fn hpack_table_freed_when_emptied() {
         let mut decoder = Decoder::new(4096);
         assert_eq!(decoder.table_capacity(), 0, "nothing allocated before the first insertion");
@@ -1017,5 +1051,437 @@ mod tests {
         assert_eq!(decoder.table_size(), 0);
         assert_eq!(decoder.table_capacity(), 0);
         assert_eq!(decode(&mut decoder, &hex("be")), Err(HpackError::BadIndex));
+    }
+
+    #[test]
+    fn hpack_errors() {
+        let cases: &[(&str, HpackError)] = &[
+            ("80", HpackError::BadIndex),                       // index 0
+            ("be", HpackError::BadIndex),                       // index 62, the table empty
+            ("7f00 0161", HpackError::BadIndex),                // a name at index 63
+            ("ff", HpackError::Truncated),                      // an integer cut short
+            ("ff80", HpackError::Truncated),                    // ... in its continuation
+            ("0003 6162", HpackError::Truncated),               // a string cut short
+            ("007f", HpackError::Truncated),                    // ... in its length
+            ("01", HpackError::Truncated),                      // no value
+            ("ffff ffff ffff 00", HpackError::IntegerOverflow), // 6 continuation octets
+            ("3fe1 ffff ff0f", HpackError::IntegerOverflow),    // 2^32
+            ("3fe0 ffff ff0f", HpackError::SizeUpdateTooLarge), // 2^32 - 1
+            ("3fe2 1f", HpackError::SizeUpdateTooLarge),        // 4097
+            ("8220", HpackError::SizeUpdateNotFirst),           // after a field
+            ("0081 1801 61", HpackError::BadHuffman),           // "a" padded with zeros
+            ("0082 1fff 0161", HpackError::BadHuffman),         // "a" padded with 11 ones
+            ("0081 ff01 61", HpackError::BadHuffman),           // 8 ones of padding alone
+            ("0084 ffff ffff 0161", HpackError::BadHuffman),    // EOS
+            ("0085 1fff ffff ff01 61", HpackError::BadHuffman), // "a" then EOS
+        ];
+        for &(block, error) in cases {
+            assert_eq!(decode(&mut Decoder::new(4096), &hex(block)), Err(error), "{block}");
+        }
+        // The same without the fault decode.
+        let fine: &[(&str, &[(&str, &str)])] = &[
+            ("0081 1f01 61", &[("a", "a")]),          // "a" padded with 3 ones
+            ("0080 0161", &[("", "a")]),              // an empty Huffman string
+            ("3fe1 1f82", &[(":method", "GET")]),     // 4096
+            ("203f e11f 82", &[(":method", "GET")]),  // two updates
+            ("1f2e 00", &[("www-authenticate", "")]), // a 4-bit prefix index, 61
+        ];
+        for &(block, fields) in fine {
+            assert_eq!(decode(&mut Decoder::new(4096), &hex(block)), Ok(owned(fields)), "{block}");
+        }
+        // An error after the list went over its limit wins: the connection is closed anyway.
+        let (_, result) = decode_with(&mut Decoder::new(4096), &hex("8280"), 20);
+        assert_eq!(result, Err(HpackError::BadIndex));
+    }
+
+    #[test]
+    fn hpack_list_too_large_keeps_the_table_in_step() {
+        let mut decoder = Decoder::new(4096);
+        let big = "v".repeat(100);
+        let mut block = hex("82 4005");
+        block.extend_from_slice(b"x-big");
+        block.push(100);
+        block.extend_from_slice(big.as_bytes());
+        block.extend_from_slice(&hex("84"));
+        // ":method: GET" is 42 of the list, "x-big" 137 more, over 100: it and what follows is
+        // not handed out, but it is in the table.
+        let (fields, result) = decode_with(&mut decoder, &block, 100);
+        assert_eq!(result, Err(HpackError::ListTooLarge));
+        assert_eq!(fields, owned(&[(":method", "GET")]));
+        assert_eq!(decoder.table_size(), 5 + 100 + 32);
+        assert_eq!(decode(&mut decoder, &hex("be")).unwrap(), owned(&[("x-big", &big)]));
+        // Two octets that copy a 4000-octet entry in and out of the table, over and over: past
+        // 4 × max_list decoding stops rather than finish the block.
+        let mut decoder = Decoder::new(4096);
+        let mut block = hex("407f a11e");
+        block.extend_from_slice(&[b'n'; 4000]);
+        block.push(0);
+        decode(&mut decoder, &block).unwrap();
+        let block = hex(&"7e00".repeat(1000));
+        let (fields, result) = decode_with(&mut decoder, &block, 16 * 1024);
+        assert_eq!((fields.len(), result), (4, Err(HpackError::ListFarTooLarge)));
+        // Exactly at the limit is not over it.
+        let (fields, result) = decode_with(&mut Decoder::new(4096), &hex("8284"), 42 + 38);
+        assert_eq!((fields.len(), result), (2, Ok(())));
+    }
+
+    #[test]
+    fn hpack_eviction() {
+        // §4.4: the name of the new entry refers to the entry its insertion evicts.
+        let mut decoder = Decoder::new(110);
+        decode(&mut decoder, &hex("400a 6375 7374 6f6d 2d6b 6579 0d63 7573 746f 6d2d 6865 6164 6572")).unwrap();
+        assert_eq!(decoder.table_size(), 55);
+        let fields = decode(&mut decoder, &hex("7e0e 6375 7374 6f6d 2d68 6561 6465 7232")).unwrap();
+        assert_eq!(fields, owned(&[("custom-key", "custom-header2")]));
+        assert_eq!(entries(&decoder), fields);
+        assert_eq!(decoder.table_size(), 56);
+        // An entry larger than the table empties it, is not inserted, and is still a field.
+        let mut block = hex("4063");
+        block.extend_from_slice(&[b'n'; 99]);
+        block.push(0);
+        let (fields, result) = decode_with(&mut decoder, &block, usize::MAX);
+        assert_eq!((fields.len(), result), (1, Ok(())));
+        assert_eq!(decoder.table_size(), 0);
+        assert_eq!(decoder.table_capacity(), 0);
+        // An entry with an empty name and value, first in a fresh table (a model test found it).
+        let mut fresh = Decoder::new(4096);
+        assert_eq!(decode(&mut fresh, &hex("4000 00be")).unwrap(), owned(&[("", ""), ("", "")]));
+        assert_eq!(fresh.table_size(), 32);
+        // An entry of exactly the table's size fits.
+        let mut block = hex("404e");
+        block.extend_from_slice(&[b'n'; 78]);
+        block.push(0);
+        decode(&mut decoder, &block).unwrap();
+        assert_eq!(decoder.table_size(), 110);
+    }
+
+    #[test]
+    fn hpack_table_memory() {
+        let bound = |max: usize| max + max / ENTRY_OVERHEAD * SLOT;
+        let size_update = |max: usize| {
+            let mut block = Vec::new();
+            encode_integer(&mut block, 0x20, 5, max);
+            block
+        };
+        // Ten entries of 84 octets (116 each in HPACK terms).
+        let mut decoder = Decoder::new(4096);
+        let mut block = Vec::new();
+        for i in 0..10 {
+            encode_integer(&mut block, 0x40, 6, 0);
+            encode_string(&mut block, format!("x-h{i}").as_bytes());
+            encode_string(&mut block, &[b'v'; 80]);
+        }
+        decode(&mut decoder, &block).unwrap();
+        assert_eq!(decoder.table_size(), 1160);
+        let grown = decoder.table_capacity();
+        assert!((840 + 10 * SLOT..=bound(4096)).contains(&grown), "{grown}");
+        // The peer lowers its maximum a little: nothing to evict, and the allocation is within
+        // twice what 1200 can hold, so it is left alone (no copy).
+        decode(&mut decoder, &size_update(1200)).unwrap();
+        assert_eq!((decoder.table_size(), decoder.table_capacity()), (1160, grown));
+        // Down to 400: seven entries go and the allocation is cut to what 400 can hold.
+        decode(&mut decoder, &size_update(400)).unwrap();
+        assert_eq!(decoder.table_size(), 348);
+        assert!(decoder.table_capacity() <= bound(400), "{}", decoder.table_capacity());
+        // Our own smaller setting cuts it to what the setting can hold at once.
+        decoder.set_max_table_size(300);
+        assert_eq!(decoder.table_size(), 232);
+        assert!(decoder.table_capacity() <= bound(300), "{}", decoder.table_capacity());
+        let fields = decode(&mut decoder, &hex("3f8d 02 be bf")).unwrap();
+        assert_eq!(fields, owned(&[("x-h9", &"v".repeat(80)), ("x-h8", &"v".repeat(80))]));
+    }
+
+    #[test]
+    fn hpack_smaller_setting() {
+        // Our smaller SETTINGS acknowledged: ":authority" (57) goes; the next block must begin
+        // with a size update to at most 110, once.
+        assert_eq!(after_requests(&[110]).table_size(), 107);
+        assert_eq!(decode(&mut after_requests(&[110]), &hex("82")), Err(HpackError::SizeUpdateMissing));
+        assert_eq!(decode(&mut after_requests(&[110]), &hex("")), Err(HpackError::SizeUpdateMissing));
+        assert_eq!(decode(&mut after_requests(&[110]), &hex("3f50")), Err(HpackError::SizeUpdateTooLarge));
+        let mut decoder = after_requests(&[110]);
+        assert_eq!(decode(&mut decoder, &hex("3f4f be")).unwrap(), owned(&[("custom-key", "custom-value")]));
+        assert_eq!(decode(&mut decoder, &hex("82")).unwrap(), owned(&[(":method", "GET")]), "required once only");
+
+        // Down to 100 then up to 200 before the next block: it must signal 100 first.
+        assert_eq!(after_requests(&[100, 200]).table_size(), 54);
+        assert_eq!(decode(&mut after_requests(&[100, 200]), &hex("3fa9 01")), Err(HpackError::SizeUpdateMissing));
+        let fields = decode(&mut after_requests(&[100, 200]), &hex("3f45 3fa9 01 be")).unwrap();
+        assert_eq!(fields, owned(&[("custom-key", "custom-value")]));
+
+        // A larger setting requires nothing; a setting of 0 frees the table.
+        let mut decoder = after_requests(&[8192]);
+        assert_eq!(decode(&mut decoder, &hex("82")).unwrap(), owned(&[(":method", "GET")]));
+        decoder.set_max_table_size(0);
+        assert_eq!((decoder.table_size(), decoder.table_capacity()), (0, 0));
+        assert_eq!(decode(&mut decoder, &hex("3fe1 1f")), Err(HpackError::SizeUpdateTooLarge));
+        assert_eq!(decode(&mut decoder, &hex("20 82")).unwrap(), owned(&[(":method", "GET")]));
+        assert_eq!(decoder.table_capacity(), 0);
+    }
+
+    /// A decoder after the requests of C.3 (table size 164), then `settings` acknowledged.
+    fn after_requests(settings: &[usize]) -> Decoder {
+        let mut decoder = Decoder::new(4096);
+        for block in [
+            "8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d",
+            "8286 84be 5808 6e6f 2d63 6163 6865",
+            "8287 85bf 400a 6375 7374 6f6d 2d6b 6579 0c63 7573 746f 6d2d 7661 6c75 65",
+        ] {
+            decode(&mut decoder, &hex(block)).unwrap();
+        }
+        assert_eq!(decoder.table_size(), 164);
+        for &setting in settings {
+            decoder.set_max_table_size(setting);
+        }
+        decoder
+    }
+
+    #[test]
+    fn hpack_encode_response_round_trips() {
+        let long = "x".repeat(300);
+        let fields: &[(&[u8], &[u8])] = &[
+            (b"content-type", b"application/dns-message"),
+            (b"cache-control", b"max-age=300"),
+            (b"content-length", b"33"),
+            (b"x-custom", long.as_bytes()),
+            (b"www-authenticate", b""),
+        ];
+        for status in [200, 204, 206, 304, 400, 404, 500, 302, 405, 413, 415, 431, 100, 999] {
+            let mut out = Vec::new();
+            encode_response(status, fields, &mut out);
+            let mut decoder = Decoder::new(4096);
+            let decoded = decode(&mut decoder, &out).unwrap();
+            let mut expected = vec![(":status".to_owned(), status.to_string())];
+            expected.extend(fields.iter().map(|&(name, value)| (text(name), text(value))));
+            assert_eq!(decoded, expected);
+            assert_eq!(decoder.table_size(), 0, "nothing inserted");
+        }
+        let mut out = Vec::new();
+        encode_response(200, &[], &mut out);
+        assert_eq!(out, [0x88]);
+        out.clear();
+        encode_response(431, &[(b"content-type", b"a")], &mut out);
+        assert_eq!(out, hex("0803 3433 31 0f10 0161"));
+    }
+
+    /// Huffman-codes `bytes` with the code derived from `HUFFMAN_LENGTHS`, padded with ones.
+    fn huffman_encode(bytes: &[u8]) -> Vec<u8> {
+        let codes = huffman_codes();
+        let (mut out, mut acc, mut bits) = (Vec::new(), 0u64, 0u32);
+        for &b in bytes {
+            acc = (acc << HUFFMAN_LENGTHS[usize::from(b)]) | u64::from(codes[usize::from(b)]);
+            bits += u32::from(HUFFMAN_LENGTHS[usize::from(b)]);
+            while bits >= 8 {
+                bits -= 8;
+                out.push((acc >> bits) as u8);
+            }
+        }
+        if bits > 0 {
+            out.push(((acc << (8 - bits)) as u8) | (0xff >> bits));
+        }
+        out
+    }
+
+    #[test]
+    fn hpack_huffman_code() {
+        // Codes as Appendix B lists them.
+        let codes = huffman_codes();
+        for (sym, code, len) in [
+            (0, 0x1ff8, 13),
+            (10, 0x3fff_fffc, 30),
+            (usize::from(b' '), 0x14, 6),
+            (usize::from(b'0'), 0x0, 5),
+            (usize::from(b'a'), 0x3, 5),
+            (usize::from(b'z'), 0x7b, 7),
+            (usize::from(b'~'), 0x1ffd, 13),
+            (255, 0x3ff_ffee, 26),
+            (EOS, 0x3fff_ffff, 30),
+        ] {
+            assert_eq!((codes[sym], HUFFMAN_LENGTHS[sym]), (code, len), "symbol {sym}");
+        }
+        // Every octet, alone and all together, decodes back.
+        let all: Vec<u8> = (0..=255).collect();
+        let mut out = Vec::new();
+        for b in 0..=255u8 {
+            out.clear();
+            huffman_decode(&huffman_encode(&[b]), &mut out).unwrap();
+            assert_eq!(out, [b]);
+        }
+        for input in [all.clone(), all.iter().rev().copied().collect()] {
+            out.clear();
+            huffman_decode(&huffman_encode(&input), &mut out).unwrap();
+            assert_eq!(out, input);
+        }
+        // Decoding appends, and an empty string is fine.
+        out = b"kept".to_vec();
+        huffman_decode(&[], &mut out).unwrap();
+        huffman_decode(&huffman_encode(b"www.example.com"), &mut out).unwrap();
+        assert_eq!(out, b"keptwww.example.com");
+    }
+
+    /// A representation for the model test; indexes are taken modulo what the table has.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Indexed(usize),
+        Literal { indexing: u8, name: Result<usize, Vec<u8>>, value: Vec<u8>, huffman: (bool, bool) },
+    }
+
+    fn arb_bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(prop_oneof![3 => b'a'..=b'z', 1 => any::<u8>()], 0..max)
+    }
+
+    fn arb_op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            any::<usize>().prop_map(Op::Indexed),
+            (
+                0u8..3,
+                prop_oneof![any::<usize>().prop_map(Ok), arb_bytes(24).prop_map(Err)],
+                arb_bytes(90),
+                any::<(bool, bool)>()
+            )
+                .prop_map(|(indexing, name, value, huffman)| Op::Literal {
+                    indexing,
+                    name,
+                    value,
+                    huffman
+                }),
+        ]
+    }
+
+    /// A block: a setting acknowledged before it (sometimes), size updates, fields, and the
+    /// header list limit to decode it with (sometimes low enough to matter).
+    fn arb_block() -> impl Strategy<Value = (Option<usize>, Vec<usize>, Vec<Op>, usize)> {
+        (
+            prop::option::weighted(0.1, 0usize..400),
+            prop::collection::vec(0usize..400, 0..3),
+            prop::collection::vec(arb_op(), 0..12),
+            prop_oneof![3 => Just(usize::MAX), 1 => 0usize..1500],
+        )
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+        /// Random blocks against a model table (a deque of owned entries): the same fields (up
+        /// to the list limit, then `ListTooLarge`), the same entries and size, a ring that wraps
+        /// (small tables), an allocation bounded by the maximum and none when the table is
+        /// empty.
+        #[test]
+        fn hpack_decoder_matches_a_model(blocks in prop::collection::vec(arb_block(), 1..12)) {
+            let mut limit = 300usize;
+            let mut decoder = Decoder::new(limit);
+            let mut model: std::collections::VecDeque<(Vec<u8>, Vec<u8>)> = Default::default();
+            let mut max = limit;
+            let mut scratch = Vec::new();
+            let evict = |model: &mut std::collections::VecDeque<(Vec<u8>, Vec<u8>)>, max: usize| {
+                while model.iter().map(|(n, v)| n.len() + v.len() + 32).sum::<usize>() > max {
+                    model.pop_back();
+                }
+            };
+            for (setting, updates, ops, max_list) in blocks {
+                let mut block = Vec::new();
+                let mut updates = updates.into_iter().map(|u| u % (limit + 1)).collect::<Vec<_>>();
+                if let Some(setting) = setting {
+                    decoder.set_max_table_size(setting);
+                    limit = setting;
+                    updates = updates.into_iter().map(|u| u % (limit + 1)).collect();
+                    if max > limit {
+                        max = limit;
+                        evict(&mut model, max);
+                        updates.insert(0, limit);
+                    }
+                }
+                for update in updates {
+                    encode_integer(&mut block, 0x20, 5, update);
+                    max = update;
+                    evict(&mut model, max);
+                }
+                let mut expected = Vec::new();
+                for op in ops {
+                    let indexes = STATIC_TABLE.len() + model.len();
+                    let entry = |i: usize| -> (Vec<u8>, Vec<u8>) {
+                        match STATIC_TABLE.get(i - 1) {
+                            Some(&(n, v)) => (n.to_vec(), v.to_vec()),
+                            None => model[i - 1 - STATIC_TABLE.len()].clone(),
+                        }
+                    };
+                    match op {
+                        Op::Indexed(i) => {
+                            let i = 1 + i % indexes;
+                            encode_integer(&mut block, 0x80, 7, i);
+                            expected.push(entry(i));
+                        }
+                        Op::Literal { indexing, name, value, huffman } => {
+                            let (flags, prefix) = [(0x40, 6), (0x00, 4), (0x10, 4)][usize::from(indexing)];
+                            let put = |block: &mut Vec<u8>, bytes: &[u8], huffman: bool| {
+                                if huffman {
+                                    let coded = huffman_encode(bytes);
+                                    encode_integer(block, 0x80, 7, coded.len());
+                                    block.extend_from_slice(&coded);
+                                } else {
+                                    encode_string(block, bytes);
+                                }
+                            };
+                            let name = match name {
+                                Ok(i) => {
+                                    let i = 1 + i % indexes;
+                                    encode_integer(&mut block, flags, prefix, i);
+                                    entry(i).0
+                                }
+                                Err(name) => {
+                                    encode_integer(&mut block, flags, prefix, 0);
+                                    put(&mut block, &name, huffman.0);
+                                    name
+                                }
+                            };
+                            put(&mut block, &value, huffman.1);
+                            if indexing == 0 {
+                                model.push_front((name.clone(), value.clone()));
+                                evict(&mut model, max);
+                            }
+                            expected.push((name, value));
+                        }
+                    }
+                }
+                let mut fields = Vec::new();
+                let result = decoder.decode(&block, max_list, &mut scratch, |n, v| fields.push((n.to_vec(), v.to_vec())));
+                let sizes: Vec<usize> = expected.iter().map(|(n, v)| n.len() + v.len() + 32).collect();
+                let within = sizes.iter().scan(0, |list, size| { *list += size; Some(*list) }).take_while(|&list| list <= max_list).count();
+                expected.truncate(within);
+                prop_assert_eq!(fields, expected);
+                if sizes.iter().sum::<usize>() > max_list.saturating_mul(LIST_PAST_LIMIT) {
+                    // Decoding stopped midway: the connection would be closed.
+                    prop_assert_eq!(result, Err(HpackError::ListFarTooLarge));
+                    break;
+                }
+                prop_assert_eq!(result, if within < sizes.len() { Err(HpackError::ListTooLarge) } else { Ok(()) });
+                prop_assert_eq!(decoder.table_entries(), model.iter().cloned().collect::<Vec<_>>());
+                prop_assert_eq!(decoder.table_size(), model.iter().map(|(n, v)| n.len() + v.len() + 32).sum::<usize>());
+                // Within our setting, and within twice the peer's maximum.
+                let capacity = decoder.table_capacity();
+                prop_assert!(capacity <= limit + limit / 32 * SLOT, "{} for {}", capacity, limit);
+                prop_assert!(capacity <= 2 * (max + max / 32 * SLOT), "{} for {}", capacity, max);
+                prop_assert_eq!(capacity == 0, model.is_empty());
+            }
+        }
+
+        /// Whatever the bytes, decoding returns (no panic, no unbounded work) and the table
+        /// stays within its maximum.
+        #[test]
+        fn hpack_decoder_survives_any_bytes(
+            blocks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..200), 1..8),
+            limit in 0usize..600,
+        ) {
+            let mut decoder = Decoder::new(limit);
+            let mut scratch = Vec::new();
+            for block in blocks {
+                let _ = decoder.decode(&block, 1000, &mut scratch, |_, _| ());
+                // (The table's maximum is the peer's to lower, our setting is the bound.)
+                prop_assert!(decoder.table_size() <= limit);
+                prop_assert!(decoder.table_capacity() <= limit + limit / 32 * SLOT);
+            }
+        }
     }
 }
