@@ -717,6 +717,8 @@ impl H2Conn {
         let too_large = match decoded {
             Ok(()) => false,
             Err(hpack::HpackError::ListTooLarge) => true,
+            // Decoding stopped short (the table is out of step): a header list flood.
+            Err(hpack::HpackError::ListFarTooLarge) => return Err(flood_error(Flood::Headers)),
             Err(_) => return Err(ConnError::new(code::COMPRESSION_ERROR, "HPACK")),
         };
         if let Some(i) = existing {
@@ -1061,7 +1063,7 @@ fn flood_error(flood: Flood) -> ConnError {
         Flood::Ping => "PING flood",
         Flood::Settings => "SETTINGS flood",
         Flood::Reset => "RST_STREAM flood",
-        Flood::Headers => "header block too large",
+        Flood::Headers => "header block or list too large",
         Flood::Other => "flood of empty, window or priority frames",
     };
     ConnError { code: code::ENHANCE_YOUR_CALM, reason, flood: Some(flood) }

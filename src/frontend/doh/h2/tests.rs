@@ -522,6 +522,24 @@ fn a_header_list_over_the_cap_is_answered_431_and_the_connection_goes_on() {
 }
 
 #[test]
+fn a_header_list_far_over_the_cap_closes_the_connection() {
+    // Before our SETTINGS is acknowledged the client has a 4,096-octet table: one 3,000-octet
+    // entry, then 30 one-octet references to it, decode to 90 kB.
+    let mut client = Client::new(H2Settings::default());
+    let fed = client.feed(&[PREFACE.as_slice(), &settings(&[])].concat());
+    assert!(fed.result.is_ok());
+    // (Without the size update to 0 `block` opens with.)
+    let mut block = block(GET)[1..].to_vec();
+    block.extend_from_slice(&[0x40, 5]);
+    block.extend_from_slice(b"x-big");
+    block.extend_from_slice(&[0x7f, 0xb9, 0x16]);
+    block.extend_from_slice(&[b'v'; 3_000]);
+    block.extend_from_slice(&[0x80 | 62; 30]);
+    let error = client.fails(&frame(kind::HEADERS, END_HEADERS | END_STREAM, 1, &block), code::ENHANCE_YOUR_CALM);
+    assert_eq!(error.flood, Some(Flood::Headers));
+}
+
+#[test]
 fn malformed_requests_are_reset_and_the_connection_goes_on() {
     let with = |extra: (&'static str, &'static str)| {
         let mut fields = GET.to_vec();
