@@ -2,29 +2,35 @@
 //! (`H2Conn::feed`, in pieces of any size), plaintext for the client out (appended to the
 //! caller's buffer, to be encrypted by the TLS session), requests out as events, responses in
 //! (`H2Conn::respond`). One `H2Conn` per connection, driven by the connection's task the way
-//! DoT drives its `TlsSession`.
+//! DoT drives its `TlsSession`: plaintext from rustls's callback into `feed`; `start`'s,
+//! `feed`'s, each `respond`'s and each `send_pending`'s output encrypted as it comes (each
+//! response its own TLS record, see docs/doh.md).
 //!
 //! Why hand-rolled and not hyper's h2: memory per idle connection and allocation per request.
-//! hyper/h2 held about 47 kB of RSS per idle HTTP/2 connection (dnsdist: 15 kB), and allocates
-//! a request, a response, their header maps and a task per stream. DoH needs a small part of
-//! HTTP/2: short requests (a GET's `?dns=` or a POST of at most 65,535 octets) answered by short
-//! responses, no push, no priorities, no upgrades. Here an idle connection holds the struct
-//! (`size_of::<H2Conn>()`, a few hundred octets) and the HPACK decoder's dynamic table (none
-//! once our SETTINGS is acknowledged with a `header_table_size` of 0); the stream table, a
-//! header block split across frames, a frame split across reads and a response waiting for the
-//! client's flow-control window are heap only while they exist. A GET in one frame is decoded
-//! into the worker's shared `Scratch` and handed out from there: no allocation per request
-//! beyond the stream table's first entry.
+//! hyper/h2 held about 47 kB of RSS per idle HTTP/2 connection (dnsdist: 15 kB; issue 18's
+//! floor is half the best peer), and allocates a request, a response, their header maps and a
+//! task per stream. DoH needs a small part of HTTP/2: short requests (a GET's `?dns=` or a POST
+//! of at most 65,535 octets) answered by short responses, no push, no priorities, no upgrades.
+//! Here an idle connection holds the struct (`size_of::<H2Conn>()`: 400 octets on x86-64, a
+//! third of it the flood budgets) and nothing on the heap once the client has acknowledged our
+//! SETTINGS (HPACK table size 0: its dynamic table is emptied and freed). The stream table, a
+//! header block split across frames, a frame split across reads and an answer waiting for the
+//! client's flow-control window are heap only while they exist (`heap_bytes`). A GET is decoded
+//! into the worker's shared `Scratch` and handed out from there: no allocation for it beyond the
+//! stream table's when the connection had no stream open; a POST's fields and body are one
+//! allocation, held until the body is complete.
 //!
 //! Owns: the HTTP/2 state of one connection: the preface, SETTINGS both ways, flow-control
 //! windows both ways, stream states and ids, header-block assembly and HPACK decoding, request
-//! validation (RFC 9113 §8), the flood budgets (`flood::FloodBudget`), GOAWAY.
+//! validation (RFC 9113 §8), the answers HTTP/2 itself gives (413 for a body over a DNS
+//! message, 431 for a header list over the cap, RST_STREAM for malformed or refused streams,
+//! GOAWAY), the flood budgets (`flood::FloodBudget`).
 //! Never: touches a socket, TLS, a timer or a task; reads the clock (the caller's `now` is the
-//! only time; `FloodBudget` still reads its own, see `feed`); interprets a request beyond
-//! HTTP (paths, methods and media types are the caller's); sends more DATA than the client's
-//! windows allow; or mixes two responses in one piece of output (each `respond` and each
-//! `send_pending` appends one response's frames, so the caller can make each its own TLS
-//! record, see docs/doh.md).
+//! only time; `FloodBudget` still reads its own, see `feed`); interprets a request beyond HTTP
+//! (paths, methods and media types are the caller's); sends more DATA than the client's windows
+//! allow; holds more request body octets than the connection window it announced; or mixes two
+//! responses in one piece of output (each `respond` and each `send_pending` appends one
+//! response's frames; `feed` appends none).
 
 use std::time::Instant;
 
@@ -788,11 +794,11 @@ impl H2Conn {
         Ok(())
     }
 
-    /// A response on `stream`: HEADERS (`status`, `headers`, and a content-length), then
-    /// `body` in DATA frames as far as the client's windows allow; the rest is kept and sent
-    /// by `send_pending` as WINDOW_UPDATEs come. Everything one call appends to `out` is this
-    /// one response's. Nothing for a stream not awaiting an answer (reset meanwhile, or
-    /// answered already).
+    /// A response on `stream`: HEADERS (`status`, `headers` with lowercase names and without
+    /// content-length, which is added), then `body` in DATA frames as far as the client's
+    /// windows allow; the rest is copied and sent by `send_pending` as WINDOW_UPDATEs come.
+    /// Everything one call appends to `out` is this one response's. Nothing for a stream not
+    /// awaiting an answer (reset meanwhile, or answered already).
     pub fn respond(&mut self, stream: u32, status: u16, headers: &[(&[u8], &[u8])], body: &[u8], out: &mut Vec<u8>) {
         let Some(i) = self.find(stream).filter(|&i| self.streams[i].state == State::Awaiting) else { return };
         self.write_headers(stream, status, headers, body.len(), out);

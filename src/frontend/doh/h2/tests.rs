@@ -326,6 +326,29 @@ fn a_response_without_a_body_ends_on_its_headers() {
 }
 
 #[test]
+fn response_headers_over_a_frame_go_on_in_continuations() {
+    let mut client = Client::started(H2Settings::default(), &[]);
+    client.feed(&headers(1, true, GET));
+    let big = vec![b'x'; 40_000];
+    let names: Vec<String> = (0..9).map(|i| format!("x-field-{i}")).collect();
+    let mut fields: Vec<(&[u8], &[u8])> = names.iter().map(|n| (n.as_bytes(), &b"v"[..])).collect();
+    fields.push((b"x-big", &big));
+    let mut out = Vec::new();
+    client.conn.respond(1, 200, &fields, b"body", &mut out);
+    let frames = frames(&out);
+    let kinds: Vec<(u8, u8)> = frames.iter().map(|f| (f.kind, f.flags)).collect();
+    assert_eq!(
+        kinds,
+        [(kind::HEADERS, 0), (kind::CONTINUATION, 0), (kind::CONTINUATION, END_HEADERS), (kind::DATA, END_STREAM)]
+    );
+    let block: Vec<u8> = frames[..3].iter().flat_map(|f| f.payload.clone()).collect();
+    let decoded = decoded(&block);
+    assert_eq!(decoded.len(), 12);
+    assert_eq!(decoded[10], ("x-big".into(), String::from_utf8(big).unwrap()));
+    assert_eq!(decoded[11], ("content-length".into(), "4".into()));
+}
+
+#[test]
 fn a_large_answer_goes_as_the_client_windows_open() {
     let mut client = Client::started(H2Settings::default(), &[(setting::INITIAL_WINDOW_SIZE, 1_000)]);
     client.feed(&headers(1, true, GET));
