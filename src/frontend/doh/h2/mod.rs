@@ -205,8 +205,8 @@ struct Stream {
     held: u32,
     /// The request's content-length, if it had one.
     content_length: Option<u32>,
-    /// Ends of :method, :path and content-type in `buf` (Receiving); content-type absent when
-    /// its end is the path's.
+    /// Ends of :method, :path and content-type in `buf` (Receiving); content-type absent (or
+    /// empty) when its end is the path's.
     ends: [u32; 3],
     buf: Vec<u8>,
 }
@@ -759,7 +759,7 @@ impl H2Conn {
             received: 0,
             held: 0,
             content_length: request.content_length,
-            ends: [request.method.1, request.path.1, request.content_type.map_or(request.path.1, |r| r.1)],
+            ends: [0; 3],
             buf: Vec::new(),
         };
         if end_stream {
@@ -785,10 +785,15 @@ impl H2Conn {
             return Ok(());
         }
         if state == State::Receiving {
-            // A POST: the fields wait with the body.
+            // A POST: the fields wait with the body, in this order (they came in any).
+            let f = &io.scratch.fields;
+            let parts = [request.method.of(f), request.path.of(f), request.content_type.map_or(&[][..], |r| r.of(f))];
             let expected = request.content_length.map_or(512, |n| (n as usize).min(MAX_BODY));
-            stream.buf.reserve_exact(io.scratch.fields.len() + expected);
-            stream.buf.extend_from_slice(&io.scratch.fields);
+            stream.buf.reserve_exact(parts.iter().map(|p| p.len()).sum::<usize>() + expected);
+            for (end, part) in stream.ends.iter_mut().zip(parts) {
+                stream.buf.extend_from_slice(part);
+                *end = stream.buf.len() as u32;
+            }
         }
         self.streams.push(stream);
         Ok(())

@@ -609,6 +609,30 @@ fn malformed_requests_are_reset_and_the_connection_goes_on() {
 }
 
 #[test]
+fn fields_come_in_any_order() {
+    let mut client = Client::started(H2Settings::default(), &[]);
+    let mut fields = post_fields(4);
+    fields.reverse();
+    let pseudo: Vec<(&str, &str)> =
+        fields.iter().filter(|(n, _)| n.starts_with(':')).map(|(n, v)| (*n, v.as_str())).collect();
+    let regular: Vec<(&str, &str)> =
+        fields.iter().filter(|(n, _)| !n.starts_with(':')).map(|(n, v)| (*n, v.as_str())).collect();
+    let fed = client.feed(
+        &[headers(1, false, &[pseudo.clone(), regular].concat()), frame(kind::DATA, END_STREAM, 1, b"body")].concat(),
+    );
+    assert_eq!(fed.seen, [post_seen(1, b"body")]);
+    let mut get: Vec<(&str, &str)> = GET.to_vec();
+    get.reverse();
+    get.push(("content-type", "text/plain"));
+    let fed = client.feed(&headers(3, true, &get));
+    let Seen::Request { method, path, content_type, .. } = &fed.seen[0] else { panic!() };
+    assert_eq!(
+        (&method[..], &path[..], content_type.as_deref()),
+        (&b"GET"[..], &b"/dns-query?dns=AAAB"[..], Some(&b"text/plain"[..]))
+    );
+}
+
+#[test]
 fn trailers_padding_priority_and_continuation_are_understood() {
     let mut client = Client::started(H2Settings::default(), &[]);
     let fields = post_fields(4);
