@@ -839,12 +839,13 @@ impl H2Conn {
                     self.remove(i);
                 }
                 State::Sending if stream.send_window > 0 && self.send_window > 0 => {
-                    let pending = std::mem::take(&mut self.streams[i].buf);
+                    let mut pending = std::mem::take(&mut self.streams[i].buf);
                     let sent = self.write_data(i, &pending, out);
                     if sent == pending.len() {
                         self.remove(i);
                     } else {
-                        self.streams[i].buf = pending[sent..].to_vec();
+                        pending.drain(..sent);
+                        self.streams[i].buf = pending;
                         self.next_pending = i + 1;
                     }
                 }

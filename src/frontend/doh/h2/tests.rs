@@ -894,6 +894,7 @@ fn an_idle_connection_holds_no_heap_beyond_the_hpack_table() {
 #[test]
 fn random_frames_in_random_pieces_never_panic() {
     use rand::rngs::StdRng;
+    use rand::seq::SliceRandom;
     use rand::{Rng, SeedableRng};
     let mut rng = StdRng::seed_from_u64(18);
     let (mut requests, mut errors) = (0, 0);
@@ -913,7 +914,11 @@ fn random_frames_in_random_pieces_never_panic() {
                 choice => choice,
             };
             let frame = match choice {
-                0..25 => headers(next, true, GET),
+                0..25 => {
+                    let mut get = GET.to_vec();
+                    get.shuffle(&mut rng);
+                    headers(next, true, &get)
+                }
                 25..40 => post(next, &vec![3; data_len]),
                 40..48 => {
                     let block = block(GET);
