@@ -148,9 +148,13 @@ pub enum Event<'a> {
     /// A whole request: its fields and body (END_STREAM seen). The caller answers it with
     /// `respond(stream, ..)`, in any order, or learns of its cancellation by `Reset`.
     Request { stream: u32, method: &'a [u8], path: &'a [u8], content_type: Option<&'a [u8]>, body: &'a [u8] },
-    /// The client reset a stream handed out as a `Request` and not answered yet: its answer,
-    /// if it comes, is dropped.
+    /// The client reset a stream handed out as a `Request` and not answered yet (or broke the
+    /// protocol on it): its answer, if it comes, is dropped.
     Reset { stream: u32 },
+    /// This core answers the request on `stream` itself, with `status` and no body (413: a body
+    /// over a DNS message, whatever its media type; 431: a header list over the cap): for the
+    /// caller's count of responses by status; `send_pending` sends it.
+    Answered { stream: u32, status: u16 },
 }
 
 /// Buffers a worker's connections share: what a request is decoded into before it is handed
@@ -639,6 +643,7 @@ impl H2Conn {
             // Answered now, the rest cut off.
             if let State::Discarding { status } = stream.state {
                 stream.state = State::Local { status, reset: true };
+                (io.on_event)(Event::Answered { stream: head.stream, status });
             }
             return Ok(());
         }
@@ -673,7 +678,10 @@ impl H2Conn {
                     body: &buf[content_type..],
                 });
             }
-            State::Discarding { status } => stream.state = State::Local { status, reset: false },
+            State::Discarding { status } => {
+                stream.state = State::Local { status, reset: false };
+                (io.on_event)(Event::Answered { stream: stream.id, status });
+            }
             _ => {}
         }
         Ok(())
@@ -766,6 +774,7 @@ impl H2Conn {
             if let State::Discarding { status } = state {
                 stream.state = State::Local { status, reset: false };
                 self.streams.push(stream);
+                (io.on_event)(Event::Answered { stream: id, status });
                 return Ok(());
             }
             if request.content_length.is_some_and(|n| n != 0) {

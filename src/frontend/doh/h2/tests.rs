@@ -100,6 +100,7 @@ fn client_start(params: &[(u16, u32)]) -> Vec<u8> {
 enum Seen {
     Request { stream: u32, method: Vec<u8>, path: Vec<u8>, content_type: Option<Vec<u8>>, body: Vec<u8> },
     Reset(u32),
+    Answered(u32, u16),
 }
 
 /// A connection under test, with the worker's scratch.
@@ -146,6 +147,7 @@ impl Client {
                     body: body.to_vec(),
                 },
                 Event::Reset { stream } => Seen::Reset(stream),
+                Event::Answered { stream, status } => Seen::Answered(stream, status),
             })
         });
         if result.is_ok() {
@@ -494,7 +496,7 @@ fn a_body_over_65535_octets_is_answered_413() {
     }
     input.extend(frame(kind::DATA, END_STREAM, 1, &[0; 6_000]));
     let fed = client.feed(&input);
-    assert!(fed.seen.is_empty());
+    assert_eq!(fed.seen, [Seen::Answered(1, 413)]);
     assert!(fed.out.iter().all(|f| f.kind == kind::WINDOW_UPDATE));
     let pieces = client.pending();
     assert_eq!(pieces.len(), 1);
@@ -506,9 +508,10 @@ fn a_body_over_65535_octets_is_answered_413() {
     // Past four times that: answered at once and reset; what follows is dropped.
     let mut client = Client::started(H2Settings::default(), &[]);
     client.feed(&headers(1, false, &fields));
-    for _ in 0..17 {
+    for i in 0..17 {
         let fed = client.feed(&frame(kind::DATA, 0, 1, &[0; 16_000]));
         assert!(fed.result.is_ok());
+        assert_eq!(fed.seen, if i == 16 { vec![Seen::Answered(1, 413)] } else { vec![] });
         // The client is given the window to keep sending.
         for update in fed.out.iter().filter(|f| f.stream == 1) {
             assert_eq!(update.kind, kind::WINDOW_UPDATE);
@@ -530,15 +533,16 @@ fn a_header_list_over_the_cap_is_answered_431_and_the_connection_goes_on() {
     let mut fields: Vec<(&str, &str)> = GET.to_vec();
     fields.extend(std::iter::repeat_n(("x-filler", value.as_str()), 300));
     let fed = client.feed(&headers(1, true, &fields));
-    assert!(fed.result.is_ok() && fed.seen.is_empty() && fed.out.is_empty());
+    assert!(fed.result.is_ok() && fed.out.is_empty());
+    assert_eq!(fed.seen, [Seen::Answered(1, 431)]);
     let pieces = client.pending();
     assert_eq!(status_of(&pieces[0][0]), 431);
     // A POST's: answered once its body is in.
     let mut big_post = fields.clone();
     big_post[0] = (":method", "POST");
-    client.feed(&headers(3, false, &big_post));
+    assert!(client.feed(&headers(3, false, &big_post)).seen.is_empty());
     assert!(client.pending().is_empty());
-    client.feed(&frame(kind::DATA, END_STREAM, 3, b"body"));
+    assert_eq!(client.feed(&frame(kind::DATA, END_STREAM, 3, b"body")).seen, [Seen::Answered(3, 431)]);
     assert_eq!(status_of(&client.pending()[0][0]), 431);
     let fed = client.feed(&headers(5, true, GET));
     assert_eq!(fed.seen, [get_seen(5)]);
