@@ -1118,6 +1118,12 @@ mod clients {
         let args = ["-sS", "--http2-prior-knowledge", "-m", "10", "-H", "content-type: application/dns-message"];
         let posted = run("curl", &[&args[..], &["--data-binary", query, &url]].concat()).unwrap();
         assert!(posted == answer(query.as_bytes(), 3_000), "{} octets", posted.len());
+        // A body over a DNS message: 413 once the upload is done.
+        let big = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(big.path(), vec![0u8; 70_000]).unwrap();
+        let data = format!("@{}", big.path().display());
+        let status = [&args[..], &["-o", "/dev/null", "-w", "%{http_code}", "--data-binary", &data, &url]].concat();
+        assert_eq!(run("curl", &status).unwrap(), b"413");
     }
 
     #[test]
@@ -1137,7 +1143,7 @@ mod clients {
     fn h2load_many_streams_at_once() {
         let port = serve(100);
         let url = format!("http://127.0.0.1:{port}/dns-query?dns=AAAB");
-        let Some(report) = run("h2load", &["-n", "5000", "-c", "4", "-m", "50", &url]) else { return };
+        let Some(report) = run("h2load", &["-n", "5000", "-c", "4", "-m", "50", "-T", "20", &url]) else { return };
         let report = String::from_utf8_lossy(&report);
         assert!(report.contains("5000 succeeded, 0 failed, 0 errored, 0 timeout"), "{report}");
     }
