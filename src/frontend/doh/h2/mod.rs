@@ -145,8 +145,11 @@ impl ConnError {
 /// What `feed` found for the caller.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event<'a> {
-    /// A whole request: its fields and body (END_STREAM seen). The caller answers it with
-    /// `respond(stream, ..)`, in any order, or learns of its cancellation by `Reset`.
+    /// A whole request: its fields (`path`: `:path` as sent, query included) and body
+    /// (END_STREAM seen), valid per RFC 9113 §8 (:method, :scheme and :path present, names
+    /// lowercase, no connection-specific field, content-length equal to the body). The caller
+    /// answers it with `respond(stream, ..)`, in any order, or learns of its cancellation by
+    /// `Reset`.
     Request { stream: u32, method: &'a [u8], path: &'a [u8], content_type: Option<&'a [u8]>, body: &'a [u8] },
     /// The client reset a stream handed out as a `Request` and not answered yet (or broke the
     /// protocol on it): its answer, if it comes, is dropped.
