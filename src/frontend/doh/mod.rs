@@ -42,6 +42,8 @@ use crate::stats::{bump, Counter, WorkerStats};
 mod cork;
 mod flood;
 mod frames;
+pub mod h2;
+pub mod hpack;
 pub mod http1;
 mod wire;
 
