@@ -10,7 +10,8 @@
 //! these budgets, fed by the frames `frames::FrameCursor` sees.
 //!
 //! Owns: the buckets. Never: reads the clock unless a budgeted frame arrives (a DATA or HEADERS
-//! frame that carries something costs nothing here).
+//! frame that carries something costs nothing here), and never with `charge_at`, which takes
+//! the caller's.
 
 use std::time::Instant;
 
@@ -120,6 +121,11 @@ impl FloodBudget {
 
     /// Charges one frame the client sent; `Err` names the budget it exhausted.
     pub fn charge(&mut self, head: &FrameHead) -> Result<(), Flood> {
+        self.charge_at(head, Instant::now())
+    }
+
+    /// `charge` on the caller's clock.
+    pub fn charge_at(&mut self, head: &FrameHead, now: Instant) -> Result<(), Flood> {
         if head.kind == kind::HEADERS || head.kind == kind::CONTINUATION {
             self.header_block =
                 if head.kind == kind::HEADERS { head.len } else { self.header_block.saturating_add(head.len) };
@@ -147,7 +153,7 @@ impl FloodBudget {
             | kind::PUSH_PROMISE => return Ok(()),
             _ => (&mut self.other, Flood::Other),
         };
-        if bucket.take(Instant::now()) {
+        if bucket.take(now) {
             Ok(())
         } else {
             Err(flood)

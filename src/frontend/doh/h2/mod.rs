@@ -179,6 +179,8 @@ struct Io<'a, F> {
     scratch: &'a mut Scratch,
     out: &'a mut Vec<u8>,
     on_event: F,
+    /// The caller's clock, for the flood budgets.
+    now: Instant,
 }
 
 /// Where a stream is.
@@ -326,8 +328,7 @@ impl H2Conn {
     /// Returns the octets consumed (all of `input`: a frame cut short is kept here), or a
     /// connection error, after a GOAWAY was appended; every later call returns it again.
     ///
-    /// `now` is meant for the flood budgets; `FloodBudget::charge` still reads the clock
-    /// itself (a `charge_at(head, now)` there would make this core clock-free).
+    /// `now` is the flood budgets' clock: this core reads none.
     pub fn feed(
         &mut self,
         input: &[u8],
@@ -336,11 +337,10 @@ impl H2Conn {
         out: &mut Vec<u8>,
         on_event: impl FnMut(Event<'_>),
     ) -> Result<usize, ConnError> {
-        let _ = now;
         if let Some(error) = self.failed {
             return Err(error);
         }
-        let mut io = Io { scratch, out, on_event };
+        let mut io = Io { scratch, out, on_event, now };
         match self.feed_frames(input, &mut io) {
             Ok(()) => {
                 if self.frame.is_none() {
@@ -379,7 +379,7 @@ impl H2Conn {
                     }
                     self.head_have = 0;
                     let head = parse_head(&self.head);
-                    self.check_head(&head)?;
+                    self.check_head(&head, io.now)?;
                     self.frame = Some(head);
                     head
                 }
@@ -416,7 +416,7 @@ impl H2Conn {
     }
 
     /// Checks a frame header before its payload is read: size, order, flood budgets.
-    fn check_head(&mut self, head: &FrameHead) -> Result<(), ConnError> {
+    fn check_head(&mut self, head: &FrameHead, now: Instant) -> Result<(), ConnError> {
         if head.len > MAX_FRAME {
             return Err(ConnError::new(code::FRAME_SIZE_ERROR, "frame larger than SETTINGS_MAX_FRAME_SIZE"));
         }
@@ -449,7 +449,7 @@ impl H2Conn {
         if !length_ok {
             return Err(ConnError::new(code::FRAME_SIZE_ERROR, "a frame of the wrong length for its type"));
         }
-        self.flood.charge(head).map_err(flood_error)
+        self.flood.charge_at(head, now).map_err(flood_error)
     }
 
     /// One whole frame.
@@ -585,7 +585,7 @@ impl H2Conn {
         rst_stream(io.out, id, error);
         self.close(id, io);
         let head = FrameHead { kind: kind::RST_STREAM, flags: 0, len: 4, stream: id };
-        self.flood.charge(&head).map_err(flood_error)
+        self.flood.charge_at(&head, io.now).map_err(flood_error)
     }
 
     /// Forgets stream `id`; the caller hears of it if it had the request.
