@@ -17,7 +17,7 @@ cd "$(repo_root)"
 require_cargo
 
 CARGO_DENY_VERSION=0.20.2
-if ! cargo deny --version 2>/dev/null | grep -q "$CARGO_DENY_VERSION"; then
+if ! grep -q "$CARGO_DENY_VERSION" <<<"$(cargo deny --version 2>/dev/null)"; then
   say "installing cargo-deny $CARGO_DENY_VERSION from crates.io (a few minutes, once)"
   cargo install --quiet --locked cargo-deny --version "$CARGO_DENY_VERSION"
 fi

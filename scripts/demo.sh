@@ -115,7 +115,9 @@ ask() {
   out=$(timeout 15 kdig @127.0.0.1 -p "$port" +timeout=5 +retry=0 "$@" 2>&1) || rc=$?
   # The status line and the answer section are what a reader wants to see.
   printf '%s\n' "$out" | grep -E '(status:|TLS session|IN[[:space:]]+(A|AAAA|TXT|MX|SOA)[[:space:]]|^;; (ERROR|WARNING))' || true
-  if [ "$rc" -eq 0 ] && printf '%s\n' "$out" | grep -qE "$expect"; then
+  # A here-string, not a pipe: grep -q exits at its first match, and under pipefail the writer's
+  # SIGPIPE would fail a good answer.
+  if [ "$rc" -eq 0 ] && grep -qE "$expect" <<<"$out"; then
     echo "ok"
   else
     echo "FAILED (kdig exit $rc; expected /$expect/). Full output:"
