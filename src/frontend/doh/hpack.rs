@@ -116,6 +116,10 @@ impl Decoder {
         if self.table.max > self.limit {
             self.table.resize(self.limit, true);
             self.must_update = Some(self.must_update.map_or(self.limit, |m| m.min(self.limit)));
+        } else {
+            // The peer's own smaller maximum may have left an allocation of up to twice what it
+            // holds (`Table::resize`); our setting is a hard bound: cut to the table's maximum.
+            self.table.resize(self.table.max, true);
         }
     }
 
