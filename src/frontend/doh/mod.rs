@@ -254,93 +254,38 @@ fn status(code: StatusCode, counter: &crate::stats::Counter) -> Answer {
 /// One HTTP request: a DNS query, relayed, or an HTTP error.
 async fn handle(ctx: Rc<DohContext>, client: Client, request: Request<Incoming>) -> Result<Answer, Infallible> {
     let stats = ctx.stats.clone();
-    if request.uri().path() != ctx.path {
-        return Ok(status(StatusCode::NOT_FOUND, &stats.doh_status_404));
-    }
-    let message = match *request.method() {
-        Method::GET => {
-            let dns = request
-                .uri()
-                .query()
-                .unwrap_or("")
-                .split('&')
-                .find_map(|pair| pair.strip_prefix("dns="))
-                .map(|value| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(value));
-            match dns {
-                Some(Ok(message)) if message.len() <= MAX_MESSAGE => message,
-                _ => return Ok(status(StatusCode::BAD_REQUEST, &stats.doh_status_400)),
+    let target = request.uri().path_and_query().map_or("/", |target| target.as_str()).to_owned();
+    let method = request.method().clone();
+    let content_type = request.headers().get(CONTENT_TYPE).map(|value| value.as_bytes().to_vec());
+    // A POST's body is read whatever the answer: answered before its upload ends, a stream is
+    // reset, and some HTTP/2 clients (curl 7.88) then lose the answer.
+    let body = if method == Method::POST && request.uri().path() == ctx.path {
+        read_body(request.into_body()).await
+    } else {
+        Body::Message(Vec::new())
+    };
+    let message = match ask(&ctx.path, method.as_str().as_bytes(), &target, content_type.as_deref(), body) {
+        Asked::Message(message) => message,
+        Asked::Status(code) => {
+            let counter = match code {
+                StatusCode::NOT_FOUND => &stats.doh_status_404,
+                StatusCode::METHOD_NOT_ALLOWED => &stats.doh_status_405,
+                StatusCode::PAYLOAD_TOO_LARGE => &stats.doh_status_413,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => &stats.doh_status_415,
+                _ => &stats.doh_status_400,
+            };
+            let mut response = status(code, counter);
+            if code == StatusCode::METHOD_NOT_ALLOWED {
+                response.headers_mut().insert(hyper::header::ALLOW, HeaderValue::from_static("GET, POST"));
             }
-        }
-        Method::POST => {
-            let content_type = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
-            let is_dns = content_type.map(|t| t.split(';').next().unwrap_or("").trim()) == Some(DNS_MESSAGE);
-            // The body is read whatever the answer: answered before its upload ends, a stream is
-            // reset, and some HTTP/2 clients (curl 7.88) then lose the answer.
-            let body = read_body(request.into_body()).await;
-            if !is_dns {
-                return Ok(status(StatusCode::UNSUPPORTED_MEDIA_TYPE, &stats.doh_status_415));
-            }
-            match body {
-                Body::Message(message) => message,
-                Body::TooLarge => return Ok(status(StatusCode::PAYLOAD_TOO_LARGE, &stats.doh_status_413)),
-                Body::Broken => return Ok(status(StatusCode::BAD_REQUEST, &stats.doh_status_400)),
-            }
-        }
-        _ => {
-            let mut response = status(StatusCode::METHOD_NOT_ALLOWED, &stats.doh_status_405);
-            response.headers_mut().insert(hyper::header::ALLOW, HeaderValue::from_static("GET, POST"));
             return Ok(response);
         }
     };
-    if message.len() < dns::HEADER_LEN {
-        return Ok(status(StatusCode::BAD_REQUEST, &stats.doh_status_400));
-    }
-    bump(&stats.doh.queries);
-    let answer = match ctx.pvt.as_ref().filter(|pvt| pvt.server.claims(&message)) {
-        Some(pvt) => {
-            // A query or UPDATE for a private subdomain: the gateway answers it, as over DoT.
-            if over_rate(&ctx, &client) {
-                local_ede(&message, dns::rcode::REFUSED, edns::ede::PROHIBITED, "rate limited")
-            } else {
-                let (reply, receiver) = DohReply::pair();
-                pvt.handle(&message, reply, 0, crate::frontend::pvt::gateway::Transport::Stream);
-                receiver.await.unwrap_or_else(|_| local(&message, dns::rcode::SERVFAIL))
-            }
-        }
-        None => match dns::check_query(&message) {
-            QueryVerdict::Relay { question_end } => {
-                if over_rate(&ctx, &client) {
-                    local_ede(&message, dns::rcode::REFUSED, edns::ede::PROHIBITED, "rate limited")
-                } else {
-                    if ctx.log_queries {
-                        crate::frontend::dot::connection::log_query(&message, question_end);
-                    }
-                    let (reply, receiver) = DohReply::pair();
-                    // Padding is this hop's business, as over DoT: taken off the query, put back on
-                    // the answer (`edns`). Keepalive (RFC 7828) is TCP's, not HTTP's: taken off,
-                    // never answered.
-                    {
-                        let mut edited = ctx.query_edit.borrow_mut();
-                        let (mut hop, stripped) = edns::take_query_options(&message, question_end, &mut edited);
-                        hop.keepalive = false;
-                        hop.padding = match ctx.padding {
-                            Padding::Requested => hop.padding,
-                            Padding::Always => true,
-                            Padding::Never => false,
-                        };
-                        let relayed = if stripped { &edited[..] } else { &message[..] };
-                        ctx.relay.submit(relayed, question_end, reply, hop.to_tag(), Some(client.addr));
-                    }
-                    receiver.await.unwrap_or_else(|_| local(&message, dns::rcode::SERVFAIL))
-                }
-            }
-            QueryVerdict::Answer(rcode) => {
-                bump(if rcode == dns::rcode::NOTIMP { &stats.doh.answers.notimp } else { &stats.doh.answers.formerr });
-                local(&message, rcode)
-            }
-            // A response sent as a query: not a DNS client.
-            QueryVerdict::Close => return Ok(status(StatusCode::BAD_REQUEST, &stats.doh_status_400)),
-        },
+    let (reply, receiver) = DohReply::pair();
+    let answer = match dispatch(&ctx, &client, &message, reply) {
+        Dispatched::Submitted => receiver.await.unwrap_or_else(|_| local(&message, dns::rcode::SERVFAIL)),
+        Dispatched::Local(answer) => answer,
+        Dispatched::NotAQuery => return Ok(status(StatusCode::BAD_REQUEST, &stats.doh_status_400)),
     };
     bump(&stats.doh_status_200);
     // RFC 8484 §5.1: fresh for the smallest TTL in the answer (a negative answer's: its SOA's
@@ -351,6 +296,111 @@ async fn handle(ctx: Rc<DohContext>, client: Client, request: Request<Incoming>)
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(DNS_MESSAGE));
     headers.insert(CACHE_CONTROL, HeaderValue::from_str(&format!("max-age={max_age}")).expect("a header value"));
     Ok(response)
+}
+
+/// What an HTTP request asks of the DoH endpoint.
+enum Asked {
+    /// A DNS message to answer.
+    Message(Vec<u8>),
+    /// An HTTP error that answers it (RFC 8484 §4.1 and HTTP's own).
+    Status(StatusCode),
+}
+
+/// The DNS message of a request for `target` (path and query) with `method`, `content_type`
+/// and `body` (read for a POST, empty otherwise), or the status that answers it: 404 for another
+/// path, 405 for another method, 415 for a POST of another type, 413 for a body over 65,535
+/// octets, 400 for a bad `?dns=` or a message shorter than a DNS header. The same for every
+/// HTTP version.
+fn ask(doh_path: &str, method: &[u8], target: &str, content_type: Option<&[u8]>, body: Body) -> Asked {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if path != doh_path {
+        return Asked::Status(StatusCode::NOT_FOUND);
+    }
+    let message = match method {
+        b"GET" => {
+            let dns = query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("dns="))
+                .map(|value| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(value));
+            match dns {
+                Some(Ok(message)) if message.len() <= MAX_MESSAGE => message,
+                _ => return Asked::Status(StatusCode::BAD_REQUEST),
+            }
+        }
+        b"POST" => {
+            // Parameters after ';' (a charset, say) do not change the type.
+            let media_type = content_type.map(|t| t.split(|&b| b == b';').next().unwrap_or(b"").trim_ascii());
+            if media_type != Some(DNS_MESSAGE.as_bytes()) {
+                return Asked::Status(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+            }
+            match body {
+                Body::Message(message) => message,
+                Body::TooLarge => return Asked::Status(StatusCode::PAYLOAD_TOO_LARGE),
+                Body::Broken => return Asked::Status(StatusCode::BAD_REQUEST),
+            }
+        }
+        _ => return Asked::Status(StatusCode::METHOD_NOT_ALLOWED),
+    };
+    if message.len() < dns::HEADER_LEN {
+        return Asked::Status(StatusCode::BAD_REQUEST);
+    }
+    Asked::Message(message)
+}
+
+/// What became of a DoH request's DNS message.
+enum Dispatched {
+    /// Sent to the relay or the private-subdomain gateway: the answer comes through the reply.
+    Submitted,
+    /// Answered here: FORMERR, NOTIMP, or REFUSED for a client over its rate.
+    Local(Vec<u8>),
+    /// A response sent as a query: not a DNS client (HTTP 400).
+    NotAQuery,
+}
+
+/// Sends `message` where DoT would (the gateway for `--pvt-zone` names, else the relay, with the
+/// client's address, padding taken off and put back through `reply`'s tag), or answers it here.
+/// The same for every HTTP version and connection type: what DoH does with a DNS message.
+fn dispatch(ctx: &DohContext, client: &Client, message: &[u8], reply: Rc<dyn ReplyTo>) -> Dispatched {
+    bump(&ctx.stats.doh.queries);
+    let rate_limited = || local_ede(message, dns::rcode::REFUSED, edns::ede::PROHIBITED, "rate limited");
+    if let Some(pvt) = ctx.pvt.as_ref().filter(|pvt| pvt.server.claims(message)) {
+        // A query or UPDATE for a private subdomain: the gateway answers it, as over DoT.
+        if over_rate(ctx, client) {
+            return Dispatched::Local(rate_limited());
+        }
+        pvt.handle(message, reply, 0, crate::frontend::pvt::gateway::Transport::Stream);
+        return Dispatched::Submitted;
+    }
+    match dns::check_query(message) {
+        QueryVerdict::Relay { question_end } => {
+            if over_rate(ctx, client) {
+                return Dispatched::Local(rate_limited());
+            }
+            if ctx.log_queries {
+                crate::frontend::dot::connection::log_query(message, question_end);
+            }
+            // Padding is this hop's business, as over DoT: taken off the query, put back on the
+            // answer (`edns`). Keepalive (RFC 7828) is TCP's, not HTTP's: taken off, never
+            // answered.
+            let mut edited = ctx.query_edit.borrow_mut();
+            let (mut hop, stripped) = edns::take_query_options(message, question_end, &mut edited);
+            hop.keepalive = false;
+            hop.padding = match ctx.padding {
+                Padding::Requested => hop.padding,
+                Padding::Always => true,
+                Padding::Never => false,
+            };
+            let relayed = if stripped { &edited[..] } else { message };
+            ctx.relay.submit(relayed, question_end, reply, hop.to_tag(), Some(client.addr));
+            Dispatched::Submitted
+        }
+        QueryVerdict::Answer(rcode) => {
+            let answers = &ctx.stats.doh.answers;
+            bump(if rcode == dns::rcode::NOTIMP { &answers.notimp } else { &answers.formerr });
+            Dispatched::Local(local(message, rcode))
+        }
+        QueryVerdict::Close => Dispatched::NotAQuery,
+    }
 }
 
 /// A POST body, as read.
@@ -452,5 +502,47 @@ impl ReplyTo for DohReply {
 
     fn is_closed(&self) -> bool {
         self.sender.borrow().as_ref().is_none_or(oneshot::Sender::is_closed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const QUERY_B64: &str = "AAABAAABAAAAAAAAB2V4YW1wbGUDY29tAAABAAE";
+
+    fn status_of(asked: Asked) -> u16 {
+        match asked {
+            Asked::Message(_) => 200,
+            Asked::Status(code) => code.as_u16(),
+        }
+    }
+
+    #[test]
+    fn each_request_gets_its_message_or_its_status() {
+        let none = || Body::Message(Vec::new());
+        let query = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(QUERY_B64).unwrap();
+        let get = |target: &str| status_of(ask("/dns-query", b"GET", target, None, none()));
+        assert_eq!(get(&format!("/dns-query?dns={QUERY_B64}")), 200);
+        assert_eq!(get(&format!("/dns-query?ct&dns={QUERY_B64}&x=1")), 200);
+        assert_eq!(get(&format!("/other?dns={QUERY_B64}")), 404);
+        assert_eq!(get(&format!("/dns-query/?dns={QUERY_B64}")), 404);
+        assert_eq!(get("/dns-query"), 400);
+        assert_eq!(get(&format!("/dns-query?dns={QUERY_B64}==")), 400, "padding");
+        assert_eq!(get("/dns-query?dns=AAAB+/"), 400, "base64, not base64url");
+        assert_eq!(get("/dns-query?dns=AAABAAAB"), 400, "shorter than a header");
+        let post = |content_type: &[u8], body: Body| {
+            status_of(ask("/dns-query", b"POST", "/dns-query", Some(content_type), body))
+        };
+        assert_eq!(post(b"application/dns-message", Body::Message(query.clone())), 200);
+        assert_eq!(post(b"application/dns-message; charset=x", Body::Message(query.clone())), 200);
+        assert_eq!(post(b"text/plain", Body::Message(query.clone())), 415);
+        assert_eq!(post(b"application/dns-message", Body::TooLarge), 413);
+        assert_eq!(post(b"text/plain", Body::TooLarge), 415, "the type is judged first");
+        assert_eq!(post(b"application/dns-message", Body::Broken), 400);
+        assert_eq!(post(b"application/dns-message", Body::Message(vec![0; 11])), 400);
+        assert_eq!(status_of(ask("/dns-query", b"POST", "/dns-query", None, Body::Message(query))), 415);
+        assert_eq!(status_of(ask("/dns-query", b"PUT", "/dns-query", None, none())), 405);
+        assert_eq!(status_of(ask("/q", b"PUT", "/dns-query", None, none())), 404, "the path is judged first");
     }
 }
