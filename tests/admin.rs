@@ -79,13 +79,14 @@ async fn metrics_count_what_clients_saw() {
     assert!(page.contains("# TYPE dotgate_queries_received_total counter"), "{page}");
 
     drop(client);
-    let (_, page) = poll(admin, "/metrics", WAIT, |_, page| sample(page, "dotgate_connections_open") == Some(0.0));
+    // A scrape reads the counters, then the gauges: the connection may close between the two, so
+    // wait for both to show it.
+    let closed = r#"dotgate_connections_closed_total{frontend="dot",reason="client"}"#;
+    let (_, page) = poll(admin, "/metrics", WAIT, |_, page| {
+        sample(page, "dotgate_connections_open") == Some(0.0) && sample(page, closed) == Some(1.0)
+    });
     assert_eq!(sample(&page, "dotgate_connections_open"), Some(0.0), "closed connections are not counted as open");
-    assert_eq!(
-        sample(&page, r#"dotgate_connections_closed_total{frontend="dot",reason="client"}"#),
-        Some(1.0),
-        "{page}"
-    );
+    assert_eq!(sample(&page, closed), Some(1.0), "{page}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
