@@ -15,11 +15,8 @@
 
 use std::time::Instant;
 
-use super::frames::{kind, FrameHead, ACK};
+use super::frames::{kind, FrameHead, ACK, END_HEADERS};
 use super::MAX_HEADER_LIST;
-
-/// END_HEADERS on HEADERS and CONTINUATION.
-const END_HEADERS: u8 = 0x4;
 
 /// Which budget a frame was charged to: the label of `dotgate_doh_flood_closed_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -34,9 +34,12 @@ pub mod kind {
 /// END_STREAM on DATA and HEADERS; ACK on SETTINGS and PING (the same bit).
 pub const END_STREAM: u8 = 0x1;
 pub const ACK: u8 = 0x1;
+/// END_HEADERS on HEADERS and CONTINUATION.
+pub const END_HEADERS: u8 = 0x4;
 
 impl FrameHead {
-    fn parse(octets: &[u8; 9]) -> FrameHead {
+    /// The fields of a 9-octet frame header.
+    pub fn parse(octets: &[u8; 9]) -> FrameHead {
         FrameHead {
             len: u32::from_be_bytes([0, octets[0], octets[1], octets[2]]),
             kind: octets[3],

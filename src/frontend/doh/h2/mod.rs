@@ -35,7 +35,7 @@
 use std::time::Instant;
 
 use super::flood::{Flood, FloodBudget};
-use super::frames::{kind, FrameHead, ACK, END_STREAM};
+use super::frames::{kind, FrameHead, ACK, END_HEADERS, END_STREAM};
 use super::hpack;
 
 #[cfg(test)]
@@ -68,8 +68,7 @@ pub mod setting {
     pub const MAX_HEADER_LIST_SIZE: u16 = 0x6;
 }
 
-/// END_HEADERS on HEADERS and CONTINUATION; PADDED on DATA and HEADERS; PRIORITY on HEADERS.
-const END_HEADERS: u8 = 0x4;
+/// PADDED on DATA and HEADERS; PRIORITY on HEADERS.
 const PADDED: u8 = 0x8;
 const PRIORITY: u8 = 0x20;
 
@@ -378,7 +377,7 @@ impl H2Conn {
                         break;
                     }
                     self.head_have = 0;
-                    let head = parse_head(&self.head);
+                    let head = FrameHead::parse(&self.head);
                     self.check_head(&head, io.now)?;
                     self.frame = Some(head);
                     head
@@ -1091,15 +1090,6 @@ fn flood_error(flood: Flood) -> ConnError {
         Flood::Other => "flood of empty, window or priority frames",
     };
     ConnError { code: code::ENHANCE_YOUR_CALM, reason, flood: Some(flood) }
-}
-
-fn parse_head(octets: &[u8; 9]) -> FrameHead {
-    FrameHead {
-        len: u32::from_be_bytes([0, octets[0], octets[1], octets[2]]),
-        kind: octets[3],
-        flags: octets[4],
-        stream: u32::from_be_bytes([octets[5], octets[6], octets[7], octets[8]]) & 0x7fff_ffff,
-    }
 }
 
 /// A padded frame's content (RFC 9113 §6.1): padding longer than the frame is a connection

@@ -32,7 +32,7 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 fn frames(mut octets: &[u8]) -> Vec<Frame> {
     let mut all = Vec::new();
     while !octets.is_empty() {
-        let head = parse_head(octets[..9].try_into().unwrap());
+        let head = FrameHead::parse(octets[..9].try_into().unwrap());
         let end = 9 + head.len as usize;
         all.push(Frame { kind: head.kind, flags: head.flags, stream: head.stream, payload: octets[9..end].to_vec() });
         octets = &octets[end..];
