@@ -254,17 +254,18 @@ fn status(code: StatusCode, counter: &crate::stats::Counter) -> Answer {
 /// One HTTP request: a DNS query, relayed, or an HTTP error.
 async fn handle(ctx: Rc<DohContext>, client: Client, request: Request<Incoming>) -> Result<Answer, Infallible> {
     let stats = ctx.stats.clone();
-    let target = request.uri().path_and_query().map_or("/", |target| target.as_str()).to_owned();
-    let method = request.method().clone();
-    let content_type = request.headers().get(CONTENT_TYPE).map(|value| value.as_bytes().to_vec());
+    // Borrowed from the head while the body is read: no copy of the target or the headers.
+    let (head, body) = request.into_parts();
+    let target = head.uri.path_and_query().map_or("/", |target| target.as_str());
+    let content_type = head.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes);
     // A POST's body is read whatever the answer: answered before its upload ends, a stream is
     // reset, and some HTTP/2 clients (curl 7.88) then lose the answer.
-    let body = if method == Method::POST && request.uri().path() == ctx.path {
-        read_body(request.into_body()).await
+    let body = if head.method == Method::POST && head.uri.path() == ctx.path {
+        read_body(body).await
     } else {
         Body::Message(Vec::new())
     };
-    let message = match ask(&ctx.path, method.as_str().as_bytes(), &target, content_type.as_deref(), body) {
+    let message = match ask(&ctx.path, head.method.as_str().as_bytes(), target, content_type, body) {
         Asked::Message(message) => message,
         Asked::Status(code) => {
             let counter = match code {
@@ -281,9 +282,18 @@ async fn handle(ctx: Rc<DohContext>, client: Client, request: Request<Incoming>)
             return Ok(response);
         }
     };
-    let (reply, receiver) = DohReply::pair();
+    // The reply and its channel are made only for a message that leaves (not for a local answer).
+    let mut waiting = None;
+    let reply = || {
+        let (reply, receiver) = DohReply::pair();
+        waiting = Some(receiver);
+        reply
+    };
     let answer = match dispatch(&ctx, &client, &message, reply) {
-        Dispatched::Submitted => receiver.await.unwrap_or_else(|_| local(&message, dns::rcode::SERVFAIL)),
+        Dispatched::Submitted => match waiting {
+            Some(receiver) => receiver.await.unwrap_or_else(|_| local(&message, dns::rcode::SERVFAIL)),
+            None => local(&message, dns::rcode::SERVFAIL),
+        },
         Dispatched::Local(answer) => answer,
         Dispatched::NotAQuery => return Ok(status(StatusCode::BAD_REQUEST, &stats.doh_status_400)),
     };
@@ -358,9 +368,10 @@ enum Dispatched {
 }
 
 /// Sends `message` where DoT would (the gateway for `--pvt-zone` names, else the relay, with the
-/// client's address, padding taken off and put back through `reply`'s tag), or answers it here.
+/// client's address, padding taken off and put back through the tag) with the `reply` it makes,
+/// or answers it here.
 /// The same for every HTTP version and connection type: what DoH does with a DNS message.
-fn dispatch(ctx: &DohContext, client: &Client, message: &[u8], reply: Rc<dyn ReplyTo>) -> Dispatched {
+fn dispatch(ctx: &DohContext, client: &Client, message: &[u8], reply: impl FnOnce() -> Rc<dyn ReplyTo>) -> Dispatched {
     bump(&ctx.stats.doh.queries);
     let rate_limited = || local_ede(message, dns::rcode::REFUSED, edns::ede::PROHIBITED, "rate limited");
     if let Some(pvt) = ctx.pvt.as_ref().filter(|pvt| pvt.server.claims(message)) {
@@ -368,7 +379,7 @@ fn dispatch(ctx: &DohContext, client: &Client, message: &[u8], reply: Rc<dyn Rep
         if over_rate(ctx, client) {
             return Dispatched::Local(rate_limited());
         }
-        pvt.handle(message, reply, 0, crate::frontend::pvt::gateway::Transport::Stream);
+        pvt.handle(message, reply(), 0, crate::frontend::pvt::gateway::Transport::Stream);
         return Dispatched::Submitted;
     }
     match dns::check_query(message) {
@@ -391,7 +402,7 @@ fn dispatch(ctx: &DohContext, client: &Client, message: &[u8], reply: Rc<dyn Rep
                 Padding::Never => false,
             };
             let relayed = if stripped { &edited[..] } else { message };
-            ctx.relay.submit(relayed, question_end, reply, hop.to_tag(), Some(client.addr));
+            ctx.relay.submit(relayed, question_end, reply(), hop.to_tag(), Some(client.addr));
             Dispatched::Submitted
         }
         QueryVerdict::Answer(rcode) => {
