@@ -301,6 +301,8 @@ pub struct WorkerStats {
     pub doh_status_405: Counter,
     pub doh_status_413: Counter,
     pub doh_status_415: Counter,
+    pub doh_status_431: Counter,
+    pub doh_status_501: Counter,
     /// DoH connections closed for spending an HTTP/2 flood budget (`doh::flood`).
     pub doh_flood_ping: Counter,
     pub doh_flood_settings: Counter,
@@ -448,7 +450,7 @@ impl WorkerStats {
     }
 
     /// The counters without a frontend.
-    fn worker_counters(&self) -> [(Exposed, &Counter); 36] {
+    fn worker_counters(&self) -> [(Exposed, &Counter); 38] {
         [
             (exposed("rate_limited_queries", "rate_limited_total", &[("kind", "queries")]), &self.rate_limited_queries),
             (
@@ -497,6 +499,8 @@ impl WorkerStats {
             (exposed("doh_status_405", "doh_responses_total", &[("status", "405")]), &self.doh_status_405),
             (exposed("doh_status_413", "doh_responses_total", &[("status", "413")]), &self.doh_status_413),
             (exposed("doh_status_415", "doh_responses_total", &[("status", "415")]), &self.doh_status_415),
+            (exposed("doh_status_431", "doh_responses_total", &[("status", "431")]), &self.doh_status_431),
+            (exposed("doh_status_501", "doh_responses_total", &[("status", "501")]), &self.doh_status_501),
             (exposed("doh_flood_ping", "doh_flood_closed_total", &[("frame", "ping")]), &self.doh_flood_ping),
             (
                 exposed("doh_flood_settings", "doh_flood_closed_total", &[("frame", "settings")]),

@@ -100,26 +100,16 @@ async fn serve(spec: WorkerSpec) -> io::Result<()> {
         let listener = TcpListener::from_std(listener)?;
         tokio::task::spawn_local(accept::accept_loop(listener, ctx.clone(), shutdown.clone()));
     }
-    let open_doh = Rc::new(crate::frontend::doh::OpenDoh::default());
     if !doh_listeners.is_empty() {
-        let doh = Rc::new(crate::frontend::doh::DohContext {
-            relay: relay.clone(),
-            stats: stats.clone(),
-            tls: ctx.tls.doh.clone(),
-            gate: ctx.gate.clone(),
-            limits: ctx.limits.clone(),
-            path: config.doh_path.clone(),
-            handshake_timeout: config.handshake_timeout,
-            idle_timeout: config.idle_timeout,
-            max_in_flight: config.max_in_flight,
-            log_queries: config.log_queries,
-            padding: config.padding,
-            pvt: pvt.as_ref().map(|(gateway, _)| gateway.clone()),
-            query_edit: Default::default(),
-            open: open_doh.clone(),
-        });
+        // DoH connections are DoT's connections speaking HTTP: the same context, limits and drain.
+        let doh = Rc::new(crate::frontend::doh::DohContext::new(
+            ctx.tls.doh.clone(),
+            config.doh_path.clone(),
+            config.max_in_flight,
+        ));
         for listener in doh_listeners {
-            tokio::task::spawn_local(crate::frontend::doh::accept_loop(doh.clone(), listener, shutdown.clone()));
+            let accepting = crate::frontend::doh::accept_loop(ctx.clone(), doh.clone(), listener, shutdown.clone());
+            tokio::task::spawn_local(accepting);
         }
     }
     if let Some((server, sockets)) = dnsenc {
@@ -169,12 +159,11 @@ async fn serve(spec: WorkerSpec) -> io::Result<()> {
 
     shutdown.wait().await;
     ctx.connections.begin_drain();
-    let all_closed = async { tokio::join!(ctx.connections.all_closed(), open_doh.all_closed()) };
-    let drained = tokio::time::timeout(config.drain_timeout, all_closed).await.is_ok();
+    let drained = tokio::time::timeout(config.drain_timeout, ctx.connections.all_closed()).await.is_ok();
     tracing::info!(
         worker = index,
         drained,
-        open_connections = ctx.connections.count() + open_doh.count(),
+        open_connections = ctx.connections.count(),
         in_flight = relay.in_flight(),
         "worker stopped: {stats}"
     );

@@ -5,13 +5,10 @@
 //! CVE-2019-9514 and CVE-2023-44487 (reset, "rapid reset"), CVE-2019-9513 and CVE-2019-9518
 //! (priority, empty frames) each cost the server work per frame while asking for nothing.
 //!
-//! h2 has its own limits (streams reset before they were answered; pending local resets; the
-//! header list size; one pending PONG at a time) but no count of pings or settings: hence
-//! these budgets, fed by the frames `frames::FrameCursor` sees.
+//! `h2` charges every frame header the client sends here (`charge_at`), on top of its own
+//! protocol checks (the stream cap, the header list size, flow control).
 //!
-//! Owns: the buckets. Never: reads the clock unless a budgeted frame arrives (a DATA or HEADERS
-//! frame that carries something costs nothing here), and never with `charge_at`, which takes
-//! the caller's.
+//! Owns: the buckets. Never: reads the clock (the caller's `now` is the only time).
 
 use std::time::Instant;
 
@@ -116,12 +113,7 @@ impl FloodBudget {
         }
     }
 
-    /// Charges one frame the client sent; `Err` names the budget it exhausted.
-    pub fn charge(&mut self, head: &FrameHead) -> Result<(), Flood> {
-        self.charge_at(head, Instant::now())
-    }
-
-    /// `charge` on the caller's clock.
+    /// Charges one frame the client sent at `now`; `Err` names the budget it exhausted.
     pub fn charge_at(&mut self, head: &FrameHead, now: Instant) -> Result<(), Flood> {
         if head.kind == kind::HEADERS || head.kind == kind::CONTINUATION {
             self.header_block =
@@ -178,26 +170,32 @@ mod tests {
         ] {
             let mut budget = FloodBudget::new(100);
             for i in 0..burst {
-                assert_eq!(budget.charge(&frame), Ok(()), "{flood:?} frame {i}");
+                assert_eq!(budget.charge_at(&frame, Instant::now()), Ok(()), "{flood:?} frame {i}");
             }
-            assert_eq!(budget.charge(&frame), Err(flood));
+            assert_eq!(budget.charge_at(&frame, Instant::now()), Err(flood));
         }
     }
 
     #[test]
     fn a_header_block_over_the_cap_is_refused_whether_in_one_frame_or_in_many() {
         let mut budget = FloodBudget::new(100);
-        assert_eq!(budget.charge(&head(kind::HEADERS, END_HEADERS, MAX_HEADER_LIST)), Ok(()));
-        assert_eq!(budget.charge(&head(kind::HEADERS, END_HEADERS, MAX_HEADER_LIST + 1)), Err(Flood::Headers));
+        assert_eq!(budget.charge_at(&head(kind::HEADERS, END_HEADERS, MAX_HEADER_LIST), Instant::now()), Ok(()));
+        assert_eq!(
+            budget.charge_at(&head(kind::HEADERS, END_HEADERS, MAX_HEADER_LIST + 1), Instant::now()),
+            Err(Flood::Headers)
+        );
         let mut budget = FloodBudget::new(100);
-        assert_eq!(budget.charge(&head(kind::HEADERS, 0, 10_000)), Ok(()));
-        assert_eq!(budget.charge(&head(kind::CONTINUATION, 0, 6_000)), Ok(()));
-        assert_eq!(budget.charge(&head(kind::CONTINUATION, END_HEADERS, 1_000)), Err(Flood::Headers));
+        assert_eq!(budget.charge_at(&head(kind::HEADERS, 0, 10_000), Instant::now()), Ok(()));
+        assert_eq!(budget.charge_at(&head(kind::CONTINUATION, 0, 6_000), Instant::now()), Ok(()));
+        assert_eq!(
+            budget.charge_at(&head(kind::CONTINUATION, END_HEADERS, 1_000), Instant::now()),
+            Err(Flood::Headers)
+        );
         // Each block counts alone.
         let mut budget = FloodBudget::new(100);
         for _ in 0..1_000 {
-            assert_eq!(budget.charge(&head(kind::HEADERS, 0, 10_000)), Ok(()));
-            assert_eq!(budget.charge(&head(kind::CONTINUATION, END_HEADERS, 6_000)), Ok(()));
+            assert_eq!(budget.charge_at(&head(kind::HEADERS, 0, 10_000), Instant::now()), Ok(()));
+            assert_eq!(budget.charge_at(&head(kind::CONTINUATION, END_HEADERS, 6_000), Instant::now()), Ok(()));
         }
     }
 
@@ -212,7 +210,7 @@ mod tests {
                 head(kind::PING, ACK, 8),
                 head(kind::SETTINGS, ACK, 0),
             ] {
-                assert_eq!(budget.charge(&frame), Ok(()));
+                assert_eq!(budget.charge_at(&frame, Instant::now()), Ok(()));
             }
         }
     }

@@ -49,6 +49,8 @@ pub struct H1Conn {
     draining: bool,
     /// A chunked body, decoded (only while one is being read).
     chunked: Vec<u8>,
+    /// The status a broken request was answered with (the connection closes after it).
+    refused: Option<u16>,
 }
 
 /// What a request head said about its body and the connection.
@@ -140,8 +142,14 @@ impl H1Conn {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.last = Some(seq);
+        self.refused = Some(refused.0);
         self.respond(seq, refused.0, &[], b"", out);
         0
+    }
+
+    /// The status a broken request was answered with, if one was: the connection ends after it.
+    pub fn refused(&self) -> Option<u16> {
+        self.refused
     }
 
     /// The response to request `seq`: appended to `out` when its turn has come (and then any

@@ -25,7 +25,20 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// At most one accept-error log line per this long per listener.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-pub async fn accept_loop(listener: TcpListener, ctx: Rc<DotContext>, mut shutdown: Shutdown) {
+/// DoT's accept loop.
+pub async fn accept_loop(listener: TcpListener, ctx: Rc<DotContext>, shutdown: Shutdown) {
+    accept_loop_of(listener, ctx, shutdown, crate::stats::Frontend::Dot, super::messages::DotMessages::default).await
+}
+
+/// Accepts connections that speak `P` inside TLS (`new_protocol` makes each one's state), each
+/// served by `connection::serve` as a task of the worker.
+pub async fn accept_loop_of<P: connection::Protocol + 'static>(
+    listener: TcpListener,
+    ctx: Rc<DotContext>,
+    mut shutdown: Shutdown,
+    frontend: crate::stats::Frontend,
+    new_protocol: impl Fn() -> P,
+) {
     let mut last_error_log: Option<Instant> = None;
     loop {
         let accepted = tokio::select! {
@@ -56,9 +69,10 @@ pub async fn accept_loop(listener: TcpListener, ctx: Rc<DotContext>, mut shutdow
                 ctx.idle_timeout.set(ctx.limits.idle_timeout(ctx.settings.idle_timeout));
                 // Answers are coalesced in user space; Nagle would only delay them.
                 let _ = tcp.set_nodelay(true);
-                bump(&ctx.stats.dot.connections_accepted);
+                bump(&P::stats(&ctx.stats).connections_accepted);
                 let client = client_of(&ctx, &tcp, peer);
-                tokio::task::spawn_local(connection::serve(tcp, ctx.clone(), admission, client));
+                let serving = connection::serve(tcp, ctx.clone(), admission, client, new_protocol(), frontend);
+                tokio::task::spawn_local(serving);
             }
             Err(e) => {
                 if last_error_log.is_none_or(|t| t.elapsed() >= ERROR_LOG_INTERVAL) {

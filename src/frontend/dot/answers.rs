@@ -1,8 +1,9 @@
-//! A DoT connection's answer queue: the `ReplyTo` the relay delivers to, and the count of the
+//! A connection's answer queue: the `ReplyTo` the relay delivers to, and the count of the
 //! connection's queries not yet answered on the wire, which drives read backpressure.
 //!
-//! Answers are appended, already framed, to one buffer, so that all answers ready when the
-//! writer runs leave in one TLS record and one write. The buffer is bounded by the in-flight
+//! Answers are appended, already framed (DoT's 2-octet length prefix), to one buffer, so that
+//! all answers ready when the writer runs leave in one write (DoT: in one TLS record; DoH makes
+//! each its own HTTP response, and finds its request by the DNS ID it gave the query). The buffer is bounded by the in-flight
 //! cap: the connection reads no new query while `outstanding` is at the cap, and every queued
 //! answer is counted in `outstanding` until it is written.
 
@@ -17,9 +18,11 @@ const KEEP_CAPACITY: usize = 16 * 1024;
 use crate::dns;
 use crate::edns::{self, HopOptions};
 use crate::relay::ReplyTo;
+use crate::stats::Frontend;
 
-#[derive(Default)]
 pub struct AnswerQueue {
+    /// Whose answers these are, for the relay's count.
+    frontend: Frontend,
     /// Framed answers not yet handed to TLS.
     framed: RefCell<Vec<u8>>,
     /// Answers in `framed`.
@@ -41,6 +44,20 @@ pub struct AnswerQueue {
 }
 
 impl AnswerQueue {
+    pub fn new(frontend: Frontend) -> AnswerQueue {
+        AnswerQueue {
+            frontend,
+            framed: RefCell::default(),
+            queued: Cell::default(),
+            outstanding: Cell::default(),
+            closed: Cell::default(),
+            draining: Cell::default(),
+            keepalive_100ms: Cell::default(),
+            woken: Cell::default(),
+            waker: Cell::default(),
+        }
+    }
+
     /// Sets the idle timeout that answers asking for edns-tcp-keepalive state.
     pub fn set_idle_timeout(&self, idle: std::time::Duration) {
         self.keepalive_100ms.set((idle.as_millis() / 100).min(u16::MAX as u128) as u16);
@@ -78,12 +95,13 @@ impl AnswerQueue {
         self.queued.get() > 0
     }
 
-    /// Hands every queued answer, framed and joined, to `write` (which encrypts them into one
-    /// TLS record per 16 KiB); they stop counting as outstanding. The buffer is given back
-    /// when nothing else is outstanding, so an idle connection holds none.
-    pub fn write_out<E>(&self, write: impl FnOnce(&[u8]) -> Result<(), E>) -> Result<(), E> {
+    /// Hands every queued answer, framed and joined, to `write` (DoT encrypts them into one
+    /// TLS record per 16 KiB; DoH may rewrite their IDs in place); they stop counting as
+    /// outstanding. The buffer is given back when nothing else is outstanding, so an idle
+    /// connection holds none.
+    pub fn write_out<E>(&self, write: impl FnOnce(&mut [u8]) -> Result<(), E>) -> Result<(), E> {
         let mut framed = self.framed.borrow_mut();
-        write(&framed)?;
+        write(&mut framed)?;
         self.outstanding.set(self.outstanding.get() - self.queued.get());
         self.queued.set(0);
         if self.outstanding.get() == 0 || framed.capacity() > KEEP_CAPACITY {
@@ -139,8 +157,8 @@ impl AnswerQueue {
 }
 
 impl ReplyTo for AnswerQueue {
-    fn frontend(&self) -> crate::stats::Frontend {
-        crate::stats::Frontend::Dot
+    fn frontend(&self) -> Frontend {
+        self.frontend
     }
 
     fn deliver(&self, answer: &[u8], tag: u8) {

@@ -1,10 +1,12 @@
-//! One client connection, from the first byte to close: the only owner of its socket and its
-//! TLS session.
+//! One client connection over TLS, from the first byte to close: the only owner of its socket
+//! and its TLS session. What is spoken inside TLS is a `Protocol`: DoT's length-prefixed
+//! messages (`dot::messages`) or DoH's HTTP (`doh::protocol`); this driver is the same for both.
 //!
 //! One task waits on "socket readable", "socket writable" (only while the client is slow to
 //! take answers), "answers ready", a deadline and shutdown. Each wake-up runs one synchronous
-//! step: read once into the worker's shared buffer, decrypt, hand every whole query to the
-//! relay, encrypt every ready answer into one TLS record, and write once. Nothing is held in
+//! step: read once into the worker's shared buffer, decrypt, hand the plaintext to the
+//! protocol (which hands every whole query to the relay), encrypt every ready answer (DoT: into
+//! one TLS record; DoH: one record per HTTP response), and write once. Nothing is held in
 //! the shared buffers across a wait; what must survive a wait (the start of a record, the start
 //! of a query, bytes the client has not taken yet) is copied into the connection's own
 //! buffers, which are empty and unallocated when the connection is idle.
@@ -20,6 +22,7 @@ use std::future::Future;
 use std::io::{self, Read, Write};
 use std::ops::ControlFlow;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -30,17 +33,12 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::answers::AnswerQueue;
-use super::framing::{self, FrameTooShort};
 use super::hello::{self, HelloPeek};
 use super::session::{Output, TlsSession};
 use super::DotContext;
-use crate::config::Padding;
-use crate::dns::{self, QueryVerdict};
-use crate::edns;
 use crate::frontend::limits::Admission;
 use crate::frontend::Client;
-use crate::relay::ReplyTo;
-use crate::stats::bump;
+use crate::stats::{bump, TlsFrontendStats, WorkerStats};
 
 /// Bytes asked for by each read. Large, since the buffer is shared by the worker's connections:
 /// a pipelining client's whole burst arrives in one system call.
@@ -59,6 +57,9 @@ pub struct SharedBuffers {
     incoming: Vec<u8>,
     /// Ciphertext to write to a client.
     out: Output,
+    /// Plaintext a protocol writes before it is encrypted (DoH's HTTP; DoT's answers are
+    /// encrypted straight from the answer queue).
+    plain: Vec<u8>,
 }
 
 impl SharedBuffers {
@@ -73,9 +74,68 @@ impl SharedBuffers {
     }
 }
 
+/// What a connection speaks inside TLS. The driver owns the socket, TLS, the answer queue, the
+/// timers and drain; the protocol turns plaintext into queries for the relay and queued answers
+/// into plaintext. Every method runs within one synchronous step.
+pub trait Protocol {
+    /// Its connections' counters (accepted, handshakes, closures).
+    fn stats(stats: &WorkerStats) -> &TlsFrontendStats;
+
+    /// The TLS configuration for the client's hello.
+    fn tls_config(&self, ctx: &DotContext, hello: HelloPeek) -> Arc<rustls::ServerConfig>;
+
+    /// The protocol the handshake agreed on by ALPN (told before every read of the handshake,
+    /// so before the first application data).
+    fn negotiated(&mut self, alpn: Option<&[u8]>);
+
+    /// The handshake is over: anything to send first goes into `plain`.
+    fn established(&mut self, plain: &mut Vec<u8>);
+
+    /// Takes decrypted bytes (any piece of the stream; empty: retry what was held back by the
+    /// in-flight cap). What the protocol sends of its own accord goes into `plain`.
+    fn take(&mut self, conn: &Conn<'_>, plaintext: &[u8], plain: &mut Vec<u8>) -> Result<(), Ending>;
+
+    /// Input was held back by the in-flight cap.
+    fn holds_input(&self) -> bool;
+
+    /// Encrypts what is ready to go (the queue's answers, the protocol's own responses) into
+    /// `out`, with `plain` as room. Called only when the socket has taken everything before.
+    fn write(
+        &mut self,
+        conn: &Conn<'_>,
+        session: &mut TlsSession,
+        plain: &mut Vec<u8>,
+        out: &mut Output,
+    ) -> Result<(), Ending>;
+
+    /// Drain began (or the connection is about to close): say so, if the protocol can.
+    fn drain(&mut self, plain: &mut Vec<u8>);
+
+    /// Keeps reading while draining (HTTP/2 needs the client's WINDOW_UPDATEs to finish).
+    fn reads_while_draining(&self) -> bool;
+
+    /// Something of the protocol's own is still to send once the client allows it.
+    fn busy(&self) -> bool;
+
+    /// The protocol ended the connection (HTTP/1.1 `Connection: close`, an HTTP error), to
+    /// close once everything is out.
+    fn finished(&self) -> Option<Ending>;
+
+    /// The connection ended: counts what only the protocol knows (HTTP/2 floods).
+    fn ended(&self, stats: &WorkerStats);
+}
+
+/// What the protocol works with in a step: the worker's context, the connection's answer queue
+/// and its client.
+pub struct Conn<'a> {
+    pub ctx: &'a DotContext,
+    pub answers: &'a Rc<AnswerQueue>,
+    pub client: Option<&'a Client>,
+}
+
 /// Why a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ending {
+pub enum Ending {
     /// The TLS handshake failed (not TLS, refused version, bad message).
     HandshakeFailed,
     /// The handshake did not finish within the handshake timeout.
@@ -118,13 +178,15 @@ enum Event {
 /// Not an `async fn`: the connection is built before the future, and the future is a block
 /// that uses what it captured in place. (An `async fn` keeps its arguments beside the locals
 /// made from them, and every idle connection would carry both copies.)
-pub fn serve(
+pub fn serve<P: Protocol>(
     tcp: TcpStream,
     ctx: Rc<DotContext>,
     admission: Admission,
     client: Option<Box<Client>>,
+    protocol: P,
+    frontend: crate::stats::Frontend,
 ) -> impl std::future::Future<Output = ()> {
-    let answers = Rc::new(AnswerQueue::default());
+    let answers = Rc::new(AnswerQueue::new(frontend));
     answers.set_idle_timeout(ctx.idle_timeout.get());
     let open = ctx.connections.enter(&answers);
     let mut conn = Connection {
@@ -132,7 +194,7 @@ pub fn serve(
         socket: tcp,
         session: None,
         partial_record: Vec::new(),
-        pending_plaintext: BytesMut::new(),
+        protocol,
         unsent: BytesMut::new(),
         answers,
         client_open: true,
@@ -141,7 +203,8 @@ pub fn serve(
     async move {
         let ending = conn.run().await;
         conn.answers.close();
-        let stats = &conn.ctx.stats.dot;
+        conn.protocol.ended(&conn.ctx.stats);
+        let stats = P::stats(&conn.ctx.stats);
         match ending {
             Ending::HandshakeFailed => {
                 bump(&stats.handshake_failures);
@@ -164,16 +227,16 @@ pub fn serve(
     }
 }
 
-struct Connection {
+struct Connection<P> {
     ctx: Rc<DotContext>,
     socket: TcpStream,
     /// Made once the ClientHello has said which configuration it needs.
     session: Option<TlsSession>,
     /// The start of a TLS record (or ClientHello) that the last read cut off.
     partial_record: Vec<u8>,
-    /// Decrypted bytes not yet handled: the start of a query, or whole queries held back by the
-    /// in-flight cap.
-    pending_plaintext: BytesMut,
+    /// What is spoken inside TLS, and what of it waits (the start of a query, queries held back
+    /// by the in-flight cap).
+    protocol: P,
     /// Ciphertext the socket has not taken yet (the client reads slowly).
     unsent: BytesMut,
     answers: Rc<AnswerQueue>,
@@ -183,7 +246,7 @@ struct Connection {
     client: Option<Box<Client>>,
 }
 
-impl Connection {
+impl<P: Protocol> Connection<P> {
     async fn run(&mut self) -> Ending {
         // Boxed: tokio's timer entry is 96 bytes, and inline it would push every connection's
         // task into the allocator's next size class (128-byte steps at this size).
@@ -249,7 +312,10 @@ impl Connection {
                     return Ending::Drained;
                 }
             }
-            if outstanding == 0 && self.unsent.is_empty() {
+            if outstanding == 0 && self.unsent.is_empty() && !self.protocol.busy() {
+                if let Some(ending) = self.protocol.finished() {
+                    return ending;
+                }
                 if !self.client_open {
                     return Ending::ClientDone;
                 }
@@ -257,8 +323,9 @@ impl Connection {
                     return Ending::Drained;
                 }
             }
-            let can_read =
-                self.client_open && !draining && (!established || outstanding < self.ctx.settings.max_in_flight);
+            let can_read = self.client_open
+                && (!draining || self.protocol.reads_while_draining())
+                && (!established || outstanding < self.ctx.settings.max_in_flight);
             // The deadline is the handshake timeout, then the idle timeout (nothing in flight),
             // or how long a client may leave its answers untaken.
             let deadline_armed = !established || outstanding == 0 || !self.unsent.is_empty();
@@ -314,26 +381,34 @@ impl Connection {
     fn step(&mut self, read: Option<usize>) -> Result<(), Ending> {
         let ctx = self.ctx.clone();
         let mut buffers = ctx.buffers.borrow_mut();
-        let SharedBuffers { incoming, out } = &mut *buffers;
-        debug_assert!(out.is_empty());
+        let SharedBuffers { incoming, out, plain } = &mut *buffers;
+        debug_assert!(out.is_empty() && plain.is_empty());
         let mut result = match read {
             Some(read) => {
                 let total = self.partial_record.len() + read;
-                self.take_ciphertext(&mut incoming[..total], out)
+                self.take_ciphertext(&mut incoming[..total], out, plain)
             }
             None => Ok(()),
         };
+        if result.is_ok() && self.answers.is_draining() {
+            self.protocol.drain(plain);
+        }
+        // What the protocol said of its own accord (HTTP/2's SETTINGS, acknowledgements,
+        // GOAWAY) goes before any answer, even to a client slow to read: it is small.
+        self.flush_plain(plain, out);
         // Twice: writing answers lowers the in-flight count, which may let queries held back
         // by the cap go to the relay, which may answer some locally at once.
         for _ in 0..2 {
-            if result.is_ok() && !self.pending_plaintext.is_empty() {
-                result =
-                    take_plaintext(&self.ctx, &self.answers, self.client.as_deref(), &mut self.pending_plaintext, &[]);
+            if result.is_ok() && self.protocol.holds_input() {
+                let conn = Conn { ctx: &self.ctx, answers: &self.answers, client: self.client.as_deref() };
+                result = self.protocol.take(&conn, &[], plain);
+                self.flush_plain(plain, out);
             }
-            if result.is_ok() && self.answers.has_output() && self.unsent.is_empty() {
+            if result.is_ok() && self.unsent.is_empty() {
                 if let Some(session) = self.session.as_mut().filter(|s| s.is_established()) {
-                    result =
-                        self.answers.write_out(|framed| session.encrypt(framed, out)).map_err(|_| Ending::Protocol);
+                    let conn = Conn { ctx: &self.ctx, answers: &self.answers, client: self.client.as_deref() };
+                    result = self.protocol.write(&conn, session, plain, out);
+                    plain.clear();
                 }
             }
         }
@@ -343,33 +418,47 @@ impl Connection {
         result.and(sent)
     }
 
+    /// Encrypts what the protocol put in `plain` (once the handshake is over), and empties it.
+    fn flush_plain(&mut self, plain: &mut Vec<u8>, out: &mut Output) {
+        if plain.is_empty() {
+            return;
+        }
+        if let Some(session) = self.session.as_mut().filter(|s| s.is_established()) {
+            // A failure here fails the next encryption too, which ends the connection.
+            let _ = session.encrypt(plain, out);
+        }
+        plain.clear();
+    }
+
     /// Handles the ciphertext in `bytes`: the ClientHello first, then records.
-    fn take_ciphertext(&mut self, bytes: &mut [u8], out: &mut Output) -> Result<(), Ending> {
+    fn take_ciphertext(&mut self, bytes: &mut [u8], out: &mut Output, plain: &mut Vec<u8>) -> Result<(), Ending> {
         if self.session.is_none() {
             let config = match hello::peek(bytes) {
                 HelloPeek::Incomplete if bytes.len() < MAX_HELLO_BYTES => {
                     keep(&mut self.partial_record, bytes);
                     return Ok(());
                 }
-                HelloPeek::Hello { offers_only_other_alpn } => self.ctx.tls.config_for(offers_only_other_alpn),
-                // rustls refuses it with the right alert.
-                _ => self.ctx.tls.config_for(false),
+                peek => self.protocol.tls_config(&self.ctx, peek),
             };
             self.session = Some(TlsSession::new(config).map_err(|_| Ending::HandshakeFailed)?);
         }
         let Some(session) = self.session.as_mut() else { return Ok(()) };
         let was_established = session.is_established();
-        let (ctx, answers, pending, client) =
-            (&self.ctx, &self.answers, &mut self.pending_plaintext, self.client.as_deref());
+        let conn = Conn { ctx: &self.ctx, answers: &self.answers, client: self.client.as_deref() };
+        if !was_established {
+            // The server picks ALPN from the ClientHello: known from the second read on, before
+            // the client's first application data (no early data here).
+            self.protocol.negotiated(session.alpn_protocol());
+        }
+        let protocol = &mut self.protocol;
         let mut refused = Ok(());
-        let fed =
-            session.feed(bytes, out, |plaintext| match take_plaintext(ctx, answers, client, pending, plaintext) {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(ending) => {
-                    refused = Err(ending);
-                    ControlFlow::Break(())
-                }
-            });
+        let fed = session.feed(bytes, out, |plaintext| match protocol.take(&conn, plaintext, plain) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(ending) => {
+                refused = Err(ending);
+                ControlFlow::Break(())
+            }
+        });
         // The handshake can finish in the very read that brings the records which then break
         // the stream: a client's Finished and its first records travel together, and feed
         // stops at the bad record before it reaches "established". Such a stream broke after
@@ -391,13 +480,14 @@ impl Connection {
                     Ok(_) => refused.err().unwrap_or(Ending::Protocol),
                 };
                 if completed_now {
-                    count_handshake(&self.ctx, session);
+                    count_handshake::<P>(&self.ctx, session);
                 }
                 return Err(ending);
             }
         };
         if !was_established && session.is_established() {
-            count_handshake(&self.ctx, session);
+            count_handshake::<P>(&self.ctx, session);
+            self.protocol.established(plain);
         }
         if fed.peer_closed {
             self.client_open = false;
@@ -438,7 +528,13 @@ impl Connection {
         if let Some(session) = self.session.as_mut().filter(|s| s.is_established()) {
             let ctx = self.ctx.clone();
             let mut buffers = ctx.buffers.borrow_mut();
-            let out = &mut buffers.out;
+            let SharedBuffers { out, plain, .. } = &mut *buffers;
+            // The protocol's goodbye first (HTTP/2: GOAWAY, unless one went already).
+            self.protocol.drain(plain);
+            if !plain.is_empty() {
+                let _ = session.encrypt(plain, out);
+                plain.clear();
+            }
             if session.close_notify(out).is_ok() {
                 let _ = self.send(out);
             }
@@ -487,9 +583,9 @@ impl Connection {
 }
 
 /// Counts a completed handshake by version and kind.
-fn count_handshake(ctx: &DotContext, session: &TlsSession) {
+fn count_handshake<P: Protocol>(ctx: &DotContext, session: &TlsSession) {
     let (version, kind) = session.version_and_kind();
-    ctx.stats.dot.handshakes.count(version, kind);
+    P::stats(&ctx.stats).handshakes.count(version, kind);
 }
 
 /// Reads once after the socket reported readable. A read that does not fill the room drained
@@ -548,105 +644,4 @@ fn keep(kept: &mut Vec<u8>, bytes: &[u8]) {
         kept.clear();
         kept.extend_from_slice(bytes);
     }
-}
-
-/// Takes decrypted bytes: every whole query (while the in-flight cap allows) is handled; the
-/// rest waits in `pending`. The common case, whole queries in one record and nothing pending,
-/// handles them straight from the record without a copy.
-fn take_plaintext(
-    ctx: &DotContext,
-    answers: &Rc<AnswerQueue>,
-    client: Option<&Client>,
-    pending: &mut BytesMut,
-    plaintext: &[u8],
-) -> Result<(), Ending> {
-    framing::take_stream(pending, plaintext, |stream| take_queries(ctx, answers, client, stream))
-}
-
-impl From<FrameTooShort> for Ending {
-    fn from(_: FrameTooShort) -> Ending {
-        Ending::Protocol
-    }
-}
-
-/// Handles the whole messages at the front of `stream` while the in-flight cap allows; returns
-/// the bytes used.
-fn take_queries(
-    ctx: &DotContext,
-    answers: &Rc<AnswerQueue>,
-    client: Option<&Client>,
-    stream: &[u8],
-) -> Result<usize, Ending> {
-    let cap = ctx.settings.max_in_flight;
-    framing::take_messages(
-        stream,
-        || answers.outstanding() < cap,
-        |message| {
-            bump(&ctx.stats.dot.queries);
-            if let Some(pvt) = ctx.pvt.as_ref().filter(|pvt| pvt.server.claims(message)) {
-                // A query or UPDATE for a private subdomain: the gateway answers it, once.
-                if over_rate(ctx, answers, client, message) {
-                    return Ok(());
-                }
-                answers.relayed();
-                pvt.handle(message, answers.clone(), 0, crate::frontend::pvt::gateway::Transport::Stream);
-                return Ok(());
-            }
-            match dns::check_query(message) {
-                QueryVerdict::Relay { question_end } => {
-                    if over_rate(ctx, answers, client, message) {
-                        return Ok(());
-                    }
-                    if ctx.settings.log_queries {
-                        log_query(message, question_end);
-                    }
-                    answers.relayed();
-                    let reply: Rc<dyn ReplyTo> = answers.clone();
-                    // Keepalive and padding are this hop's business: taken off the query, put back
-                    // on the answer (see `edns`).
-                    let mut edited = ctx.query_edit.borrow_mut();
-                    let (mut hop, stripped) = edns::take_query_options(message, question_end, &mut edited);
-                    hop.padding = match ctx.settings.padding {
-                        Padding::Requested => hop.padding,
-                        Padding::Always => true,
-                        Padding::Never => false,
-                    };
-                    let relayed = if stripped { &edited[..] } else { message };
-                    ctx.relay.submit(relayed, question_end, reply, hop.to_tag(), client.map(|client| client.addr));
-                }
-                QueryVerdict::Answer(rcode) => {
-                    let counter = if rcode == dns::rcode::NOTIMP {
-                        &ctx.stats.dot.answers.notimp
-                    } else {
-                        &ctx.stats.dot.answers.formerr
-                    };
-                    bump(counter);
-                    answers.push_local(message, rcode);
-                }
-                QueryVerdict::Close => return Err(Ending::Protocol),
-            }
-            Ok(())
-        },
-    )
-}
-
-/// Whether `message` is over its client's query rate: then it is answered REFUSED, saying why,
-/// and the backend (or the private-subdomain gateway) never sees it.
-fn over_rate(ctx: &DotContext, answers: &AnswerQueue, client: Option<&Client>, message: &[u8]) -> bool {
-    let Some(client) = client.filter(|_| ctx.gate.limits_queries()) else { return false };
-    if ctx.gate.allow_query(client.key, std::time::Instant::now()) {
-        return false;
-    }
-    bump(&ctx.stats.rate_limited_queries);
-    bump(&ctx.stats.dot.answers.refused);
-    answers.push_local_ede(message, dns::rcode::REFUSED, edns::ede::PROHIBITED, "rate limited");
-    true
-}
-
-/// Logs a query's name and type (only with `--log-queries`).
-pub(crate) fn log_query(message: &[u8], question_end: usize) {
-    let question = &message[dns::HEADER_LEN..question_end];
-    let (name, tail) = question.split_at(question.len() - 4);
-    let qtype = u16::from_be_bytes([tail[0], tail[1]]);
-    tracing::info!(name = %dns::display_name(name), qtype, "query");
 }

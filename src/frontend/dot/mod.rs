@@ -1,17 +1,19 @@
 //! The DNS-over-TLS frontend (RFC 7858), steps ①–④ and ⑨ of the data path: listening sockets,
 //! accept, the TLS handshake, the frame reader, the query check, and the answer writer.
 //!
-//! `frontend::listen` binds the shared SO_REUSEPORT sockets; `accept` runs one accept loop per listener
-//! per worker and drives handshakes; `connection` owns one client connection from its first byte to
-//! close; `hello` peeks at the ClientHello's ALPN offer; `session` is the connection's TLS
-//! record layer (rustls's unbuffered API); `framing` splits the 2-byte length-prefixed stream; `answers` is the connection's
-//! bounded answer queue, the `ReplyTo` the relay hands answers to.
+//! `frontend::listen` binds the shared SO_REUSEPORT sockets; `accept` runs one accept loop per
+//! listener per worker; `connection` owns one client connection from its first byte to close,
+//! whatever it speaks inside TLS (DoH's connections are driven by it too); `messages` is what DoT
+//! speaks there; `hello` peeks at the ClientHello's ALPN offer; `session` is the connection's TLS
+//! record layer (rustls's unbuffered API); `framing` splits the 2-byte length-prefixed stream;
+//! `answers` is the connection's bounded answer queue, the `ReplyTo` the relay hands answers to.
 
 pub mod accept;
 pub mod answers;
 pub mod connection;
 pub mod framing;
 pub mod hello;
+pub mod messages;
 pub mod session;
 
 use std::cell::{Cell, RefCell};

@@ -101,6 +101,11 @@ impl TlsSession {
         (self.conn.protocol_version(), self.conn.handshake_kind())
     }
 
+    /// The application protocol agreed by ALPN, once the ClientHello is processed.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.conn.alpn_protocol()
+    }
+
     /// Processes the whole records at the front of `incoming`: handshake messages are answered
     /// into `out`, and the plaintext of each application-data record goes to `plaintext` (which
     /// returns `Break` to stop: the rest of the input is then left unconsumed).

@@ -26,7 +26,7 @@
 //! message, 431 for a header list over the cap, RST_STREAM for malformed or refused streams,
 //! GOAWAY), the flood budgets (`flood::FloodBudget`).
 //! Never: touches a socket, TLS, a timer or a task; reads the clock (the caller's `now` is the
-//! only time; `FloodBudget` still reads its own, see `feed`); interprets a request beyond HTTP
+//! only time); interprets a request beyond HTTP
 //! (paths, methods and media types are the caller's); sends more DATA than the client's windows
 //! allow; holds more request body octets than the connection window it announced; or mixes two
 //! responses in one piece of output (each `respond` and each `send_pending` appends one
