@@ -713,3 +713,28 @@ fn destroying_a_zone_too_big_for_one_update_deletes_all_of_it() {
     assert_eq!(alices(&setup.bind.pvt_zone_records()), 0, "nothing of alice is left");
     assert_status(&setup.pvt(false, "alice", &key, "register", &[]), "NOERROR", 0, "register again");
 }
+
+#[test]
+fn tls_alone_checks_the_gateway_against_the_system_roots() {
+    let setup = Setup::start();
+    let key = setup.keygen("alice.key");
+    let register = |ssl_cert_file: Option<&Path>| {
+        let (server, key) = (format!("@{}", setup.dotgate.addr), key.to_str().unwrap().to_owned());
+        let mut command = Command::new(env!("CARGO_BIN_EXE_dotgate"));
+        command.args(["pvt", "register", &server, "--zone", "alice._pvt.example.test", "--key", &key]);
+        command.args(["--tls", "--tls-name", "localhost"]);
+        match ssl_cert_file {
+            Some(file) => command.env("SSL_CERT_FILE", file),
+            None => command.env_remove("SSL_CERT_FILE"),
+        };
+        command.output().expect("run dotgate")
+    };
+    // The test certificate is in no system bundle: the handshake fails, nothing is sent.
+    let before = setup.bind.pvt_zone_records();
+    let out = register(None);
+    assert_eq!(out.status.code(), Some(1), "a certificate the system does not trust: {}", text(&out));
+    assert!(text(&out).contains("invalid peer certificate"), "a clear certificate error: {}", text(&out));
+    assert_eq!(setup.bind.pvt_zone_records(), before, "nothing registered");
+    // The system roots are what is checked: with the test certificate as the bundle, it works.
+    assert_status(&register(Some(&setup.cert)), "NOERROR", 0, "the certificate in $SSL_CERT_FILE");
+}
