@@ -409,6 +409,27 @@ fn rcode(answer: &[u8]) -> u8 {
     answer[3] & 0x0f
 }
 
+/// The owner (lowercased wire form) of the one record in Authority, which must be an SOA.
+fn authority_soa_owner(answer: &[u8]) -> Vec<u8> {
+    let parsed = dotgate::message::parse(answer);
+    assert_eq!(parsed.sections[1].len(), 1, "one record in Authority");
+    let soa = &parsed.sections[1][0];
+    assert_eq!(soa.rtype, 6, "an SOA in Authority");
+    soa.owner.to_ascii_lowercase()
+}
+
+/// Four labels of 63 octets before `zone`: over the 255 octets a name may have.
+fn too_long_name(zone: &[u8]) -> Vec<u8> {
+    let mut long = Vec::new();
+    for _ in 0..4 {
+        long.push(63);
+        long.extend_from_slice(&[b'x'; 63]);
+    }
+    long.extend_from_slice(zone);
+    assert!(long.len() > 255);
+    long
+}
+
 #[test]
 fn bad_input_gets_its_rcode_and_leaves_the_zone_alone() {
     let setup = Setup::start();
@@ -465,6 +486,7 @@ fn bad_input_gets_its_rcode_and_leaves_the_zone_alone() {
         ),
         ("AXFR of the _pvt zone", forge.query(&name("_pvt.example.test."), 252), 5),
         ("AXFR of a user zone", forge.signed(forge.query(&zone, 252), &alice, now), 5),
+        ("a name over 255 octets", forge.signed(forge.query(&too_long_name(&zone), ENCR), &alice, now), 1),
     ];
     for (what, msg, want) in cases {
         let answer = exchange(setup.pvt, &msg);
@@ -474,13 +496,16 @@ fn bad_input_gets_its_rcode_and_leaves_the_zone_alone() {
         if want == 5 && msg.len() > 12 && msg[12..].starts_with(&qname[..4]) {
             // §4.1: the question as received and the user's SOA in clear.
             assert_eq!(&answer[12..12 + qname.len()], &qname[..], "{what}: the question as received");
-            assert_eq!(u16::from_be_bytes([answer[8], answer[9]]), 1, "{what}: the SOA in Authority");
+            assert_eq!(authority_soa_owner(&answer), zone, "{what}: the user's SOA in Authority");
         }
+        assert_eq!(setup.bind.pvt_zone_records(), before, "{what}: BIND's zone unchanged");
     }
+    let plain_type = forge.signed(forge.query(&name("www.alice._pvt.example.test."), 1), &alice, now);
+    assert_eq!(authority_soa_owner(&exchange(setup.pvt, &plain_type)), zone, "a plain type: the user's SOA");
     let unknown = forge.query(&name("x.carol._pvt.example.test."), ENCR);
     let answer = exchange(setup.pvt, &unknown);
     assert_eq!(rcode(&answer), 3, "an unknown user: NXDOMAIN");
-    assert_eq!(u16::from_be_bytes([answer[8], answer[9]]), 1, "with the _pvt SOA");
+    assert_eq!(authority_soa_owner(&answer), name(ZONE), "an unknown user: the _pvt SOA, owned by _pvt");
 
     // UPDATEs.
     let add = forge.encr_add(b"\x04evil", 1, &[192, 0, 2, 66]);
@@ -488,6 +513,11 @@ fn bad_input_gets_its_rcode_and_leaves_the_zone_alone() {
     *undecryptable.4.last_mut().unwrap() ^= 1;
     let mut mismatched = forge.encr_add(b"\x04evil", 1, &[192, 0, 2, 66]);
     mismatched.0 = forge.encrypted(16, b"\x04evil");
+    // The owner's ciphertext damaged, and its label count one too many: signed as they are.
+    let mut undecryptable_name = forge.encr_add(b"\x04evil", 1, &[192, 0, 2, 66]);
+    undecryptable_name.0[10] ^= 0x40;
+    let mut miscounted = forge.encr_add(b"\x04evil", 1, &[192, 0, 2, 66]);
+    miscounted.0[1] += 1;
     let mut bob_forge = Forge::new(&setup, setup.user_key(&alice_path), "bob._pvt.example.test.");
     let into_bob = bob_forge.encr_add(b"\x04evil", 1, &[192, 0, 2, 66]);
     let cases: Vec<(&str, Vec<u8>, u8)> = vec![
@@ -510,6 +540,16 @@ fn bad_input_gets_its_rcode_and_leaves_the_zone_alone() {
             5,
         ),
         ("an undecryptable record", forge.signed(forge.update(&zone, &[undecryptable]), &alice, now), 1),
+        (
+            "an UPDATE record whose name does not decrypt",
+            forge.signed(forge.update(&zone, &[undecryptable_name]), &alice, now),
+            1,
+        ),
+        (
+            "an UPDATE record name with a wrong label count",
+            forge.signed(forge.update(&zone, &[miscounted]), &alice, now),
+            1,
+        ),
         (
             "a record whose type disagrees with its owner",
             forge.signed(forge.update(&zone, &[mismatched]), &alice, now),
