@@ -168,6 +168,19 @@ fn assert_status(out: &Output, status: &str, code: i32, what: &str) {
     assert_eq!(out.status.code(), Some(code), "{what}: exit status:\n{shown}");
 }
 
+/// That the client printed alice's SOA (TTL 60, the `_pvt` SOA's minimum) in Authority.
+fn assert_user_soa(out: &Output, what: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = stdout.lines().skip_while(|l| !l.contains("AUTHORITY SECTION"));
+    assert!(lines.next().is_some(), "{what}: no AUTHORITY SECTION:\n{stdout}");
+    let soa: Vec<&str> = lines.take_while(|l| !l.trim().is_empty()).collect();
+    let words: Vec<Vec<&str>> = soa.iter().map(|l| l.split_whitespace().collect()).collect();
+    assert!(
+        words.len() == 1 && words[0][..4] == ["alice._pvt.example.test.", "60", "IN", "SOA"],
+        "{what}: one SOA owned by alice._pvt.example.test.:\n{stdout}"
+    );
+}
+
 /// The records the client printed in the answer section.
 fn answers(out: &Output) -> Vec<String> {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -193,6 +206,7 @@ fn lifecycle(tls: bool) {
     let zone = setup.bind.pvt_zone_records();
     assert!(zone.iter().any(|r| r.starts_with("printer.alice._pvt.example.test. 300 IN A 192.0.2.7")), "{zone:#?}");
 
+    let encrypted = setup.metric("dotgate_pvt_queries_total{kind=\"encrypted\"}");
     let out = run(&key, "query", &["printer", "A"]);
     assert_status(&out, "NOERROR", 0, "query A");
     let got = answers(&out);
@@ -207,27 +221,48 @@ fn lifecycle(tls: bool) {
     let got = answers(&out);
     assert_eq!(got.len(), 1, "{}", text(&out));
     assert!(got[0].contains("model=x1"), "{got:?}");
+    assert_eq!(
+        setup.metric("dotgate_pvt_queries_total{kind=\"encrypted\"}") - encrypted,
+        3.0,
+        "the three encrypted queries, each counted once"
+    );
+
+    // One record of an RRset of two deleted by its RDATA: the other stays.
+    assert_status(&run(&key, "add", &["printer 300 A 192.0.2.8"]), "NOERROR", 0, "a second A");
+    let out = run(&key, "query", &["printer", "A"]);
+    assert_eq!(answers(&out).len(), 2, "{}", text(&out));
+    assert_status(&run(&key, "delete", &["printer A 192.0.2.8"]), "NOERROR", 0, "delete one A by its RDATA");
+    let out = run(&key, "query", &["printer", "A"]);
+    assert_status(&out, "NOERROR", 0, "the other A");
+    let got = answers(&out);
+    assert!(got.len() == 1 && got[0].contains("192.0.2.7"), "only 192.0.2.7 is left: {}", text(&out));
+    let zone = setup.bind.pvt_zone_records();
+    assert!(!zone.iter().any(|r| r.contains("192.0.2.8")), "{zone:#?}");
+    assert!(zone.iter().any(|r| r.starts_with("printer.alice._pvt.example.test. 300 IN A 192.0.2.7")), "{zone:#?}");
 
     assert_status(&run(&key, "delete", &["printer A"]), "NOERROR", 0, "delete A");
     let out = run(&key, "query", &["printer", "A"]);
     assert_status(&out, "NOERROR", 0, "NODATA after deleting A (TXT is still there)");
     assert!(answers(&out).is_empty(), "{}", text(&out));
+    assert_user_soa(&out, "NODATA carries the user's SOA in Authority");
     assert_status(&run(&key, "delete", &["printer TXT"]), "NOERROR", 0, "delete TXT");
     let out = run(&key, "query", &["printer", "A"]);
     assert_status(&out, "NXDOMAIN", 1, "the name is gone");
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("alice._pvt.example.test.\t60\tIN\tSOA")
-            || String::from_utf8_lossy(&out.stdout).contains("alice._pvt.example.test. 60 IN SOA"),
-        "NXDOMAIN carries the user's SOA in clear: {}",
-        text(&out)
-    );
+    assert_user_soa(&out, "NXDOMAIN carries the user's SOA in clear");
 
     let new_key = setup.keygen("alice2.key");
+    let (rekeys, destroys) = (
+        setup.metric("dotgate_pvt_updates_total{op=\"rekey\"}"),
+        setup.metric("dotgate_pvt_updates_total{op=\"destroy\"}"),
+    );
     assert_status(&run(&key, "rekey", &["--new-key", new_key.to_str().unwrap()]), "NOERROR", 0, "rekey");
+    assert_eq!(setup.metric("dotgate_pvt_updates_total{op=\"rekey\"}") - rekeys, 1.0, "the rekey counted once");
     assert_status(&run(&key, "query", &["_ipp._tcp", "SRV"]), "REFUSED", 1, "the old key after the rekey");
     assert_status(&run(&new_key, "query", &["_ipp._tcp", "SRV"]), "NOERROR", 0, "the new key");
 
     assert_status(&run(&new_key, "destroy", &[]), "NOERROR", 0, "destroy");
+    assert_eq!(setup.metric("dotgate_pvt_updates_total{op=\"destroy\"}") - destroys, 1.0, "the destroy counted once");
+    assert_eq!(setup.metric("dotgate_pvt_updates_total{op=\"rekey\"}") - rekeys, 1.0, "and no other rekey");
     let zone = setup.bind.pvt_zone_records();
     assert!(!zone.iter().any(|r| r.contains("alice")), "destroy leaves nothing of alice: {zone:#?}");
     assert_status(&run(&new_key, "query", &["_ipp._tcp", "SRV"]), "NXDOMAIN", 1, "no zone after destroy");
