@@ -789,6 +789,77 @@ fn destroying_a_zone_too_big_for_one_update_deletes_all_of_it() {
     assert_status(&setup.pvt(false, "alice", &key, "register", &[]), "NOERROR", 0, "register again");
 }
 
+/// `dotgate pvt admin ARGS` against the BIND of `setup`.
+fn admin(setup: &Setup, args: &[&str]) -> Output {
+    let (primary, tsig) = (setup.bind.addr.to_string(), setup.bind.pvt_tsig_key_file());
+    let mut all = vec!["pvt", "admin"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--zone", ZONE, "--primary", &primary, "--tsig-key", tsig.to_str().unwrap()]);
+    dotgate(&all)
+}
+
+/// What BIND holds at and below alice's apex.
+fn alices(setup: &Setup) -> Vec<String> {
+    setup.bind.pvt_zone_records().into_iter().filter(|r| r.contains("alice._pvt")).collect()
+}
+
+#[test]
+fn admin_rekey_refuses_the_old_key_at_once_and_admin_destroy_empties_the_zone() {
+    let setup = Setup::start();
+    let old = setup.keygen("alice.key");
+    let run = |key: &Path, command: &str, extra: &[&str]| setup.pvt(false, "alice", key, command, extra);
+    assert_status(&run(&old, "register", &[]), "NOERROR", 0, "register");
+    assert_status(&run(&old, "add", &["www 300 A 192.0.2.1"]), "NOERROR", 0, "add");
+    // The old KEY in the workers' caches (two workers: a few queries reach both).
+    for _ in 0..4 {
+        assert_status(&run(&old, "query", &["www", "A"]), "NOERROR", 0, "query with the old key");
+    }
+
+    // The provider replaces the KEY at BIND, behind the gateway's back.
+    let new = setup.keygen("alice-new.key");
+    let out = admin(&setup, &["rekey", "alice", new.to_str().unwrap()]);
+    assert_status(&out, "NOERROR", 0, "admin rekey");
+    let new_key = setup.user_key(&new).public.key_text();
+    let old_key = setup.user_key(&old).public.key_text();
+    let zone = alices(&setup);
+    let keys: Vec<&String> = zone.iter().filter(|r| r.starts_with("alice._pvt.example.test. ")).collect();
+    assert!(keys.len() == 1 && keys[0].ends_with(&new_key), "only the new KEY at the apex: {zone:#?}");
+
+    // An UPDATE right after, signed with the old key: REFUSED, though the cached KEY is still
+    // the old one for queries. UPDATEs read the KEY from BIND each time.
+    let before = setup.bind.pvt_zone_records();
+    assert_status(&run(&old, "add", &["evil 300 A 192.0.2.66"]), "REFUSED", 1, "the old key's UPDATE");
+    assert_eq!(setup.bind.pvt_zone_records(), before, "the refused UPDATE changed nothing");
+    assert_status(&run(&new, "add", &["printer 300 A 192.0.2.7"]), "NOERROR", 0, "the new key's UPDATE");
+    assert!(alices(&setup).iter().any(|r| r.starts_with("printer.alice._pvt.example.test. 300 IN A 192.0.2.7")));
+    // A KEY that is no user's is refused as the admin's argument, nothing sent.
+    let bad = setup.dir.path().join("bad.key");
+    std::fs::write(&bad, format!("KEY 256 3 15 {}", old_key.rsplit(' ').next().unwrap())).unwrap();
+    let out = admin(&setup, &["rekey", "alice", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "a KEY with the Zone bit: {}", text(&out));
+
+    // The provider destroys the zone: nothing of alice is left, and a new registration starts
+    // with its KEY alone.
+    assert!(alices(&setup).len() >= 3, "the KEY, www and printer");
+    let out = admin(&setup, &["destroy", "alice"]);
+    assert_status(&out, "NOERROR", 0, "admin destroy");
+    assert!(text(&out).contains("alice._pvt.example.test.: zone destroyed"), "{}", text(&out));
+    assert_eq!(alices(&setup), Vec::<String>::new(), "nothing of alice after admin destroy");
+    let out = admin(&setup, &["destroy", "alice"]);
+    assert_eq!(out.status.code(), Some(1), "no zone to destroy: {}", text(&out));
+    assert!(text(&out).contains("no KEY at alice._pvt.example.test."), "{}", text(&out));
+    let third = setup.keygen("alice-third.key");
+    assert_status(&run(&third, "register", &[]), "NOERROR", 0, "register again");
+    let third_key = setup.user_key(&third).public.key_text();
+    let zone = alices(&setup);
+    assert!(
+        zone.len() == 1
+            && zone[0].starts_with("alice._pvt.example.test. 3600 IN KEY ")
+            && zone[0].ends_with(&third_key),
+        "{zone:#?}"
+    );
+}
+
 #[test]
 fn tls_alone_checks_the_gateway_against_the_system_roots() {
     let setup = Setup::start();
