@@ -11,6 +11,10 @@
 //! - RSA users (`--pvt-rsa-compat`): the lifecycle with an RSASHA256 key and algorithm-3
 //!   answers, rekeys to and from Ed25519; without the flag an RSA registration is FORMERR and an
 //!   RSA user registered elsewhere is unknown (NXDOMAIN, NOTAUTH).
+//! - The provider's `admin rekey` (the old key REFUSED for the very next UPDATE) and `admin
+//!   destroy` (nothing left; a new registration starts empty).
+//! - `--tls` without `--ca` checks the gateway against the system roots; a non-default
+//!   `--pvt-encr-type` is the QTYPE on the wire.
 
 mod support;
 
@@ -883,4 +887,64 @@ fn tls_alone_checks_the_gateway_against_the_system_roots() {
     assert_eq!(setup.bind.pvt_zone_records(), before, "nothing registered");
     // The system roots are what is checked: with the test certificate as the bundle, it works.
     assert_status(&register(Some(&setup.cert)), "NOERROR", 0, "the certificate in $SSL_CERT_FILE");
+}
+
+/// A UDP relay between the client and `gateway` that keeps each request it passes on.
+fn recording_relay(gateway: SocketAddr) -> (SocketAddr, std::sync::mpsc::Receiver<Vec<u8>>) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    let (seen, requests) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let upstream = UdpSocket::bind("127.0.0.1:0").unwrap();
+        upstream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 65535];
+        while let Ok((len, client)) = socket.recv_from(&mut buf) {
+            let request = buf[..len].to_vec();
+            upstream.send_to(&request, gateway).unwrap();
+            if seen.send(request).is_err() {
+                return;
+            }
+            if let Ok(len) = upstream.recv(&mut buf) {
+                let _ = socket.send_to(&buf[..len], client);
+            }
+        }
+    });
+    (addr, requests)
+}
+
+#[test]
+fn a_non_default_encr_type_is_used_on_the_wire_end_to_end() {
+    const TYPE: u16 = 65400;
+    let setup = Setup::start_with(&["--pvt-encr-type", "65400"]);
+    let key = setup.keygen("alice.key");
+    let (relay, requests) = recording_relay(setup.pvt);
+    let run = |command: &str, extra: &[&str]| {
+        let (server, key) = (format!("@{relay}"), key.to_str().unwrap().to_owned());
+        let mut args = vec!["pvt", command, &server, "--zone", "alice._pvt.example.test", "--key", &key];
+        args.extend_from_slice(extra);
+        dotgate(&args)
+    };
+    assert_status(&run("register", &[]), "NOERROR", 0, "register");
+    assert_status(&run("add", &["www 300 A 192.0.2.1", "--encr-type", "65400"]), "NOERROR", 0, "add");
+    let zone = setup.bind.pvt_zone_records();
+    assert!(zone.iter().any(|r| r.starts_with("www.alice._pvt.example.test. 300 IN A 192.0.2.1")), "{zone:#?}");
+    let _: Vec<Vec<u8>> = requests.try_iter().collect();
+    let out = run("query", &["www", "A", "--encr-type", "65400"]);
+    assert_status(&out, "NOERROR", 0, "query");
+    let got = answers(&out);
+    assert!(got.len() == 1 && got[0].contains("192.0.2.1"), "{}", text(&out));
+    // The client's requests: the provider KEY in clear, then the encrypted question.
+    let asked: Vec<(Vec<u8>, u16)> = requests
+        .try_iter()
+        .map(|msg| {
+            let end = dotgate::dns::question_end(&msg).unwrap();
+            (msg[12..end - 4].to_vec(), u16::from_be_bytes([msg[end - 4], msg[end - 3]]))
+        })
+        .collect();
+    let encrypted: Vec<_> =
+        asked.iter().filter(|(qname, _)| qname.len() > name("www.alice._pvt.example.test.").len()).collect();
+    assert_eq!(encrypted.len(), 1, "one encrypted question: {asked:?}");
+    assert_eq!(encrypted[0].1, TYPE, "its QTYPE on the wire is the ENCR type given");
+    // With the default type the gateway does not take the question as encrypted.
+    assert_status(&run("query", &["www", "A"]), "REFUSED", 1, "query with the default ENCR type");
 }
