@@ -14,6 +14,14 @@
 //!
 //! Extract is HMAC-SHA256 (RFC 5869 §2.2) because aws-lc-rs keeps an HKDF PRK opaque and the key
 //! schedule needs `psk_id_hash` and `info_hash` as bytes.
+//!
+//! Why hand-written on aws-lc-rs and not the `hpke` crate (rozbb/rust-hpke): one crypto
+//! provider. aws-lc-rs is in the graph already, for rustls, and does the X25519, HKDF/HMAC and
+//! both AEADs here; `hpke` would bring a second implementation of each (RustCrypto's
+//! x25519-dalek, hkdf, hmac, sha2, aes-gcm, chacha20poly1305) to audit, patch and keep constant
+//! time. Not for want of features: `hpke` has auth mode (`OpModeS::Auth`) and takes any X25519
+//! private key as bytes, so the keys derived from Ed25519 (`frontend::pvt::keys`) would fit it.
+//! The price is this module, held to RFC 9180's test vectors (A.2.1, A.2.3) below.
 
 use aws_lc_rs::{aead, agreement, hkdf, hmac};
 use zeroize::Zeroizing;

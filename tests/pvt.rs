@@ -11,6 +11,10 @@
 //! - RSA users (`--pvt-rsa-compat`): the lifecycle with an RSASHA256 key and algorithm-3
 //!   answers, rekeys to and from Ed25519; without the flag an RSA registration is FORMERR and an
 //!   RSA user registered elsewhere is unknown (NXDOMAIN, NOTAUTH).
+//! - The provider's `admin rekey` (the old key REFUSED for the very next UPDATE) and `admin
+//!   destroy` (nothing left; a new registration starts empty).
+//! - `--tls` without `--ca` checks the gateway against the system roots; a non-default
+//!   `--pvt-encr-type` is the QTYPE on the wire.
 
 mod support;
 
@@ -83,11 +87,12 @@ fn gateway(bind: &Bind, dir: &Path, cert: &Path, tls_key: &Path, extra: &[&str])
         cert.to_str().unwrap(),
         "--key",
         tls_key.to_str().unwrap(),
-        "--workers",
-        "2",
         "--admin",
         &admin_text,
     ];
+    if !extra.contains(&"--workers") {
+        args.extend_from_slice(&["--workers", "2"]);
+    }
     args.extend_from_slice(extra);
     (Dotgate::start(&[bind.addr], &args), pvt, admin)
 }
@@ -168,6 +173,19 @@ fn assert_status(out: &Output, status: &str, code: i32, what: &str) {
     assert_eq!(out.status.code(), Some(code), "{what}: exit status:\n{shown}");
 }
 
+/// That the client printed alice's SOA (TTL 60, the `_pvt` SOA's minimum) in Authority.
+fn assert_user_soa(out: &Output, what: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = stdout.lines().skip_while(|l| !l.contains("AUTHORITY SECTION"));
+    assert!(lines.next().is_some(), "{what}: no AUTHORITY SECTION:\n{stdout}");
+    let soa: Vec<&str> = lines.take_while(|l| !l.trim().is_empty()).collect();
+    let words: Vec<Vec<&str>> = soa.iter().map(|l| l.split_whitespace().collect()).collect();
+    assert!(
+        words.len() == 1 && words[0][..4] == ["alice._pvt.example.test.", "60", "IN", "SOA"],
+        "{what}: one SOA owned by alice._pvt.example.test.:\n{stdout}"
+    );
+}
+
 /// The records the client printed in the answer section.
 fn answers(out: &Output) -> Vec<String> {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -193,6 +211,7 @@ fn lifecycle(tls: bool) {
     let zone = setup.bind.pvt_zone_records();
     assert!(zone.iter().any(|r| r.starts_with("printer.alice._pvt.example.test. 300 IN A 192.0.2.7")), "{zone:#?}");
 
+    let encrypted = setup.metric("dotgate_pvt_queries_total{kind=\"encrypted\"}");
     let out = run(&key, "query", &["printer", "A"]);
     assert_status(&out, "NOERROR", 0, "query A");
     let got = answers(&out);
@@ -207,27 +226,48 @@ fn lifecycle(tls: bool) {
     let got = answers(&out);
     assert_eq!(got.len(), 1, "{}", text(&out));
     assert!(got[0].contains("model=x1"), "{got:?}");
+    assert_eq!(
+        setup.metric("dotgate_pvt_queries_total{kind=\"encrypted\"}") - encrypted,
+        3.0,
+        "the three encrypted queries, each counted once"
+    );
+
+    // One record of an RRset of two deleted by its RDATA: the other stays.
+    assert_status(&run(&key, "add", &["printer 300 A 192.0.2.8"]), "NOERROR", 0, "a second A");
+    let out = run(&key, "query", &["printer", "A"]);
+    assert_eq!(answers(&out).len(), 2, "{}", text(&out));
+    assert_status(&run(&key, "delete", &["printer A 192.0.2.8"]), "NOERROR", 0, "delete one A by its RDATA");
+    let out = run(&key, "query", &["printer", "A"]);
+    assert_status(&out, "NOERROR", 0, "the other A");
+    let got = answers(&out);
+    assert!(got.len() == 1 && got[0].contains("192.0.2.7"), "only 192.0.2.7 is left: {}", text(&out));
+    let zone = setup.bind.pvt_zone_records();
+    assert!(!zone.iter().any(|r| r.contains("192.0.2.8")), "{zone:#?}");
+    assert!(zone.iter().any(|r| r.starts_with("printer.alice._pvt.example.test. 300 IN A 192.0.2.7")), "{zone:#?}");
 
     assert_status(&run(&key, "delete", &["printer A"]), "NOERROR", 0, "delete A");
     let out = run(&key, "query", &["printer", "A"]);
     assert_status(&out, "NOERROR", 0, "NODATA after deleting A (TXT is still there)");
     assert!(answers(&out).is_empty(), "{}", text(&out));
+    assert_user_soa(&out, "NODATA carries the user's SOA in Authority");
     assert_status(&run(&key, "delete", &["printer TXT"]), "NOERROR", 0, "delete TXT");
     let out = run(&key, "query", &["printer", "A"]);
     assert_status(&out, "NXDOMAIN", 1, "the name is gone");
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("alice._pvt.example.test.\t60\tIN\tSOA")
-            || String::from_utf8_lossy(&out.stdout).contains("alice._pvt.example.test. 60 IN SOA"),
-        "NXDOMAIN carries the user's SOA in clear: {}",
-        text(&out)
-    );
+    assert_user_soa(&out, "NXDOMAIN carries the user's SOA in clear");
 
     let new_key = setup.keygen("alice2.key");
+    let (rekeys, destroys) = (
+        setup.metric("dotgate_pvt_updates_total{op=\"rekey\"}"),
+        setup.metric("dotgate_pvt_updates_total{op=\"destroy\"}"),
+    );
     assert_status(&run(&key, "rekey", &["--new-key", new_key.to_str().unwrap()]), "NOERROR", 0, "rekey");
+    assert_eq!(setup.metric("dotgate_pvt_updates_total{op=\"rekey\"}") - rekeys, 1.0, "the rekey counted once");
     assert_status(&run(&key, "query", &["_ipp._tcp", "SRV"]), "REFUSED", 1, "the old key after the rekey");
     assert_status(&run(&new_key, "query", &["_ipp._tcp", "SRV"]), "NOERROR", 0, "the new key");
 
     assert_status(&run(&new_key, "destroy", &[]), "NOERROR", 0, "destroy");
+    assert_eq!(setup.metric("dotgate_pvt_updates_total{op=\"destroy\"}") - destroys, 1.0, "the destroy counted once");
+    assert_eq!(setup.metric("dotgate_pvt_updates_total{op=\"rekey\"}") - rekeys, 1.0, "and no other rekey");
     let zone = setup.bind.pvt_zone_records();
     assert!(!zone.iter().any(|r| r.contains("alice")), "destroy leaves nothing of alice: {zone:#?}");
     assert_status(&run(&new_key, "query", &["_ipp._tcp", "SRV"]), "NXDOMAIN", 1, "no zone after destroy");
@@ -409,6 +449,27 @@ fn rcode(answer: &[u8]) -> u8 {
     answer[3] & 0x0f
 }
 
+/// The owner (lowercased wire form) of the one record in Authority, which must be an SOA.
+fn authority_soa_owner(answer: &[u8]) -> Vec<u8> {
+    let parsed = dotgate::message::parse(answer);
+    assert_eq!(parsed.sections[1].len(), 1, "one record in Authority");
+    let soa = &parsed.sections[1][0];
+    assert_eq!(soa.rtype, 6, "an SOA in Authority");
+    soa.owner.to_ascii_lowercase()
+}
+
+/// Four labels of 63 octets before `zone`: over the 255 octets a name may have.
+fn too_long_name(zone: &[u8]) -> Vec<u8> {
+    let mut long = Vec::new();
+    for _ in 0..4 {
+        long.push(63);
+        long.extend_from_slice(&[b'x'; 63]);
+    }
+    long.extend_from_slice(zone);
+    assert!(long.len() > 255);
+    long
+}
+
 #[test]
 fn bad_input_gets_its_rcode_and_leaves_the_zone_alone() {
     let setup = Setup::start();
@@ -465,6 +526,7 @@ fn bad_input_gets_its_rcode_and_leaves_the_zone_alone() {
         ),
         ("AXFR of the _pvt zone", forge.query(&name("_pvt.example.test."), 252), 5),
         ("AXFR of a user zone", forge.signed(forge.query(&zone, 252), &alice, now), 5),
+        ("a name over 255 octets", forge.signed(forge.query(&too_long_name(&zone), ENCR), &alice, now), 1),
     ];
     for (what, msg, want) in cases {
         let answer = exchange(setup.pvt, &msg);
@@ -474,13 +536,16 @@ fn bad_input_gets_its_rcode_and_leaves_the_zone_alone() {
         if want == 5 && msg.len() > 12 && msg[12..].starts_with(&qname[..4]) {
             // §4.1: the question as received and the user's SOA in clear.
             assert_eq!(&answer[12..12 + qname.len()], &qname[..], "{what}: the question as received");
-            assert_eq!(u16::from_be_bytes([answer[8], answer[9]]), 1, "{what}: the SOA in Authority");
+            assert_eq!(authority_soa_owner(&answer), zone, "{what}: the user's SOA in Authority");
         }
+        assert_eq!(setup.bind.pvt_zone_records(), before, "{what}: BIND's zone unchanged");
     }
+    let plain_type = forge.signed(forge.query(&name("www.alice._pvt.example.test."), 1), &alice, now);
+    assert_eq!(authority_soa_owner(&exchange(setup.pvt, &plain_type)), zone, "a plain type: the user's SOA");
     let unknown = forge.query(&name("x.carol._pvt.example.test."), ENCR);
     let answer = exchange(setup.pvt, &unknown);
     assert_eq!(rcode(&answer), 3, "an unknown user: NXDOMAIN");
-    assert_eq!(u16::from_be_bytes([answer[8], answer[9]]), 1, "with the _pvt SOA");
+    assert_eq!(authority_soa_owner(&answer), name(ZONE), "an unknown user: the _pvt SOA, owned by _pvt");
 
     // UPDATEs.
     let add = forge.encr_add(b"\x04evil", 1, &[192, 0, 2, 66]);
@@ -488,6 +553,11 @@ fn bad_input_gets_its_rcode_and_leaves_the_zone_alone() {
     *undecryptable.4.last_mut().unwrap() ^= 1;
     let mut mismatched = forge.encr_add(b"\x04evil", 1, &[192, 0, 2, 66]);
     mismatched.0 = forge.encrypted(16, b"\x04evil");
+    // The owner's ciphertext damaged, and its label count one too many: signed as they are.
+    let mut undecryptable_name = forge.encr_add(b"\x04evil", 1, &[192, 0, 2, 66]);
+    undecryptable_name.0[10] ^= 0x40;
+    let mut miscounted = forge.encr_add(b"\x04evil", 1, &[192, 0, 2, 66]);
+    miscounted.0[1] += 1;
     let mut bob_forge = Forge::new(&setup, setup.user_key(&alice_path), "bob._pvt.example.test.");
     let into_bob = bob_forge.encr_add(b"\x04evil", 1, &[192, 0, 2, 66]);
     let cases: Vec<(&str, Vec<u8>, u8)> = vec![
@@ -510,6 +580,16 @@ fn bad_input_gets_its_rcode_and_leaves_the_zone_alone() {
             5,
         ),
         ("an undecryptable record", forge.signed(forge.update(&zone, &[undecryptable]), &alice, now), 1),
+        (
+            "an UPDATE record whose name does not decrypt",
+            forge.signed(forge.update(&zone, &[undecryptable_name]), &alice, now),
+            1,
+        ),
+        (
+            "an UPDATE record name with a wrong label count",
+            forge.signed(forge.update(&zone, &[miscounted]), &alice, now),
+            1,
+        ),
         (
             "a record whose type disagrees with its owner",
             forge.signed(forge.update(&zone, &[mismatched]), &alice, now),
@@ -712,4 +792,160 @@ fn destroying_a_zone_too_big_for_one_update_deletes_all_of_it() {
     assert_status(&setup.pvt(false, "alice", &key, "destroy", &[]), "NOERROR", 0, "destroy");
     assert_eq!(alices(&setup.bind.pvt_zone_records()), 0, "nothing of alice is left");
     assert_status(&setup.pvt(false, "alice", &key, "register", &[]), "NOERROR", 0, "register again");
+}
+
+/// `dotgate pvt admin ARGS` against the BIND of `setup`.
+fn admin(setup: &Setup, args: &[&str]) -> Output {
+    let (primary, tsig) = (setup.bind.addr.to_string(), setup.bind.pvt_tsig_key_file());
+    let mut all = vec!["pvt", "admin"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--zone", ZONE, "--primary", &primary, "--tsig-key", tsig.to_str().unwrap()]);
+    dotgate(&all)
+}
+
+/// What BIND holds at and below alice's apex.
+fn alices(setup: &Setup) -> Vec<String> {
+    setup.bind.pvt_zone_records().into_iter().filter(|r| r.contains("alice._pvt")).collect()
+}
+
+#[test]
+fn admin_rekey_refuses_the_old_key_at_once_and_admin_destroy_empties_the_zone() {
+    // One worker, so that the one KEY cache surely holds the old KEY.
+    let setup = Setup::start_with(&["--workers", "1"]);
+    let old = setup.keygen("alice.key");
+    let run = |key: &Path, command: &str, extra: &[&str]| setup.pvt(false, "alice", key, command, extra);
+    assert_status(&run(&old, "register", &[]), "NOERROR", 0, "register");
+    assert_status(&run(&old, "add", &["www 300 A 192.0.2.1"]), "NOERROR", 0, "add");
+    assert_status(&run(&old, "query", &["www", "A"]), "NOERROR", 0, "query with the old key: now cached");
+
+    // The provider replaces the KEY at BIND, behind the gateway's back.
+    let new = setup.keygen("alice-new.key");
+    let out = admin(&setup, &["rekey", "alice", new.to_str().unwrap()]);
+    assert_status(&out, "NOERROR", 0, "admin rekey");
+    let new_key = setup.user_key(&new).public.key_text();
+    let old_key = setup.user_key(&old).public.key_text();
+    let zone = alices(&setup);
+    let keys: Vec<&String> = zone.iter().filter(|r| r.starts_with("alice._pvt.example.test. ")).collect();
+    assert!(keys.len() == 1 && keys[0].ends_with(&new_key), "only the new KEY at the apex: {zone:#?}");
+
+    // Queries go by the cached KEY for up to a minute (docs/pvt.md): the old key still asks.
+    // An UPDATE right after, signed with the old key, is REFUSED all the same: UPDATEs read the
+    // KEY from BIND each time.
+    assert_status(&run(&old, "query", &["www", "A"]), "NOERROR", 0, "a query by the cached, old KEY");
+    let before = setup.bind.pvt_zone_records();
+    assert_status(&run(&old, "add", &["evil 300 A 192.0.2.66"]), "REFUSED", 1, "the old key's UPDATE");
+    assert_eq!(setup.bind.pvt_zone_records(), before, "the refused UPDATE changed nothing");
+    assert_status(&run(&new, "add", &["printer 300 A 192.0.2.7"]), "NOERROR", 0, "the new key's UPDATE");
+    assert!(alices(&setup).iter().any(|r| r.starts_with("printer.alice._pvt.example.test. 300 IN A 192.0.2.7")));
+    // A KEY that is no user's is refused as the admin's argument, nothing sent.
+    let bad = setup.dir.path().join("bad.key");
+    std::fs::write(&bad, format!("KEY 256 3 15 {}", old_key.rsplit(' ').next().unwrap())).unwrap();
+    let out = admin(&setup, &["rekey", "alice", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "a KEY with the Zone bit: {}", text(&out));
+
+    // The provider destroys the zone: nothing of alice is left, and a new registration starts
+    // with its KEY alone.
+    assert!(alices(&setup).len() >= 3, "the KEY, www and printer");
+    let out = admin(&setup, &["destroy", "alice"]);
+    assert_status(&out, "NOERROR", 0, "admin destroy");
+    assert!(text(&out).contains("alice._pvt.example.test.: zone destroyed"), "{}", text(&out));
+    assert_eq!(alices(&setup), Vec::<String>::new(), "nothing of alice after admin destroy");
+    let out = admin(&setup, &["destroy", "alice"]);
+    assert_eq!(out.status.code(), Some(1), "no zone to destroy: {}", text(&out));
+    assert!(text(&out).contains("no KEY at alice._pvt.example.test."), "{}", text(&out));
+    let third = setup.keygen("alice-third.key");
+    assert_status(&run(&third, "register", &[]), "NOERROR", 0, "register again");
+    let third_key = setup.user_key(&third).public.key_text();
+    let zone = alices(&setup);
+    assert!(
+        zone.len() == 1
+            && zone[0].starts_with("alice._pvt.example.test. 3600 IN KEY ")
+            && zone[0].ends_with(&third_key),
+        "{zone:#?}"
+    );
+}
+
+#[test]
+fn tls_alone_checks_the_gateway_against_the_system_roots() {
+    let setup = Setup::start();
+    let key = setup.keygen("alice.key");
+    let register = |ssl_cert_file: Option<&Path>| {
+        let (server, key) = (format!("@{}", setup.dotgate.addr), key.to_str().unwrap().to_owned());
+        let mut command = Command::new(env!("CARGO_BIN_EXE_dotgate"));
+        command.args(["pvt", "register", &server, "--zone", "alice._pvt.example.test", "--key", &key]);
+        command.args(["--tls", "--tls-name", "localhost"]);
+        match ssl_cert_file {
+            Some(file) => command.env("SSL_CERT_FILE", file),
+            None => command.env_remove("SSL_CERT_FILE"),
+        };
+        command.output().expect("run dotgate")
+    };
+    // The test certificate is in no system bundle: the handshake fails, nothing is sent.
+    let before = setup.bind.pvt_zone_records();
+    let out = register(None);
+    assert_eq!(out.status.code(), Some(1), "a certificate the system does not trust: {}", text(&out));
+    assert!(text(&out).contains("invalid peer certificate"), "a clear certificate error: {}", text(&out));
+    assert_eq!(setup.bind.pvt_zone_records(), before, "nothing registered");
+    // The system roots are what is checked: with the test certificate as the bundle, it works.
+    assert_status(&register(Some(&setup.cert)), "NOERROR", 0, "the certificate in $SSL_CERT_FILE");
+}
+
+/// A UDP relay between the client and `gateway` that keeps each request it passes on.
+fn recording_relay(gateway: SocketAddr) -> (SocketAddr, std::sync::mpsc::Receiver<Vec<u8>>) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    let (seen, requests) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let upstream = UdpSocket::bind("127.0.0.1:0").unwrap();
+        upstream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 65535];
+        while let Ok((len, client)) = socket.recv_from(&mut buf) {
+            let request = buf[..len].to_vec();
+            upstream.send_to(&request, gateway).unwrap();
+            if seen.send(request).is_err() {
+                return;
+            }
+            if let Ok(len) = upstream.recv(&mut buf) {
+                let _ = socket.send_to(&buf[..len], client);
+            }
+        }
+    });
+    (addr, requests)
+}
+
+#[test]
+fn a_non_default_encr_type_is_used_on_the_wire_end_to_end() {
+    const TYPE: u16 = 65400;
+    let setup = Setup::start_with(&["--pvt-encr-type", "65400"]);
+    let key = setup.keygen("alice.key");
+    let (relay, requests) = recording_relay(setup.pvt);
+    let run = |command: &str, extra: &[&str]| {
+        let (server, key) = (format!("@{relay}"), key.to_str().unwrap().to_owned());
+        let mut args = vec!["pvt", command, &server, "--zone", "alice._pvt.example.test", "--key", &key];
+        args.extend_from_slice(extra);
+        dotgate(&args)
+    };
+    assert_status(&run("register", &[]), "NOERROR", 0, "register");
+    assert_status(&run("add", &["www 300 A 192.0.2.1", "--encr-type", "65400"]), "NOERROR", 0, "add");
+    let zone = setup.bind.pvt_zone_records();
+    assert!(zone.iter().any(|r| r.starts_with("www.alice._pvt.example.test. 300 IN A 192.0.2.1")), "{zone:#?}");
+    let _: Vec<Vec<u8>> = requests.try_iter().collect();
+    let out = run("query", &["www", "A", "--encr-type", "65400"]);
+    assert_status(&out, "NOERROR", 0, "query");
+    let got = answers(&out);
+    assert!(got.len() == 1 && got[0].contains("192.0.2.1"), "{}", text(&out));
+    // The client's requests: the provider KEY in clear, then the encrypted question.
+    let asked: Vec<(Vec<u8>, u16)> = requests
+        .try_iter()
+        .map(|msg| {
+            let end = dotgate::dns::question_end(&msg).unwrap();
+            (msg[12..end - 4].to_vec(), u16::from_be_bytes([msg[end - 4], msg[end - 3]]))
+        })
+        .collect();
+    let encrypted: Vec<_> =
+        asked.iter().filter(|(qname, _)| qname.len() > name("www.alice._pvt.example.test.").len()).collect();
+    assert_eq!(encrypted.len(), 1, "one encrypted question: {asked:?}");
+    assert_eq!(encrypted[0].1, TYPE, "its QTYPE on the wire is the ENCR type given");
+    // With the default type the gateway does not take the question as encrypted.
+    assert_status(&run("query", &["www", "A"]), "REFUSED", 1, "query with the default ENCR type");
 }

@@ -182,10 +182,12 @@ pub struct UserArgs {
     /// The user's key file, from `dotgate pvt keygen` (mode 0600).
     #[arg(long, value_name = "FILE")]
     pub key: PathBuf,
-    /// Ask over DNS over TLS. Without it: UDP, and TCP again after a truncated answer.
+    /// Ask over DNS over TLS, the gateway's certificate checked against the system's roots
+    /// ($SSL_CERT_FILE, else /etc/ssl/certs/ca-certificates.crt or the like) or --ca. Without
+    /// it: UDP, and TCP again after a truncated answer.
     #[arg(long)]
     pub tls: bool,
-    /// PEM certificates of the authorities to trust with --tls (required with it).
+    /// PEM certificates of the authorities to trust with --tls, instead of the system's.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
     /// The name the gateway's certificate must hold, sent as SNI. Default: its IP address.
@@ -312,10 +314,7 @@ fn user(args: UserArgs) -> Result<User, ConfigError> {
     let server: SocketAddr = parse_addr(address, if tls { DEFAULT_DOT_PORT } else { 53 }, "gateway")?;
     let zone = user_zone(&zone)?;
     let tls = match (tls, ca) {
-        (true, Some(ca)) => Some(client::tls_settings(&ca, tls_name.as_deref(), server.ip())?),
-        (true, None) => {
-            return Err(ConfigError::Cli("--tls needs --ca FILE (the PEM roots to check the gateway with)".into()))
-        }
+        (true, ca) => Some(client::tls_settings(ca.as_deref(), tls_name.as_deref(), server.ip())?),
         (false, _) if tls_name.is_some() => return Err(ConfigError::Cli("--tls-name goes with --tls".into())),
         (false, Some(_)) => return Err(ConfigError::Cli("--ca goes with --tls".into())),
         (false, None) => None,
@@ -406,7 +405,7 @@ mod tests {
             (vec!["register", "@192.0.2.1", "--zone", "_pvt.example.test", "--key", "k"], "USER._pvt.DOMAIN"),
             (with(&["register", "192.0.2.1"], &[]), "@ADDR[:PORT]"),
             (with(&["register", "@192.0.2.300"], &[]), "invalid gateway address"),
-            (with(&["register", "@192.0.2.1", "--tls"], &[]), "--tls needs --ca FILE"),
+            (with(&["register", "@192.0.2.1", "--tls", "--ca", "/nonexistent/ca"], &[]), "--ca /nonexistent/ca"),
             (with(&["register", "@192.0.2.1", "--ca", "roots.pem"], &[]), "--ca goes with --tls"),
             (with(&["register", "@192.0.2.1", "--tls-name", "gw"], &[]), "--tls-name goes with --tls"),
             (with(&["register", "@192.0.2.1"], &[]), "--key: cannot read /nonexistent/key"),

@@ -457,13 +457,49 @@ fn accept(request: &[u8]) -> impl FnMut(&[u8]) -> Option<Vec<u8>> + '_ {
     }
 }
 
-/// The TLS settings: the roots in the PEM file `ca`, the gateway checked as `name` (else as
-/// its address), ALPN "dot".
-pub fn tls_settings(ca: &Path, name: Option<&str>, address: IpAddr) -> Result<Tls, ConfigError> {
-    let bad = |why: String| ConfigError::Tls(format!("--ca {}: {why}", ca.display()));
+/// Where the system's PEM bundle of trusted roots is looked for when `--tls` comes without
+/// `--ca`, after `$SSL_CERT_FILE`: Debian and Ubuntu, Fedora and RHEL, openSUSE, Alpine.
+const SYSTEM_ROOTS: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// The TLS settings: the roots in the PEM file `ca`, else the system's (the file
+/// `$SSL_CERT_FILE` names, else the first of [`SYSTEM_ROOTS`] there is); the gateway checked as
+/// `name` (else as its address), ALPN "dot".
+///
+/// The system bundle is read here, not through rustls-native-certs or webpki-roots: neither is
+/// in the dependency graph, and on the Unix systems dotgate runs on the first reads this same
+/// file (webpki-roots would be Mozilla's list built in, not the system's).
+pub fn tls_settings(ca: Option<&Path>, name: Option<&str>, address: IpAddr) -> Result<Tls, ConfigError> {
+    let system;
+    let (ca, flag, strict) = match ca {
+        Some(ca) => (ca, "--ca", true),
+        None => {
+            system = std::env::var_os("SSL_CERT_FILE")
+                .map(std::path::PathBuf::from)
+                .or_else(|| SYSTEM_ROOTS.iter().map(std::path::PathBuf::from).find(|path| path.exists()))
+                .ok_or_else(|| {
+                    ConfigError::Tls(format!(
+                        "--tls: no system roots (none of $SSL_CERT_FILE, {}); give --ca FILE",
+                        SYSTEM_ROOTS.join(", ")
+                    ))
+                })?;
+            (system.as_path(), "--tls: the system roots", false)
+        }
+    };
+    let bad = |why: String| ConfigError::Tls(format!("{flag} {}: {why}", ca.display()));
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| bad(e.to_string()))? {
-        roots.add(cert.map_err(|e| bad(e.to_string()))?).map_err(|e| bad(e.to_string()))?;
+    let certs = CertificateDer::pem_file_iter(ca).map_err(|e| bad(e.to_string()))?;
+    if strict {
+        for cert in certs {
+            roots.add(cert.map_err(|e| bad(e.to_string()))?).map_err(|e| bad(e.to_string()))?;
+        }
+    } else {
+        // As rustls-native-certs does: a system root webpki cannot parse is passed over.
+        roots.add_parsable_certificates(certs.filter_map(Result::ok));
     }
     if roots.is_empty() {
         return Err(bad("no certificate in it".into()));
@@ -1126,16 +1162,16 @@ mod tests {
         let (address, thread) = gateway(provider(), ed(&user).public.clone(), 2, false, Some(Arc::new(config)));
         user.server = address;
         // Checked as its address, which the certificate does not hold: nothing is asked.
-        user.tls = Some(tls_settings(&ca, None, address.ip()).unwrap());
+        user.tls = Some(tls_settings(Some(&ca), None, address.ip()).unwrap());
         let refused = query(&user, ENCR, b"\x07printer", 1).unwrap();
         assert!(refused.failure.as_deref().unwrap_or_default().contains("certificate"), "{refused:?}");
-        user.tls = Some(tls_settings(&ca, Some("gateway.test"), address.ip()).unwrap());
+        user.tls = Some(tls_settings(Some(&ca), Some("gateway.test"), address.ip()).unwrap());
         let report = query(&user, ENCR, b"\x07printer", 1).unwrap();
         assert_eq!(report.failure, None);
         assert!(report.text.contains("\tIN\tA\t192.0.2.7\n"), "{}", report.text);
         assert_eq!(thread.join().unwrap().len(), 2);
         for (path, name, why) in [(dir.path().join("none.pem"), None, "--ca"), (ca, Some("a b"), "--tls-name")] {
-            let error = tls_settings(&path, name, address.ip()).err().unwrap().to_string();
+            let error = tls_settings(Some(&path), name, address.ip()).err().unwrap().to_string();
             assert!(error.contains(why), "{error}");
         }
     }

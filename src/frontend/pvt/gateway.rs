@@ -35,6 +35,12 @@ const OPCODE_QUERY: u8 = 0;
 const OPCODE_UPDATE: u8 = 5;
 /// Longest a worker keeps a KEY, or the apex records of a `_pvt` zone.
 pub const CACHE_TTL: Duration = Duration::from_secs(60);
+/// How long a worker keeps what it read with `ttl`: the TTL, but never over [`CACHE_TTL`], so a
+/// KEY replaced behind the gateway's back (`dotgate pvt admin rekey`) is used at most a minute.
+fn cache_lifetime(ttl: u32) -> Duration {
+    CACHE_TTL.min(Duration::from_secs(u64::from(ttl)))
+}
+
 /// Longest a worker remembers that a user has no zone.
 const NEGATIVE_TTL: Duration = Duration::from_secs(5);
 /// Users a worker's KEY cache holds before it starts afresh.
@@ -208,9 +214,7 @@ impl PvtContext {
 
     fn apex(&self, zone: usize) -> Result<Rc<ZoneApex>, Need> {
         match &self.apexes.borrow()[zone] {
-            Some((apex, at)) if at.elapsed() < CACHE_TTL.min(Duration::from_secs(u64::from(apex.soa_ttl))) => {
-                Ok(apex.clone())
-            }
+            Some((apex, at)) if at.elapsed() < cache_lifetime(apex.soa_ttl) => Ok(apex.clone()),
             _ => Err(Need::Apex(zone)),
         }
     }
@@ -224,11 +228,7 @@ impl PvtContext {
         }
         match users.1.get(lower) {
             Some((UserKey::Unknown, at)) if at.elapsed() < NEGATIVE_TTL => Ok(UserKey::Unknown),
-            Some((known @ UserKey::Known { ttl, .. }, at))
-                if at.elapsed() < CACHE_TTL.min(Duration::from_secs(u64::from(*ttl))) =>
-            {
-                Ok(known.clone())
-            }
+            Some((known @ UserKey::Known { ttl, .. }, at)) if at.elapsed() < cache_lifetime(*ttl) => Ok(known.clone()),
             _ => Err(Need::User(lower.to_vec())),
         }
     }
@@ -700,6 +700,15 @@ impl ReplyTo for SealedAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cached_key_lives_its_ttl_but_never_over_a_minute() {
+        assert_eq!(cache_lifetime(3600), Duration::from_secs(60), "a KEY with TTL 3600");
+        assert_eq!(cache_lifetime(60), Duration::from_secs(60));
+        assert_eq!(cache_lifetime(10), Duration::from_secs(10), "a KEY with TTL 10");
+        assert_eq!(cache_lifetime(0), Duration::ZERO, "TTL 0: never served from the cache");
+        assert_eq!(cache_lifetime(u32::MAX), CACHE_TTL);
+    }
 
     #[test]
     fn rdata_names_are_uncompressed_for_the_types_that_have_them() {
