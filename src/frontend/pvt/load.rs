@@ -321,8 +321,8 @@ fn summary(how: &How, stats: &Stats, run_time: Duration) -> String {
         ),
         Kind::Updates => write!(
             out,
-            "[Status] Sent {} signed, encrypted UPDATEs (each once) to {server} over UDP from {clients} clients, \
-             {} in flight each, for at most {seconds} s (the \"queries\" below are these UPDATEs)",
+            "[Status] Sent signed, encrypted UPDATEs ({} prepared, each sent once) to {server} over UDP from \
+             {clients} clients, {} in flight each, for at most {seconds} s (the \"queries\" below are these UPDATEs)",
             how.prepared, how.window,
         ),
     };
@@ -458,7 +458,7 @@ mod tests {
         for (label, want) in [("Queries sent:", "200"), ("Queries completed:", "200"), ("Queries lost:", "0")] {
             assert_eq!(field(&report.text, label), want, "{}", report.text);
         }
-        assert!(report.text.contains("200 signed, encrypted UPDATEs (each once)"), "{}", report.text);
+        assert!(report.text.contains("UPDATEs (200 prepared, each sent once)"), "{}", report.text);
         assert!(report.text.contains("NOERROR 200 (100.00%)"), "{}", report.text);
         let run_time: f64 = field(&report.text, "Run time (s):").parse().unwrap();
         assert!(run_time < 10.0, "the run time is until the last answer: {}", report.text);
