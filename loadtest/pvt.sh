@@ -280,6 +280,8 @@ gateway_updates() {
 }
 say "UPDATEs: $upd_lat_n one at a time, $upd_max_n as fast as they go; through the gateway and straight to BIND"
 declare -A upd_expected
+# The writes before (section 4's fill, the logs) flushed first: BIND's fsyncs would wait on them.
+sync
 for round in $(seq 1 "$repeats"); do
   gateway_updates upd-gw-lat "$round" "gl$round-" "$upd_lat_n" -c 1 -w 1
   bind_updates upd-bind-lat "$round" "bl$round-" "$upd_lat_n" 1
