@@ -45,7 +45,8 @@
 #    10,000 records straight at BIND; then `dotgate pvt destroy` (bob) and `dotgate pvt
 #    register` (a new user, with the zone that size) timed.
 #
-# Output: loadtest/results/<stamp>-pvt.csv and <stamp>-pvt.md, also printed.
+# Output: loadtest/results/<stamp>-pvt.csv and <stamp>-pvt.md, also printed. A whole run takes
+# about 3 minutes on 2 cores (189 s on 2026-12-05, the UPDATE rounds under a minute of it).
 set -euo pipefail
 # shellcheck source=../scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
@@ -312,6 +313,12 @@ rows = list(csv.DictReader(open(path)))
 def med(variant, field):
     values = [float(r[field]) for r in rows if r["variant"] == variant and r[field] not in ("-", "")]
     return statistics.median(values) if values else float("nan")
+def spread(variant, field, form):
+    """The median and, when there were several runs, their range: `m (lo to hi)`."""
+    values = [float(r[field]) for r in rows if r["variant"] == variant and r[field] not in ("-", "")]
+    if len(values) < 2:
+        return format(med(variant, field), form)
+    return f"{format(med(variant, field), form)} ({format(min(values), form)} to {format(max(values), form)})"
 out = [f"# Private-subdomain gateway: loadtest/pvt.sh", "", note, "",
        "## Queries on one worker (medians)", "",
        "| variant | qps | dotgate CPU us/query | p50 ms | p99 ms |", "|---|---|---|---|---|"]
@@ -324,11 +331,11 @@ out += ["", f"At the same rate the gateway costs {ratio:.1f}x the CPU of plain U
         f"- per query (www A): {med('pvt-max','bytes_query'):.0f}; per answer with one record: {med('pvt-max','bytes_answer'):.0f}; "
         f"with three: {med('pvt-multi','bytes_answer'):.0f}, so {(med('pvt-multi','bytes_answer') - med('pvt-max','bytes_answer')) / 2:.0f} per answer record",
         f"- per UPDATE adding one A record (the test vector): {update_bytes}", "",
-        "## UPDATEs, each adding its own A record (medians)", "",
+        "## UPDATEs, each adding its own A record (medians, the runs' range in brackets)", "",
         "| figure | through the gateway | straight to BIND (`nsupdate`, TSIG) |", "|---|---|---|",
-        f"| latency, one at a time: mean ms | {med('upd-gw-lat','mean_ms'):.3f} | {med('upd-bind-lat','mean_ms'):.3f} |",
+        f"| latency, one at a time: mean ms | {spread('upd-gw-lat','mean_ms','.3f')} | {spread('upd-bind-lat','mean_ms','.3f')} |",
         f"| latency, one at a time: p50 / p99 ms | {med('upd-gw-lat','p50_ms'):.3f} / {med('upd-gw-lat','p99_ms'):.3f} | - |",
-        f"| rate: UPDATEs a second | {med('upd-gw-max','qps'):.0f} | {med('upd-bind-max','qps'):.0f} |",
+        f"| rate: UPDATEs a second | {spread('upd-gw-max','qps','.0f')} | {spread('upd-bind-max','qps','.0f')} |",
         f"| dotgate CPU us per UPDATE (one at a time / at the rate) | {med('upd-gw-lat','cpu_us_per_query'):.1f} / {med('upd-gw-max','cpu_us_per_query'):.1f} | - |",
         "",
         f"- Gateway latency: `dotgate pvt load --updates -c 1 -w 1`, {lat_n:,} SIG(0)-signed, encrypted UPDATEs prepared before the run, one in flight; the tool's mean, p50 and p99.",
