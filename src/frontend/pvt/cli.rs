@@ -88,14 +88,34 @@ pub enum PvtTool {
     Destroy(UserArgs),
     /// Load the gateway as dnsperf would (over UDP): queries from a file of `NAME TYPE` lines
     /// (NAME relative to the zone), signed and encrypted before the run, sent in turn by
-    /// independent clients, each with up to 10 in flight; prints dnsperf's summary.
+    /// independent clients, each with up to 10 in flight; prints dnsperf's summary. With
+    /// --updates: UPDATEs instead, each adding its own A record and sent once.
     Load {
         #[command(flatten)]
         user: UserArgs,
         /// The query file: `NAME TYPE` a line.
-        #[arg(short = 'f', long = "queries", value_name = "FILE")]
-        queries: PathBuf,
-        /// Queries made before the run and sent in turn (each its own ID; at most 65,536).
+        #[arg(
+            short = 'f',
+            long = "queries",
+            value_name = "FILE",
+            required_unless_present = "updates",
+            conflicts_with = "updates"
+        )]
+        queries: Option<PathBuf>,
+        /// Send UPDATEs, not queries: --prepared of them, made and signed before the run as
+        /// `add` makes them, each adding `PREFIX<N> 300 A 192.0.2.x` and sent once; the run ends
+        /// when all are answered, at --duration, or 290 s after signing (the SIG(0)s last 300).
+        #[arg(long)]
+        updates: bool,
+        /// With --updates: the names' start (letters, digits, hyphens). Default: `u<unix time>-`,
+        /// new for each run, so that every UPDATE adds a record the zone does not hold.
+        #[arg(long, value_name = "PREFIX")]
+        name_prefix: Option<String>,
+        /// With --updates: UPDATEs each client keeps in flight (1: one at a time, for latency).
+        #[arg(short = 'w', long, value_name = "N")]
+        window: Option<usize>,
+        /// Queries (or UPDATEs) made before the run; queries are sent in turn (each its own ID;
+        /// at most 65,536).
         #[arg(long, value_name = "N", default_value_t = 20_000)]
         prepared: usize,
         /// Clients (each its own socket).
@@ -256,8 +276,27 @@ pub fn run(tool: PvtTool) -> Result<Report, ConfigError> {
             client::rekey(&user(args)?, &new)
         }
         PvtTool::Destroy(args) => client::destroy(&user(args)?),
-        PvtTool::Load { user: args, queries, prepared, clients, qps, duration, encr } => {
+        PvtTool::Load { user: args, queries, updates, name_prefix, window, prepared, clients, qps, duration, encr } => {
             let zone = user_zone(&args.zone)?;
+            let settings = (clients, qps, std::time::Duration::from_secs(duration));
+            if updates {
+                if prepared == 0 || clients == 0 || duration == 0 || window == Some(0) {
+                    return Err(ConfigError::Cli(
+                        "load --updates needs --prepared, --clients, --duration and --window above 0".into(),
+                    ));
+                }
+                let prefix = name_prefix.as_deref().map(name_prefix_of).transpose()?;
+                let encr = encr_type(&encr)?;
+                let window = window.unwrap_or(super::load::WINDOW);
+                let (clients, qps, duration) = settings;
+                return super::load::updates(&user(args)?, encr, prepared, prefix, (clients, window, qps, duration));
+            }
+            if window.is_some() || name_prefix.is_some() {
+                return Err(ConfigError::Cli("--window and --name-prefix go with --updates".into()));
+            }
+            let Some(queries) = queries else {
+                return Err(ConfigError::Cli("load needs a query file (-f FILE) or --updates".into()));
+            };
             let text = std::fs::read_to_string(&queries)
                 .map_err(|e| ConfigError::Cli(format!("cannot read the query file {}: {e}", queries.display())))?;
             let mut list = Vec::new();
@@ -286,7 +325,7 @@ pub fn run(tool: PvtTool) -> Result<Report, ConfigError> {
                 ));
             }
             let encr = encr_type(&encr)?;
-            client::load(&user(args)?, encr, &list, prepared, (clients, qps, std::time::Duration::from_secs(duration)))
+            client::load(&user(args)?, encr, &list, prepared, settings)
         }
         PvtTool::ProviderKeygen { zone, out } => tools::provider_keygen(&pvt_zone(&zone, "--zone")?, &out),
         PvtTool::Enroll { file, user } => tools::enroll(&file, &user),
@@ -364,6 +403,18 @@ pub(super) fn user_label(user: &str) -> Result<Vec<u8>, ConfigError> {
     Ok([&[user.len() as u8], user.to_ascii_lowercase().as_bytes()].concat())
 }
 
+/// `load --name-prefix`: letters, digits and hyphens, short enough that `PREFIX65535` is a label.
+fn name_prefix_of(prefix: &str) -> Result<&str, ConfigError> {
+    if prefix.is_empty() || prefix.len() > 58 || !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(ConfigError::Value {
+            what: "name-prefix",
+            value: format!("{prefix:?}"),
+            reason: "must be 1 to 58 letters, digits and hyphens",
+        });
+    }
+    Ok(prefix)
+}
+
 /// The admin commands' `_pvt` zone and primary, with its TSIG key read.
 fn primary_of(args: PrimaryArgs) -> Result<(Vec<u8>, Primary), ConfigError> {
     let zone = pvt_zone(&args.zone, "--zone")?;
@@ -418,6 +469,14 @@ mod tests {
             (with(&["delete", "@192.0.2.1", "printer ANY 192.0.2.1"], &[]), "ANY"),
             (with(&["query", "@192.0.2.1", "printer", "BOGUS"], &[]), "record type"),
             (with(&["query", "@192.0.2.1"], &[]), "required"),
+            (with(&["load", "@192.0.2.1"], &[]), "required"),
+            (with(&["load", "@192.0.2.1", "--updates"], &["-f", "queries"]), "cannot be used with"),
+            (with(&["load", "@192.0.2.1", "-f", "queries"], &["--window", "1"]), "--updates"),
+            (with(&["load", "@192.0.2.1", "-f", "queries"], &["--name-prefix", "a"]), "--updates"),
+            (with(&["load", "@192.0.2.1", "--updates"], &["--window", "0"]), "--window"),
+            (with(&["load", "@192.0.2.1", "--updates"], &["--prepared", "0"]), "--prepared"),
+            (with(&["load", "@192.0.2.1", "--updates"], &["--name-prefix", "a_b"]), "name-prefix"),
+            (with(&["load", "@192.0.2.1", "--updates"], &[]), "--key: cannot read /nonexistent/key"),
             (vec!["provider-keygen", "--zone", "example.test", "--out", "/nonexistent/k"], "_pvt.DOMAIN"),
             (vec!["enroll", "--file", "/nonexistent/enrolled", "a.b"], "not one label"),
             (
