@@ -769,6 +769,29 @@ fn load_sends_prepared_queries_and_every_one_is_answered() {
     assert!(shown.contains("NOERROR") && shown.contains("NXDOMAIN"), "both names were asked: {shown}");
 }
 
+/// `pvt load --updates`: every prepared UPDATE is applied once, as BIND's zone shows.
+#[test]
+fn load_sends_prepared_updates_and_each_adds_its_record() {
+    let setup = Setup::start();
+    let key = setup.keygen("alice.key");
+    assert_status(&setup.pvt(false, "alice", &key, "register", &[]), "NOERROR", 0, "register");
+    let out = setup.pvt(
+        false,
+        "alice",
+        &key,
+        "load",
+        &["--updates", "--prepared", "60", "-c", "3", "-w", "2", "--name-prefix", "bulk-", "-l", "20"],
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("Queries lost:         0 (0.00%)"), "{shown}");
+    let sent: u64 = shown.lines().find_map(|l| l.trim().strip_prefix("Queries sent:")).unwrap().trim().parse().unwrap();
+    assert_eq!(sent, 60, "each UPDATE sent once: {shown}");
+    let added: Vec<String> = alices(&setup).into_iter().filter(|r| r.starts_with("bulk-")).collect();
+    assert_eq!(added.len(), 60, "one record per UPDATE: {added:?}");
+    assert!(added.iter().all(|r| r.contains("\tA\t") || r.contains(" A ")), "{added:?}");
+}
+
 #[test]
 fn destroying_a_zone_too_big_for_one_update_deletes_all_of_it() {
     use dotgate::frontend::pvt::primary::{Primary, UpdateBuilder, CLASS_IN};
