@@ -29,9 +29,10 @@
 //! connection (K worker tasks sharing one `SendRequest`).
 //!
 //! Connections are `tokio::io::duplex` pairs in memory: no TLS and no sockets. TLS (rustls, one
-//! record per response, see `wire.rs`) and the socket system calls cost the same whichever
-//! engine produces the HTTP/2 octets, so they are left out; so is `DohStream`'s frame watch
-//! (the flood budgets), which an h2-direct design would need just the same. Everything runs on
+//! record per response) and the socket system calls cost the same whichever engine produces the
+//! HTTP/2 octets, so they are left out; so is a frame watch for the flood budgets, which an
+//! h2-direct design would need just the same. (This bench chose between hyper and h2 for the
+//! DoH frontend; dotgate then took neither: see docs/doh.md.) Everything runs on
 //! one thread: a current_thread runtime and a `LocalSet`, like a dotgate worker.
 //!
 //! What is printed (each figure the median of REPS repetitions):
