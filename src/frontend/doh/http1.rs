@@ -12,8 +12,6 @@
 //! connection keeps its read and write buffers (about 8 KB and more) for the connection's
 //! life; this keeps nothing between requests.
 
-use std::fmt::Write as _;
-
 /// The longest request head (request line and header fields) read.
 pub const MAX_HEAD: usize = 16 * 1024;
 /// The largest body: a DNS message's limit.
@@ -329,18 +327,22 @@ fn reason(status: u16) -> &'static str {
 
 /// One response: status line, `fields`, `content-length`, `connection: close` when `close`.
 fn write_response(status: u16, fields: &[(&[u8], &[u8])], body: &[u8], close: bool, out: &mut Vec<u8>) {
-    let mut line = String::with_capacity(64);
-    let _ = write!(line, "HTTP/1.1 {status} {}\r\n", reason(status));
-    out.extend_from_slice(line.as_bytes());
+    // Straight into `out` (once per answer: no String, no formatting machinery).
+    let mut digits = [0u8; 20];
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(super::h2::decimal(u64::from(status), &mut digits));
+    out.push(b' ');
+    out.extend_from_slice(reason(status).as_bytes());
+    out.extend_from_slice(b"\r\n");
     for (name, value) in fields {
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
-    line.clear();
-    let _ = write!(line, "content-length: {}\r\n", body.len());
-    out.extend_from_slice(line.as_bytes());
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(super::h2::decimal(body.len() as u64, &mut digits));
+    out.extend_from_slice(b"\r\n");
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }

@@ -192,9 +192,12 @@ fn dispatch(conn: &Conn<'_>, message: &mut [u8], slots: &mut Vec<Slot>, request:
         // A query or UPDATE for a private subdomain: the gateway answers it, as over DoT. Its
         // ID stays the client's (SIG(0) covers it); the answer takes the slot's on the way back.
         let token = give_slot(slots, request, client_id);
-        if over_rate(ctx, answers, conn.client, &with_id(message, token)) {
+        // A refusal is queued under the slot's ID, like every local answer.
+        dns::set_id(message, token);
+        if over_rate(ctx, answers, conn.client, message) {
             return Dispatched::Sent;
         }
+        dns::set_id(message, client_id);
         answers.relayed();
         let reply = Rc::new(SlotReply { answers: answers.clone(), token });
         pvt.handle(message, reply, 0, crate::frontend::pvt::gateway::Transport::Stream);
@@ -238,8 +241,7 @@ fn dispatch(conn: &Conn<'_>, message: &mut [u8], slots: &mut Vec<Slot>, request:
     Dispatched::Sent
 }
 
-/// A copy of `message`'s header with ID `id` (what a local answer is made from: the header and
-/// question; for the rare refusal over the rate).
+/// A copy of `message` with ID `id`.
 fn with_id(message: &[u8], id: u16) -> Vec<u8> {
     let mut copy = message.to_vec();
     dns::set_id(&mut copy, id);

@@ -206,7 +206,7 @@ impl Protocol for DohProtocol {
                     // Every queued answer has its slot; a message too short for an ID has none.
                     let Some(slot) = take_slot(slots, message) else { continue };
                     dns::set_id(message, slot.client_id);
-                    let mut room = [0u8; 24];
+                    let mut room = [0u8; 28];
                     let cache_control = max_age(message, &mut room);
                     let fields: [(&[u8], &[u8]); 2] =
                         [(b"content-type", DNS_MESSAGE.as_bytes()), (b"cache-control", cache_control)];
@@ -322,11 +322,12 @@ fn take_slot(slots: &mut [Slot], message: &[u8]) -> Option<Slot> {
 }
 
 /// `max-age=` the answer's smallest TTL (RFC 8484 §5.1; a negative answer's: its SOA's, RFC
-/// 2308), written into `room`.
-fn max_age<'r>(answer: &[u8], room: &'r mut [u8; 24]) -> &'r [u8] {
-    use std::io::Write as _;
-    let mut cursor = std::io::Cursor::new(&mut room[..]);
-    let _ = write!(cursor, "max-age={}", dns::answer_min_ttl(answer).unwrap_or(0));
-    let len = cursor.position() as usize;
-    &room[..len]
+/// 2308), written into `room` (per answer: `h2::decimal`, not the formatting machinery).
+fn max_age<'r>(answer: &[u8], room: &'r mut [u8; 28]) -> &'r [u8] {
+    const PREFIX: &[u8] = b"max-age=";
+    let mut digits = [0u8; 20];
+    let ttl = h2::decimal(u64::from(dns::answer_min_ttl(answer).unwrap_or(0)), &mut digits);
+    room[..PREFIX.len()].copy_from_slice(PREFIX);
+    room[PREFIX.len()..PREFIX.len() + ttl.len()].copy_from_slice(ttl);
+    &room[..PREFIX.len() + ttl.len()]
 }

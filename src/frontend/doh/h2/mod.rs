@@ -1131,7 +1131,7 @@ fn goaway(out: &mut Vec<u8>, last_stream: u32, error: u32, debug: &[u8]) {
 }
 
 /// `n` in decimal, in `digits`.
-fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
+pub(in crate::frontend::doh) fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
     let mut at = digits.len();
     loop {
         at -= 1;
