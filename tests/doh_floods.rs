@@ -34,24 +34,9 @@ struct Bench {
 /// One worker (the flooder and the bystander share it) in front of the fake backend.
 fn start(backend: SocketAddr) -> Bench {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key, _) = support::make_cert(dir.path());
-    let doh = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
     let admin = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
-    let dotgate = Dotgate::start(
-        &[backend],
-        &[
-            "--workers",
-            "1",
-            "--doh-listen",
-            &doh.to_string(),
-            "--admin",
-            &admin.to_string(),
-            "--cert",
-            cert.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-        ],
-    );
+    let (dotgate, doh, _) =
+        support::start_doh(&[backend], dir.path(), &["--workers", "1", "--admin", &admin.to_string()]);
     Bench { _dotgate: dotgate, _dir: dir, doh, admin }
 }
 
@@ -238,14 +223,7 @@ async fn oversized_header_lists_fail_their_request_or_close_their_connection() {
     block.extend([0xbe; 4]);
     let stream = h2.next_stream_id();
     h2.send_frame(HEADERS, END_HEADERS | 0x1, stream, &block).await.unwrap();
-    let mut goaway = None;
-    loop {
-        match h2.read_frame(T).await {
-            h2raw::Read::Frame(frame) => goaway = frame.goaway().or(goaway),
-            h2raw::Read::Closed => break,
-            h2raw::Read::Timeout => panic!("an index into the emptied table: the connection stayed open"),
-        }
-    }
+    let goaway = h2.goaway_then_close(T).await.expect("an index into the emptied table: the connection stayed open");
     assert_eq!(goaway.map(|(_, code)| code), Some(0x9), "a GOAWAY with COMPRESSION_ERROR");
     answered(&mut bystander, "bystander-again.example.").await;
 }

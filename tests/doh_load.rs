@@ -46,11 +46,7 @@ fn setup() -> Setup {
 /// queries for dnsperf in `dir/queries.txt`.
 fn start(unbound: &Unbound, dir: &Path) -> (Dotgate, SocketAddr) {
     std::fs::write(dir.join("queries.txt"), QUERIES).unwrap();
-    let (cert, key, _) = support::make_cert(dir);
-    let doh = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
-    let doh_arg = doh.to_string();
-    let args = ["--workers", "2", "--doh-listen", &doh_arg, "--cert", cert.to_str().unwrap(), "--key"];
-    let dotgate = Dotgate::start(&[unbound.addr], &[&args[..], &[key.to_str().unwrap()]].concat());
+    let (dotgate, doh, _) = support::start_doh(&[unbound.addr], dir, &["--workers", "2"]);
     (dotgate, doh)
 }
 

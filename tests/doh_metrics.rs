@@ -14,7 +14,7 @@ use base64::Engine as _;
 use hickory_proto::rr::RecordType;
 use support::http::{get, sample};
 use support::ports::free_addr;
-use support::{DotClient, Dotgate, Unbound};
+use support::{DotClient, Unbound};
 
 /// curl `https://localhost:PORT{path}` on `doh` with `args`: the HTTP status.
 fn curl(doh: SocketAddr, cert: &Path, path: &str, args: &[&str]) -> u16 {
@@ -34,22 +34,8 @@ fn curl(doh: SocketAddr, cert: &Path, path: &str, args: &[&str]) -> u16 {
 async fn doh_and_dot_are_counted_each_under_its_frontend() {
     let unbound = Unbound::start();
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key, _) = support::make_cert(dir.path());
-    let doh = free_addr();
     let admin = free_addr();
-    let dotgate = Dotgate::start(
-        &[unbound.addr],
-        &[
-            "--doh-listen",
-            &doh.to_string(),
-            "--admin",
-            &admin.to_string(),
-            "--cert",
-            cert.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-        ],
-    );
+    let (dotgate, doh, cert) = support::start_doh(&[unbound.addr], dir.path(), &["--admin", &admin.to_string()]);
     let page = || get(admin, "/metrics").1;
     let value = |page: &str, series: &str| sample(page, series).unwrap_or_else(|| panic!("no {series} in:\n{page}"));
     // The harness's readiness check (a connect to the DoT port, closed at once: a failed DoT

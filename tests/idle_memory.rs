@@ -18,6 +18,8 @@ const HELD: usize = 1000;
 /// Far above what an idle connection costs (about 5 kB; more in a debug build), far below
 /// what one kept read or TLS buffer would add.
 const MAX_BYTES_PER_CONNECTION: u64 = 12_000;
+/// One worker, connections kept for the whole test, all from one address.
+const IDLE_ARGS: [&str; 6] = ["--workers", "1", "--idle-timeout", "120", "--max-connections-per-ip", "5000"];
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -62,38 +64,42 @@ where
     all
 }
 
-/// `count` DoT clients, each after one question answered.
-async fn open_clients(addr: std::net::SocketAddr, count: usize) -> Vec<DotClient> {
-    in_lanes(count, move |i| async move {
-        let mut client = DotClient::connect(addr).await.expect("connect");
-        client.exchange(&query(&format!("idle{i}.example."), RecordType::A, i as u16)).await;
-        client
-    })
-    .await
+/// Opens 64 clients with `open(i)` to warm up (the worker's shared buffers, the allocator's first
+/// pages), then `HELD` more, and asserts what the `HELD` add to dotgate's resident memory
+/// (process `pid`) per connection; returns both sets, still open.
+async fn hold_idle<C, F, Opening>(pid: u32, what: &str, open: F) -> (Vec<C>, Vec<C>)
+where
+    C: Send + 'static,
+    F: Fn(usize) -> Opening + Clone + Send + 'static,
+    Opening: std::future::Future<Output = C> + Send,
+{
+    let warm = in_lanes(64, open.clone()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(pid);
+    let held = in_lanes(HELD, open).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib(pid);
+    let per_connection = (after.saturating_sub(before)) * 1024 / HELD as u64;
+    eprintln!("RSS {before} KiB -> {after} KiB: {per_connection} B per idle {what}");
+    assert!(
+        per_connection <= MAX_BYTES_PER_CONNECTION,
+        "{per_connection} B per idle {what} ({before} KiB -> {after} KiB for {HELD})"
+    );
+    (warm, held)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_hold_no_buffers() {
     raise_open_files();
     let backend = FakeBackend::start().await;
-    let dotgate = Dotgate::start(
-        &[backend.addr],
-        &["--workers", "1", "--idle-timeout", "120", "--max-connections-per-ip", "5000"],
-    );
-    // Warm up: the worker's shared buffers, the allocator's first pages.
-    let warm = open_clients(dotgate.addr, 64).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = rss_kib(dotgate.pid());
-
-    let mut held = open_clients(dotgate.addr, HELD).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = rss_kib(dotgate.pid());
-    let per_connection = (after.saturating_sub(before)) * 1024 / HELD as u64;
-    eprintln!("RSS {before} KiB -> {after} KiB: {per_connection} B per idle connection");
-    assert!(
-        per_connection <= MAX_BYTES_PER_CONNECTION,
-        "{per_connection} B per idle connection ({before} KiB -> {after} KiB for {HELD})"
-    );
+    let dotgate = Dotgate::start(&[backend.addr], &IDLE_ARGS);
+    let addr = dotgate.addr;
+    let (warm, mut held) = hold_idle(dotgate.pid(), "connection", move |i| async move {
+        let mut client = DotClient::connect(addr).await.expect("connect");
+        client.exchange(&query(&format!("idle{i}.example."), RecordType::A, i as u16)).await;
+        client
+    })
+    .await;
     // And they are still served.
     for (i, client) in held.iter_mut().step_by(100).enumerate() {
         client.exchange(&query("again.example.", RecordType::A, i as u16)).await;
@@ -109,46 +115,15 @@ async fn idle_http2_connections_hold_no_buffers() {
     raise_open_files();
     let backend = FakeBackend::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key, _) = support::make_cert(dir.path());
-    let doh = std::net::SocketAddr::from(([127, 0, 0, 1], support::free_port()));
-    let dotgate = Dotgate::start(
-        &[backend.addr],
-        &[
-            "--workers",
-            "1",
-            "--idle-timeout",
-            "120",
-            "--max-connections-per-ip",
-            "5000",
-            "--doh-listen",
-            &doh.to_string(),
-            "--cert",
-            cert.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-        ],
-    );
-    let open = |count| {
-        in_lanes(count, move |i| async move {
-            let mut h2 = H2Client::connect(doh).await.expect("HTTP/2 over TLS");
-            let question = query(&format!("idle{i}.example."), RecordType::A, 0);
-            let stream = h2.get_dns("/dns-query", &question).await.unwrap();
-            assert_eq!(h2.response(stream, Duration::from_secs(5)).await.unwrap().status, 200);
-            h2
-        })
-    };
-    let warm = open(64).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = rss_kib(dotgate.pid());
-    let mut held = open(HELD).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = rss_kib(dotgate.pid());
-    let per_connection = (after.saturating_sub(before)) * 1024 / HELD as u64;
-    eprintln!("RSS {before} KiB -> {after} KiB: {per_connection} B per idle HTTP/2 connection");
-    assert!(
-        per_connection <= MAX_BYTES_PER_CONNECTION,
-        "{per_connection} B per idle HTTP/2 connection ({before} KiB -> {after} KiB for {HELD})"
-    );
+    let (dotgate, doh, _) = support::start_doh(&[backend.addr], dir.path(), &IDLE_ARGS);
+    let (warm, mut held) = hold_idle(dotgate.pid(), "HTTP/2 connection", move |i| async move {
+        let mut h2 = H2Client::connect(doh).await.expect("HTTP/2 over TLS");
+        let question = query(&format!("idle{i}.example."), RecordType::A, 0);
+        let stream = h2.get_dns("/dns-query", &question).await.unwrap();
+        assert_eq!(h2.response(stream, Duration::from_secs(5)).await.unwrap().status, 200);
+        h2
+    })
+    .await;
     for h2 in held.iter_mut().step_by(100) {
         let stream = h2.get_dns("/dns-query", &query("again.example.", RecordType::A, 0)).await.unwrap();
         assert_eq!(h2.response(stream, Duration::from_secs(5)).await.unwrap().status, 200);

@@ -238,6 +238,18 @@ pub fn make_cert(dir: &Path) -> (PathBuf, PathBuf, String) {
     (cert, key, c.pin)
 }
 
+/// dotgate in front of `backends` with a DoH listener on a free loopback port, serving a
+/// [`make_cert`] certificate written to `dir` (name localhost), and `extra` arguments: the
+/// process, the DoH address and the certificate's path (for curl's `--cacert`).
+pub fn start_doh(backends: &[SocketAddr], dir: &Path, extra: &[&str]) -> (Dotgate, SocketAddr, PathBuf) {
+    let (cert, key, _) = make_cert(dir);
+    let doh = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let doh_arg = doh.to_string();
+    let mut args = vec!["--doh-listen", &doh_arg, "--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    (Dotgate::start(backends, &args), doh, cert)
+}
+
 /// With `DOTGATE_TEST_WITH_DNSENC=1` in the environment, the arguments that turn a DNSENC
 /// listener on beside DoT (a free loopback port, one X25519 key made once per test process), so
 /// that the DoT tests show DNSENC changes nothing for them (scripts/test.sh runs them so).

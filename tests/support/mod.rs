@@ -38,7 +38,7 @@ pub use bind::Bind;
 pub use client::{
     a_records, framed, parse, query, query_edns, query_edns_sized, txt_records, ClientOptions, DotClient,
 };
-pub use dotgate::{gen_cert, make_cert, Dotgate, TestCert};
+pub use dotgate::{gen_cert, make_cert, start_doh, Dotgate, TestCert};
 pub use fake_backend::FakeBackend;
 pub use ports::free_port;
 pub use unbound::{Unbound, UnboundOptions};
