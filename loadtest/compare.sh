@@ -792,6 +792,11 @@ run_queries() {
   local skip=0
   case $scenario in throughput | unpinned | doh-throughput) skip=$(awk -v q="${qps:-0}" 'BEGIN { printf "%d", q }') ;; esac
   read -r p50 p99 p999 < <(python3 "$here/dnsperf_stats.py" --skip "$skip" "${stats[@]}" || echo "- - -")
+  # h2load's paced load comes in bursts (see h2load_bursts.py): their shape, and what the
+  # server made of them, on the progress output.
+  if [ "$tool" = h2load ] && [ "$rate" != max ]; then
+    echo "    h2load load shape: $(python3 "$here/h2load_bursts.py" "$out.log" 2>&1 || true)" >&2
+  fi
   [ "$p50" != - ] || { p50=""; p99=""; p999=""; }
   if [ -z "$done_q" ] || [ "$done_q" = 0 ]; then
     [ "$status" != ok ] || status="no answers"

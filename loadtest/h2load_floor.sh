@@ -74,8 +74,10 @@ import sys
 lat = sorted(int(f[2]) for f in (l.split("\t") for l in open(sys.argv[1])) if len(f) >= 3 and f[1] == "200")
 n = len(lat)
 pick = lambda q: lat[min(n - 1, int(q * n))] / 1000
-print(f"{sys.argv[2]}\t{sys.argv[3]}\t{n}\t{pick(0.5):.3f}\t{pick(0.99):.3f}\t{pick(0.999):.3f}")
+print(f"{sys.argv[2]}\t{sys.argv[3]}\t{n}\t{pick(0.5):.3f}\t{pick(0.99):.3f}\t{pick(0.999):.3f}", end="\t")
 PYEOF
+    # The shape of the load: h2load's bursts (h2load_bursts.py), appended to the row.
+    python3 "$here/h2load_bursts.py" --tsv "$work/log.txt" >>"$rows"
   done
 done
 
@@ -86,13 +88,23 @@ rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
 print(f"# h2load's own floor: h2load against nghttpd's static file ({sys.argv[2]}, nghttp2 {sys.argv[3]})\n")
 print("loadtest/h2load_floor.sh: compare.sh's h2load settings (100 connections, 10 streams, one")
 print("thread, 10 s, `--rps` per connection), nghttpd on core 0, h2load on core 1, no DNS.\n")
+def medians(rate, columns):
+    mine = [r for r in rows if r[1] == rate]
+    return mine, [statistics.median(float(r[i]) for r in mine) for i in columns]
 print("| qps | runs: p50 / p99 / p99.9 ms | median p50 | median p99 | median p99.9 |")
 print("| ---: | --- | ---: | ---: | ---: |")
 for rate in ("5000", "20000"):
-    mine = [r for r in rows if r[1] == rate]
+    mine, med = medians(rate, (3, 4, 5))
     each = ", ".join(f"{r[3]} / {r[4]} / {r[5]}" for r in mine)
-    med = [statistics.median(float(r[i]) for r in mine) for i in (3, 4, 5)]
     print(f"| {int(rate):,} | {each} | {med[0]:.3f} | {med[1]:.3f} | {med[2]:.3f} |")
+print("\nHow the load arrives (loadtest/h2load_bursts.py, medians over the runs): h2load's per-connection")
+print("`--rps` timers fire together, so the requests come in bursts; a burst's fastest request")
+print("carries h2load's own time to write the burst, its slowest the server's time to serve it.\n")
+print("| qps | requests per burst | burst period ms | a burst's fastest request ms | a burst's slowest ms |")
+print("| ---: | ---: | ---: | ---: | ---: |")
+for rate in ("5000", "20000"):
+    med = medians(rate, (7, 10, 11, 12))[1]
+    print(f"| {int(rate):,} | {med[0]:g} | {med[1]:.2f} | {med[2]:.3f} | {med[3]:.3f} |")
 PYEOF
 cat "$out"
 say "results: $out"
