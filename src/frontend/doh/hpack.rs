@@ -1288,6 +1288,57 @@ mod tests {
         out
     }
 
+    /// Decodes bit by bit against the codes themselves: the reference for `huffman_decode`.
+    fn huffman_decode_slowly(coded: &[u8]) -> Result<Vec<u8>, HpackError> {
+        let codes = huffman_codes();
+        let (mut out, mut acc, mut len) = (Vec::new(), 0u32, 0u8);
+        for i in 0..coded.len() * 8 {
+            acc = (acc << 1) | u32::from(coded[i / 8] >> (7 - i % 8) & 1);
+            len += 1;
+            if let Some(sym) = (0..=EOS).find(|&sym| HUFFMAN_LENGTHS[sym] == len && codes[sym] == acc) {
+                if sym == EOS {
+                    return Err(HpackError::BadHuffman);
+                }
+                out.push(sym as u8);
+                (acc, len) = (0, 0);
+            }
+        }
+        // What is left must be padding: at most 7 bits, all ones.
+        if len > 7 || acc != (1 << len) - 1 {
+            return Err(HpackError::BadHuffman);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn huffman_decode_agrees_with_a_bit_by_bit_decoder_on_any_bytes() {
+        // Arbitrary strings (mostly invalid: EOS, long padding) and valid ones, from a fixed
+        // sequence; the table-driven decoder must give the same string or the same refusal.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..3_000 {
+            let len = (next() % 24) as usize;
+            let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let mut coded = if round % 3 == 0 { huffman_encode(&bytes) } else { bytes };
+            if round % 5 == 0 {
+                // Runs of ones reach EOS and the codes that share its prefix, at the end or with
+                // a valid string after them.
+                coded.extend(std::iter::repeat_n(0xff, (next() % 5) as usize));
+                if round % 2 == 0 {
+                    coded.extend(huffman_encode(&next().to_le_bytes()));
+                }
+            }
+            let mut out = vec![b'#'];
+            let fast = huffman_decode(&coded, &mut out).map(|()| out[1..].to_vec());
+            assert_eq!(fast, huffman_decode_slowly(&coded), "{coded:02x?}");
+        }
+    }
+
     #[test]
     fn hpack_huffman_code() {
         // Codes as Appendix B lists them.
