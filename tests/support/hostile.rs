@@ -333,8 +333,12 @@ pub async fn one(addr: SocketAddr, attack: Attack, give_up: Duration) -> io::Res
                 Attack::RandomBytes => {
                     let mut bytes = vec![0u8; 1024];
                     rand::rng().fill(&mut bytes[..]);
-                    if bytes[0] == 22 {
-                        bytes[0] = 0xff; // 22 would start a handshake record: a slow hello, not garbage
+                    // 20 to 24 start a TLS record (22 a handshake): with 3 next, a header that
+                    // announces more than was sent is a record still arriving, rightly waited for
+                    // until the handshake timeout (seen: [21, 3, 3, 0x10, 0] closes after it), not
+                    // garbage. About one random connection in 80,000; CI met one.
+                    if (20..=24).contains(&bytes[0]) {
+                        bytes[0] = 0xff;
                     }
                     bytes
                 }
