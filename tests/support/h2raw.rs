@@ -543,38 +543,26 @@ impl H2Client {
         Ok(done)
     }
 
-    /// True if the server closes the connection within `timeout` (frames read meanwhile are
-    /// dropped).
-    /// Reads until the server closes the connection, within `timeout`, answering its PINGs:
-    /// the last GOAWAY's (last stream, error code), if one came; `None` if it did not close.
+    /// Reads until the server closes the connection, within `timeout`: the last GOAWAY's (last
+    /// stream, error code), if one came; `None` if it did not close. (dotgate never sends a PING
+    /// of its own, so there is nothing to answer on the way.)
     pub async fn goaway_then_close(&mut self, timeout: Duration) -> Option<Option<(u32, u32)>> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut goaway = None;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.read_frame(left).await {
-                Read::Frame(f) if f.kind == GOAWAY => goaway = f.goaway(),
-                Read::Frame(f) if f.kind == PING && !f.has(ACK) => {
-                    let data: [u8; 8] = f.payload.clone().try_into().ok()?;
-                    self.ping(data, true).await.ok()?;
-                }
-                Read::Frame(_) => {}
+                Read::Frame(f) => goaway = f.goaway().or(goaway),
                 Read::Closed => return Some(goaway),
                 Read::Timeout => return None,
             }
         }
     }
 
+    /// True if the server closes the connection within `timeout` (frames read meanwhile are
+    /// dropped).
     pub async fn is_closed_within(&mut self, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.read_frame(left).await {
-                Read::Frame(_) => continue,
-                Read::Closed => return true,
-                Read::Timeout => return false,
-            }
-        }
+        self.goaway_then_close(timeout).await.is_some()
     }
 
     /// The TLS stream under the client.

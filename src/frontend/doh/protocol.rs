@@ -325,9 +325,10 @@ fn take_slot(slots: &mut [Slot], message: &[u8]) -> Option<Slot> {
 /// 2308), written into `room` (per answer: `h2::decimal`, not the formatting machinery).
 fn max_age<'r>(answer: &[u8], room: &'r mut [u8; 28]) -> &'r [u8] {
     const PREFIX: &[u8] = b"max-age=";
-    let mut digits = [0u8; 20];
-    let ttl = h2::decimal(u64::from(dns::answer_min_ttl(answer).unwrap_or(0)), &mut digits);
-    room[..PREFIX.len()].copy_from_slice(PREFIX);
-    room[PREFIX.len()..PREFIX.len() + ttl.len()].copy_from_slice(ttl);
-    &room[..PREFIX.len() + ttl.len()]
+    // The digits land at the end of `room`; the prefix goes just before them.
+    let digits: &mut [u8; 20] = (&mut room[PREFIX.len()..]).try_into().expect("20 octets after the prefix");
+    let len = h2::decimal(u64::from(dns::answer_min_ttl(answer).unwrap_or(0)), digits).len();
+    let start = room.len() - len - PREFIX.len();
+    room[start..start + PREFIX.len()].copy_from_slice(PREFIX);
+    &room[start..]
 }

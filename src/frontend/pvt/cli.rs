@@ -278,9 +278,9 @@ pub fn run(tool: PvtTool) -> Result<Report, ConfigError> {
         PvtTool::Destroy(args) => client::destroy(&user(args)?),
         PvtTool::Load { user: args, queries, updates, name_prefix, window, prepared, clients, qps, duration, encr } => {
             let zone = user_zone(&args.zone)?;
-            let settings = (clients, qps, std::time::Duration::from_secs(duration));
+            let duration = std::time::Duration::from_secs(duration);
             if updates {
-                if prepared == 0 || clients == 0 || duration == 0 || window == Some(0) {
+                if prepared == 0 || clients == 0 || duration.is_zero() || window == Some(0) {
                     return Err(ConfigError::Cli(
                         "load --updates needs --prepared, --clients, --duration and --window above 0".into(),
                     ));
@@ -288,7 +288,6 @@ pub fn run(tool: PvtTool) -> Result<Report, ConfigError> {
                 let prefix = name_prefix.as_deref().map(name_prefix_of).transpose()?;
                 let encr = encr_type(&encr)?;
                 let window = window.unwrap_or(super::load::WINDOW);
-                let (clients, qps, duration) = settings;
                 return super::load::updates(&user(args)?, encr, prepared, prefix, (clients, window, qps, duration));
             }
             if window.is_some() || name_prefix.is_some() {
@@ -319,13 +318,13 @@ pub fn run(tool: PvtTool) -> Result<Report, ConfigError> {
                 })?;
                 list.push((relative, qtype));
             }
-            if list.is_empty() || prepared == 0 || clients == 0 || duration == 0 {
+            if list.is_empty() || prepared == 0 || clients == 0 || duration.is_zero() {
                 return Err(ConfigError::Cli(
                     "load needs a query in the file, and --prepared, --clients and --duration above 0".into(),
                 ));
             }
             let encr = encr_type(&encr)?;
-            client::load(&user(args)?, encr, &list, prepared, settings)
+            client::load(&user(args)?, encr, &list, prepared, (clients, qps, duration))
         }
         PvtTool::ProviderKeygen { zone, out } => tools::provider_keygen(&pvt_zone(&zone, "--zone")?, &out),
         PvtTool::Enroll { file, user } => tools::enroll(&file, &user),

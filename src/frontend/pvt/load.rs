@@ -83,8 +83,7 @@ struct Shared {
     server: SocketAddr,
     queries: Vec<Vec<u8>>,
     next: Cell<usize>,
-    /// Each message at most once ([`Kind::Updates`]).
-    once: bool,
+    kind: Kind,
     window: usize,
     interval: Option<Duration>,
     next_slot: Cell<Instant>,
@@ -101,7 +100,7 @@ impl Shared {
 
     /// Whether every message has been sent, when each goes once.
     fn exhausted(&self) -> bool {
-        self.once && self.next.get() >= self.queries.len()
+        self.kind == Kind::Updates && self.next.get() >= self.queries.len()
     }
 }
 
@@ -125,7 +124,7 @@ pub fn run_as(load: Load, kind: Kind, window: usize) -> Report {
             server: load.server,
             queries: load.queries,
             next: Cell::new(0),
-            once: kind == Kind::Updates,
+            kind,
             window: window.max(1),
             interval: load.qps.map(|qps| Duration::from_secs_f64(1.0 / f64::from(qps.max(1)))),
             next_slot: Cell::new(start),
@@ -253,7 +252,8 @@ async fn client(shared: Rc<Shared>) -> Result<(), String> {
                 slot = None;
             }
             let index = shared.next.get();
-            shared.next.set(if shared.once { index + 1 } else { (index + 1) % shared.queries.len() });
+            // Queries go round and round; UPDATEs each once (`exhausted` stops them).
+            shared.next.set(if shared.kind == Kind::Updates { index + 1 } else { (index + 1) % shared.queries.len() });
             let query = &shared.queries[index];
             let id = u16::from_be_bytes([query[0], query[1]]);
             // (Queries only: the IDs of a set of UPDATEs are all different.)
