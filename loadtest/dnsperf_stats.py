@@ -36,15 +36,22 @@ def dnsperf_us(line):
         return None
 
 
-def h2load_us(line):
-    """A 200 response's latency in µs from an h2load --log-file line, else None."""
+def h2load_entry(line):
+    """(start µs since the epoch, latency µs) of a 200 response from an h2load --log-file line,
+    else None (h2load_bursts.py reads the start times too)."""
     parts = line.split("\t")
     if len(parts) < 3 or parts[1] != "200":
         return None
     try:
-        return int(parts[2])
+        return int(parts[0]), int(parts[2])
     except ValueError:
         return None
+
+
+def h2load_us(line):
+    """A 200 response's latency in µs from an h2load --log-file line, else None."""
+    entry = h2load_entry(line)
+    return entry and entry[1]
 
 
 def main():

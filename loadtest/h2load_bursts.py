@@ -20,8 +20,12 @@ column, µs since the epoch). Prints one line:
 --tsv: the same numbers tab-separated (B S A Z P F L K X Y) for a script. --skip-s N leaves out
 the first N seconds (default 1: the connections are still opening).
 """
+import os
 import statistics
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dnsperf_stats import h2load_entry  # noqa: E402  (the log's format, read in one place)
 
 GAP_US = 1000
 
@@ -42,11 +46,8 @@ def main(argv):
             path = a
     if path is None:
         sys.exit(__doc__)
-    rows = []
-    for line in open(path):
-        f = line.split("\t")
-        if len(f) >= 3 and f[1] == "200":
-            rows.append((int(f[0]), int(f[2])))
+    with open(path, errors="replace") as log:
+        rows = [entry for entry in map(h2load_entry, log) if entry]
     if not rows:
         sys.exit("no 200 responses in " + path)
     rows.sort()

@@ -58,8 +58,10 @@ taskset -c 0 nghttpd -d "$work/www" "$port" "$work/key.pem" "$work/cert.pem" >"$
 server_pid=$!
 wait_for 5 "$server_pid" nghttpd tcp_listening "$port" || die "nghttpd did not listen on $port"
 
-# One row per run and rate: p50, p99, p99.9 in ms over the 200 responses (dnsperf_stats.py's
-# reading of h2load's --log-file).
+# One row per run and rate, tab-separated: run, rate, p50, p99 and p99.9 in ms over the 200
+# responses (dnsperf_stats.py's reading of h2load's --log-file, as compare.sh reads it), then
+# h2load_bursts.py's ten fields (bursts, size median/p10/p90, period, a burst's fastest and
+# slowest request, the slowest's p90, overall p50 and p99).
 rows=$work/rows.tsv
 : >"$rows"
 for run in $(seq 1 "$runs"); do
@@ -69,15 +71,9 @@ for run in $(seq 1 "$runs"); do
     taskset -c 1 h2load -B "https://127.0.0.1:$port" -i "$work/uris.txt" -c 100 -m 10 -t 1 -D 10 \
       --rps "$((rate / 100))" --log-file "$work/log.txt" >"$work/h2load.out" 2>&1 ||
       die "h2load failed: $(tail -n 3 "$work/h2load.out")"
-    python3 - "$work/log.txt" "$run" "$rate" >>"$rows" <<'PYEOF'
-import sys
-lat = sorted(int(f[2]) for f in (l.split("\t") for l in open(sys.argv[1])) if len(f) >= 3 and f[1] == "200")
-n = len(lat)
-pick = lambda q: lat[min(n - 1, int(q * n))] / 1000
-print(f"{sys.argv[2]}\t{sys.argv[3]}\t{n}\t{pick(0.5):.3f}\t{pick(0.99):.3f}\t{pick(0.999):.3f}", end="\t")
-PYEOF
-    # The shape of the load: h2load's bursts (h2load_bursts.py), appended to the row.
-    python3 "$here/h2load_bursts.py" --tsv "$work/log.txt" >>"$rows"
+    read -r p50 p99 p999 < <(python3 "$here/dnsperf_stats.py" --h2load "$work/log.txt")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$rate" "$p50" "$p99" "$p999" \
+      "$(python3 "$here/h2load_bursts.py" --tsv "$work/log.txt")" >>"$rows"
   done
 done
 
@@ -94,8 +90,8 @@ def medians(rate, columns):
 print("| qps | runs: p50 / p99 / p99.9 ms | median p50 | median p99 | median p99.9 |")
 print("| ---: | --- | ---: | ---: | ---: |")
 for rate in ("5000", "20000"):
-    mine, med = medians(rate, (3, 4, 5))
-    each = ", ".join(f"{r[3]} / {r[4]} / {r[5]}" for r in mine)
+    mine, med = medians(rate, (2, 3, 4))
+    each = ", ".join(f"{r[2]} / {r[3]} / {r[4]}" for r in mine)
     print(f"| {int(rate):,} | {each} | {med[0]:.3f} | {med[1]:.3f} | {med[2]:.3f} |")
 print("\nHow the load arrives (loadtest/h2load_bursts.py, medians over the runs): h2load's per-connection")
 print("`--rps` timers fire together, so the requests come in bursts; a burst's fastest request")
@@ -103,7 +99,7 @@ print("carries h2load's own time to write the burst, its slowest the server's ti
 print("| qps | requests per burst | burst period ms | a burst's fastest request ms | a burst's slowest ms |")
 print("| ---: | ---: | ---: | ---: | ---: |")
 for rate in ("5000", "20000"):
-    med = medians(rate, (7, 10, 11, 12))[1]
+    med = medians(rate, (6, 9, 10, 11))[1]
     print(f"| {int(rate):,} | {med[0]:g} | {med[1]:.2f} | {med[2]:.3f} | {med[3]:.3f} |")
 PYEOF
 cat "$out"

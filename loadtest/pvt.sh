@@ -310,15 +310,17 @@ import csv, statistics, sys
 path, md, upd, update_bytes, note, sizes = sys.argv[1:]
 lat_n, max_n, procs = (int(n) for n in upd.split())
 rows = list(csv.DictReader(open(path)))
+def values(variant, field):
+    return [float(r[field]) for r in rows if r["variant"] == variant and r[field] not in ("-", "")]
 def med(variant, field):
-    values = [float(r[field]) for r in rows if r["variant"] == variant and r[field] not in ("-", "")]
-    return statistics.median(values) if values else float("nan")
+    found = values(variant, field)
+    return statistics.median(found) if found else float("nan")
 def spread(variant, field, form):
     """The median and, when there were several runs, their range: `m (lo to hi)`."""
-    values = [float(r[field]) for r in rows if r["variant"] == variant and r[field] not in ("-", "")]
-    if len(values) < 2:
+    found = values(variant, field)
+    if len(found) < 2:
         return format(med(variant, field), form)
-    return f"{format(med(variant, field), form)} ({format(min(values), form)} to {format(max(values), form)})"
+    return f"{format(med(variant, field), form)} ({format(min(found), form)} to {format(max(found), form)})"
 out = [f"# Private-subdomain gateway: loadtest/pvt.sh", "", note, "",
        "## Queries on one worker (medians)", "",
        "| variant | qps | dotgate CPU us/query | p50 ms | p99 ms |", "|---|---|---|---|---|"]

@@ -152,10 +152,10 @@ for r in $(seq 1 "$repeats"); do
       b1=$(cpu_ticks "$unbound_pid") || die "the backend Unbound died during the run"
       w1=$(wakeups "$v")
       if [ "$v" = relay-floor ]; then
-        : >"$work/$v.log"
+        # It counts from its start and tells at exit: this run's is the log's last line.
         stop_pid "$server_pid" TERM 10 || true
         w0=0
-        w1=$(sed -n 's/.*wakeups=\([0-9]*\).*/\1/p' "$work/$v.log")
+        w1=$(sed -n 's/.*wakeups=\([0-9]*\).*/\1/p' "$work/$v.log" | tail -n 1)
       else
         stop_tree "$server_pid" 15 || warn "$v exited with an error status after SIGTERM"
       fi
