@@ -2,7 +2,8 @@
 //! repeats, `--doh-path` moves the endpoint, the config file's `doh-listen` and `doh-path` work
 //! like the flags; and a DoH connection gets DoT's TLS: TLS 1.2 as well as 1.3 with either ALPN,
 //! the handshake and idle timeouts, tickets that resume on another dotgate with the same
-//! `--ticket-keys`, and a certificate reloaded on SIGHUP.
+//! `--ticket-keys`, a certificate reloaded on SIGHUP; a listening socket per worker; and
+//! `--max-in-flight` holding for a client that ignores SETTINGS_MAX_CONCURRENT_STREAMS.
 
 mod support;
 
@@ -184,4 +185,79 @@ async fn sighup_reloads_the_certificate_for_doh_too() {
     dotgate.signal(libc::SIGHUP);
     assert!(dotgate.wait_for_stderr("reloaded certificate", T), "{}", dotgate.stderr());
     assert_eq!(served().await, new.pin, "a new DoH connection gets the reloaded certificate");
+}
+
+/// Listening TCP sockets on 127.0.0.1:`port` (from /proc/net/tcp: state 0A is LISTEN).
+fn listening_sockets(port: u16) -> usize {
+    let local = format!("0100007F:{port:04X}");
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A")
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_worker_listens_on_the_doh_port_and_every_one_answers() {
+    let backend = FakeBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_dotgate, doh, _) = support::start_doh(&[backend.addr], dir.path(), &["--workers", "3"]);
+    // One SO_REUSEPORT socket per worker, as for DoT: the kernel spreads connections over them.
+    assert_eq!(listening_sockets(doh.port()), 3, "a DoH listening socket per worker");
+    let opts = H2Options::default();
+    for _ in 0..12 {
+        assert_eq!(status_at(doh, &opts, "/dns-query").await, 200);
+    }
+}
+
+/// A client that ignores SETTINGS_MAX_CONCURRENT_STREAMS (`--max-in-flight 3`) and opens 6
+/// slow streams at once: at most 3 queries ever reach the backend together, every stream ends
+/// (answered 200, or refused with RST_STREAM REFUSED_STREAM for the client to ask again), and
+/// the connection then answers the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_over_max_in_flight_never_reach_the_backend_at_once() {
+    use support::h2raw::{Read, DATA, END_STREAM, HEADERS};
+    const REFUSED_STREAM: u32 = 0x7;
+    let backend = FakeBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_dotgate, doh, _) = support::start_doh(&[backend.addr], dir.path(), &["--max-in-flight", "3"]);
+    let mut h2 = H2Client::connect(doh).await.expect("HTTP/2 over TLS");
+    let mut open = Vec::new();
+    for i in 0..6 {
+        let question = query(&format!("delay-500.cap{i}.example."), RecordType::A, 0);
+        open.push(h2.get_dns("/dns-query", &question).await.unwrap());
+    }
+    let (mut answered, mut refused) = (0, 0);
+    let mut status = std::collections::HashMap::new();
+    while !open.is_empty() {
+        let Read::Frame(frame) = h2.read_frame(T).await else { panic!("streams left unended: {open:?}") };
+        if !open.contains(&frame.stream) {
+            continue;
+        }
+        if let Some(code) = frame.rst_code() {
+            assert_eq!(code, REFUSED_STREAM, "stream {}", frame.stream);
+            refused += 1;
+        } else if frame.kind == HEADERS && frame.status().is_some() {
+            status.insert(frame.stream, frame.status().unwrap());
+            if !frame.has(END_STREAM) {
+                continue;
+            }
+        } else if !(frame.kind == DATA && frame.has(END_STREAM)) {
+            continue;
+        } else {
+            assert_eq!(status.get(&frame.stream), Some(&200), "stream {}", frame.stream);
+            answered += 1;
+        }
+        open.retain(|&s| s != frame.stream);
+    }
+    assert_eq!(answered + refused, 6);
+    assert!(answered >= 3, "{answered} answered, {refused} refused");
+    assert!(backend.max_concurrent() <= 3, "{} queries at the backend at once", backend.max_concurrent());
+    eprintln!("{answered} answered, {refused} refused; at most {} at the backend", backend.max_concurrent());
+    let again = h2.get_dns("/dns-query", &query("again.example.", RecordType::A, 0)).await.unwrap();
+    assert_eq!(h2.response(again, T).await.unwrap().status, 200, "the same connection answers the next request");
 }
